@@ -1,0 +1,1 @@
+"""The shared inference path: requests from every camera, batched on one model."""

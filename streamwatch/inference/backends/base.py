@@ -1,0 +1,37 @@
+"""The small interface every model backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streamwatch.inference.types import Prompt
+
+
+@dataclass(frozen=True)
+class YesNo:
+    """P(yes) from one scoring pass, and the answer it implies."""
+
+    p_yes: float
+
+    @property
+    def text(self) -> str:
+        return "yes" if self.p_yes >= 0.5 else "no"
+
+
+class Backend(ABC):
+    """Answers batches of prompts. Called from one worker thread; never from the event loop."""
+
+    name: str
+
+    @abstractmethod
+    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
+        """One forward pass per batch; P(yes) over the model's yes/no token variants."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        """Greedy generation of short answers, cleaned of template wrappers."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model's memory."""

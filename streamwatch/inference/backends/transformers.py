@@ -1,0 +1,117 @@
+"""Run any `AutoModelForImageTextToText` checkpoint with HF transformers (GLM-4V, Qwen2-VL, ...)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText
+
+from streamwatch.inference.backends.base import Backend, YesNo
+from streamwatch.inference.types import Prompt
+from streamwatch.ingest.preprocess import fit_longest_side
+from streamwatch.vlm.processor import load_processor
+from streamwatch.vlm.prompts import NO_VARIANTS, YES_VARIANTS, clean_answer, prompt_style, single_token_ids
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was configured but CUDA is not available on this machine")
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """bf16 (or fp16 where bf16 is unsupported) on CUDA, fp32 on CPU, unless configured."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class TransformersBackend(Backend):
+    """Batched yes/no scoring in one forward pass, and batched greedy generation."""
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_image_side: int = 1280,
+        attn_implementation: str = "sdpa",
+    ) -> None:
+        self.name = model_id
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_image_side = max_image_side
+        started = time.monotonic()
+        log.info("loading model %s on %s (%s)", model_id, self.device, str(self.dtype).removeprefix("torch."))
+        self.processor = load_processor(model_id)
+        tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"  # the last position of every row is the answer position
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model: Any = AutoModelForImageTextToText.from_pretrained(
+            model_id, dtype=self.dtype, attn_implementation=attn_implementation
+        )
+        self.model.to(self.device).eval()
+        self.style = prompt_style(self.processor)
+        self.yes_ids = single_token_ids(tokenizer, YES_VARIANTS)
+        self.no_ids = single_token_ids(tokenizer, NO_VARIANTS)
+        if not self.yes_ids or not self.no_ids:
+            raise ValueError(f"{model_id}: the tokenizer has no single-token 'yes'/'no'; yes/no scoring needs them")
+        self._rendered: dict[str, str] = {}
+        log.info("model %s loaded in %.1f s", model_id, time.monotonic() - started)
+
+    def _text(self, question: str) -> str:
+        text = self._rendered.get(question)
+        if text is None:
+            text = self._rendered[question] = self.style.render(self.processor, question)
+        return text
+
+    def _inputs(self, prompts: Sequence[Prompt], suffix: str = "") -> Any:
+        images = [fit_longest_side(p.image, self.max_image_side) for p in prompts]
+        texts = [self._text(p.question) + suffix for p in prompts]
+        inputs = self.processor(images=images, text=texts, return_tensors="pt", padding=True).to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return inputs
+
+    @torch.inference_mode()
+    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
+        inputs = self._inputs(prompts, self.style.answer_prefix)
+        logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
+        log_yes = torch.logsumexp(logits[:, self.yes_ids], dim=-1)
+        log_no = torch.logsumexp(logits[:, self.no_ids], dim=-1)
+        p_yes = torch.sigmoid(log_yes - log_no)  # softmax over {yes, no}
+        return [YesNo(float(p)) for p in p_yes.cpu()]
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        inputs = self._inputs(prompts)
+        tokenizer = self.processor.tokenizer
+        output = self.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [clean_answer(t) for t in texts]
+
+    def close(self) -> None:
+        del self.model
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,1 @@
+"""Getting frames: camera sources, frames and image preprocessing."""

@@ -1,0 +1,1 @@
+"""Working with vision-language model checkpoints: loading, prompting, tiny offline models."""
