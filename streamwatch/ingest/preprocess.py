@@ -16,3 +16,14 @@ def fit_longest_side(image: Image.Image, max_side: int) -> Image.Image:
     scale = max_side / longest
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def crop_roi(image: Image.Image, roi: tuple[float, float, float, float] | None) -> Image.Image:
+    """Crop to a normalised region (x0, y0, x1, y1 in 0..1); None keeps the whole image."""
+    if roi is None:
+        return image
+    width, height = image.size
+    x0, y0, x1, y1 = roi
+    box = (int(x0 * width), int(y0 * height), max(int(x0 * width) + 1, round(x1 * width)),
+           max(int(y0 * height) + 1, round(y1 * height)))  # fmt: skip
+    return image.crop(box)

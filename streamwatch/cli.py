@@ -1,0 +1,162 @@
+"""`streamwatch run | check | ask | model make-tiny`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from streamwatch import __version__
+from streamwatch.tomlfile import DataFileError
+
+log = logging.getLogger("streamwatch")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from streamwatch.config import load_settings
+    from streamwatch.rules.loader import load_rules
+
+    try:
+        settings = load_settings(args.config)
+    except DataFileError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    try:
+        rules = load_rules(settings.path(settings.rules_dir), settings.cameras)
+    except DataFileError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    for warning in rules.warnings:
+        print(f"note: {warning}")
+    print(f"{args.config}: OK: {len(settings.cameras)} cameras, {len(rules.rules)} rules, model {settings.model.id}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streamwatch.app import Service
+    from streamwatch.config import load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except DataFileError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level or settings.log_level)
+    try:
+        asyncio.run(Service(settings).run(duration_s=args.duration))
+    except DataFileError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from streamwatch.app import build_backend, build_queue
+    from streamwatch.config import ModelConfig, Settings, load_settings
+    from streamwatch.inference.types import AnswerKind, Request
+    from streamwatch.ingest.sources import SourceError, grab_frame
+
+    _setup_logging(args.log_level or "WARNING")
+    try:
+        settings = load_settings(args.config) if Path(args.config).exists() or args.model is None else Settings()
+    except DataFileError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    if args.model is not None:
+        overrides = {"id": args.model, **({"device": args.device} if args.device else {})}
+        settings = settings.model_copy(update={"model": ModelConfig(**{**settings.model.model_dump(), **overrides})})
+    try:
+        image = grab_frame(args.source)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    queue = build_queue(settings, build_backend(settings))
+    queue.start()
+    kind = AnswerKind.YES_NO if args.kind == "yes_no" else AnswerKind.GENERATE
+    try:
+        started = time.monotonic()
+        answer = queue.submit(
+            Request(
+                image, args.question, kind, source="cli", deadline=started + 600, max_new_tokens=args.max_new_tokens
+            )
+        ).result()
+    finally:
+        queue.stop()
+    result = {
+        "answer": answer.text,
+        "confidence": None if answer.confidence is None else round(answer.confidence, 4),
+        "latency_ms": round(answer.latency_s * 1000, 1),
+        "model": answer.model,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f} (P(yes))"
+        print(f"answer:     {answer.text}\nconfidence: {confidence}\nlatency:    {result['latency_ms']} ms")
+    return 0
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> int:
+    from streamwatch.vlm.tiny import make_tiny
+
+    out = Path(args.directory)
+    if (out / "config.json").exists() and not args.force:
+        print(f"{out} already holds a model; use --force to rebuild it")
+        return 0
+    make_tiny(out, args.family, seed=args.seed)
+    print(f"wrote a tiny {args.family} model with random weights to {out} (its answers are meaningless)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"streamwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service")
+    run.add_argument("-c", "--config", default="config.toml")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate the config and the rules")
+    check.add_argument("-c", "--config", default="config.toml")
+    check.set_defaults(func=cmd_check)
+
+    ask = sub.add_parser("ask", help="ask one question about an image, a video or a stream")
+    ask.add_argument("source", help="image file, video file, image folder or rtsp/http URL")
+    ask.add_argument("question")
+    ask.add_argument("--kind", choices=["yes_no", "text"], default="yes_no")
+    ask.add_argument("-c", "--config", default="config.toml", help="model settings come from here")
+    ask.add_argument("--model", help="hub id or local directory (overrides the config)")
+    ask.add_argument("--device", help="auto, cpu, cuda, cuda:N (with --model)")
+    ask.add_argument("--max-new-tokens", type=int, default=32)
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ask.set_defaults(func=cmd_ask)
+
+    model = sub.add_parser("model", help="model utilities")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    tiny = model_sub.add_parser("make-tiny", help="build a tiny random-weight model of a real architecture")
+    tiny.add_argument("directory")
+    tiny.add_argument("--family", choices=["glm4v", "qwen2_vl"], default="glm4v")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--force", action="store_true")
+    tiny.set_defaults(func=cmd_make_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

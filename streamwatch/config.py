@@ -1,0 +1,162 @@
+"""`config.toml` -> typed settings. Every problem names the file, line and key, and what is expected."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from streamwatch.tomlfile import DataFileError, load_model, problem
+
+CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(_Section):
+    id: str = Field(description="Short unique id, used in MQTT topics: lowercase letters, digits, - and _.")
+    url: str = Field(description="rtsp://, http(s):// stream, a video file or a folder of images.")
+    name: str = Field("", description="Display name; defaults to the id.")
+    enabled: bool = Field(True, description="Disabled cameras are not opened.")
+    sample_interval_s: float = Field(2.0, gt=0, le=3600, description="Seconds between sampled frames.")
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    loop: bool = Field(True, description="Files and image folders: start again at the end.")
+    tags: list[str] = Field(default_factory=list, description="Rules may select cameras by tag.")
+    location: str = Field("", description="Template variable {location} for rule questions.")
+    zone: str = Field("", description="Template variable {zone} for rule questions.")
+    vars: dict[str, str] = Field(default_factory=dict, description="More template variables.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not CAMERA_ID.match(value):
+            raise ValueError(
+                "expected lowercase letters, digits, '-' or '_' (at most 64), starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        scheme = urlsplit(value).scheme.lower()
+        if "://" in value and scheme not in _URL_SCHEMES:
+            raise ValueError(f"unsupported scheme {scheme!r}; expected one of {', '.join(_URL_SCHEMES)} or a file path")
+        if scheme in ("rtsp", "rtsps", "http", "https") and not urlsplit(value).hostname:
+            raise ValueError("the URL has no host")
+        return value
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class ModelConfig(_Section):
+    id: str = Field("./models/tiny-glm4v", description="Hugging Face hub id or local checkpoint directory.")
+    backend: Literal["transformers"] = Field("transformers", description="How the model runs.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU."
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field("sdpa")
+    max_batch: int = Field(8, ge=1, le=256, description="Most requests in one forward pass.")
+    max_wait_ms: int = Field(50, ge=0, le=10_000, description="Longest wait to fill a batch.")
+    max_image_side: int = Field(1280, ge=64, le=8192, description="Frames are downscaled to this longest side.")
+    max_new_tokens: int = Field(16, ge=1, le=512, description="Longest generated answer (count/choice/text).")
+    request_timeout_s: float = Field(10.0, gt=0, le=600, description="A request not answered by then is dropped.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("expected auto, cpu, mps, cuda or cuda:N")
+        return value
+
+
+class MqttConfig(_Section):
+    enabled: bool = Field(True, description="Publish alerts over MQTT.")
+    host: str = Field("localhost")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="Use ${MQTT_PASSWORD} to read it from the environment.")
+    topic_prefix: str = Field("streamwatch", description="Every topic starts with this.")
+    client_id: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    home_assistant_discovery: bool = Field(False, description="Announce a binary_sensor per camera and rule.")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("expected a topic like 'streamwatch' or 'site/a': no '#', '+' or leading/trailing '/'")
+        return value
+
+
+class StorageConfig(_Section):
+    database_url: str = Field("sqlite:///data/streamwatch.db", description="SQLAlchemy URL; SQLite by default.")
+    snapshot_dir: Path = Field(Path("data/snapshots"), description="JPEG snapshots of events.")
+    retention_days: int = Field(30, ge=1, le=3650)
+
+
+class WebConfig(_Section):
+    enabled: bool = True
+    host: str = Field("127.0.0.1", description="Bind address; off-loopback needs authentication.")
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class Settings(_Section):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rules_dir: Path = Field(Path("rules"), description="Folder of rule files (*.toml).")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    source: Path = Field(Path("config.toml"), exclude=True)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def path(self, value: Path | str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        return (self.base_dir / Path(value).expanduser()).resolve()
+
+    def model_ref(self) -> str:
+        """The model as transformers should load it: a resolved local path, or the hub id."""
+        value = self.model.id
+        if value.startswith(("./", "../", "/", "~")) or self.path(value).is_dir():
+            return str(self.path(value))
+        return value
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Load and validate a config file; raises `DataFileError` with every problem found."""
+    source = Path(path)
+    settings, lines = load_model(Settings, source)
+    settings = settings.model_copy(update={"source": source.resolve()})
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, camera in enumerate(settings.cameras):
+        if camera.id in seen:
+            problems.append(problem(source, lines, ("cameras", index, "id"), f"camera id {camera.id!r} is used twice"))
+        seen.add(camera.id)
+    ref = settings.model.id
+    if ref.startswith(("./", "../", "/", "~")) and not settings.path(ref).is_dir():
+        problems.append(problem(
+            source, lines, ("model", "id"),
+            f"local model directory {ref} does not exist "
+            f"(build the offline demo model with: streamwatch model make-tiny {ref})",
+        ))  # fmt: skip
+    if problems:
+        raise DataFileError(problems)
+    return settings

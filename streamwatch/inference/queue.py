@@ -1,0 +1,227 @@
+"""The shared inference queue: requests from many producers, batched on one model.
+
+Producers (camera samplers, the ask command, the API) submit `Request`s from any thread or from the
+event loop and get a future back. One worker thread per model forms batches: it waits until
+`max_batch` requests are pending or the oldest has waited `max_wait_s`, whichever comes first, takes
+requests round-robin across producers so one busy camera cannot starve the others, drops requests
+whose deadline has passed (the future fails with `DroppedError`, and the drop is counted), and runs the
+batch on the backend. Nothing is silently lost: every submitted request ends in exactly one of
+answered, dropped (by reason) or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from streamwatch.inference.backends.base import Backend
+from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Request
+
+log = logging.getLogger(__name__)
+
+_Item = tuple[Request, "Future[Answer]"]
+
+
+@dataclass
+class QueueStats:
+    """Counters since start. `submitted == answered + failed + sum(dropped) + pending`."""
+
+    submitted: int = 0
+    answered: int = 0
+    failed: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+    batch_sizes: Counter[int] = field(default_factory=Counter)  # forward passes by batch size
+    pending: int = 0
+    last_latency_s: float = 0.0
+
+    def copy(self) -> QueueStats:
+        return QueueStats(
+            self.submitted, self.answered, self.failed, Counter(self.dropped), Counter(self.batch_sizes),
+            self.pending, self.last_latency_s,
+        )  # fmt: skip
+
+
+class InferenceQueue:
+    """Batches requests across producers onto one backend, in a worker thread."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_batch: int = 8,
+        max_wait_s: float = 0.05,
+        max_pending_per_source: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.backend = backend
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_pending_per_source = max_pending_per_source
+        self._clock = clock
+        self._pending: dict[str, deque[_Item]] = {}
+        self._cond = threading.Condition()
+        self._stats = QueueStats()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- producer side -------------------------------------------------------------------------
+    def submit(self, request: Request) -> Future[Answer]:
+        """Queue a request; the future resolves to an `Answer` or fails with `DroppedError`."""
+        future: Future[Answer] = Future()
+        with self._cond:
+            self._stats.submitted += 1
+            if self._stopping:
+                self._drop(future, "shutdown")
+                return future
+            lane = self._pending.setdefault(request.source, deque())
+            if len(lane) >= self.max_pending_per_source:
+                _old, old_future = lane.popleft()
+                self._drop(old_future, "overflow", f"more than {self.max_pending_per_source} waiting")
+            lane.append((request, future))
+            self._stats.pending += 1
+            self._cond.notify()
+        return future
+
+    async def ask(self, request: Request) -> Answer:
+        """Submit from the event loop and await the answer without blocking the loop."""
+        return await asyncio.wrap_future(self.submit(request))
+
+    def stats(self) -> QueueStats:
+        with self._cond:
+            return self._stats.copy()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="inference-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, drain: bool = True, timeout: float = 30.0) -> None:
+        """Stop the worker. With `drain`, answer what is pending first; the rest is dropped."""
+        with self._cond:
+            self._stopping = True
+            if not drain:
+                self._drop_all("shutdown")
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("inference worker still busy after %.0f s; leaving it", timeout)
+            self._thread = None
+        with self._cond:
+            self._drop_all("shutdown")
+
+    # -- worker side ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._execute(batch)
+
+    def _next_batch(self) -> list[_Item] | None:
+        """Block until a batch is due; None once stopping with nothing left to drain."""
+        with self._cond:
+            while not self._stats.pending:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            window_end = self._oldest_submit() + self.max_wait_s
+            while self._stats.pending < self.max_batch and not self._stopping:
+                remaining = window_end - self._clock()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return self._take_round_robin()
+
+    def _oldest_submit(self) -> float:
+        return min(lane[0][0].submitted_at for lane in self._pending.values() if lane)
+
+    def _take_round_robin(self) -> list[_Item]:
+        """Up to max_batch live requests, one per producer per round; expired ones are dropped."""
+        now = self._clock()
+        batch: list[_Item] = []
+        served: list[str] = []
+        while len(batch) < self.max_batch and self._pending:
+            for source in list(self._pending):
+                lane = self._pending[source]
+                request, future = lane.popleft()
+                self._stats.pending -= 1
+                if not lane:
+                    del self._pending[source]
+                if request.deadline <= now:
+                    self._drop(future, "deadline", f"waited {now - request.submitted_at:.2f} s")
+                elif future.set_running_or_notify_cancel():
+                    batch.append((request, future))
+                    if source not in served:
+                        served.append(source)
+                else:
+                    self._stats.dropped["cancelled"] += 1
+                if len(batch) >= self.max_batch:
+                    break
+        # Producers served this time go to the back of the line for the next batch.
+        for source in served:
+            if source in self._pending:
+                self._pending[source] = self._pending.pop(source)
+        return batch
+
+    def _execute(self, batch: Sequence[_Item]) -> None:
+        for kind in AnswerKind:
+            group = [item for item in batch if item[0].kind is kind]
+            if group:
+                self._run_group(kind, group)
+
+    def _run_group(self, kind: AnswerKind, group: Sequence[_Item]) -> None:
+        try:
+            texts, confidences = self._call_backend(kind, [request for request, _ in group])
+        except Exception:
+            if len(group) > 1:
+                # One bad input must not fail its neighbours: answer each on its own.
+                log.warning("batch of %d failed; retrying its requests one by one", len(group), exc_info=True)
+                for item in group:
+                    self._run_group(kind, [item])
+                return
+            log.exception("inference failed for a request from %s", group[0][0].source)
+            with self._cond:
+                self._stats.failed += 1
+            group[0][1].set_exception(RuntimeError("inference failed; see the service log"))
+            return
+        done = self._clock()
+        with self._cond:
+            self._stats.batch_sizes[len(group)] += 1
+            self._stats.answered += len(group)
+        for (request, future), text, confidence in zip(group, texts, confidences, strict=True):
+            latency = done - request.submitted_at
+            self._stats.last_latency_s = latency
+            future.set_result(Answer(text, confidence, latency, len(group), self.backend.name))
+
+    def _call_backend(self, kind: AnswerKind, requests: Sequence[Request]) -> tuple[list[str], list[float | None]]:
+        prompts = [r.prompt for r in requests]
+        if kind is AnswerKind.YES_NO:
+            scores = self.backend.score_yes_no(prompts)
+            return [s.text for s in scores], [s.p_yes for s in scores]
+        texts = self.backend.generate(prompts, max(r.max_new_tokens for r in requests))
+        return texts, [None] * len(texts)
+
+    # -- helpers (call with the lock held) --------------------------------------------------------
+    def _drop(self, future: Future[Answer], reason: str, detail: str = "") -> None:
+        self._stats.dropped[reason] += 1
+        if future.set_running_or_notify_cancel():
+            future.set_exception(DroppedError(reason, detail))
+
+    def _drop_all(self, reason: str) -> None:
+        for lane in self._pending.values():
+            for _request, future in lane:
+                self._stats.pending -= 1
+                self._drop(future, reason)
+        self._pending.clear()

@@ -1,0 +1,87 @@
+"""Open camera sources with PyAV: rtsp://, http(s):// streams, video files and image folders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from streamwatch.redact import redact_url
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+
+
+class SourceError(Exception):
+    """A source could not be opened or read; the message is safe to log (credentials redacted)."""
+
+
+def is_network(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in NETWORK_SCHEMES
+
+
+def local_path(url: str) -> Path:
+    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
+
+
+def open_container(
+    url: str, *, transport: str = "tcp", open_timeout_s: float = 10.0, read_timeout_s: float = 10.0
+) -> av.container.InputContainer:
+    """Open a stream or file for decoding, with timeouts so a silent server cannot hang us."""
+    options: dict[str, str] = {}
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("rtsp", "rtsps"):
+        options = {"rtsp_transport": transport, "rtsp_flags": "prefer_tcp" if transport == "tcp" else ""}
+        options = {k: v for k, v in options.items() if v}
+    target = url if is_network(url) else str(local_path(url))
+    if not is_network(url) and not Path(target).exists():
+        raise SourceError(f"{target}: file not found")
+    try:
+        return av.open(target, mode="r", options=options, timeout=(open_timeout_s, read_timeout_s))
+    except (av.FFmpegError, OSError) as exc:
+        raise SourceError(f"cannot open {redact_url(url)}: {exc}") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SourceError(f"{path}: not a readable image ({exc})") from None
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def grab_frame(url: str, *, transport: str = "tcp", timeout_s: float = 10.0) -> Image.Image:
+    """One frame from an image file, an image folder (the first image), a video file or a stream."""
+    if not is_network(url):
+        path = local_path(url)
+        if path.is_dir():
+            files = image_files(path)
+            if not files:
+                raise SourceError(f"{path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            return Image.fromarray(read_image(files[0]))
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return Image.fromarray(read_image(path))
+    with open_container(url, transport=transport, open_timeout_s=timeout_s, read_timeout_s=timeout_s) as container:
+        for frame in decode_video(container, url):
+            image: Image.Image = frame.to_image()
+            return image
+    raise SourceError(f"{redact_url(url)}: no video frame could be decoded")
+
+
+def decode_video(container: av.container.InputContainer, url: str) -> Iterator[av.VideoFrame]:
+    if not container.streams.video:
+        raise SourceError(f"{redact_url(url)}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    try:
+        yield from container.decode(stream)
+    except (av.FFmpegError, OSError) as exc:
+        raise SourceError(f"{redact_url(url)}: decoding failed: {exc}") from None

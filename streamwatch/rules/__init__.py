@@ -1,0 +1,1 @@
+"""Rules: question templates, their conditions, and loading them from `rules/*.toml`."""

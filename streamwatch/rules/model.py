@@ -1,0 +1,196 @@
+"""A rule: which cameras, what to ask, and when the answer is an alert. Declarative, never eval."""
+
+from __future__ import annotations
+
+import operator
+import re
+import string
+from collections.abc import Callable, Mapping
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from streamwatch.config import CAMERA_ID, CameraConfig
+
+BUILTIN_VARIABLES = ("camera", "camera_name", "location", "zone")
+_COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+)\s*$")
+_OPERATORS: dict[str, Callable[[int, int], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
+}  # fmt: skip
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def template_fields(template: str) -> list[str]:
+    """Variable names used by a question template; raises ValueError for anything but plain `{name}`."""
+    names = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"bad template: {exc} (write a literal brace as {{{{ or }}}})") from None
+    for _text, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ValueError(f"template variable {{{name}}} must be a plain name like {{location}}")
+        names.append(name)
+    return names
+
+
+def camera_variables(camera: CameraConfig) -> dict[str, str]:
+    """The values a question template may use for this camera."""
+    return {
+        **camera.vars,
+        "camera": camera.id,
+        "camera_name": camera.display_name,
+        "location": camera.location or camera.display_name,
+        "zone": camera.zone or "the monitored area",
+    }
+
+
+class Confirm(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(1, ge=1, le=100, description="Positive answers needed ...")
+    m: int = Field(1, ge=1, le=100, description="... among the last m answers.")
+
+    @model_validator(mode="after")
+    def _n_le_m(self) -> Confirm:
+        if self.n > self.m:
+            raise ValueError(f"n ({self.n}) must not exceed m ({self.m})")
+        return self
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Unique id, used in MQTT topics.")
+    title: str = Field(min_length=1)
+    severity: Literal["info", "warning", "critical"] = "warning"
+    help: str = Field("", description="What the rule is for and how to tune it.")
+    enabled: bool = True
+    cameras: list[str] = Field(default_factory=lambda: ["*"], description="Camera ids, globs or tag:NAME.")
+    sample_interval_s: float | None = Field(None, gt=0, le=86_400, description="Default: the camera's.")
+    question: str = Field(min_length=1, description="Template; variables like {location} come from the camera.")
+    answer: Literal["yes_no", "count", "choice", "text"] = "yes_no"
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="yes_no: alert when P(yes) is at least this.")
+    alert_when: str | list[str] | None = Field(None, description="count: '>= 3'; choice: options that alert.")
+    choices: list[str] = Field(default_factory=list, description="choice: the allowed answers.")
+    confirm: Confirm = Field(default_factory=Confirm)
+    cooldown_s: float = Field(60.0, ge=0, le=86_400, description="Quiet time after an alert resolves.")
+    roi: tuple[float, float, float, float] | None = Field(None, description="Crop x0, y0, x1, y1 in 0..1.")
+    active_hours: str | None = Field(None, description="Local time window like '22:00-06:00'.")
+    schedule: str | None = Field(None, description="Cron expression (5 fields) for when the rule runs.")
+    describe: str | None = Field(None, description="Follow-up question asked when an alert opens.")
+    max_new_tokens: int | None = Field(None, ge=1, le=512)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not CAMERA_ID.match(value):
+            raise ValueError("expected lowercase letters, digits, '-' or '_', starting with a letter or digit")
+        return value
+
+    @field_validator("question", "describe")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, value: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if value is not None:
+            x0, y0, x1, y1 = value
+            if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+                raise ValueError("expected [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+        return value
+
+    @field_validator("active_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None and not _HOURS.match(value):
+            raise ValueError("expected HH:MM-HH:MM, e.g. '22:00-06:00'")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression (minute hour day month weekday): {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _condition(self) -> Rule:
+        if self.answer == "count":
+            if not isinstance(self.alert_when, str) or not _COMPARISON.match(self.alert_when):
+                raise ValueError("count rules need alert_when like '>= 3' (one of >=, <=, ==, !=, >, < and a number)")
+        elif self.answer == "choice":
+            if len(self.choices) < 2:
+                raise ValueError("choice rules need at least two choices")
+            alert_on = [self.alert_when] if isinstance(self.alert_when, str) else self.alert_when
+            unknown = [c for c in alert_on or [] if c not in self.choices]
+            if not alert_on or unknown:
+                raise ValueError(f"choice rules need alert_when listing some of the choices {self.choices}")
+        elif self.alert_when is not None:
+            raise ValueError(f"alert_when is not used by {self.answer} rules (yes_no rules use threshold)")
+        return self
+
+    # -- behaviour ---------------------------------------------------------------------------
+    def applies_to(self, camera: CameraConfig) -> bool:
+        for selector in self.cameras:
+            if selector.startswith("tag:"):
+                if selector[4:] in camera.tags:
+                    return True
+            elif fnmatchcase(camera.id, selector):
+                return True
+        return False
+
+    def render(self, camera: CameraConfig, template: str | None = None) -> str:
+        """The question for this camera (or the given template, e.g. `describe`)."""
+        return (template or self.question).format_map(camera_variables(camera))
+
+    def missing_variables(self, camera: CameraConfig) -> list[str]:
+        known: Mapping[str, str] = camera_variables(camera)
+        used = template_fields(self.question) + template_fields(self.describe or "")
+        return sorted({name for name in used if name not in known})
+
+    def is_alert(self, text: str, p_yes: float | None) -> bool:
+        """Whether one answer meets the alert condition."""
+        if self.answer == "yes_no":
+            return p_yes is not None and p_yes >= self.threshold
+        if self.answer == "count":
+            match = _COMPARISON.match(str(self.alert_when))
+            number = re.search(r"-?\d+", text)
+            return bool(match and number and _OPERATORS[match.group(1)](int(number.group()), int(match.group(2))))
+        if self.answer == "choice":
+            alert_on = [self.alert_when] if isinstance(self.alert_when, str) else list(self.alert_when or [])
+            chosen = text.strip().strip(".").lower()
+            return any(chosen == option.lower() for option in alert_on)
+        return False
+
+
+class RuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def within_hours(window: str | None, minute_of_day: int) -> bool:
+    """Whether a local minute of the day (0..1439) falls in 'HH:MM-HH:MM' (may wrap past midnight)."""
+    if window is None:
+        return True
+    match = _HOURS.match(window)
+    if not match:
+        return True
+    h0, m0, h1, m1 = (int(g) for g in match.groups())
+    start, end = h0 * 60 + m0, h1 * 60 + m1
+    if start <= end:
+        return start <= minute_of_day < end
+    return minute_of_day >= start or minute_of_day < end

@@ -1,0 +1,178 @@
+"""Read TOML data files with errors that name the file, line and field.
+
+`tomllib` gives no positions, so `key_lines` scans the text for table headers and `key =` lines and
+maps every key path (as pydantic reports it: `("cameras", 0, "url")`) to its line. Validation errors
+then point at the line of the offending key, or at the nearest enclosing table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Loc = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+_SENSITIVE = re.compile(r"password|secret|token|key|url", re.IGNORECASE)
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class DataFileError(Exception):
+    """One or more problems in a data file, each `file:line: field: message`."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def _split_key(dotted: str) -> list[str]:
+    parts = re.findall(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""", dotted)
+    return [p[1:-1] if p[:1] in "\"'" else p for p in parts]
+
+
+def key_lines(text: str) -> dict[Loc, int]:
+    """Map each key path in a TOML document to its 1-based line number."""
+    lines: dict[Loc, int] = {}
+    table: Loc = ()
+    array_counts: dict[Loc, int] = {}
+    depth = 0  # open brackets of multi-line arrays / inline tables
+    in_string: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if in_string:
+            if in_string in raw:
+                in_string = None
+            continue
+        line = raw.split("#", 1)[0] if '"' not in raw and "'" not in raw else raw
+        if depth == 0:
+            header = _HEADER.match(line)
+            if header:
+                path = tuple(_split_key(header.group(2)))
+                if header.group(1) == "[[":
+                    index = array_counts.get(path, -1) + 1
+                    array_counts[path] = index
+                    table = (*path, index)
+                else:
+                    table = _with_array_indices(path, array_counts)
+                lines.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                lines.setdefault((*table, *_split_key(key.group(1))), number)
+        for quote in ('"""', "'''"):
+            if line.count(quote) % 2 == 1:
+                in_string = quote
+        stripped = re.sub(r'"(?:\\.|[^"\\])*"|\'[^\']*\'', "", line)
+        depth = max(0, depth + stripped.count("[") + stripped.count("{") - stripped.count("]") - stripped.count("}"))
+    return lines
+
+
+def _with_array_indices(path: tuple[str, ...], array_counts: dict[Loc, int]) -> Loc:
+    """`[cameras.vars]` after `[[cameras]]` means the vars of the latest camera."""
+    result: list[str | int] = []
+    for part in path:
+        result.append(part)
+        prefix = tuple(p for p in result)
+        if prefix in array_counts:
+            result.append(array_counts[prefix])
+    return tuple(result)
+
+
+def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
+    """The line of `loc`, or of its nearest ancestor that has one."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def field_name(loc: Iterable[str | int]) -> str:
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """Parse a TOML file; syntax errors become a `DataFileError` naming file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFileError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{match.group(1)}" if match else str(path)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise DataFileError([f"{where}: TOML syntax error: {message}"]) from None
+    return data, key_lines(text)
+
+
+def substitute_env(data: Any, path: Path, lines: dict[Loc, int], loc: Loc = ()) -> Any:
+    """Replace `${NAME}` in string values with environment variables; a missing one is an error."""
+    if isinstance(data, dict):
+        return {k: substitute_env(v, path, lines, (*loc, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [substitute_env(v, path, lines, (*loc, i)) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        missing = [name for name in _ENV.findall(data) if name not in os.environ]
+        if missing:
+            line = line_of(lines, loc)
+            raise DataFileError([f"{path}:{line}: {field_name(loc)}: environment variable {missing[0]} is not set"])
+        return _ENV.sub(lambda m: os.environ[m.group(1)], data)
+    return data
+
+
+def validation_problems(error: ValidationError, path: Path, lines: dict[Loc, int], base: Loc = ()) -> list[str]:
+    """Turn pydantic's errors into `file:line: field: message` lines."""
+    problems = []
+    for item in error.errors(include_url=False):
+        loc: Loc = (*base, *(p for p in item["loc"] if isinstance(p, (str, int))))
+        line = line_of(lines, loc)
+        where = f"{path}:{line}" if line else str(path)
+        message = _message(item)
+        problems.append(f"{where}: {field_name(loc) or '(top level)'}: {message}")
+    return problems
+
+
+def _message(item: Any) -> str:
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see the documented keys)"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(item["msg"]).removeprefix("Value error, ")
+    given = item.get("input")
+    if given is None or isinstance(given, (dict, list)):
+        return message
+    if isinstance(given, str) and _SENSITIVE.search(" ".join(str(p) for p in item["loc"])):
+        return message  # never echo what may be a secret
+    return f"{message} (got {given!r})"
+    return message
+
+
+def load_model(model: type[M], path: Path, *, env: bool = True) -> tuple[M, dict[Loc, int]]:
+    """Read, substitute and validate a TOML file as `model` (with its key lines), or raise `DataFileError`."""
+    data, lines = read_toml(path)
+    if env:
+        data = substitute_env(data, path, lines)
+    try:
+        return model.model_validate(data), lines
+    except ValidationError as exc:
+        raise DataFileError(validation_problems(exc, path, lines)) from None
+
+
+def problem(path: Path, lines: dict[Loc, int], loc: Loc, message: str) -> str:
+    """One `file:line: field: message` line."""
+    line = line_of(lines, loc)
+    return f"{path}:{line}: {field_name(loc)}: {message}" if line else f"{path}: {field_name(loc)}: {message}"
