@@ -135,14 +135,13 @@ def substitute_env(data: Any, path: Path, lines: dict[Loc, int], loc: Loc = ()) 
 
 def validation_problems(error: ValidationError, path: Path, lines: dict[Loc, int], base: Loc = ()) -> list[str]:
     """Turn pydantic's errors into `file:line: field: message` lines."""
-    problems = []
+    found: list[tuple[int, str]] = []
     for item in error.errors(include_url=False):
         loc: Loc = (*base, *(p for p in item["loc"] if isinstance(p, (str, int))))
         line = line_of(lines, loc)
         where = f"{path}:{line}" if line else str(path)
-        message = _message(item)
-        problems.append(f"{where}: {field_name(loc) or '(top level)'}: {message}")
-    return problems
+        found.append((line or 0, f"{where}: {field_name(loc) or '(top level)'}: {_message(item)}"))
+    return [message for _line, message in sorted(found, key=lambda item: item[0])]
 
 
 def _message(item: Any) -> str:

@@ -84,6 +84,7 @@ class InferenceQueue:
             lane = self._pending.setdefault(request.source, deque())
             if len(lane) >= self.max_pending_per_source:
                 _old, old_future = lane.popleft()
+                self._stats.pending -= 1
                 self._drop(old_future, "overflow", f"more than {self.max_pending_per_source} waiting")
             lane.append((request, future))
             self._stats.pending += 1
@@ -126,8 +127,15 @@ class InferenceQueue:
             batch = self._next_batch()
             if batch is None:
                 return
-            if batch:
+            try:
                 self._execute(batch)
+            except Exception:  # the worker must outlive any bug in one batch
+                log.exception("inference worker: unexpected error; failing the batch")
+                with self._cond:
+                    for _request, future in batch:
+                        if not future.done():
+                            self._stats.failed += 1
+                            future.set_exception(RuntimeError("inference failed; see the service log"))
 
     def _next_batch(self) -> list[_Item] | None:
         """Block until a batch is due; None once stopping with nothing left to drain."""
@@ -200,9 +208,9 @@ class InferenceQueue:
         with self._cond:
             self._stats.batch_sizes[len(group)] += 1
             self._stats.answered += len(group)
+            self._stats.last_latency_s = done - group[-1][0].submitted_at
         for (request, future), text, confidence in zip(group, texts, confidences, strict=True):
             latency = done - request.submitted_at
-            self._stats.last_latency_s = latency
             future.set_result(Answer(text, confidence, latency, len(group), self.backend.name))
 
     def _call_backend(self, kind: AnswerKind, requests: Sequence[Request]) -> tuple[list[str], list[float | None]]:

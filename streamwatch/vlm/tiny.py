@@ -25,7 +25,8 @@ GLM4V_SPECIAL_TOKENS = (
 )  # fmt: skip
 
 # The GLM-4.5V / 4.6V conversation layout: `[gMASK]<sop>`, role tokens, image wrapped in
-# begin/end markers, and an empty think block when thinking is switched off.
+# begin/end markers, and an empty think block when thinking is switched off. (transformers renders
+# with trim_blocks, which eats a newline right after a block tag: those newlines are expressions.)
 GLM4V_CHAT_TEMPLATE = (
     "[gMASK]<sop>"
     "{% for m in messages %}"
@@ -40,7 +41,7 @@ GLM4V_CHAT_TEMPLATE = (
     "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>"
-    "{% if enable_thinking is defined and not enable_thinking %}\n<think></think>{% endif %}\n"
+    "{% if enable_thinking is defined and not enable_thinking %}{{ '\\n<think></think>' }}{% endif %}{{ '\\n' }}"
     "{% endif %}"
 )
 

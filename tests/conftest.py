@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny models of real architectures, built once per test session, offline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from streamwatch.vlm.tiny import make_tiny
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_glm4v(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("models") / "tiny-glm4v", "glm4v", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2vl", "qwen2_vl", seed=0)
+
+
+@pytest.fixture(scope="session", params=["glm4v", "qwen2_vl"])
+def tiny_model(request: pytest.FixtureRequest) -> Iterator[Path]:
+    name = "tiny_glm4v" if request.param == "glm4v" else "tiny_qwen2vl"
+    yield request.getfixturevalue(name)
+
+
+def random_image(seed: int, width: int = 320, height: int = 200) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")

@@ -1,0 +1,128 @@
+"""config.toml loading: the shipped file is valid; malformed ones name file, line and key."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from streamwatch.config import load_settings
+from streamwatch.tomlfile import DataFileError
+
+VALID_CAMERA = """
+[[cameras]]
+id = "gate"
+url = "rtsp://cam.local/stream1"
+"""
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "models" / "m").mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "config.toml"
+    path.write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(DataFileError) as info:
+        load_settings(path)
+    return info.value.problems
+
+
+def test_shipped_config_is_valid(tmp_path: Path) -> None:
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    (tmp_path / "models" / "tiny-glm4v").mkdir(parents=True)
+    settings = load_settings(tmp_path / "config.toml")
+    assert [c.id for c in settings.cameras] == ["yard"]
+    assert settings.model_ref() == str((tmp_path / "models" / "tiny-glm4v").resolve())
+    assert settings.storage.database_url.startswith("sqlite:///")
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[model]\nid = "./models/m"\n' + VALID_CAMERA)
+    settings = load_settings(path)
+    assert settings.path(settings.rules_dir) == (tmp_path / "rules").resolve()
+    assert settings.model_ref() == str((tmp_path / "models" / "m").resolve())
+
+
+def test_hub_ids_stay_hub_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, '[model]\nid = "zai-org/GLM-4.6V-Flash"\ndevice = "cuda:1"\ndtype = "bfloat16"\n')
+    settings = load_settings(path)
+    assert settings.model_ref() == "zai-org/GLM-4.6V-Flash"
+    assert settings.model.device == "cuda:1"
+
+
+def test_environment_supplies_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MQTT_PASSWORD", "s3cret")
+    path = write(tmp_path, '[model]\nid = "./models/m"\n[mqtt]\nusername = "sw"\npassword = "${MQTT_PASSWORD}"\n')
+    settings = load_settings(path)
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.mqtt)
+
+
+MALFORMED = [
+    pytest.param('[model]\nid = "./models/m"\nmax_bach = 4\n', ":3: model.max_bach: unknown key", id="unknown-key"),
+    pytest.param('[modle]\nid = "x"\n', ":1: modle: unknown key", id="unknown-section"),
+    pytest.param('[model]\nmax_batch = 0\n', ":2: model.max_batch: Input should be greater than or equal to 1 (got 0)",
+                 id="batch-zero"),
+    pytest.param('[model]\nmax_wait_ms = "fast"\n', ":2: model.max_wait_ms: Input should be a valid integer",
+                 id="wrong-type"),
+    pytest.param('[model]\ndevice = "gpu"\n', ":2: model.device: expected auto, cpu, mps, cuda or cuda:N",
+                 id="bad-device"),
+    pytest.param('[model]\ndtype = "float64"\n', ":2: model.dtype: Input should be 'auto', 'float32', 'bfloat16' or "
+                 "'float16' (got 'float64')", id="bad-dtype"),
+    pytest.param('[model]\nid = "./models/missing"\n', ":2: model.id: local model directory ./models/missing does not "
+                 "exist (build the offline demo model with: streamwatch model make-tiny ./models/missing)",
+                 id="missing-model-dir"),
+    pytest.param(VALID_CAMERA + 'sample_interval_s = -2\n', ":4: cameras[0].sample_interval_s: Input should be "
+                 "greater than 0", id="negative-interval"),
+    pytest.param('[[cameras]]\nid = "Front Door"\nurl = "a.mp4"\n', ":2: cameras[0].id: expected lowercase letters",
+                 id="bad-camera-id"),
+    pytest.param('[[cameras]]\nid = "a"\nurl = "ftp://x/y"\n', ":3: cameras[0].url: unsupported scheme 'ftp'",
+                 id="bad-scheme"),
+    pytest.param('[[cameras]]\nid = "a"\nurl = "rtsp:///stream"\n', ":3: cameras[0].url: the URL has no host",
+                 id="url-without-host"),
+    pytest.param('[[cameras]]\nid = "a"\n', ":1: cameras[0].url: required key is missing", id="missing-url"),
+    pytest.param(VALID_CAMERA + VALID_CAMERA, ":6: cameras[1].id: camera id 'gate' is used twice", id="duplicate-id"),
+    pytest.param(VALID_CAMERA + '\n[cameras.vars]\nfloor = 3\n', ":6: cameras[0].vars.floor: Input should be a "
+                 "valid string", id="var-not-string"),
+    pytest.param('[mqtt]\nport = 70000\n', ":2: mqtt.port: Input should be less than or equal to 65535",
+                 id="port-range"),
+    pytest.param('[mqtt]\ntopic_prefix = "site/#"\n', ":2: mqtt.topic_prefix: expected a topic like", id="wildcard"),
+    pytest.param('[mqtt]\npassword = "${NOT_SET_ANYWHERE}"\n', ":2: mqtt.password: environment variable "
+                 "NOT_SET_ANYWHERE is not set", id="missing-env"),
+    pytest.param('[model]\nid = "x"\nmax_batch = \n', ":3: TOML syntax error: Invalid value", id="toml-syntax"),
+    pytest.param('log_level = "LOUD"\n', ":1: log_level: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'",
+                 id="log-level"),
+    pytest.param('[[cameras]]\nid = "a"\nurl = "a.mp4"\ntransport = "quic"\n', ":4: cameras[0].transport: "
+                 "Input should be 'tcp' or 'udp'", id="transport"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "expected"), MALFORMED)
+def test_malformed_config_names_file_line_and_key(tmp_path: Path, body: str, expected: str) -> None:
+    path = write(tmp_path, body)
+    found = problems(path)
+    assert any(p.startswith(str(path)) and expected in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, '[model]\nmax_batch = 0\ndevice = "gpu"\n[mqtt]\nport = 0\n')
+    found = problems(path)
+    assert len(found) == 3
+    assert [p.split(": ")[0].rsplit(":", 1)[1] for p in found] == ["2", "3", "5"]
+
+
+def test_secrets_are_not_echoed_in_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[cameras]]\nid = "a"\nurl = "ftp://admin:hunter2@cam/x"\n[mqtt]\npassword = 12\n')
+    found = "\n".join(problems(path))
+    assert "hunter2" not in found
+    assert "unsupported scheme" in found
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert problems(tmp_path / "nope.toml") == [f"{tmp_path / 'nope.toml'}: file not found"]
