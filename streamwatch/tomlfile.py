@@ -58,6 +58,7 @@ def key_lines(text: str) -> dict[Loc, int]:
                 if header.group(1) == "[[":
                     index = array_counts.get(path, -1) + 1
                     array_counts[path] = index
+                    lines.setdefault(path, number)
                     table = (*path, index)
                 else:
                     table = _with_array_indices(path, array_counts)

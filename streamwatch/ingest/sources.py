@@ -47,6 +47,8 @@ def open_container(
 
 
 def read_image(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise SourceError(f"{path}: file not found")
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))

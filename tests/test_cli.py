@@ -1,0 +1,106 @@
+"""The command line as users run it: `python -m streamwatch ...` in a demo folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, random_image
+
+
+def streamwatch(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamwatch", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def demo(tmp_path: Path, tiny_glm4v: Path) -> Path:
+    """A copy of the shipped config, rules and sample clip, with the tiny model in place."""
+    shutil.copy(REPO / "config.toml", tmp_path)
+    shutil.copytree(REPO / "rules", tmp_path / "rules")
+    shutil.copytree(REPO / "samples", tmp_path / "samples")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny-glm4v").symlink_to(tiny_glm4v)
+    return tmp_path
+
+
+def test_check_accepts_the_shipped_config(demo: Path) -> None:
+    result = streamwatch("check", "-c", "config.toml", cwd=demo)
+    assert result.returncode == 0, result.stderr
+    assert "config.toml: OK: 1 cameras, 19 rules" in result.stdout
+
+
+def test_check_reports_broken_rules_and_config(demo: Path) -> None:
+    (demo / "rules" / "perimeter.toml").write_text('[[rules]]\nid = "x"\ntitle = "t"\nquestion = "q {where}"\n')
+    result = streamwatch("check", "-c", "config.toml", cwd=demo)
+    assert result.returncode == 2
+    assert "perimeter.toml:4: rules[0].question: unknown template variable {where}" in result.stderr
+    (demo / "config.toml").write_text("[model]\nmax_batch = -1\n")
+    result = streamwatch("check", "-c", "config.toml", cwd=demo)
+    assert result.returncode == 2
+    assert "config.toml:2: model.max_batch: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_ask_about_an_image_prints_answer_confidence_and_latency(demo: Path) -> None:
+    random_image(5).save(demo / "frame.jpg")
+    result = streamwatch("ask", "frame.jpg", "Is any person climbing the fence? Answer yes or no.", cwd=demo)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.strip().splitlines())
+    assert lines["answer"].strip() in ("yes", "no")
+    assert 0 < float(lines["confidence"].split()[0]) < 1
+    assert lines["latency"].strip().endswith("ms")
+
+
+def test_ask_grabs_a_frame_from_a_video_and_answers_in_json(demo: Path) -> None:
+    result = streamwatch("ask", "samples/yard.mp4", "Describe the scene.", "--kind", "text", "--json", cwd=demo)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert set(answer) == {"answer", "confidence", "latency_ms", "model"}
+    assert answer["confidence"] is None and isinstance(answer["answer"], str)
+
+
+def test_ask_with_an_explicit_model_needs_no_config(tmp_path: Path, tiny_qwen2vl: Path) -> None:
+    random_image(2).save(tmp_path / "f.png")
+    result = streamwatch("ask", "f.png", "Is it day?", "--model", str(tiny_qwen2vl), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == str(tiny_qwen2vl)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("missing.jpg", "missing.jpg: file not found"), ("not-an-image.png", "not a readable image")],
+)
+def test_ask_with_bad_input_says_what_is_wrong(demo: Path, source: str, message: str) -> None:
+    (demo / "not-an-image.png").write_text("hello")
+    result = streamwatch("ask", source, "Is it day?", cwd=demo)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_make_tiny_builds_a_loadable_model(tmp_path: Path) -> None:
+    result = streamwatch("model", "make-tiny", "m", "--family", "qwen2_vl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "random weights" in result.stdout
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    again = streamwatch("model", "make-tiny", "m", cwd=tmp_path)
+    assert "already holds a model" in again.stdout
+
+
+def test_run_answers_every_rule_of_the_sample_camera(demo: Path) -> None:
+    result = streamwatch("run", "-c", "config.toml", "--duration", "7", cwd=demo)
+    assert result.returncode == 0, result.stderr
+    log = result.stderr
+    assert "camera yard online (640x360)" in log
+    for rule in ("fence-climb", "gate-loitering", "vehicle-at-gate", "crowding"):
+        assert f"camera=yard rule={rule} " in log
+    assert "rule=solder-bridge" not in log  # defect rules do not apply to a perimeter camera
+    decisions = int(log.rsplit("stopped after ", 1)[1].split()[0])
+    assert decisions >= 12  # 6 perimeter rules, sampled every 2 s
+    assert "batch=" in log and "Traceback" not in log

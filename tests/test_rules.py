@@ -1,0 +1,126 @@
+"""Rule files: shipped templates load; malformed ones are rejected with file:line: field errors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from streamwatch.config import CameraConfig
+from streamwatch.rules.loader import load_rule_file, load_rules
+from streamwatch.rules.model import Rule, within_hours
+from streamwatch.tomlfile import DataFileError
+
+YARD = CameraConfig(id="yard", url="a.mp4", tags=["perimeter"], location="the north yard", vars={"door": "D4"})
+DOCK = CameraConfig(id="dock-2", url="b.mp4", tags=["warehouse"])
+
+
+def test_shipped_rules_cover_three_domains() -> None:
+    rules = load_rules(REPO / "rules", [YARD, DOCK])
+    by_file = {path.stem: items for path, items in rules.files.items()}
+    assert set(by_file) == {"perimeter", "defect", "warehouse"}
+    for items in by_file.values():
+        assert len(items) >= 6
+        assert all(r.title and r.help and r.severity in ("info", "warning", "critical") for r in items)
+    questions = [r.render(YARD) for r in rules.for_camera(YARD)]
+    assert any("the north yard" in q for q in questions)
+
+
+def rule_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "r.toml"
+    path.write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
+    return path
+
+
+BASE = '[[rules]]\nid = "r1"\ntitle = "T"\nquestion = "Is a person at {location}? Answer yes or no."\n'
+MALFORMED = [
+    (BASE + "threshold = 1.5\n", ":5: rules[0].threshold: Input should be less than or equal to 1"),
+    (BASE + 'answer = "maybe"\n', ":5: rules[0].answer: Input should be 'yes_no', 'count', 'choice' or 'text'"),
+    (BASE + 'severity = "urgent"\n', ":5: rules[0].severity: Input should be 'info', 'warning' or 'critical'"),
+    (BASE + "colour = 1\n", ":5: rules[0].colour: unknown key"),
+    ('[[rules]]\nid = "r1"\ntitle = "T"\n', ":1: rules[0].question: required key is missing"),
+    (BASE.replace("{location}", "{gate}"), ":4: rules[0].question: unknown template variable {gate} for camera 'yard'"),
+    (BASE.replace("{location}", "{location.name}"), ":4: rules[0].question: template variable {location.name} must"),
+    (BASE.replace("{location}", "{location"), ":4: rules[0].question: bad template"),
+    (BASE + 'answer = "count"\n', ":1: rules[0]: count rules need alert_when like '>= 3'"),
+    (BASE + 'answer = "count"\nalert_when = "lots"\n', ":1: rules[0]: count rules need alert_when"),
+    (BASE + 'answer = "choice"\nchoices = ["a", "b"]\nalert_when = ["c"]\n', ":1: rules[0]: choice rules need alert_when"),
+    (BASE + 'answer = "choice"\nchoices = ["a"]\nalert_when = "a"\n', ":1: rules[0]: choice rules need at least two"),
+    (BASE + 'alert_when = ">= 2"\n', ":1: rules[0]: alert_when is not used by yes_no rules"),
+    (BASE + "confirm = { n = 3, m = 2 }\n", ":5: rules[0].confirm: n (3) must not exceed m (2)"),
+    (BASE + "roi = [0.5, 0.0, 0.4, 1.0]\n", ":5: rules[0].roi: expected [x0, y0, x1, y1]"),
+    (BASE + "roi = [0.0, 0.0, 1.0]\n", ":5: rules[0].roi"),
+    (BASE + 'active_hours = "25:00-06:00"\n', ":5: rules[0].active_hours: expected HH:MM-HH:MM"),
+    (BASE + 'schedule = "every day"\n', ":5: rules[0].schedule: not a cron expression"),
+    (BASE + "cooldown_s = -1\n", ":5: rules[0].cooldown_s: Input should be greater than or equal to 0"),
+    (BASE + 'id = "r2"\n', "TOML syntax error"),
+    (BASE + BASE, ":6: rules[1].id: rule id 'r1' is used twice in this file"),
+    (BASE.replace('id = "r1"', 'id = "Fence Climb"'), ":2: rules[0].id: expected lowercase letters"),
+    ('[[rule]]\nid = "x"\n', ":1: rule: unknown key"),
+    (BASE + 'describe = "Who is at {nowhere}?"\n', ":4: rules[0].question: unknown template variable {nowhere}"),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), MALFORMED)
+def test_malformed_rule_files(tmp_path: Path, body: str, expected: str) -> None:
+    path = rule_file(tmp_path, body)
+    with pytest.raises(DataFileError) as info:
+        load_rule_file(path, [YARD])
+    assert any(p.startswith(str(path)) and expected in p for p in info.value.problems), info.value.problems
+
+
+def test_a_broken_file_does_not_hide_problems_in_others(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(BASE + "threshold = 2\n")
+    (tmp_path / "b.toml").write_text(BASE.replace("r1", "r2") + 'severity = "huge"\n')
+    (tmp_path / "c.toml").write_text(BASE)
+    with pytest.raises(DataFileError) as info:
+        load_rules(tmp_path, [YARD])
+    found = info.value.problems
+    assert len(found) == 2 and "a.toml:5" in found[0] and "b.toml:5" in found[1]
+
+
+def test_rule_ids_are_unique_across_files(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(BASE)
+    (tmp_path / "b.toml").write_text(BASE)
+    with pytest.raises(DataFileError, match="rule id 'r1' is also defined in"):
+        load_rules(tmp_path, [YARD])
+
+
+def test_camera_selection_by_id_glob_and_tag() -> None:
+    make = lambda cams: Rule(id="r", title="t", question="q", cameras=cams)  # noqa: E731
+    assert make(["yard"]).applies_to(YARD) and not make(["yard"]).applies_to(DOCK)
+    assert make(["dock-*"]).applies_to(DOCK)
+    assert make(["tag:warehouse"]).applies_to(DOCK) and not make(["tag:warehouse"]).applies_to(YARD)
+    assert make(["*"]).applies_to(YARD)
+
+
+def test_templates_use_camera_variables() -> None:
+    rule = Rule(id="r", title="t", question="Is door {door} at {location} ({camera}, {zone}) open? {{yes}}")
+    assert rule.render(YARD) == "Is door D4 at the north yard (yard, the monitored area) open? {yes}"
+
+
+@pytest.mark.parametrize(
+    ("fields", "text", "p_yes", "alert"),
+    [
+        ({"threshold": 0.7}, "yes", 0.71, True),
+        ({"threshold": 0.7}, "yes", 0.69, False),
+        ({"answer": "count", "alert_when": ">= 3"}, "There are 3 people.", None, True),
+        ({"answer": "count", "alert_when": ">= 3"}, "2", None, False),
+        ({"answer": "count", "alert_when": "== 0"}, "none", None, False),
+        ({"answer": "choice", "choices": ["empty", "full"], "alert_when": ["empty"]}, "Empty.", None, True),
+        ({"answer": "choice", "choices": ["empty", "full"], "alert_when": "empty"}, "full", None, False),
+        ({"answer": "text"}, "a person", None, False),
+    ],
+)
+def test_alert_conditions(fields: dict[str, object], text: str, p_yes: float | None, alert: bool) -> None:
+    rule = Rule.model_validate({"id": "r", "title": "t", "question": "q", **fields})
+    assert rule.is_alert(text, p_yes) is alert
+
+
+def test_active_hours_wrap_past_midnight() -> None:
+    assert within_hours("22:00-06:00", 23 * 60) and within_hours("22:00-06:00", 5 * 60)
+    assert not within_hours("22:00-06:00", 12 * 60)
+    assert within_hours("08:00-17:30", 17 * 60 + 29) and not within_hours("08:00-17:30", 17 * 60 + 30)
+    assert within_hours(None, 0)
