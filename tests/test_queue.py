@@ -7,6 +7,7 @@ test_transformers_backend.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -100,7 +101,7 @@ def test_served_producers_go_to_the_back_of_the_line() -> None:
     queue.stop(drain=True)
     heads = [b[0][0] for b in backend.batches]
     # a,b then c,a then b,c ...: no camera is served first twice in a row.
-    assert all(x != y for x, y in zip(heads, heads[1:], strict=False))
+    assert all(x != y for x, y in itertools.pairwise(heads))
     assert sum(len(b) for b in backend.batches) == 9
 
 

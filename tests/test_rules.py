@@ -6,8 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from streamwatch.config import CameraConfig
 from streamwatch.rules.loader import load_rule_file, load_rules
 from streamwatch.rules.model import Rule, within_hours
@@ -46,7 +46,10 @@ MALFORMED = [
     (BASE.replace("{location}", "{location"), ":4: rules[0].question: bad template"),
     (BASE + 'answer = "count"\n', ":1: rules[0]: count rules need alert_when like '>= 3'"),
     (BASE + 'answer = "count"\nalert_when = "lots"\n', ":1: rules[0]: count rules need alert_when"),
-    (BASE + 'answer = "choice"\nchoices = ["a", "b"]\nalert_when = ["c"]\n', ":1: rules[0]: choice rules need alert_when"),
+    (
+        BASE + 'answer = "choice"\nchoices = ["a", "b"]\nalert_when = ["c"]\n',
+        ":1: rules[0]: choice rules need alert_when",
+    ),
     (BASE + 'answer = "choice"\nchoices = ["a"]\nalert_when = "a"\n', ":1: rules[0]: choice rules need at least two"),
     (BASE + 'alert_when = ">= 2"\n', ":1: rules[0]: alert_when is not used by yes_no rules"),
     (BASE + "confirm = { n = 3, m = 2 }\n", ":5: rules[0].confirm: n (3) must not exceed m (2)"),
