@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
+
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/\s@'\"]*):[^@\s/'\"]+@")
 
 
 def redact_url(url: str) -> str:
@@ -19,3 +22,8 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     netloc = f"{user}:***@{host}" if user else f"***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def scrub(text: str) -> str:
+    """Mask the password of every URL inside free text, e.g. an FFmpeg error message."""
+    return _CREDENTIALS.sub(r"\1:***@", text)

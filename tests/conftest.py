@@ -33,3 +33,36 @@ def tiny_model(request: pytest.FixtureRequest) -> Iterator[Path]:
 def random_image(seed: int, width: int = 320, height: int = 200) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def rtsp_url(tmp_path: Path) -> Iterator[str]:
+    """rtsp://127.0.0.1:PORT/cam serving a generated H.264 clip from GStreamer's RTSP server."""
+    import subprocess
+
+    from streamwatch.ingest.synthetic import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", seconds=4)
+    port = free_port()
+    server = subprocess.Popen(
+        ["/usr/bin/python3", str(REPO / "tests" / "helpers" / "rtsp_server.py"), str(clip), str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if "ready" not in line:
+        server.kill()
+        pytest.fail(f"RTSP server did not start: {line}{server.stdout.read()}")
+    try:
+        yield f"rtsp://127.0.0.1:{port}/cam"
+    finally:
+        server.kill()
+        server.wait()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, random_image
+from conftest import REPO, free_port, random_image
 
 
 def streamwatch(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -103,3 +103,19 @@ def test_run_answers_every_rule_of_the_sample_camera(demo: Path) -> None:
     decisions = int(log.rsplit("stopped after ", 1)[1].split()[0])
     assert decisions >= 12  # 6 perimeter rules, sampled every 2 s
     assert "batch=" in log and "Traceback" not in log
+
+
+def test_ask_grabs_a_frame_from_an_rtsp_camera(demo: Path, rtsp_url: str) -> None:
+    result = streamwatch("ask", rtsp_url, "Is any person climbing the fence? Answer yes or no.", "--json", cwd=demo)
+    assert result.returncode == 0, result.stderr
+    assert 0 < json.loads(result.stdout)["confidence"] < 1
+
+
+def test_rtsp_errors_are_clear_and_never_show_the_password(demo: Path, rtsp_url: str) -> None:
+    bad_path = rtsp_url.replace("rtsp://", "rtsp://viewer:hunter2@").replace("/cam", "/nope")
+    result = streamwatch("ask", bad_path, "Is it day?", cwd=demo)
+    assert result.returncode == 2
+    assert "404 Not Found" in result.stderr and "viewer:***@" in result.stderr
+    assert "hunter2" not in result.stderr
+    refused = streamwatch("ask", f"rtsp://127.0.0.1:{free_port()}/cam", "Is it day?", cwd=demo)
+    assert refused.returncode == 2 and "Connection refused" in refused.stderr

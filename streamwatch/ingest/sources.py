@@ -10,7 +10,7 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from streamwatch.redact import redact_url
+from streamwatch.redact import redact_url, scrub
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -43,7 +43,7 @@ def open_container(
     try:
         return av.open(target, mode="r", options=options, timeout=(open_timeout_s, read_timeout_s))
     except (av.FFmpegError, OSError) as exc:
-        raise SourceError(f"cannot open {redact_url(url)}: {exc}") from None
+        raise SourceError(scrub(f"cannot open {redact_url(url)}: {exc}")) from None
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -86,4 +86,4 @@ def decode_video(container: av.container.InputContainer, url: str) -> Iterator[a
     try:
         yield from container.decode(stream)
     except (av.FFmpegError, OSError) as exc:
-        raise SourceError(f"{redact_url(url)}: decoding failed: {exc}") from None
+        raise SourceError(scrub(f"{redact_url(url)}: decoding failed: {exc}")) from None
