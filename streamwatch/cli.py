@@ -26,16 +26,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
     from streamwatch.rules.loader import load_rules
 
-    try:
-        settings = load_settings(args.config)
-    except DataFileError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
-    try:
-        rules = load_rules(settings.path(settings.rules_dir), settings.cameras)
-    except DataFileError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
+    settings = load_settings(args.config)
+    rules = load_rules(settings.path(settings.rules_dir), settings.cameras)
     for warning in rules.warnings:
         print(f"note: {warning}")
     print(f"{args.config}: OK: {len(settings.cameras)} cameras, {len(rules.rules)} rules, model {settings.model.id}")
@@ -46,17 +38,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamwatch.app import Service
     from streamwatch.config import load_settings
 
-    try:
-        settings = load_settings(args.config)
-    except DataFileError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
+    settings = load_settings(args.config)
     _setup_logging(args.log_level or settings.log_level)
-    try:
-        asyncio.run(Service(settings).run(duration_s=args.duration))
-    except DataFileError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
+    asyncio.run(Service(settings).run(duration_s=args.duration))
     return 0
 
 
@@ -67,11 +51,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from streamwatch.ingest.sources import SourceError, grab_frame
 
     _setup_logging(args.log_level or "WARNING")
-    try:
-        settings = load_settings(args.config) if Path(args.config).exists() or args.model is None else Settings()
-    except DataFileError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
+    settings = load_settings(args.config) if Path(args.config).exists() or args.model is None else Settings()
     if args.model is not None:
         overrides = {"id": args.model, **({"device": args.device} if args.device else {})}
         settings = settings.model_copy(update={"model": ModelConfig(**{**settings.model.model_dump(), **overrides})})
@@ -158,5 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except DataFileError as exc:  # config or rules: print every file:line problem, no traceback
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
     return code

@@ -14,6 +14,7 @@ from streamwatch.tomlfile import DataFileError, load_model, problem
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+_LOCAL_PREFIXES = ("./", "../", "/", "~")  # a model id starting so is a path, never a hub id
 
 
 class _Section(BaseModel):
@@ -134,7 +135,7 @@ class Settings(_Section):
     def model_ref(self) -> str:
         """The model as transformers should load it: a resolved local path, or the hub id."""
         value = self.model.id
-        if value.startswith(("./", "../", "/", "~")) or self.path(value).is_dir():
+        if value.startswith(_LOCAL_PREFIXES) or self.path(value).is_dir():
             return str(self.path(value))
         return value
 
@@ -151,7 +152,7 @@ def load_settings(path: str | Path) -> Settings:
             problems.append(problem(source, lines, ("cameras", index, "id"), f"camera id {camera.id!r} is used twice"))
         seen.add(camera.id)
     ref = settings.model.id
-    if ref.startswith(("./", "../", "/", "~")) and not settings.path(ref).is_dir():
+    if ref.startswith(_LOCAL_PREFIXES) and not settings.path(ref).is_dir():
         problems.append(problem(
             source, lines, ("model", "id"),
             f"local model directory {ref} does not exist "
