@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from PIL import Image
+
 from streamwatch.config import CameraConfig, Settings
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.queue import InferenceQueue
@@ -18,10 +20,13 @@ from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Reques
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
+from streamwatch.ingest.status import CameraStatus
 from streamwatch.rules.loader import RuleSet, load_rules
 from streamwatch.rules.model import Rule, within_hours
 
 log = logging.getLogger(__name__)
+
+STATUS_LOG_S = 300.0  # how often every camera's status is logged
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -85,6 +90,7 @@ class Service:
                 asyncio.create_task(self._sample(self.settings_camera(cid), worker), name=f"sampler-{cid}")
                 for cid, worker in self.cameras.items()
             ]
+            samplers.append(asyncio.create_task(self._log_status(), name="camera-status"))
             log.info("streamwatch running: %d cameras, %d rules", len(self.cameras), len(self.rules.rules))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration_s)
@@ -96,6 +102,21 @@ class Service:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+
+    def camera_status(self) -> list[CameraStatus]:
+        """Every camera's state, rates and quality (URLs redacted)."""
+        return [worker.status() for worker in self.cameras.values()]
+
+    async def _log_status(self, every_s: float = STATUS_LOG_S) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            for status in self.camera_status():
+                log.info(
+                    "camera=%s state=%s quality=%s fps=%.1f stream_fps=%.1f decode=%s decode_ms=%.1f "
+                    "reconnects_1h=%d stalls_1h=%d error=%r",
+                    status.id, status.state, status.quality, status.fps, status.stream_fps, status.decode_mode,
+                    status.decode_ms, status.reconnects_last_hour, status.stalls_last_hour, status.last_error,
+                )  # fmt: skip
 
     def settings_camera(self, camera_id: str) -> CameraConfig:
         return next(c for c in self.settings.cameras if c.id == camera_id)
@@ -143,14 +164,15 @@ class Service:
             for rule in due:
                 next_due[rule.id] = now + (rule.sample_interval_s or camera.sample_interval_s) - 0.01
             if due:
-                await asyncio.gather(*(self._ask(camera, rule, frame) for rule in due))
+                image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
+                await asyncio.gather(*(self._ask(camera, rule, frame, image) for rule in due))
 
-    async def _ask(self, camera: CameraConfig, rule: Rule, frame: Frame) -> None:
+    async def _ask(self, camera: CameraConfig, rule: Rule, frame: Frame, image: Image.Image) -> None:
         assert self.queue is not None
         model = self.settings.model
         question = rule.render(camera)
         request = Request(
-            image=crop_roi(frame.image(), rule.roi),
+            image=crop_roi(image, rule.roi),
             question=question,
             kind=AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE,
             source=camera.id,

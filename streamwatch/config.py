@@ -29,6 +29,21 @@ class CameraConfig(_Section):
     sample_interval_s: float = Field(2.0, gt=0, le=3600, description="Seconds between sampled frames.")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
     loop: bool = Field(True, description="Files and image folders: start again at the end.")
+    decode: Literal["auto", "keyframes", "all"] = Field(
+        "auto",
+        description="keyframes: decode only keyframes; all: every frame; auto: keyframes when the sample "
+        "interval is at least the stream's keyframe interval.",
+    )
+    hwaccel: Literal["none", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va"] = Field(
+        "none", description="Hardware decoding (cuda = NVDEC); falls back to software when unavailable."
+    )
+    hwaccel_device: str | None = Field(None, description="Device for hwaccel, e.g. '1' (GPU index) or a DRI node.")
+    open_timeout_s: float = Field(10.0, gt=0, le=300, description="Give up connecting after this long.")
+    read_timeout_s: float = Field(10.0, gt=0, le=300, description="Give up when no data arrives for this long.")
+    stall_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Watchdog: reconnect when no frame was decoded for this long."
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reconnect backoff.")
     tags: list[str] = Field(default_factory=list, description="Rules may select cameras by tag.")
     location: str = Field("", description="Template variable {location} for rule questions.")
     zone: str = Field("", description="Template variable {zone} for rule questions.")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from streamwatch.bench.rtsp import RtspServer, free_port
 from streamwatch.vlm.tiny import make_tiny
+
+__all__ = ["REPO", "free_port", "random_image", "wait_for"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,39 +34,43 @@ def tiny_model(request: pytest.FixtureRequest) -> Iterator[Path]:
     yield request.getfixturevalue(name)
 
 
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll until `condition()` holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
 def random_image(seed: int, width: int = 320, height: int = 200) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
 
 
-def free_port() -> int:
-    import socket
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """H.264 clips for the RTSP server, encoded once: 10 fps, keyframe every second unless named."""
+    from streamwatch.ingest.synthetic import write_clip
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    folder = tmp_path_factory.mktemp("clips")
+    return {
+        "cam": write_clip(folder / "cam.mp4", seconds=8),
+        "small": write_clip(folder / "small.mp4", seconds=8, width=320, height=180),
+        "long-gop": write_clip(folder / "long-gop.mp4", seconds=8, gop=60),
+        "bframes": write_clip(folder / "bframes.mp4", seconds=5, bframes=2),
+        "short": write_clip(folder / "short.mp4", seconds=0.3),
+    }
 
 
 @pytest.fixture
-def rtsp_url(tmp_path: Path) -> Iterator[str]:
-    """rtsp://127.0.0.1:PORT/cam serving a generated H.264 clip from GStreamer's RTSP server."""
-    import subprocess
+def rtsp_server(clips: dict[str, Path]) -> Iterator[RtspServer]:
+    """GStreamer's RTSP server with /cam, /small, /long-gop, /short (H.264) and /mic (audio only)."""
+    mounts = {f"/{name}": path for name, path in clips.items()}
+    with RtspServer(mounts, audio_only=["/mic"]) as server:
+        yield server
 
-    from streamwatch.ingest.synthetic import write_clip
 
-    clip = write_clip(tmp_path / "clip.mp4", seconds=4)
-    port = free_port()
-    server = subprocess.Popen(
-        ["/usr/bin/python3", str(REPO / "tests" / "helpers" / "rtsp_server.py"), str(clip), str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    if "ready" not in line:
-        server.kill()
-        pytest.fail(f"RTSP server did not start: {line}{server.stdout.read()}")
-    try:
-        yield f"rtsp://127.0.0.1:{port}/cam"
-    finally:
-        server.kill()
-        server.wait()
+@pytest.fixture
+def rtsp_url(rtsp_server: RtspServer) -> str:
+    return rtsp_server.url("/cam")

@@ -96,7 +96,7 @@ def test_run_answers_every_rule_of_the_sample_camera(demo: Path) -> None:
     result = streamwatch("run", "-c", "config.toml", "--duration", "7", cwd=demo)
     assert result.returncode == 0, result.stderr
     log = result.stderr
-    assert "camera yard online (640x360)" in log
+    assert "camera yard online: 640x360 h264" in log
     for rule in ("fence-climb", "gate-loitering", "vehicle-at-gate", "crowding"):
         assert f"camera=yard rule={rule} " in log
     assert "rule=solder-bridge" not in log  # defect rules do not apply to a perimeter camera

@@ -100,6 +100,14 @@ MALFORMED = [
                  id="log-level"),
     pytest.param('[[cameras]]\nid = "a"\nurl = "a.mp4"\ntransport = "quic"\n', ":4: cameras[0].transport: "
                  "Input should be 'tcp' or 'udp'", id="transport"),
+    pytest.param(VALID_CAMERA + 'decode = "iframes"\n', ":4: cameras[0].decode: Input should be 'auto', "
+                 "'keyframes' or 'all' (got 'iframes')", id="decode-mode"),
+    pytest.param(VALID_CAMERA + 'hwaccel = "nvdec"\n', ":4: cameras[0].hwaccel: Input should be 'none', 'cuda'",
+                 id="hwaccel"),
+    pytest.param(VALID_CAMERA + 'stall_timeout_s = 0\n', ":4: cameras[0].stall_timeout_s: Input should be "
+                 "greater than 0", id="stall-timeout"),
+    pytest.param(VALID_CAMERA + 'reconnect_max_s = "30s"\n', ":4: cameras[0].reconnect_max_s: Input should be "
+                 "a valid number", id="reconnect-max"),
 ]  # fmt: skip
 
 

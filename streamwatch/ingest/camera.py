@@ -1,4 +1,4 @@
-"""One thread per camera: decode with PyAV, keep only the newest frame, reconnect with backoff."""
+"""One thread per camera: decode with PyAV, keep only the newest frame, always come back."""
 
 from __future__ import annotations
 
@@ -8,67 +8,74 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.frame import Frame
-from streamwatch.ingest.sources import (
-    SourceError,
-    decode_video,
-    image_files,
-    is_network,
-    local_path,
-    open_container,
-    read_image,
-)
+from streamwatch.ingest.sources import SourceError, image_files, is_network, local_path, read_image
+from streamwatch.ingest.status import CameraStats, CameraStatus
+from streamwatch.ingest.stream import StallError, VideoStream
+from streamwatch.redact import redact_url
 
 log = logging.getLogger(__name__)
 
+STABLE_S = 60.0  # a connection that delivered frames this long resets the reconnect backoff
+
 
 class CameraWorker:
-    """Keeps the latest decoded frame of one camera. A slow consumer never builds a backlog."""
+    """Keeps the latest decoded frame of one camera. A slow consumer never builds a backlog.
 
-    def __init__(
-        self,
-        camera: CameraConfig,
-        *,
-        open_timeout_s: float = 10.0,
-        read_timeout_s: float = 10.0,
-        backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 30.0,
-    ) -> None:
+    The thread opens the source, decodes (keyframes only when sampling allows), publishes each frame
+    into a one-frame slot, and on any failure (refused, timed out, stream ended, watchdog stall,
+    garbage) goes offline and reconnects after an exponential backoff with jitter. The backoff only
+    resets after a connection stayed up for `STABLE_S`, so a camera that flaps is retried ever more
+    slowly up to `camera.reconnect_max_s` instead of being hammered.
+    """
+
+    def __init__(self, camera: CameraConfig, *, backoff_initial_s: float = 1.0) -> None:
         self.camera = camera
-        self.open_timeout_s = open_timeout_s
-        self.read_timeout_s = read_timeout_s
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.status = "disabled" if not camera.enabled else "starting"
-        self.last_error = ""
-        self.reconnects = 0
+        self.backoff_initial_s = min(backoff_initial_s, camera.reconnect_max_s)
+        self.stats = CameraStats(camera.id, camera.display_name, redact_url(camera.url), disabled=not camera.enabled)
+        self._hwaccel = camera.hwaccel
         self._latest: Frame | None = None
         self._seq = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    # -- public ------------------------------------------------------------------------------------
     def start(self) -> None:
         if self.camera.enabled and self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera.id}", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop and wait; blocking reads end within the camera's read timeout."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout if timeout is not None else self.camera.read_timeout_s + 5)
+            if self._thread.is_alive():
+                log.error("camera %s: worker did not stop in time", self.camera.id)
             self._thread = None
 
     def latest(self) -> Frame | None:
         with self._lock:
             return self._latest
 
-    # -- worker thread ---------------------------------------------------------------------------
+    def status(self) -> CameraStatus:
+        return self.stats.snapshot()
+
+    @property
+    def state(self) -> str:
+        return self.stats.state
+
+    # -- worker thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         backoff = self.backoff_initial_s
         url = self.camera.url
         while not self._stop.is_set():
+            connected = time.monotonic()
             try:
                 delivered = self._read_images(local_path(url)) if self._is_folder() else self._read_video()
                 if self._stop.is_set():
@@ -76,65 +83,88 @@ class CameraWorker:
                 if not is_network(url):
                     if not self.camera.loop:
                         log.info("camera %s: end of %s", self.camera.id, url)
-                        self.status = "offline"
+                        self._offline("end of file")
                         return
                     if delivered:
                         continue  # play the file again
                     raise SourceError(f"{url}: no frames")
-                if delivered:
-                    backoff = self.backoff_initial_s
-                self._went_offline("stream ended")
+                self._offline("stream ended")
+            except StallError as exc:
+                self.stats.stalled()
+                self._offline(str(exc))
             except SourceError as exc:
-                self._went_offline(str(exc))
+                self._offline(str(exc))
             except Exception as exc:  # a camera must never take the service down
                 log.exception("camera %s: unexpected error", self.camera.id)
-                self._went_offline(f"unexpected error: {type(exc).__name__}")
+                self._offline(f"unexpected error: {type(exc).__name__}")
+            if self._stop.is_set():
+                break
+            if self.stats.last_frame_at is not None and self.stats.last_frame_at - connected >= STABLE_S:
+                backoff = self.backoff_initial_s
             delay = backoff * random.uniform(0.8, 1.2)
-            backoff = min(self.backoff_max_s, backoff * 2)
-            self.reconnects += 1
+            backoff = min(self.camera.reconnect_max_s, backoff * 2)
+            self.stats.reconnecting()
+            log.debug("camera %s: reconnecting in %.1f s", self.camera.id, delay)
             self._stop.wait(delay)
 
-    def _went_offline(self, reason: str) -> None:
-        if self.status != "offline" or reason != self.last_error:
+    def _offline(self, reason: str) -> None:
+        if self.stats.set_state("offline", reason):
             log.warning("camera %s offline: %s", self.camera.id, reason)
-        self.status = "offline"
-        self.last_error = reason
 
     def _is_folder(self) -> bool:
         return not is_network(self.camera.url) and local_path(self.camera.url).is_dir()
 
-    def _publish(self, array: object, pts: float | None, keyframe: bool) -> None:
-        frame = Frame(self.camera.id, self._seq, time.time(), array, pts, keyframe)  # type: ignore[arg-type]
+    def _publish(self, source: object, pts: float | None, keyframe: bool) -> None:
+        frame = Frame(self.camera.id, self._seq, time.time(), source, pts, keyframe)
         self._seq += 1
         with self._lock:
-            self._latest = frame
-        if self.status != "online":
-            log.info("camera %s online (%dx%d)", self.camera.id, *frame.size)
-            self.status = "online"
-            self.last_error = ""
+            self._latest = frame  # the previous frame is released here: never more than one held
+        self.stats.delivered(frame.width, frame.height)
+        if self.stats.set_state("online"):
+            status = self.stats
+            log.info(
+                "camera %s online: %dx%d %s, decoding %s, keyframe interval %s",
+                self.camera.id, frame.width, frame.height, status.decoder or "image", status.decode_mode or "all",
+                "-" if status.keyframe_interval_s is None else f"{status.keyframe_interval_s:g} s",
+            )  # fmt: skip
 
     def _read_video(self) -> bool:
         """Decode until the stream ends or fails; files are paced to real time."""
         delivered = False
-        with open_container(
+        with VideoStream(
             self.camera.url,
+            mode=self.camera.decode,
+            sample_interval_s=self.camera.sample_interval_s,
             transport=self.camera.transport,
-            open_timeout_s=self.open_timeout_s,
-            read_timeout_s=self.read_timeout_s,
-        ) as container:
+            open_timeout_s=self.camera.open_timeout_s,
+            read_timeout_s=self.camera.read_timeout_s,
+            stall_timeout_s=self.camera.stall_timeout_s,
+            hwaccel=self._hwaccel,
+            hwaccel_device=self.camera.hwaccel_device,
+            on_packet=self.stats.packet,
+        ) as stream:
+            if stream.hwaccel_note:
+                log.warning("camera %s: %s", self.camera.id, stream.hwaccel_note)
+                self._hwaccel = "none"  # do not pay for a failing device on every reconnect
+            self.stats.connected()
             paced = not is_network(self.camera.url)
             started = time.monotonic()
             first_pts: float | None = None
-            for frame in decode_video(container, self.camera.url):
+            for frame, decode_s in stream.frames():
                 if self._stop.is_set():
                     break
+                self.stats.decoded(decode_s)
+                self.stats.stream_info(
+                    decoder=stream.decoder, mode=stream.mode,
+                    keyframe_interval_s=stream.keyframe_interval_s, fps=stream.nominal_fps,
+                )  # fmt: skip
                 pts = float(frame.time) if frame.time is not None else None
                 if paced and pts is not None:
                     first_pts = pts if first_pts is None else first_pts
                     wait = (pts - first_pts) - (time.monotonic() - started)
                     if wait > 0 and self._stop.wait(wait):
                         break
-                self._publish(frame.to_ndarray(format="rgb24"), pts, bool(frame.key_frame))
+                self._publish(frame, pts, bool(frame.key_frame))
                 delivered = True
         return delivered
 
@@ -143,10 +173,20 @@ class CameraWorker:
         files = image_files(folder)
         if not files:
             raise SourceError(f"{folder}: folder has no images")
+        self.stats.connected()
+        delivered = False
         for path in files:
             if self._stop.is_set():
                 break
-            self._publish(read_image(path), None, True)
+            try:
+                image: np.ndarray = read_image(path)
+            except SourceError as exc:  # one bad image is skipped, not the folder
+                log.warning("camera %s: %s", self.camera.id, exc)
+                continue
+            self._publish(image, None, True)
+            delivered = True
             if self._stop.wait(self.camera.sample_interval_s):
                 break
-        return True
+        if not delivered and not self._stop.is_set():
+            raise SourceError(f"{folder}: no readable image in the folder")
+        return delivered

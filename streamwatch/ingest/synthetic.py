@@ -26,7 +26,14 @@ def scene(width: int, height: int, t: float) -> np.ndarray:
 
 
 def write_clip(
-    path: Path, *, seconds: float = 8.0, fps: int = 10, width: int = 640, height: int = 360, gop: int | None = None
+    path: Path,
+    *,
+    seconds: float = 8.0,
+    fps: int = 10,
+    width: int = 640,
+    height: int = 360,
+    gop: int | None = None,
+    bframes: int = 0,
 ) -> Path:
     """Encode `seconds` of the scene as H.264 (yuv420p, keyframe every `gop` frames, default 1 s)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +41,8 @@ def write_clip(
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop or fps
-        stream.codec_context.options = {"preset": "veryfast", "tune": "zerolatency", "sc_threshold": "0"}
+        options = {"preset": "veryfast", "sc_threshold": "0", "bf": str(bframes)}
+        stream.codec_context.options = options if bframes else {**options, "tune": "zerolatency"}
         stream.time_base = Fraction(1, fps)
         for index in range(int(seconds * fps)):
             frame = av.VideoFrame.from_ndarray(scene(width, height, index / fps), format="rgb24")
