@@ -136,6 +136,8 @@ class Service:
 
     async def _stop(self) -> None:
         for worker in self.cameras.values():
+            worker.request_stop()
+        for worker in self.cameras.values():
             await asyncio.to_thread(worker.stop)
         if self.queue is not None:
             await asyncio.to_thread(self.queue.stop, drain=True)

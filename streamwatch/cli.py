@@ -1,4 +1,4 @@
-"""`streamwatch run | check | ask | model make-tiny`."""
+"""`streamwatch run | check | ask | probe | model make-tiny | bench ingest`."""
 
 from __future__ import annotations
 
@@ -86,6 +86,40 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Connect to cameras for a few seconds, as the service would, and report what each one does."""
+    from streamwatch.config import CameraConfig, load_settings
+    from streamwatch.ingest.camera import CameraWorker
+
+    _setup_logging(args.log_level or "ERROR")
+    if args.urls:
+        cameras = [CameraConfig(id=f"cam{index}", url=url) for index, url in enumerate(args.urls, 1)]
+    else:
+        cameras = load_settings(args.config).cameras
+    workers = [CameraWorker(camera) for camera in cameras]
+    for worker in workers:
+        worker.start()
+    time.sleep(args.seconds)
+    statuses = [worker.status() for worker in workers]
+    for worker in workers:
+        worker.request_stop()
+    for worker in workers:  # a camera still connecting is left behind: its thread is a daemon
+        worker.stop(timeout=1.0, quiet=True)
+    if args.json:
+        print(json.dumps([status.as_dict() for status in statuses], indent=2))
+    else:
+        for s in statuses:
+            print(f"{s.id}  {s.url}")
+            print(f"  state {s.state}, quality {s.quality}, reconnects {s.reconnects}")
+            if s.width:
+                gop = "-" if s.keyframe_interval_s is None else f"{s.keyframe_interval_s:g} s"
+                print(f"  {s.width}x{s.height} {s.decoder}, keyframe interval {gop}, decoding {s.decode_mode}")
+                print(f"  {s.fps:g} fps decoded of {s.stream_fps:g} received, {s.decode_ms:g} ms per decoded frame")
+            if s.last_error:
+                print(f"  error: {s.last_error}")
+    return 0 if all(s.state == "online" for s in statuses) else 1
+
+
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     from streamwatch.vlm.tiny import make_tiny
 
@@ -96,6 +130,38 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
     make_tiny(out, args.family, seed=args.seed)
     print(f"wrote a tiny {args.family} model with random weights to {out} (its answers are meaningless)")
     return 0
+
+
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from streamwatch.bench.ingest import IngestBenchConfig, run_bench
+
+    _setup_logging(args.log_level or "WARNING")
+    logging.getLogger("streamwatch.bench").setLevel(logging.INFO)
+    config = IngestBenchConfig(
+        cameras=args.cameras, modes=args.modes, seconds=args.seconds, warmup_s=args.warmup,
+        sample_interval_s=args.sample_interval, width=args.width, height=args.height, fps=args.fps, gop=args.gop,
+        bit_rate=args.bitrate, out_dir=Path(args.out), name=args.name,
+    )  # fmt: skip
+    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    if not modes or any(m not in ("keyframes", "all", "auto") for m in modes):
+        raise argparse.ArgumentTypeError(f"expected keyframes, all or auto separated by commas, got {text!r}")
+    return modes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ask.set_defaults(func=cmd_ask)
 
+    probe = sub.add_parser("probe", help="connect to cameras for a few seconds and report their status")
+    probe.add_argument("urls", nargs="*", help="camera URLs or files (default: every camera in the config)")
+    probe.add_argument("-c", "--config", default="config.toml")
+    probe.add_argument("--seconds", type=float, default=8.0, help="how long to watch (default 8)")
+    probe.add_argument("--json", action="store_true", help="print the status objects as JSON")
+    probe.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    probe.set_defaults(func=cmd_probe)
+
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     tiny = model_sub.add_parser("make-tiny", help="build a tiny random-weight model of a real architecture")
@@ -133,6 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--force", action="store_true")
     tiny.set_defaults(func=cmd_make_tiny)
+    bench = sub.add_parser("bench", help="benchmarks; reports go to bench/")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    ingest = bench_sub.add_parser("ingest", help="N simulated 1080p RTSP cameras: CPU, decode time, sample age")
+    ingest.add_argument("--cameras", type=_int_list, default=[4, 16, 32], help="camera counts, e.g. 4,16,32")
+    ingest.add_argument("--modes", type=_modes, default=["keyframes", "all"], help="decode modes to compare")
+    ingest.add_argument("--seconds", type=float, default=30.0, help="measurement window per run")
+    ingest.add_argument("--warmup", type=float, default=5.0)
+    ingest.add_argument("--sample-interval", type=float, default=2.0)
+    ingest.add_argument("--width", type=int, default=1920)
+    ingest.add_argument("--height", type=int, default=1080)
+    ingest.add_argument("--fps", type=int, default=25)
+    ingest.add_argument("--gop", type=int, default=25, help="keyframe interval in frames")
+    ingest.add_argument("--bitrate", type=int, default=4_000_000, help="bits per second")
+    ingest.add_argument("--out", default="bench", help="report folder")
+    ingest.add_argument("--name", default="ingest", help="report file name (without extension)")
+    ingest.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ingest.set_defaults(func=cmd_bench_ingest)
     return parser
 
 

@@ -119,3 +119,20 @@ def test_rtsp_errors_are_clear_and_never_show_the_password(demo: Path, rtsp_url:
     assert "hunter2" not in result.stderr
     refused = streamwatch("ask", f"rtsp://127.0.0.1:{free_port()}/cam", "Is it day?", cwd=demo)
     assert refused.returncode == 2 and "Connection refused" in refused.stderr
+
+
+def test_probe_reports_each_camera_and_fails_when_one_is_down(demo: Path, rtsp_url: str) -> None:
+    broken = rtsp_url.replace("rtsp://", "rtsp://admin:hunter2@").replace("/cam", "/missing")
+    result = streamwatch("probe", rtsp_url, broken, "--seconds", "3", "--json", cwd=demo)
+    assert result.returncode == 1, result.stderr
+    good, bad = json.loads(result.stdout)
+    assert good["state"] == "online" and good["width"] == 640 and good["decoder"] == "h264"
+    assert good["decode_mode"] == "keyframes" and good["keyframe_interval_s"] == 1.0
+    assert bad["state"] == "offline" and "404 Not Found" in bad["last_error"]
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_probe_checks_the_cameras_of_the_config(demo: Path) -> None:
+    result = streamwatch("probe", "--seconds", "2", cwd=demo)
+    assert result.returncode == 0, result.stderr
+    assert "yard  samples/yard.mp4\n  state online, quality good" in result.stdout and "640x360 h264" in result.stdout

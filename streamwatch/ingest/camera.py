@@ -50,12 +50,17 @@ class CameraWorker:
             self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera.id}", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop and wait; blocking reads end within the camera's read timeout."""
+    def request_stop(self) -> None:
+        """Ask the thread to stop without waiting (stop several cameras at once, then join each)."""
+        self._stop.set()
+
+    def stop(self, timeout: float | None = None, *, quiet: bool = False) -> None:
+        """Stop and wait; blocking opens and reads end within the camera's timeouts."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout if timeout is not None else self.camera.read_timeout_s + 5)
-            if self._thread.is_alive():
+            limit = max(self.camera.open_timeout_s, self.camera.read_timeout_s) + 5
+            self._thread.join(timeout if timeout is not None else limit)
+            if self._thread.is_alive() and not quiet:
                 log.error("camera %s: worker did not stop in time", self.camera.id)
             self._thread = None
 

@@ -31,7 +31,7 @@ class CameraStatus:
     stalls_last_hour: int  # watchdog restarts
     fps: float  # frames decoded per second (keyframe-only: keyframes per second)
     stream_fps: float  # video packets received per second
-    decode_ms: float  # mean decode time per decoded frame
+    decode_ms: float  # CPU time per decoded frame (moving average)
     decode_mode: str  # "keyframes", "all" or "" before the stream is known
     keyframe_interval_s: float | None
     decoder: str  # e.g. "h264" or "h264 (cuda)"
@@ -85,6 +85,7 @@ class CameraStats:
         self._frames = _Recent(RATE_WINDOW_S)
         self._packets = _Recent(RATE_WINDOW_S)
         self._connected_at = time.monotonic()
+        self._decoded_this_connection = 0
         self.decode_ms = 0.0
         self.decode_mode = ""
         self.keyframe_interval_s: float | None = None
@@ -109,6 +110,7 @@ class CameraStats:
             self._connected_at = time.monotonic()
             self._frames = _Recent(RATE_WINDOW_S)
             self._packets = _Recent(RATE_WINDOW_S)
+            self._decoded_this_connection = 0
 
     def reconnecting(self) -> None:
         with self._lock:
@@ -124,9 +126,13 @@ class CameraStats:
             self._packets.add(time.monotonic())
 
     def decoded(self, decode_s: float) -> None:
+        """Mean-ish decode time (moving average); a connection's first frame also opened the decoder."""
         ms = decode_s * 1000
         with self._lock:
-            self.decode_ms = ms if self.frames == 0 else 0.9 * self.decode_ms + 0.1 * ms
+            self._decoded_this_connection += 1
+            if self._decoded_this_connection == 1 and self.decode_ms:
+                return
+            self.decode_ms = ms if self.decode_ms == 0 else 0.9 * self.decode_ms + 0.1 * ms
 
     def delivered(self, width: int, height: int) -> None:
         now = time.monotonic()

@@ -63,8 +63,9 @@ class VideoStream:
                 raise SourceError(f"{redact_url(url)}: no video stream (found {self._stream_kinds()})")
             self.stream = self.container.streams.video[0]
             context = self.stream.codec_context
-            context.thread_type = "SLICE"  # frame threads would hold pictures back by several frames
-            context.thread_count = 2
+            # One decoding thread per camera: frame threads would hold pictures back by several frames,
+            # cameras already decode in parallel with each other, and the CPU time is then measurable.
+            context.thread_count = 1
             if self.keyframes_only:
                 context.skip_frame = "NONKEY"
         except BaseException:
@@ -74,6 +75,7 @@ class VideoStream:
     def _open(
         self, url: str, transport: str, open_s: float, read_s: float, hwaccel: str, device: str | None
     ) -> av.container.InputContainer:
+        self.hwaccel = hwaccel
         if hwaccel == "none":
             return open_container(url, transport=transport, open_timeout_s=open_s, read_timeout_s=read_s)
         accel = HWAccel(hwaccel, device=device, allow_software_fallback=True)
@@ -82,6 +84,7 @@ class VideoStream:
         except SourceError as exc:  # no such device, no driver, ... or the camera itself failed: try without
             container = open_container(url, transport=transport, open_timeout_s=open_s, read_timeout_s=read_s)
             self.hwaccel_note = f"{hwaccel} decoding unavailable ({exc}); decoding in software"
+            self.hwaccel = "none"
             return container
 
     def _stream_kinds(self) -> str:
@@ -96,7 +99,7 @@ class VideoStream:
     @property
     def decoder(self) -> str:
         context = self.stream.codec_context
-        return f"{context.name} ({context.hwaccel.device_type})" if context.is_hwaccel else str(context.name)
+        return f"{context.name} ({self.hwaccel})" if context.is_hwaccel else str(context.name)
 
     @property
     def nominal_fps(self) -> float | None:
@@ -111,7 +114,7 @@ class VideoStream:
 
     # -- decoding ----------------------------------------------------------------------------------
     def frames(self) -> Iterator[tuple[av.VideoFrame, float]]:
-        """Decoded frames with the time spent decoding each. Raises SourceError or StallError."""
+        """Decoded frames with the CPU time spent decoding each. Raises SourceError or StallError."""
         context = self.stream.codec_context
         last_output = time.monotonic()
         try:
@@ -127,12 +130,12 @@ class VideoStream:
                     if time.monotonic() - last_output > self.stall_timeout_s:
                         raise StallError(f"no frame decoded for {self.stall_timeout_s:g} s (watchdog)")
                     continue
-                started = time.perf_counter()
+                started = time.thread_time()  # CPU time: waiting for a core or the GIL is not decoding
                 decoded = context.decode(packet)
                 if self.keyframes_only and not decoded:
                     decoded = context.decode(None)  # drain: a B-frame stream holds pictures back
                     context.flush_buffers()
-                for frame, decode_s in self._timed(decoded, time.perf_counter() - started):
+                for frame, decode_s in self._timed(decoded, time.thread_time() - started):
                     yield frame, decode_s
                     last_output = time.monotonic()
                 if time.monotonic() - last_output > self.stall_timeout_s:

@@ -34,18 +34,31 @@ def write_clip(
     height: int = 360,
     gop: int | None = None,
     bframes: int = 0,
+    bit_rate: int | None = None,
+    grain: int = 0,
 ) -> Path:
-    """Encode `seconds` of the scene as H.264 (yuv420p, keyframe every `gop` frames, default 1 s)."""
+    """Encode `seconds` of the scene as H.264 (yuv420p, keyframe every `gop` frames, default 1 s).
+
+    `grain` adds sensor-like noise of that amplitude so the bitrate (and the decoder's work) is like a
+    real camera's; `bit_rate` (bits/s) then caps it as a camera's encoder would.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(-grain, grain + 1, (height, width, 1), dtype=np.int16) for _ in range(7)] if grain else []
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop or fps
+        if bit_rate:
+            stream.codec_context.bit_rate = bit_rate
         options = {"preset": "veryfast", "sc_threshold": "0", "bf": str(bframes)}
         stream.codec_context.options = options if bframes else {**options, "tune": "zerolatency"}
         stream.time_base = Fraction(1, fps)
         for index in range(int(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(scene(width, height, index / fps), format="rgb24")
+            pixels = scene(width, height, index / fps)
+            if noise:
+                pixels = np.clip(pixels + noise[index % len(noise)], 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
