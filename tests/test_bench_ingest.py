@@ -19,7 +19,7 @@ def test_bench_ingest_writes_a_report_comparing_decode_modes(tmp_path: Path) -> 
     keyframes, full = report["runs"]
     assert (keyframes["mode"], full["mode"]) == ("keyframes", "all")
     for run in (keyframes, full):
-        assert run["online"] == 2 and run["missed_samples"] == 0
+        assert run["online"] == 2 and run["missed_samples"] == 0 and run["keeps_up"]
         assert run["samples"] >= 4  # 2 cameras, one sample every 2 s, 4 s
         assert run["cores_used"] > 0 and run["rss_peak_mb"] > 0 and run["decode_ms"] > 0
         assert 0 < run["sample_age_p50_ms"] <= run["sample_age_p95_ms"]

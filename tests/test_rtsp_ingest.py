@@ -221,3 +221,43 @@ def test_a_hundred_reconnect_cycles_leak_no_threads_or_file_descriptors(rtsp_ser
     assert status.frames >= 100  # every cycle really connected and decoded
     assert threading.active_count() == threads
     assert _fds() == fds, f"{_fds() - fds} file descriptors leaked"
+
+
+def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(
+    workers: list[CameraWorker], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="streamwatch.ingest.camera")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # connection refused, at once, every time
+    worker = start(
+        workers, camera("refused", f"rtsp://127.0.0.1:{port}/cam", reconnect_max_s=0.4), backoff_initial_s=0.05
+    )
+    wait_for(lambda: worker.status().reconnects >= 7, 10, "7 reconnect attempts")
+    delays = [float(r.getMessage().split("reconnecting in ")[1].split()[0]) for r in caplog.records
+              if "reconnecting in" in r.getMessage()][:7]  # fmt: skip
+    expected = [0.05, 0.1, 0.2, 0.4, 0.4, 0.4, 0.4]
+    for delay, nominal in zip(delays, expected, strict=True):
+        assert 0.8 * nominal - 0.001 <= delay <= 1.2 * nominal + 0.001, delays
+    assert len(set(delays[3:])) > 1  # jitter: capped cameras do not retry in lockstep
+
+
+def test_http_streams_are_cameras_too(tmp_path: Path, workers: list[CameraWorker]) -> None:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from streamwatch.ingest.synthetic import write_clip
+
+    write_clip(tmp_path / "live.ts", seconds=2, width=320, height=180)  # MPEG-TS, as HTTP encoders send
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        worker = start(workers, camera("http", f"http://127.0.0.1:{server.server_port}/live.ts", decode="all"))
+        wait_for(lambda: worker.status().frames >= 10, 10, "frames over HTTP")
+        assert worker.latest().size == (320, 180)  # type: ignore[union-attr]
+    finally:
+        server.shutdown()
+        server.server_close()

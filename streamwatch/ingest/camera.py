@@ -109,7 +109,7 @@ class CameraWorker:
             delay = backoff * random.uniform(0.8, 1.2)
             backoff = min(self.camera.reconnect_max_s, backoff * 2)
             self.stats.reconnecting()
-            log.debug("camera %s: reconnecting in %.1f s", self.camera.id, delay)
+            log.debug("camera %s: reconnecting in %.3f s", self.camera.id, delay)
             self._stop.wait(delay)
 
     def _offline(self, reason: str) -> None:
