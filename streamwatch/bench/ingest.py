@@ -254,12 +254,15 @@ def _plot(runs: list[IngestRun], path: Path, config: IngestBenchConfig) -> Path:
     import matplotlib.pyplot as plt
 
     figure, (cores, ages) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode in config.modes:
+    for index, mode in enumerate(config.modes):
         points = [r for r in runs if r.mode == mode]
-        counts = [r.cameras for r in points]
-        cores.plot(counts, [r.cores_used for r in points], marker="o", label=f"{mode}")
-        ages.plot(counts, [r.sample_age_p95_ms or 0 for r in points], marker="o", label=f"{mode} p95")
-        ages.plot(counts, [r.sample_age_p50_ms or 0 for r in points], marker=".", linestyle=":", label=f"{mode} p50")
+        counts, color = [r.cameras for r in points], f"C{index}"
+        cores.plot(counts, [r.cores_used for r in points], marker="o", color=color, label=mode)
+        ages.plot(counts, [r.sample_age_p95_ms or 0 for r in points], marker="o", color=color, label=f"{mode} p95")
+        ages.plot(
+            counts, [r.sample_age_p50_ms or 0 for r in points], marker=".", linestyle=":", color=color,
+            label=f"{mode} p50",
+        )  # fmt: skip
     cores.axhline(TARGET_CORES, color="grey", linestyle="--", label="target: 1 core")
     cores.set(xlabel="cameras", ylabel="CPU cores used", title=f"{config.width}x{config.height} H.264 decode")
     ages.set(xlabel="cameras", ylabel="ms", title="sample age")
