@@ -108,6 +108,8 @@ class MqttConfig(_Section):
     tls: bool = False
     ca_file: Path | None = None
     home_assistant_discovery: bool = Field(False, description="Announce a binary_sensor per camera and rule.")
+    home_assistant_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive; offline is declared after 1.5x.")
 
     @field_validator("topic_prefix")
     @classmethod

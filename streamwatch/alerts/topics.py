@@ -1,0 +1,101 @@
+"""MQTT topic names and message payloads: one place, so the docs, the publisher and the tests agree."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from streamwatch.config import CameraConfig, MqttConfig
+from streamwatch.ingest.status import CameraStatus
+from streamwatch.rules.model import Rule
+from streamwatch.store.events import Message
+from streamwatch.store.models import Event
+
+
+class Topics:
+    """`<prefix>/available`, `<prefix>/events`, `<prefix>/<camera>/status`,
+    `<prefix>/<camera>/<rule>/state` and `.../snapshot`, Home Assistant discovery configs."""
+
+    def __init__(self, config: MqttConfig) -> None:
+        self.prefix = config.topic_prefix
+        self.ha_prefix = config.home_assistant_prefix
+
+    @property
+    def available(self) -> str:
+        return f"{self.prefix}/available"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}/events"
+
+    def status(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/status"
+
+    def state(self, camera: str, rule: str) -> str:
+        return f"{self.prefix}/{camera}/{rule}/state"
+
+    def snapshot(self, camera: str, rule: str) -> str:
+        return f"{self.prefix}/{camera}/{rule}/snapshot"
+
+    def discovery(self, camera: str, rule: str) -> str:
+        return f"{self.ha_prefix}/binary_sensor/{self._object_id(camera, rule)}/config"
+
+    def _object_id(self, camera: str, rule: str) -> str:
+        return f"{self.prefix.replace('/', '_')}_{camera}_{rule}"
+
+    # -- messages ----------------------------------------------------------------------------------
+    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
+        """What one event publishes, in order: the event, the state, the snapshot (all QoS 1)."""
+        messages = [Message(self.events, json.dumps(event_payload(event, snapshot_file)).encode())]
+        on = event.kind != "resolved"
+        messages.append(Message(self.state(event.camera, event.rule), b"ON" if on else b"OFF", retain=True))
+        if snapshot_jpeg is not None:
+            messages.append(Message(self.snapshot(event.camera, event.rule), snapshot_jpeg, retain=True))
+        return messages
+
+    def status_message(self, status: CameraStatus) -> Message:
+        return Message(self.status(status.id), json.dumps(status.as_dict()).encode(), retain=True)
+
+    def discovery_message(self, camera: CameraConfig, rule: Rule) -> Message:
+        config: dict[str, Any] = {
+            "name": rule.title,
+            "unique_id": self._object_id(camera.id, rule.id),
+            "object_id": self._object_id(camera.id, rule.id),
+            "state_topic": self.state(camera.id, rule.id),
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "availability_topic": self.available,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device_class": "safety" if rule.severity == "critical" else "problem",
+            "device": {
+                "identifiers": [f"{self.prefix.replace('/', '_')}_{camera.id}"],
+                "name": camera.display_name,
+                "manufacturer": "streamwatch",
+                "model": "VLM camera monitor",
+            },
+        }
+        return Message(self.discovery(camera.id, rule.id), json.dumps(config).encode(), retain=True)
+
+
+def event_payload(event: Event, snapshot_file: str | None) -> dict[str, Any]:
+    """The JSON published on `<prefix>/events` (and shown by `streamwatch events --json`)."""
+    return {
+        "type": event.kind,
+        "event_id": event.uid,
+        "alert_id": event.alert_id,
+        "camera": event.camera,
+        "rule": event.rule,
+        "title": event.title,
+        "severity": event.severity,
+        "question": event.question,
+        "answer": event.answer,
+        "confidence": event.confidence,
+        "description": event.description,
+        "latency_s": round(event.latency_s, 3),
+        "model": event.model,
+        "frame_at": event.frame_at.isoformat(),
+        "created_at": event.created_at.isoformat(),
+        "snapshot": event.snapshot,
+        "snapshot_file": snapshot_file,
+    }

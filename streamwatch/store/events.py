@@ -1,0 +1,143 @@
+"""Event history: record an event with its snapshot and outbox messages in one transaction; query; prune."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import delete, func, select
+
+from streamwatch.store.db import Database
+from streamwatch.store.models import Event, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    uid: str
+    alert_id: str
+    kind: str
+    camera: str
+    rule: str
+    severity: str
+    title: str
+    question: str
+    answer: str
+    confidence: float | None
+    latency_s: float
+    model: str
+    description: str | None
+    frame_at: datetime
+
+
+@dataclass(frozen=True)
+class Message:
+    """An MQTT message to deliver through the outbox."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+class EventStore:
+    """Events in the database, snapshots as JPEG files under `snapshot_dir`."""
+
+    def __init__(self, database: Database, snapshot_dir: Path) -> None:
+        self.db = database
+        self.snapshot_dir = snapshot_dir
+
+    def record(
+        self,
+        new: NewEvent,
+        snapshot_jpeg: bytes | None = None,
+        messages: Callable[[Event], Sequence[Message]] = lambda _event: (),
+    ) -> Event:
+        """Write the snapshot, then commit the event and its outbox messages together: either the
+        event exists and its messages will be delivered, or neither happened."""
+        relative = self._write_snapshot(new, snapshot_jpeg) if snapshot_jpeg is not None else None
+        with self.db.session() as session, session.begin():
+            event = Event(**new.__dict__, snapshot=relative)
+            session.add(event)
+            session.flush()
+            for message in messages(event):
+                session.add(OutboxMessage(topic=message.topic, payload=message.payload, qos=message.qos,
+                                          retain=message.retain))  # fmt: skip
+        return event
+
+    def _write_snapshot(self, new: NewEvent, jpeg: bytes) -> str:
+        relative = Path(new.camera) / new.frame_at.strftime("%Y-%m-%d") / f"{new.uid}.jpg"
+        path = self.snapshot_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(jpeg)
+        os.replace(partial, path)  # readers never see half a file
+        return relative.as_posix()
+
+    def snapshot_path(self, event: Event) -> Path | None:
+        return None if event.snapshot is None else self.snapshot_dir / event.snapshot
+
+    def get(self, uid: str) -> Event | None:
+        with self.db.session() as session:
+            return session.scalar(select(Event).where(Event.uid == uid))
+
+    def list(
+        self,
+        *,
+        camera: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        severity: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Event]:
+        """Newest first."""
+        query = select(Event)
+        for column, value in ((Event.camera, camera), (Event.rule, rule), (Event.kind, kind),
+                              (Event.severity, severity)):  # fmt: skip
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(Event.created_at >= since)
+        if until is not None:
+            query = query.where(Event.created_at < until)
+        query = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(limit).offset(offset)
+        with self.db.session() as session:
+            return list(session.scalars(query))
+
+    def count(self) -> int:
+        with self.db.session() as session:
+            return int(session.scalar(select(func.count()).select_from(Event)) or 0)
+
+    def prune(self, older_than: datetime) -> tuple[int, int]:
+        """Delete events created before `older_than` and their snapshot files; returns (rows, files)."""
+        with self.db.session() as session, session.begin():
+            old = list(session.execute(select(Event.id, Event.snapshot).where(Event.created_at < older_than)))
+            session.execute(delete(Event).where(Event.id.in_([row.id for row in old])))
+        files = 0
+        for row in old:
+            if row.snapshot:
+                path = self.snapshot_dir / row.snapshot
+                try:
+                    path.unlink()
+                    files += 1
+                except FileNotFoundError:
+                    pass
+                _remove_empty_parents(path.parent, self.snapshot_dir)
+        return len(old), files
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            return
+        folder = folder.parent

@@ -1,0 +1,60 @@
+"""The alert state machine with scripted answer sequences: N-of-M, updates, resolve, cooldown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamwatch.rules.evaluator import Evaluator, Transition
+from streamwatch.rules.model import Rule
+
+
+def rule(**fields: Any) -> Rule:
+    return Rule(**{"id": "fence", "title": "Fence", "question": "Anyone climbing? Answer yes or no.", **fields})
+
+
+def play(evaluator: Evaluator, r: Rule, answers: str, *, start: float = 0.0, step: float = 2.0) -> list[str]:
+    """answers: 'y'/'n' per sample, `step` seconds apart; returns the transitions as 'o', 'u', 'r' or '.'."""
+    marks = []
+    for index, answer in enumerate(answers):
+        result = evaluator.observe("gate", r, answer == "y", start + index * step)
+        marks.append({Transition.OPEN: "o", Transition.UPDATE: "u", Transition.RESOLVED: "r", None: "."}[result])
+    return marks and "".join(marks)  # type: ignore[return-value]
+
+
+def test_one_positive_opens_and_one_negative_resolves_without_confirmation() -> None:
+    assert play(Evaluator(), rule(cooldown_s=0), "nnynny") == "..or.o"
+
+
+def test_two_of_three_confirms_and_three_negatives_resolve() -> None:
+    r = rule(confirm={"n": 2, "m": 3}, cooldown_s=0)
+    assert play(Evaluator(), r, "ynnynyynnn") == ".....o...r"
+    assert play(Evaluator(), r, "yny") == "..o"
+    assert play(Evaluator(), r, "yyy") == ".o."
+
+
+def test_isolated_positives_never_open_a_three_of_five_rule() -> None:
+    assert play(Evaluator(), rule(confirm={"n": 3, "m": 5}), "ynnynnynnyn") == "..........."
+
+
+def test_updates_are_rate_limited_while_the_alert_holds() -> None:
+    evaluator = Evaluator(update_every_s=10)
+    # a sample every 2 s: open at t=0, then updates at t>=10, t>=20 while positive
+    assert play(evaluator, rule(), "yyyyyyyyyyy") == "o....u....u"
+
+
+def test_cooldown_suppresses_a_new_alert_then_allows_it() -> None:
+    r = rule(cooldown_s=10)
+    evaluator = Evaluator()
+    # open t=0, resolve t=2, cooldown until t=12: positives at t=4..10 do not open; t=12 does
+    assert play(evaluator, r, "ynyyyyyy") == "or....o."
+
+
+def test_state_is_kept_per_camera_and_rule() -> None:
+    evaluator = Evaluator()
+    r1, r2 = rule(), rule(id="gate")
+    assert evaluator.observe("gate", r1, True, 0) == Transition.OPEN
+    assert evaluator.observe("yard", r1, False, 0) is None
+    assert evaluator.observe("gate", r2, False, 0) is None
+    assert evaluator.is_open("gate", "fence") and not evaluator.is_open("yard", "fence")
+    assert evaluator.forget({("yard", "fence")}) == [("gate", "fence")]
+    assert not evaluator.is_open("gate", "fence")

@@ -1,0 +1,98 @@
+"""Event history on a real SQLite file: migrations, WAL, one transaction per event, queries, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from streamwatch.store.db import Database
+from streamwatch.store.events import EventStore, Message, NewEvent
+from streamwatch.store.models import Event
+from streamwatch.store.outbox import Outbox
+
+
+def new_event(uid: str, *, camera: str = "gate", rule: str = "fence", kind: str = "open") -> NewEvent:
+    return NewEvent(
+        uid=uid, alert_id=uid, kind=kind, camera=camera, rule=rule, severity="critical", title="Fence climbing",
+        question="Is anyone climbing the fence? Answer yes or no.", answer="yes", confidence=0.93, latency_s=0.12,
+        model="tiny-glm4v", description=None, frame_at=datetime.now(UTC),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EventStore:
+    return EventStore(Database.open(f"sqlite:///{tmp_path / 'db' / 'events.db'}"), tmp_path / "snapshots")
+
+
+def test_a_new_database_is_migrated_to_the_newest_schema_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "streamwatch.db"
+    database = Database.open(f"sqlite:///{path}")
+    assert {"events", "outbox", "alembic_version"} <= set(inspect(database.engine).get_table_names())
+    database.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+    Database.open(f"sqlite:///{path}").close()  # opening again is a no-op migration
+
+
+def test_an_event_its_snapshot_and_its_messages_are_recorded_together(store: EventStore) -> None:
+    outbox = Outbox(store.db)
+
+    def messages(event: Event) -> list[Message]:
+        return [Message("sw/events", event.uid.encode()), Message("sw/gate/fence/state", b"ON", retain=True)]
+
+    event = store.record(new_event("e1"), b"\xff\xd8jpeg", messages)
+    assert event.snapshot == f"gate/{event.frame_at:%Y-%m-%d}/e1.jpg"
+    assert store.snapshot_path(event).read_bytes() == b"\xff\xd8jpeg"  # type: ignore[union-attr]
+    assert [m.topic for m in outbox.pending()] == ["sw/events", "sw/gate/fence/state"]
+    assert store.get("e1").confidence == 0.93  # type: ignore[union-attr]
+    assert store.get("e1").created_at.tzinfo is not None  # type: ignore[union-attr]
+
+
+def test_a_failing_message_builder_leaves_neither_event_nor_messages(store: EventStore) -> None:
+    def broken(_event: object) -> list[Message]:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.record(new_event("e2"), None, broken)
+    assert store.get("e2") is None and Outbox(store.db).size() == 0
+
+
+def test_events_filter_and_page_newest_first(store: EventStore) -> None:
+    for index in range(5):
+        store.record(new_event(f"g{index}", camera="gate"))
+    store.record(new_event("y0", camera="yard", rule="crowd", kind="resolved"))
+    assert [e.uid for e in store.list(limit=3)] == ["y0", "g4", "g3"]
+    assert [e.uid for e in store.list(limit=3, offset=3)] == ["g2", "g1", "g0"]
+    assert [e.uid for e in store.list(camera="yard")] == ["y0"]
+    assert [e.uid for e in store.list(rule="crowd", kind="resolved")] == ["y0"]
+    assert store.list(kind="update") == []
+    assert len(store.list(since=datetime.now(UTC) - timedelta(minutes=1))) == 6
+    assert store.list(until=datetime.now(UTC) - timedelta(minutes=1)) == []
+
+
+def test_outbox_keeps_commit_order_and_forgets_delivered_messages(store: EventStore) -> None:
+    outbox = Outbox(store.db)
+    outbox.add([Message(f"t/{index}", b"x") for index in range(5)])
+    first = outbox.pending(2)
+    assert [m.topic for m in first] == ["t/0", "t/1"]
+    outbox.failed(first[0].id)
+    outbox.delivered(first[0].id)
+    assert [m.topic for m in outbox.pending()] == ["t/1", "t/2", "t/3", "t/4"]
+
+
+def test_retention_deletes_old_rows_and_their_snapshots(store: EventStore) -> None:
+    old = store.record(new_event("old"), b"jpeg-old")
+    fresh = store.record(new_event("new"), b"jpeg-new")
+    with store.db.session() as session, session.begin():  # age one event by 40 days
+        row = session.get(type(old), old.id)
+        assert row is not None
+        row.created_at = datetime.now(UTC) - timedelta(days=40)
+    assert store.prune(datetime.now(UTC) - timedelta(days=30)) == (1, 1)
+    assert store.get("old") is None and store.get("new") is not None
+    assert not store.snapshot_path(old).exists()  # type: ignore[union-attr]
+    assert store.snapshot_path(fresh).exists()  # type: ignore[union-attr]
