@@ -7,12 +7,16 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from PIL import Image
 
+from streamwatch.alerts.mqtt import MqttPublisher
+from streamwatch.alerts.pipeline import AlertPipeline
+from streamwatch.alerts.topics import Topics
 from streamwatch.config import CameraConfig, Settings
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.queue import InferenceQueue
@@ -22,11 +26,18 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.rules.loader import RuleSet, load_rules
-from streamwatch.rules.model import Rule, within_hours
+from streamwatch.rules.model import Rule
+from streamwatch.rules.schedule import DueTracker
+from streamwatch.rules.watch import RuleWatcher
+from streamwatch.store.db import Database
+from streamwatch.store.events import EventStore, Message
+from streamwatch.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 STATUS_LOG_S = 300.0  # how often every camera's status is logged
+STATUS_PUBLISH_S = 30.0  # camera status on MQTT: on every state change, and at least this often
+RULES_POLL_S = 2.0  # how often rules/ is checked for edits
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -57,10 +68,16 @@ class Decision:
     answer: Answer
     alert: bool
     frame_seq: int
+    event: str | None = None  # open / update / resolved, when this answer caused an alert event
 
 
 class Service:
-    """`streamwatch run`: cameras -> sampled frames x due rules -> shared queue -> decisions."""
+    """`streamwatch run`: cameras -> sampled frames x due rules -> shared queue -> alerts -> DB + MQTT.
+
+    Start order: database (migrated), rules, model, queue, MQTT, cameras, samplers and housekeeping.
+    Stop order is the reverse: samplers, cameras, queue (drained, so answers in flight still become
+    events), MQTT (outbox drained for a few seconds, then `offline`), database.
+    """
 
     def __init__(
         self,
@@ -75,28 +92,29 @@ class Service:
         self.rules = RuleSet()
         self.cameras: dict[str, CameraWorker] = {}
         self.queue: InferenceQueue | None = None
+        self.database: Database | None = None
+        self.store: EventStore | None = None
+        self.publisher: MqttPublisher | None = None
+        self.pipeline: AlertPipeline | None = None
+        self.watcher: RuleWatcher | None = None
         self.decisions = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._publisher_task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
 
-    async def run(self, duration_s: float | None = None) -> None:
-        """Run until SIGINT/SIGTERM, or for `duration_s` seconds."""
-        stop = asyncio.Event()
+    async def run(self, duration_s: float | None = None, stop: asyncio.Event | None = None) -> None:
+        """Run until SIGINT/SIGTERM, `stop` is set, or for `duration_s` seconds."""
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         try:
             await self._start()
-            samplers = [
-                asyncio.create_task(self._sample(self.settings_camera(cid), worker), name=f"sampler-{cid}")
-                for cid, worker in self.cameras.items()
-            ]
-            samplers.append(asyncio.create_task(self._log_status(), name="camera-status"))
             log.info("streamwatch running: %d cameras, %d rules", len(self.cameras), len(self.rules.rules))
+            self.started.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration_s)
-            for task in samplers:
-                task.cancel()
-            await asyncio.gather(*samplers, return_exceptions=True)
         finally:
             await self._stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,34 +125,48 @@ class Service:
         """Every camera's state, rates and quality (URLs redacted)."""
         return [worker.status() for worker in self.cameras.values()]
 
-    async def _log_status(self, every_s: float = STATUS_LOG_S) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            for status in self.camera_status():
-                log.info(
-                    "camera=%s state=%s quality=%s fps=%.1f stream_fps=%.1f decode=%s decode_ms=%.1f "
-                    "reconnects_1h=%d stalls_1h=%d error=%r",
-                    status.id, status.state, status.quality, status.fps, status.stream_fps, status.decode_mode,
-                    status.decode_ms, status.reconnects_last_hour, status.stalls_last_hour, status.last_error,
-                )  # fmt: skip
-
     def settings_camera(self, camera_id: str) -> CameraConfig:
         return next(c for c in self.settings.cameras if c.id == camera_id)
 
+    # -- lifecycle -----------------------------------------------------------------------------------
     async def _start(self) -> None:
         settings = self.settings
-        self.rules = load_rules(settings.path(settings.rules_dir), settings.cameras)
+        self.database = await asyncio.to_thread(Database.open, settings.database_url())
+        self.store = EventStore(self.database, settings.path(settings.storage.snapshot_dir))
+        rules_dir = settings.path(settings.rules_dir)
+        self.rules = load_rules(rules_dir, settings.cameras)
         for warning in self.rules.warnings:
             log.info("%s", warning)
+        self.watcher = RuleWatcher(rules_dir, settings.cameras, self.rules)
         backend = await asyncio.to_thread(self._backend_factory, settings)
         self.queue = build_queue(settings, backend)
         self.queue.start()
+        topics = Topics(settings.mqtt) if settings.mqtt.enabled else None
+        if settings.mqtt.enabled:
+            self.publisher = MqttPublisher(settings.mqtt, Outbox(self.database), on_connect=self._announcements)
+            self._publisher_task = asyncio.create_task(self.publisher.run(), name="mqtt")
+        self.pipeline = AlertPipeline(
+            self.store, topics, describe=self._describe,
+            notify=self.publisher.notify if self.publisher else (lambda: None),
+        )  # fmt: skip
         for camera in settings.cameras:
             worker = CameraWorker(camera)
             self.cameras[camera.id] = worker
             worker.start()
+        self._spawn(self._watch_rules(), "rules-watch")
+        self._spawn(self._retention(), "retention")
+        self._spawn(self._status_loop(), "camera-status")
+        for camera_id, worker in self.cameras.items():
+            self._spawn(self._sample(self.settings_camera(camera_id), worker), f"sampler-{camera_id}")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def _stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
         for worker in self.cameras.values():
             worker.request_stop()
         for worker in self.cameras.values():
@@ -143,12 +175,84 @@ class Service:
             await asyncio.to_thread(self.queue.stop, drain=True)
             self.queue.backend.close()
             self.queue = None
-        log.info("streamwatch stopped after %d decisions", self.decisions)
+        if self.publisher is not None and self._publisher_task is not None:
+            await self.publisher.stop(self._publisher_task)
+        if self.database is not None:
+            self.database.close()
+        events = self.pipeline.events if self.pipeline else 0
+        log.info("streamwatch stopped after %d decisions, %d alert events", self.decisions, events)
 
+    # -- MQTT ----------------------------------------------------------------------------------------
+    def _announcements(self) -> list[Message]:
+        """Published on every (re)connect: HA discovery, current alert states, camera status."""
+        if self.pipeline is None or self.pipeline.topics is None:
+            return []
+        topics = self.pipeline.topics
+        messages: list[Message] = []
+        for camera in self.settings.cameras:
+            for rule in self.rules.for_camera(camera):
+                if self.settings.mqtt.home_assistant_discovery:
+                    messages.append(topics.discovery_message(camera, rule))
+                on = self.pipeline.evaluator.is_open(camera.id, rule.id)
+                messages.append(Message(topics.state(camera.id, rule.id), b"ON" if on else b"OFF", retain=True))
+        messages += [topics.status_message(status) for status in self.camera_status()]
+        return messages
+
+    async def _status_loop(self) -> None:
+        """Camera status: retained on MQTT when it changes (checked every 2 s) and every 30 s; logged every 5 min."""
+        last: dict[str, tuple[str, str]] = {}
+        published = logged = time.monotonic()
+        while True:
+            await asyncio.sleep(2.0)
+            now = time.monotonic()
+            statuses = self.camera_status()
+            changed = [s for s in statuses if last.get(s.id) != (s.state, s.quality)]
+            due = now - published >= STATUS_PUBLISH_S
+            if self.publisher is not None and self.pipeline is not None and self.pipeline.topics is not None:
+                for status in statuses if due else changed:
+                    await self.publisher.publish_now(self.pipeline.topics.status_message(status))
+            last = {s.id: (s.state, s.quality) for s in statuses}
+            published = now if due else published
+            if now - logged >= STATUS_LOG_S:
+                logged = now
+                for s in statuses:
+                    log.info(
+                        "camera=%s state=%s quality=%s fps=%.1f stream_fps=%.1f decode=%s decode_ms=%.1f "
+                        "reconnects_1h=%d stalls_1h=%d error=%r",
+                        s.id, s.state, s.quality, s.fps, s.stream_fps, s.decode_mode, s.decode_ms,
+                        s.reconnects_last_hour, s.stalls_last_hour, s.last_error,
+                    )  # fmt: skip
+
+    # -- housekeeping --------------------------------------------------------------------------------
+    async def _watch_rules(self) -> None:
+        assert self.watcher is not None
+        while True:
+            await asyncio.sleep(RULES_POLL_S)
+            reloaded = await asyncio.to_thread(self.watcher.check)
+            if reloaded is not None:
+                self.rules = reloaded
+                log.info("rules: %d active after reload", len(reloaded.rules))
+                if self.publisher is not None and self.publisher.connected.is_set():
+                    for message in self._announcements():
+                        await self.publisher.publish_now(message)
+
+    async def _retention(self) -> None:
+        """Delete events and snapshots older than `storage.retention_days`: at start, then hourly."""
+        assert self.store is not None
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=self.settings.storage.retention_days)
+            try:
+                rows, files = await asyncio.to_thread(self.store.prune, cutoff)
+                if rows:
+                    log.info("retention: deleted %d events and %d snapshots older than %s", rows, files, cutoff)
+            except Exception:  # a full disk or a locked database must not stop the service
+                log.exception("retention: failed; will retry")
+            await asyncio.sleep(3600)
+
+    # -- sampling and answering ----------------------------------------------------------------------
     async def _sample(self, camera: CameraConfig, worker: CameraWorker) -> None:
         """Every sample interval: the newest frame, with every rule that is due, into the queue."""
-        rules = self.rules.for_camera(camera)
-        next_due = {rule.id: 0.0 for rule in rules}
+        tracker = DueTracker(camera.sample_interval_s)
         last_seq = -1
         while True:
             await asyncio.sleep(camera.sample_interval_s)
@@ -156,45 +260,53 @@ class Service:
             if frame is None or frame.seq == last_seq:
                 continue
             last_seq = frame.seq
-            now = time.monotonic()
-            local = datetime.now()
-            due = [
-                rule
-                for rule in rules
-                if now >= next_due[rule.id] and within_hours(rule.active_hours, local.hour * 60 + local.minute)
-            ]
-            for rule in due:
-                next_due[rule.id] = now + (rule.sample_interval_s or camera.sample_interval_s) - 0.01
+            due = tracker.due(self.rules.for_camera(camera), time.monotonic(), datetime.now().astimezone())
             if due:
                 image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
                 await asyncio.gather(*(self._ask(camera, rule, frame, image) for rule in due))
 
+    def _request(
+        self, camera: CameraConfig, question: str, image: Image.Image, kind: AnswerKind, tokens: int
+    ) -> Request:
+        return Request(
+            image=image, question=question, kind=kind, source=camera.id,
+            deadline=time.monotonic() + self.settings.model.request_timeout_s, max_new_tokens=tokens,
+        )  # fmt: skip
+
     async def _ask(self, camera: CameraConfig, rule: Rule, frame: Frame, image: Image.Image) -> None:
-        assert self.queue is not None
-        model = self.settings.model
+        assert self.queue is not None and self.pipeline is not None
         question = rule.render(camera)
-        request = Request(
-            image=crop_roi(image, rule.roi),
-            question=question,
-            kind=AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE,
-            source=camera.id,
-            deadline=time.monotonic() + model.request_timeout_s,
-            max_new_tokens=rule.max_new_tokens or model.max_new_tokens,
-        )
+        kind = AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE
+        tokens = rule.max_new_tokens or self.settings.model.max_new_tokens
         try:
-            answer = await self.queue.ask(request)
+            answer = await self.queue.ask(self._request(camera, question, crop_roi(image, rule.roi), kind, tokens))
         except (DroppedError, RuntimeError) as exc:
             log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
             return
-        decision = Decision(
-            camera.id, rule.id, question, answer, rule.is_alert(answer.text, answer.confidence), frame.seq
-        )
         self.decisions += 1
+        try:
+            event = await self.pipeline.handle(camera, rule, question, answer, image, frame.captured_at)
+        except Exception:  # the database or disk failed: say so loudly, keep watching
+            log.exception("camera %s rule %s: could not record the alert event", camera.id, rule.id)
+            event = None
+        alert = rule.is_alert(answer.text, answer.confidence)
         log.info(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d",
-            camera.id, rule.id, answer.text,
-            "-" if answer.confidence is None else f"{answer.confidence:.3f}",
-            decision.alert, answer.latency_s, answer.batch_size,
+            camera.id, rule.id, answer.text, "-" if answer.confidence is None else f"{answer.confidence:.3f}",
+            alert, answer.latency_s, answer.batch_size,
         )  # fmt: skip
         if self._on_decision is not None:
-            self._on_decision(decision)
+            kind_name = event.kind if event is not None else None
+            self._on_decision(Decision(camera.id, rule.id, question, answer, alert, frame.seq, kind_name))
+
+    async def _describe(self, camera: CameraConfig, rule: Rule, image: Image.Image) -> str | None:
+        """The rule's follow-up question, asked once when an alert opens; its answer goes in the event."""
+        assert self.queue is not None and rule.describe is not None
+        tokens = max(48, rule.max_new_tokens or 0)
+        request = self._request(camera, rule.render(camera, rule.describe), crop_roi(image, rule.roi),
+                                AnswerKind.GENERATE, tokens)  # fmt: skip
+        try:
+            return (await self.queue.ask(request)).text
+        except (DroppedError, RuntimeError) as exc:
+            log.warning("camera %s rule %s: describe failed: %s", camera.id, rule.id, exc)
+            return None

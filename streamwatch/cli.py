@@ -1,4 +1,4 @@
-"""`streamwatch run | check | ask | probe | model make-tiny | bench ingest`."""
+"""`streamwatch run | check | ask | probe | events | model make-tiny | bench ingest`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from streamwatch import __version__
@@ -120,6 +121,49 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if all(s.state == "online" for s in statuses) else 1
 
 
+def _since(text: str) -> datetime:
+    """'90m', '2h', '7d' ago, or an ISO date/time (local time unless it says otherwise)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected e.g. 90m, 2h, 7d or 2026-11-21T08:00, got {text!r}") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Event history from the database of the config: newest first, filtered."""
+    from streamwatch.alerts.topics import event_payload
+    from streamwatch.config import load_settings
+    from streamwatch.store.db import Database
+    from streamwatch.store.events import EventStore
+
+    settings = load_settings(args.config)
+    store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
+    if args.event_id:
+        event = store.get(args.event_id)
+        if event is None:
+            print(f"error: no event {args.event_id!r}", file=sys.stderr)
+            return 1
+        events = [event]
+    else:
+        events = store.list(camera=args.camera, rule=args.rule, kind=args.kind, severity=args.severity,
+                            since=args.since, limit=args.limit)  # fmt: skip
+    payloads = [event_payload(e, str(store.snapshot_path(e)) if e.snapshot else None) for e in events]
+    if args.json or args.event_id:
+        print(json.dumps(payloads[0] if args.event_id else payloads, indent=2))
+        return 0
+    if not events:
+        print("no events")
+    for e in events:
+        confidence = "" if e.confidence is None else f" p={e.confidence:.2f}"
+        when = e.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{when}  {e.kind:<8} {e.severity:<8} {e.camera}/{e.rule}  {e.answer!r}{confidence}  {e.uid}")
+    return 0
+
+
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     from streamwatch.vlm.tiny import make_tiny
 
@@ -198,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print the status objects as JSON")
     probe.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     probe.set_defaults(func=cmd_probe)
+
+    events = sub.add_parser("events", help="alert event history (newest first)")
+    events.add_argument("event_id", nargs="?", help="show one event in full (JSON)")
+    events.add_argument("-c", "--config", default="config.toml")
+    events.add_argument("--camera")
+    events.add_argument("--rule")
+    events.add_argument("--kind", choices=["open", "update", "resolved"])
+    events.add_argument("--severity", choices=["info", "warning", "critical"])
+    events.add_argument("--since", type=_since, help="e.g. 90m, 2h, 7d or 2026-11-21T08:00")
+    events.add_argument("--limit", type=int, default=50)
+    events.add_argument("--json", action="store_true")
+    events.set_defaults(func=cmd_events)
 
     model = sub.add_parser("model", help="model utilities")
     model_sub = model.add_subparsers(dest="model_command", required=True)

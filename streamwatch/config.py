@@ -124,6 +124,18 @@ class StorageConfig(_Section):
     snapshot_dir: Path = Field(Path("data/snapshots"), description="JPEG snapshots of events.")
     retention_days: int = Field(30, ge=1, le=3650)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError("expected an SQLAlchemy URL like sqlite:///data/streamwatch.db") from None
+        return value
+
 
 class WebConfig(_Section):
     enabled: bool = True
@@ -148,6 +160,14 @@ class Settings(_Section):
     def path(self, value: Path | str) -> Path:
         """A path from the config, relative to the config file's folder."""
         return (self.base_dir / Path(value).expanduser()).resolve()
+
+    def database_url(self) -> str:
+        """storage.database_url with a relative SQLite path made relative to the config file."""
+        url = self.storage.database_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
 
     def model_ref(self) -> str:
         """The model as transformers should load it: a resolved local path, or the hub id."""

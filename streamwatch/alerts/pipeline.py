@@ -1,0 +1,92 @@
+"""From an answered rule to an alert event: evaluate, describe, snapshot, record with its MQTT messages."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from PIL import Image
+
+from streamwatch.alerts.topics import Topics
+from streamwatch.config import CameraConfig
+from streamwatch.inference.types import Answer
+from streamwatch.rules.evaluator import Evaluator, Transition
+from streamwatch.rules.model import Rule
+from streamwatch.store.events import EventStore, Message, NewEvent
+from streamwatch.store.models import Event
+
+log = logging.getLogger(__name__)
+
+Describe = Callable[[CameraConfig, Rule, Image.Image], Awaitable[str | None]]
+
+
+def jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+class AlertPipeline:
+    """Owns the evaluator. Every event is committed (row + snapshot + outbox messages) before
+    anything is published; `notify` then wakes the MQTT relay."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        topics: Topics | None,
+        *,
+        describe: Describe | None = None,
+        notify: Callable[[], None] = lambda: None,
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        self.store = store
+        self.topics = topics
+        self.evaluator = evaluator or Evaluator()
+        self._describe = describe
+        self._notify = notify
+        self.events = 0
+
+    async def handle(
+        self, camera: CameraConfig, rule: Rule, question: str, answer: Answer, image: Image.Image, frame_at: float
+    ) -> Event | None:
+        """Feed one answer to the evaluator; record and announce the event it causes, if any."""
+        positive = rule.is_alert(answer.text, answer.confidence)
+        state = self.evaluator.state(camera.id, rule.id)
+        alert_id = state.alert_id
+        transition = self.evaluator.observe(camera.id, rule, positive, frame_at)
+        if transition is None:
+            return None
+        uid = uuid.uuid4().hex
+        description = None
+        if transition is Transition.OPEN:
+            state.alert_id = alert_id = uid
+            if rule.describe and self._describe is not None:
+                description = await self._describe(camera, rule, image)
+        snapshot = await asyncio.to_thread(jpeg, image)
+        new = NewEvent(
+            uid=uid, alert_id=alert_id or uid, kind=transition.value, camera=camera.id, rule=rule.id,
+            severity=rule.severity, title=rule.title, question=question, answer=answer.text,
+            confidence=answer.confidence, latency_s=answer.latency_s, model=answer.model, description=description,
+            frame_at=datetime.fromtimestamp(frame_at, UTC),
+        )  # fmt: skip
+        published_snapshot = None if transition is Transition.RESOLVED else snapshot
+
+        def messages(event: Event) -> list[Message]:
+            if self.topics is None:
+                return []
+            path = self.store.snapshot_path(event)
+            return self.topics.event_messages(event, published_snapshot, str(path) if path else None)
+
+        event = await asyncio.to_thread(self.store.record, new, snapshot, messages)
+        self.events += 1
+        self._notify()
+        log.warning(
+            "alert %s: camera=%s rule=%s severity=%s answer=%r p_yes=%s event=%s",
+            transition.value, camera.id, rule.id, rule.severity, answer.text,
+            "-" if answer.confidence is None else f"{answer.confidence:.3f}", uid,
+        )  # fmt: skip
+        return event

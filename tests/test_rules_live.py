@@ -1,0 +1,126 @@
+"""Rules while the service runs: hot reload (good and broken edits) and when rules are due (interval, hours, cron)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import textwrap
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from streamwatch.config import CameraConfig
+from streamwatch.rules.loader import load_rules
+from streamwatch.rules.model import Rule
+from streamwatch.rules.schedule import DueTracker
+from streamwatch.rules.watch import RuleWatcher
+
+CAMERAS = [CameraConfig(id="gate", url="gate.mp4", location="the north gate")]
+
+
+def rule_file(question: str, rule_id: str = "climb", extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        [[rules]]
+        id = "{rule_id}"
+        title = "Climbing"
+        question = "{question}"
+        {extra}
+    """).lstrip()
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    stat = path.stat()  # make sure the change is visible even within one mtime tick
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    write(folder / "perimeter.toml", rule_file("Is anyone climbing at {location}? Answer yes or no."))
+    return folder
+
+
+def questions(watcher: RuleWatcher) -> dict[str, str]:
+    return {rule.id: rule.render(CAMERAS[0]) for rule in watcher.current.rules}
+
+
+def test_an_edit_applies_and_an_unchanged_folder_is_not_reloaded(rules_dir: Path) -> None:
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    assert watcher.check() is None
+    write(rules_dir / "perimeter.toml", rule_file("Is a person on the fence at {location}? Answer yes or no."))
+    reloaded = watcher.check()
+    assert reloaded is not None
+    assert questions(watcher) == {"climb": "Is a person on the fence at the north gate? Answer yes or no."}
+    write(rules_dir / "extra.toml", rule_file("Is the gate open? Answer yes or no.", rule_id="gate-open"))
+    assert watcher.check() is not None and set(questions(watcher)) == {"climb", "gate-open"}
+    (rules_dir / "extra.toml").unlink()
+    assert watcher.check() is not None and set(questions(watcher)) == {"climb"}
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (rule_file("Anyone at {loction}? Answer yes or no."), "perimeter.toml:4: rules[0].question: unknown "
+         "template variable {loction}"),
+        (rule_file("Anyone? Answer yes or no.", extra="threshold = 2"), "perimeter.toml:5: rules[0].threshold: "
+         "Input should be less than or equal to 1"),
+        ("[[rules]\nid = 'x'\n", "perimeter.toml:1: TOML syntax error"),
+    ],
+)  # fmt: skip
+def test_a_broken_edit_is_rejected_and_the_previous_version_stays(
+    rules_dir: Path, caplog: pytest.LogCaptureFixture, broken: str, message: str
+) -> None:
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    before = questions(watcher)
+    write(rules_dir / "perimeter.toml", broken)
+    with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
+        watcher.check()
+    assert questions(watcher) == before
+    assert message in caplog.text and "perimeter.toml rejected, keeping its previous version" in caplog.text
+    assert watcher.rejected
+    write(rules_dir / "perimeter.toml", rule_file("Fixed? Answer yes or no."))  # fixing it applies it
+    watcher.check()
+    assert questions(watcher) == {"climb": "Fixed? Answer yes or no."} and not watcher.rejected
+
+
+def test_a_new_file_reusing_a_rule_id_is_rejected(rules_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    write(rules_dir / "zz-copy.toml", rule_file("Copy? Answer yes or no."))
+    watcher.check()
+    assert questions(watcher) == {"climb": "Is anyone climbing at the north gate? Answer yes or no."}
+    assert "rule id 'climb' is also defined in" in caplog.text
+
+
+def make_rule(**fields: object) -> Rule:
+    return Rule(**{"id": "r", "title": "R", "question": "Q? Answer yes or no.", **fields})  # type: ignore[arg-type]
+
+
+def test_rules_are_due_at_their_own_interval() -> None:
+    tracker = DueTracker(camera_interval_s=2.0)
+    fast, slow = make_rule(id="fast"), make_rule(id="slow", sample_interval_s=6)
+    local = datetime(2026, 11, 21, 12, 0).astimezone()
+    due = [[r.id for r in tracker.due([fast, slow], t, local)] for t in (0.0, 2.0, 4.0, 6.0)]
+    assert due == [["fast", "slow"], ["fast"], ["fast"], ["fast", "slow"]]
+
+
+def test_active_hours_wrap_past_midnight() -> None:
+    tracker = DueTracker(camera_interval_s=1.0)
+    night = make_rule(active_hours="22:00-06:00")
+    for step, (hour, expected) in enumerate(((21, False), (22, True), (3, True), (6, False), (12, False))):
+        local = datetime(2026, 11, 21, hour, 30).astimezone()
+        assert bool(tracker.due([night], step * 10.0, local)) is expected, hour
+
+
+def test_cron_rules_run_once_each_time_the_schedule_fires() -> None:
+    tracker = DueTracker(camera_interval_s=2.0)
+    quarter = make_rule(schedule="*/15 * * * *")  # at :00, :15, :30, :45
+    start = datetime(2026, 11, 21, 8, 7, 30).astimezone()
+    fired = [
+        (start + timedelta(minutes=minutes)).strftime("%H:%M")
+        for minutes in range(0, 40)
+        if tracker.due([quarter], float(minutes), start + timedelta(minutes=minutes))
+    ]
+    assert fired == ["08:15", "08:30", "08:45"]  # checked each minute from 08:07:30 to 08:46:30

@@ -1,0 +1,180 @@
+"""`streamwatch run` end to end: RTSP camera -> rules -> alert events in SQLite + JPEG -> MQTT subscriber.
+
+The tiny model's answers are random, so these tests use a backend double whose answer depends on the
+frame: "yes" while the walking figure of the synthetic scene is in the right half of the picture.
+(The real backend is tested in test_transformers_backend.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import textwrap
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, wait_for
+from mqtt_helpers import Broker, Subscriber
+from PIL import Image
+
+from streamwatch.app import Decision, Service
+from streamwatch.bench.rtsp import RtspServer
+from streamwatch.config import Settings, load_settings
+from streamwatch.inference.backends.base import Backend, YesNo
+from streamwatch.inference.types import Prompt
+from streamwatch.store.db import Database
+from streamwatch.store.events import EventStore
+
+
+def figure_on_the_right(image: Image.Image) -> bool:
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    red = (pixels[..., 0] > 140) & (pixels[..., 1] < 90) & (pixels[..., 2] < 90)
+    columns = np.nonzero(red.any(axis=0))[0]
+    return bool(columns.size) and float(columns.mean()) > image.width / 2
+
+
+class SceneBackend(Backend):
+    """P(yes) 0.95 when the figure is right of centre, else 0.05; describes what it sees."""
+
+    name = "scene-double"
+
+    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
+        return [YesNo(0.95 if figure_on_the_right(p.image) else 0.05) for p in prompts]
+
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        return ["A person in red walks along the fence." for _ in prompts]
+
+
+RULES = """
+[[rules]]
+id = "right-side"
+title = "Person on the right side of the fence"
+severity = "critical"
+cameras = ["tag:perimeter"]
+question = "Is a person standing at the right side of {location}? Answer yes or no."
+threshold = 0.5
+confirm = { n = 2, m = 2 }
+cooldown_s = 0
+describe = "Describe the person in one sentence."
+"""
+
+
+def write_site(folder: Path, camera_url: str, mqtt_port: int | None) -> Path:
+    (folder / "rules").mkdir(exist_ok=True)
+    (folder / "rules" / "perimeter.toml").write_text(RULES, encoding="utf-8")
+    mqtt = f"host = '127.0.0.1'\nport = {mqtt_port}\n" if mqtt_port else "enabled = false\n"
+    config = textwrap.dedent(f"""
+        [model]
+        id = "test/scene-double"
+        [[cameras]]
+        id = "gate"
+        name = "Gate"
+        url = "{camera_url}"
+        sample_interval_s = 1
+        tags = ["perimeter"]
+        location = "the fence"
+        [storage]
+        database_url = "sqlite:///data/events.db"
+        snapshot_dir = "data/snapshots"
+        [mqtt]
+        topic_prefix = "sw"
+        home_assistant_discovery = true
+    """).lstrip()
+    (folder / "config.toml").write_text(config + mqtt, encoding="utf-8")
+    return folder / "config.toml"
+
+
+class Running:
+    """The service on its own event loop in a thread, as `streamwatch run` would run it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.decisions: list[Decision] = []
+        self.service = Service(settings, backend_factory=lambda _s: SceneBackend(), on_decision=self.decisions.append)
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = asyncio.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.service.started.is_set(), 30, "the service to start")
+
+    def _run(self) -> None:
+        self.loop.run_until_complete(self.service.run(stop=self.stop_event))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    with Broker(tmp_path) as running:
+        yield running
+
+
+def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
+    tmp_path: Path, broker: Broker, clips: dict[str, Path]
+) -> None:
+    subscriber = Subscriber(broker.port, "#")
+    with RtspServer({"/gate": clips["cam"]}) as rtsp:
+        settings = load_settings(write_site(tmp_path, rtsp.url("/gate", userinfo="viewer:s3cret"), broker.port))
+        running = Running(settings)
+        try:
+            # 8 s clip: the figure crosses the centre at 4 s; the camera restarts the clip at the end
+            opened = json.loads(subscriber.wait_for("sw/events", 1, timeout=30)[0].payload)
+            subscriber.wait_for("sw/events", 2, timeout=30)
+        finally:
+            running.stop()
+    events = [json.loads(m.payload) for m in subscriber.on("sw/events")]
+    resolved = events[1]
+    assert (opened["type"], resolved["type"]) == ("open", "resolved")
+    for event in (opened, resolved):
+        assert event["camera"] == "gate" and event["rule"] == "right-side" and event["severity"] == "critical"
+        assert event["question"] == "Is a person standing at the right side of the fence? Answer yes or no."
+        assert event["model"] == "scene-double" and event["latency_s"] >= 0
+        assert set(event) >= {"event_id", "alert_id", "answer", "confidence", "frame_at", "created_at", "snapshot"}
+    assert opened["answer"] == "yes" and opened["confidence"] == pytest.approx(0.95)
+    assert resolved["answer"] == "no" and resolved["alert_id"] == opened["event_id"]
+    assert opened["description"] == "A person in red walks along the fence."
+    # retained state, snapshot and Home Assistant discovery
+    assert [m.payload for m in subscriber.on("sw/gate/right-side/state")][-2:] == [b"ON", b"OFF"]
+    assert subscriber.on("sw/gate/right-side/snapshot")[0].payload[:2] == b"\xff\xd8"
+    discovery = json.loads(subscriber.on("homeassistant/binary_sensor/sw_gate_right-side/config")[0].payload)
+    assert discovery["state_topic"] == "sw/gate/right-side/state" and discovery["device_class"] == "safety"
+    status = json.loads(subscriber.on("sw/gate/status")[-1].payload)
+    assert status["state"] in ("online", "offline") and "s3cret" not in status["url"]
+    assert [m.payload for m in subscriber.on("sw/available")][-1] == b"offline"
+    # the database has the rows and the JPEG files exist
+    store = EventStore(Database.open(settings.database_url()), tmp_path / "data" / "snapshots")
+    rows = {e.uid: e for e in store.list()}
+    assert set(rows) >= {opened["event_id"], resolved["event_id"]}
+    snapshot = store.snapshot_path(rows[opened["event_id"]])
+    assert snapshot is not None and snapshot.is_file()
+    with Image.open(snapshot) as image:
+        assert image.size == (640, 360) and figure_on_the_right(image)
+    assert opened["snapshot_file"] == str(snapshot)
+    subscriber.close()
+
+
+def test_rule_edits_apply_while_running_and_broken_files_are_rejected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamwatch")
+    settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None))
+    rules = tmp_path / "rules" / "perimeter.toml"
+    running = Running(settings)
+    try:
+        wait_for(lambda: len(running.decisions) >= 1, 20, "a first decision")
+        rules.write_text(RULES.replace("standing at the right side of", "near"), encoding="utf-8")
+        wait_for(lambda: running.decisions[-1].question.startswith("Is a person near the fence"), 20, "the edit")
+        rules.write_text(RULES.replace("threshold = 0.5", 'threshold = "high"'), encoding="utf-8")
+        wait_for(lambda: "rejected, keeping its previous version" in caplog.text, 10, "the rejection")
+        count = len(running.decisions)
+        wait_for(lambda: len(running.decisions) >= count + 2, 20, "decisions after the broken edit")
+        assert running.decisions[-1].question.startswith("Is a person near the fence")  # still the good version
+        assert f"{rules}:8: rules[0].threshold: Input should be a valid number" in caplog.text
+    finally:
+        running.stop()
