@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from PIL import Image
 
 from streamwatch.alerts.mqtt import MqttPublisher
@@ -97,6 +98,7 @@ class Service:
         self.publisher: MqttPublisher | None = None
         self.pipeline: AlertPipeline | None = None
         self.watcher: RuleWatcher | None = None
+        self.scheduler: AsyncIOScheduler | None = None
         self.decisions = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._publisher_task: asyncio.Task[None] | None = None
@@ -154,7 +156,9 @@ class Service:
             self.cameras[camera.id] = worker
             worker.start()
         self._spawn(self._watch_rules(), "rules-watch")
-        self._spawn(self._retention(), "retention")
+        self.scheduler = AsyncIOScheduler()
+        self.scheduler.add_job(self._prune, "interval", hours=1, next_run_time=datetime.now(UTC), id="retention")
+        self.scheduler.start()
         self._spawn(self._status_loop(), "camera-status")
         for camera_id, worker in self.cameras.items():
             self._spawn(self._sample(self.settings_camera(camera_id), worker), f"sampler-{camera_id}")
@@ -163,6 +167,8 @@ class Service:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def _stop(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -236,18 +242,17 @@ class Service:
                     for message in self._announcements():
                         await self.publisher.publish_now(message)
 
-    async def _retention(self) -> None:
-        """Delete events and snapshots older than `storage.retention_days`: at start, then hourly."""
+    async def _prune(self) -> None:
+        """Delete events and snapshots older than `storage.retention_days`."""
         assert self.store is not None
-        while True:
-            cutoff = datetime.now(UTC) - timedelta(days=self.settings.storage.retention_days)
-            try:
-                rows, files = await asyncio.to_thread(self.store.prune, cutoff)
-                if rows:
-                    log.info("retention: deleted %d events and %d snapshots older than %s", rows, files, cutoff)
-            except Exception:  # a full disk or a locked database must not stop the service
-                log.exception("retention: failed; will retry")
-            await asyncio.sleep(3600)
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.storage.retention_days)
+        try:
+            rows, files = await asyncio.to_thread(self.store.prune, cutoff)
+        except Exception:  # a full disk or a locked database must not stop the service
+            log.exception("retention: failed; will retry at the next run")
+            return
+        if rows:
+            log.info("retention: deleted %d events and %d snapshots older than %s", rows, files, cutoff)
 
     # -- sampling and answering ----------------------------------------------------------------------
     async def _sample(self, camera: CameraConfig, worker: CameraWorker) -> None:

@@ -136,3 +136,29 @@ def test_probe_checks_the_cameras_of_the_config(demo: Path) -> None:
     result = streamwatch("probe", "--seconds", "2", cwd=demo)
     assert result.returncode == 0, result.stderr
     assert "yard  samples/yard.mp4\n  state online, quality good" in result.stdout and "640x360 h264" in result.stdout
+
+
+def test_events_lists_filters_and_shows_history(demo: Path) -> None:
+    from datetime import UTC, datetime
+
+    from streamwatch.store.db import Database
+    from streamwatch.store.events import EventStore, NewEvent
+
+    store = EventStore(Database.open(f"sqlite:///{demo / 'data' / 'streamwatch.db'}"), demo / "data" / "snapshots")
+    for uid, camera, kind in (("a1", "yard", "open"), ("a2", "yard", "resolved"), ("b1", "dock", "open")):
+        store.record(NewEvent(
+            uid=uid, alert_id="a1" if camera == "yard" else uid, kind=kind, camera=camera, rule="fence-climb",
+            severity="critical", title="Fence", question="Climbing? Answer yes or no.", answer="yes",
+            confidence=0.9, latency_s=0.1, model="m", description=None, frame_at=datetime.now(UTC),
+        ), b"\xff\xd8jpeg" if uid == "a1" else None)  # fmt: skip
+    table = streamwatch("events", "--camera", "yard", cwd=demo)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 2 and "resolved" in lines[0] and "yard/fence-climb" in lines[0] and "a2" in lines[0]
+    listed = json.loads(streamwatch("events", "--kind", "open", "--since", "1h", "--json", cwd=demo).stdout)
+    assert [e["event_id"] for e in listed] == ["b1", "a1"]
+    shown = json.loads(streamwatch("events", "a1", cwd=demo).stdout)
+    assert shown["type"] == "open" and Path(shown["snapshot_file"]).read_bytes() == b"\xff\xd8jpeg"
+    assert streamwatch("events", "nope", cwd=demo).returncode == 1
+    bad = streamwatch("events", "--since", "yesterday", cwd=demo)
+    assert bad.returncode == 2 and "expected e.g. 90m, 2h, 7d" in bad.stderr

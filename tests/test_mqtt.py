@@ -174,3 +174,30 @@ def test_retained_state_and_snapshot_reach_a_subscriber_that_connects_later(brok
     assert (snapshot.payload, snapshot.retain) == (b"\xff\xd8", True)
     assert later.on("sw/events") == []  # events are not retained
     later.close()
+
+
+def test_username_and_password_are_used_and_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broker = Broker(tmp_path)
+    passwords = tmp_path / "passwords"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), "streamwatch", "hunter2"], check=True)
+    broker.config.write_text(broker.config.read_text().replace("allow_anonymous true", f"password_file {passwords}"))
+    broker.start()
+    try:
+
+        async def scenario() -> None:
+            wrong = MqttPublisher(config(broker, username="streamwatch", password="wrong-pw"), outbox(tmp_path),
+                                  reconnect_initial_s=0.2)  # fmt: skip
+            task = asyncio.create_task(wrong.run())
+            await asyncio.sleep(1.5)
+            assert not wrong.connected.is_set() and not task.done()  # refused, retrying, not crashed
+            await wrong.stop(task)
+            right = MqttPublisher(config(broker, username="streamwatch", password="hunter2"), outbox(tmp_path))
+            task = asyncio.create_task(right.run())
+            await asyncio.wait_for(right.connected.wait(), 10)
+            await right.stop(task)
+
+        asyncio.run(scenario())
+        assert "unavailable" in caplog.text
+        assert "hunter2" not in caplog.text and "wrong-pw" not in caplog.text
+    finally:
+        broker.stop()

@@ -178,3 +178,29 @@ def test_rule_edits_apply_while_running_and_broken_files_are_rejected(
         assert f"{rules}:8: rules[0].threshold: Input should be a valid number" in caplog.text
     finally:
         running.stop()
+
+
+def test_events_past_retention_are_deleted_at_start(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from streamwatch.store.events import NewEvent
+    from streamwatch.store.models import Event
+
+    settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None))
+    store = EventStore(Database.open(settings.database_url()), tmp_path / "data" / "snapshots")
+    for uid in ("old", "recent"):
+        store.record(NewEvent(
+            uid=uid, alert_id=uid, kind="open", camera="gate", rule="right-side", severity="critical", title="t",
+            question="q", answer="yes", confidence=0.9, latency_s=0.1, model="m", description=None,
+            frame_at=datetime.now(UTC),
+        ), b"jpeg")  # fmt: skip
+    with store.db.session() as session, session.begin():
+        old = session.query(Event).filter_by(uid="old").one()
+        old.created_at = datetime.now(UTC) - timedelta(days=31)  # retention_days defaults to 30
+    old_snapshot = tmp_path / "data" / "snapshots" / str(old.snapshot)
+    running = Running(settings)
+    try:
+        wait_for(lambda: store.get("old") is None, 10, "retention to delete the old event")
+    finally:
+        running.stop()
+    assert store.get("recent") is not None and not old_snapshot.exists()
