@@ -2,7 +2,7 @@
 # System packages the test suite uses: git and make for the README test, mosquitto (MQTT broker) and
 # GStreamer's RTSP server (run under Debian's python3, which has `gi`) for the camera tests.
 set -euo pipefail
-packages=(git make mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
+packages=(git make openssl mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
           gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
 missing=()
 for p in "${packages[@]}"; do

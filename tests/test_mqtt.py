@@ -201,3 +201,39 @@ def test_username_and_password_are_used_and_never_logged(tmp_path: Path, caplog:
         assert "hunter2" not in caplog.text and "wrong-pw" not in caplog.text
     finally:
         broker.stop()
+
+
+def test_tls_with_a_private_ca(tmp_path: Path) -> None:
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=streamwatch test CA")  # fmt: skip
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"
+    )
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    broker = Broker(tmp_path)
+    broker.config.write_text(
+        broker.config.read_text()
+        + f"cafile {tmp_path / 'ca.crt'}\ncertfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n"
+    )
+    broker.start()
+    try:
+
+        async def scenario() -> None:
+            secure = MqttPublisher(config(broker, tls=True, ca_file=tmp_path / "ca.crt"), outbox(tmp_path))
+            task = asyncio.create_task(secure.run())
+            await asyncio.wait_for(secure.connected.wait(), 10)
+            await secure.stop(task)
+            untrusted = MqttPublisher(config(broker, tls=True), outbox(tmp_path), reconnect_initial_s=0.2)
+            task = asyncio.create_task(untrusted.run())  # system CAs do not know the private CA: refused
+            await asyncio.sleep(1.5)
+            assert not untrusted.connected.is_set()
+            await untrusted.stop(task)
+
+        asyncio.run(scenario())
+    finally:
+        broker.stop()
