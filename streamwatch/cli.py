@@ -138,7 +138,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     from streamwatch.alerts.topics import event_payload
     from streamwatch.config import load_settings
     from streamwatch.store.db import Database
-    from streamwatch.store.events import EventStore
+    from streamwatch.store.events import EventFilter, EventStore
 
     settings = load_settings(args.config)
     store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
@@ -149,8 +149,9 @@ def cmd_events(args: argparse.Namespace) -> int:
             return 1
         events = [event]
     else:
-        events = store.list(camera=args.camera, rule=args.rule, kind=args.kind, severity=args.severity,
-                            since=args.since, limit=args.limit)  # fmt: skip
+        where = EventFilter(camera=args.camera, rule=args.rule, kind=args.kind, severity=args.severity,
+                            since=args.since)  # fmt: skip
+        events = store.list(where, limit=args.limit)
     payloads = [event_payload(e, str(store.snapshot_path(e)) if e.snapshot else None) for e in events]
     if args.json or args.event_id:
         print(json.dumps(payloads[0] if args.event_id else payloads, indent=2))

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect
 
 from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore, Message, NewEvent
+from streamwatch.store.events import EventFilter, EventStore, Message, NewEvent
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 
@@ -35,7 +35,7 @@ def test_a_new_database_is_migrated_to_the_newest_schema_in_wal_mode(tmp_path: P
     database.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
     Database.open(f"sqlite:///{path}").close()  # opening again is a no-op migration
 
 
@@ -68,11 +68,59 @@ def test_events_filter_and_page_newest_first(store: EventStore) -> None:
     store.record(new_event("y0", camera="yard", rule="crowd", kind="resolved"))
     assert [e.uid for e in store.list(limit=3)] == ["y0", "g4", "g3"]
     assert [e.uid for e in store.list(limit=3, offset=3)] == ["g2", "g1", "g0"]
-    assert [e.uid for e in store.list(camera="yard")] == ["y0"]
-    assert [e.uid for e in store.list(rule="crowd", kind="resolved")] == ["y0"]
-    assert store.list(kind="update") == []
-    assert len(store.list(since=datetime.now(UTC) - timedelta(minutes=1))) == 6
-    assert store.list(until=datetime.now(UTC) - timedelta(minutes=1)) == []
+    assert [e.uid for e in store.list(EventFilter(camera="yard"))] == ["y0"]
+    assert [e.uid for e in store.list(EventFilter(rule="crowd", kind="resolved"))] == ["y0"]
+    assert store.list(EventFilter(kind="update")) == [] and store.count(EventFilter(camera="gate")) == 5
+    assert len(store.list(EventFilter(since=datetime.now(UTC) - timedelta(minutes=1)))) == 6
+    assert store.list(EventFilter(until=datetime.now(UTC) - timedelta(minutes=1))) == []
+
+
+def test_review_marks_an_event_and_filters_find_it(store: EventStore) -> None:
+    for uid in ("a", "b", "c"):
+        store.record(new_event(uid))
+    reviewed = store.review("b", "false_positive", "shadow of the flag")
+    assert reviewed is not None and reviewed.verdict == "false_positive" and reviewed.reviewed_at is not None
+    store.review("c", None, "")  # seen, no verdict
+    assert [e.uid for e in store.list(EventFilter(reviewed=False))] == ["a"]
+    assert [e.uid for e in store.list(EventFilter(reviewed=True))] == ["c", "b"]
+    assert store.get("b").note == "shadow of the flag"  # type: ignore[union-attr]
+    assert store.count(EventFilter(verdict="false_positive")) == 1
+    assert store.review("nope", "confirmed", None) is None
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        store.review("a", "maybe", None)
+
+
+def test_the_migrations_build_exactly_the_schema_of_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from streamwatch.store.models import Base
+
+    database = Database.open(f"sqlite:///{tmp_path / 'schema.db'}")
+    with database.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_an_old_database_is_upgraded_in_place_keeping_its_rows(tmp_path: Path) -> None:
+    from alembic import command
+
+    from streamwatch.store.db import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    database = Database.open(url, migrate=False)
+    with database.engine.begin() as connection:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql(
+            "INSERT INTO events (uid, alert_id, kind, camera, rule, severity, title, question, answer, latency_s, "
+            "model, frame_at, created_at) VALUES ('old1', 'old1', 'open', 'gate', 'fence', 'critical', 't', 'q', "
+            "'yes', 0.1, 'm', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+    database.migrate()
+    store = EventStore(database, tmp_path / "snapshots")
+    old = store.get("old1")
+    assert old is not None and old.verdict is None and old.created_at.year == 2026
 
 
 def test_outbox_keeps_commit_order_and_forgets_delivered_messages(store: EventStore) -> None:

@@ -8,11 +8,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 
 from streamwatch.store.db import Database
-from streamwatch.store.models import Event, OutboxMessage
+from streamwatch.store.models import Event, OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,37 @@ class NewEvent:
     model: str
     description: str | None
     frame_at: datetime
+
+
+VERDICTS = (None, "confirmed", "false_positive")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events: every field that is set must match."""
+
+    camera: str | None = None
+    rule: str | None = None
+    kind: str | None = None
+    severity: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    reviewed: bool | None = None
+    verdict: str | None = None
+
+
+def _filtered(query: Select[Any], where: EventFilter) -> Select[Any]:
+    for column, value in ((Event.camera, where.camera), (Event.rule, where.rule), (Event.kind, where.kind),
+                          (Event.severity, where.severity), (Event.verdict, where.verdict)):  # fmt: skip
+        if value is not None:
+            query = query.where(column == value)
+    if where.since is not None:
+        query = query.where(Event.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(Event.created_at < where.until)
+    if where.reviewed is not None:
+        query = query.where(Event.reviewed_at.is_not(None) if where.reviewed else Event.reviewed_at.is_(None))
+    return query
 
 
 @dataclass(frozen=True)
@@ -86,35 +118,28 @@ class EventStore:
         with self.db.session() as session:
             return session.scalar(select(Event).where(Event.uid == uid))
 
-    def list(
-        self,
-        *,
-        camera: str | None = None,
-        rule: str | None = None,
-        kind: str | None = None,
-        severity: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Event]:
+    def list(self, where: EventFilter | None = None, *, limit: int = 100, offset: int = 0) -> list[Event]:
         """Newest first."""
-        query = select(Event)
-        for column, value in ((Event.camera, camera), (Event.rule, rule), (Event.kind, kind),
-                              (Event.severity, severity)):  # fmt: skip
-            if value is not None:
-                query = query.where(column == value)
-        if since is not None:
-            query = query.where(Event.created_at >= since)
-        if until is not None:
-            query = query.where(Event.created_at < until)
+        query = _filtered(select(Event), where or EventFilter())
         query = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(limit).offset(offset)
         with self.db.session() as session:
             return list(session.scalars(query))
 
-    def count(self) -> int:
+    def count(self, where: EventFilter | None = None) -> int:
+        query = _filtered(select(func.count()).select_from(Event), where or EventFilter())
         with self.db.session() as session:
-            return int(session.scalar(select(func.count()).select_from(Event)) or 0)
+            return int(session.scalar(query) or 0)
+
+    def review(self, uid: str, verdict: str | None, note: str | None) -> Event | None:
+        """Mark an event reviewed: verdict "confirmed" or "false_positive" (None: just seen), optional note."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(str(v) for v in VERDICTS)}")
+        with self.db.session() as session, session.begin():
+            event = session.scalar(select(Event).where(Event.uid == uid))
+            if event is None:
+                return None
+            event.verdict, event.note, event.reviewed_at = verdict, note or None, utcnow()
+        return event
 
     def prune(self, older_than: datetime) -> tuple[int, int]:
         """Delete events created before `older_than` and their snapshot files; returns (rows, files)."""

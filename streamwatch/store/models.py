@@ -56,6 +56,10 @@ class Event(Base):
     snapshot: Mapped[str | None] = mapped_column(String(300), nullable=True)  # path under snapshot_dir
     frame_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the camera frame was captured
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    # review by an operator: "confirmed" or "false_positive" (training data later), with an optional note
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
 
     __table_args__ = (Index("ix_events_camera_rule", "camera", "rule"),)
 
