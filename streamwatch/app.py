@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -26,6 +27,7 @@ from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import RuleSet, load_rules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
@@ -33,6 +35,7 @@ from streamwatch.rules.watch import RuleWatcher
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, Message
 from streamwatch.store.outbox import Outbox
+from streamwatch.web.context import LastAnswer, RuleView
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +97,16 @@ class Service:
         self.cameras: dict[str, CameraWorker] = {}
         self.queue: InferenceQueue | None = None
         self.database: Database | None = None
-        self.store: EventStore | None = None
+        self._store: EventStore | None = None
         self.publisher: MqttPublisher | None = None
         self.pipeline: AlertPipeline | None = None
         self.watcher: RuleWatcher | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.decisions = 0
+        self.metrics = Metrics(lambda: (self.queue.stats() if self.queue else None, self.camera_status()))
+        self.last_answers: dict[tuple[str, str], LastAnswer] = {}
+        self._web: Any = None
+        self._web_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._publisher_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
@@ -134,7 +141,7 @@ class Service:
     async def _start(self) -> None:
         settings = self.settings
         self.database = await asyncio.to_thread(Database.open, settings.database_url())
-        self.store = EventStore(self.database, settings.path(settings.storage.snapshot_dir))
+        self._store = EventStore(self.database, settings.path(settings.storage.snapshot_dir))
         rules_dir = settings.path(settings.rules_dir)
         self.rules = load_rules(rules_dir, settings.cameras)
         for warning in self.rules.warnings:
@@ -148,7 +155,7 @@ class Service:
             self.publisher = MqttPublisher(settings.mqtt, Outbox(self.database), on_connect=self._announcements)
             self._publisher_task = asyncio.create_task(self.publisher.run(), name="mqtt")
         self.pipeline = AlertPipeline(
-            self.store, topics, describe=self._describe,
+            self._store, topics, describe=self._describe,
             notify=self.publisher.notify if self.publisher else (lambda: None),
         )  # fmt: skip
         for camera in settings.cameras:
@@ -162,11 +169,29 @@ class Service:
         self._spawn(self._status_loop(), "camera-status")
         for camera_id, worker in self.cameras.items():
             self._spawn(self._sample(self.settings_camera(camera_id), worker), f"sampler-{camera_id}")
+        if settings.web.enabled:
+            await self._start_web()
+
+    async def _start_web(self) -> None:
+        from streamwatch.web.app import create_app, server
+
+        web = self.settings.web
+        self._web = server(create_app(self, web), web)
+        self._web_task = asyncio.create_task(self._web.serve(), name="web")
+        while not self._web.started:
+            if self._web_task.done():  # port taken, ...: the service cannot do its job
+                raise RuntimeError(f"web server could not start on {web.host}:{web.port}")
+            await asyncio.sleep(0.05)
+        log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def _stop(self) -> None:
+        if self._web is not None and self._web_task is not None:
+            self._web.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._web_task, 10)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for task in self._tasks:
@@ -244,7 +269,7 @@ class Service:
 
     async def _prune(self) -> None:
         """Delete events and snapshots older than `storage.retention_days`."""
-        assert self.store is not None
+        assert self._store is not None
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.storage.retention_days)
         try:
             rows, files = await asyncio.to_thread(self.store.prune, cutoff)
@@ -265,6 +290,7 @@ class Service:
             if frame is None or frame.seq == last_seq:
                 continue
             last_seq = frame.seq
+            self.metrics.sample_age.observe(max(0.0, time.time() - frame.captured_at))
             due = tracker.due(self.rules.for_camera(camera), time.monotonic(), datetime.now().astimezone())
             if due:
                 image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
@@ -289,12 +315,17 @@ class Service:
             log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
             return
         self.decisions += 1
+        self.metrics.inference_latency.observe(answer.latency_s)
+        alert = rule.is_alert(answer.text, answer.confidence)
+        self.last_answers[(camera.id, rule.id)] = LastAnswer(camera.id, answer.text, answer.confidence, alert,
+                                                             time.time())  # fmt: skip
         try:
             event = await self.pipeline.handle(camera, rule, question, answer, image, frame.captured_at)
         except Exception:  # the database or disk failed: say so loudly, keep watching
             log.exception("camera %s rule %s: could not record the alert event", camera.id, rule.id)
             event = None
-        alert = rule.is_alert(answer.text, answer.confidence)
+        if event is not None:
+            self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
         log.info(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d",
             camera.id, rule.id, answer.text, "-" if answer.confidence is None else f"{answer.confidence:.3f}",
@@ -315,3 +346,51 @@ class Service:
         except (DroppedError, RuntimeError) as exc:
             log.warning("camera %s rule %s: describe failed: %s", camera.id, rule.id, exc)
             return None
+
+    # -- what the web UI and API read (streamwatch.web.context.WebContext) ---------------------------
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            raise RuntimeError("the service has not started")
+        return self._store
+
+    def latest_frame(self, camera_id: str) -> Frame | None:
+        worker = self.cameras.get(camera_id)
+        return worker.latest() if worker else None
+
+    def rule_views(self) -> list[RuleView]:
+        views = []
+        for rule in self.rules.rules:
+            cameras = [c.id for c in self.settings.cameras if rule.applies_to(c)]
+            answers = [self.last_answers[(c, rule.id)] for c in cameras if (c, rule.id) in self.last_answers]
+            views.append(RuleView(rule.id, rule.title, rule.severity, rule.answer, rule.question, cameras,
+                                  rule.enabled, rule.help, answers))  # fmt: skip
+        return views
+
+    async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
+        """A one-off question (web/API) through the same shared queue as the cameras."""
+        if self.queue is None:
+            raise DroppedError("starting")
+        model = self.settings.model
+        deadline = time.monotonic() + model.request_timeout_s
+        request = Request(image=image, question=question, kind=kind, source="api", deadline=deadline,
+                          max_new_tokens=model.max_new_tokens)  # fmt: skip
+        return await self.queue.ask(request)
+
+    def readiness(self) -> dict[str, bool]:
+        """model loaded, database writable, broker connected (when MQTT is on)."""
+        checks = {"model": self.queue is not None, "database": self._database_writable()}
+        if self.settings.mqtt.enabled:
+            checks["broker"] = self.publisher is not None and self.publisher.connected.is_set()
+        return checks
+
+    def _database_writable(self) -> bool:
+        if self.database is None:
+            return False
+        try:
+            with self.database.engine.begin() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except Exception:
+            return False
+        path = self.database.engine.url.database
+        return not path or path == ":memory:" or os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)

@@ -141,6 +141,35 @@ class WebConfig(_Section):
     enabled: bool = True
     host: str = Field("127.0.0.1", description="Bind address; off-loopback needs authentication.")
     port: int = Field(8080, ge=1, le=65535)
+    password_hash: str | None = Field(
+        None, description="Login password, hashed: create it with `streamwatch hash-password`."
+    )
+    token_hash: str | None = Field(None, description="API token (Authorization: Bearer), hashed the same way.")
+    session_hours: float = Field(12.0, gt=0, le=24 * 90, description="How long a login lasts.")
+
+    @field_validator("password_hash", "token_hash")
+    @classmethod
+    def _hash(cls, value: str | None) -> str | None:
+        from streamwatch.web.auth import is_hash
+
+        if value is not None and not is_hash(value):
+            raise ValueError("expected a hash made by `streamwatch hash-password` (pbkdf2_sha256$...), not a password")
+        return value
+
+    @property
+    def loopback(self) -> bool:
+        import ipaddress
+
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def auth_required(self) -> bool:
+        return not self.loopback or self.password_hash is not None or self.token_hash is not None
 
 
 class Settings(_Section):
@@ -188,6 +217,13 @@ def load_settings(path: str | Path) -> Settings:
         if camera.id in seen:
             problems.append(problem(source, lines, ("cameras", index, "id"), f"camera id {camera.id!r} is used twice"))
         seen.add(camera.id)
+    web = settings.web
+    if web.enabled and not web.loopback and web.password_hash is None and web.token_hash is None:
+        problems.append(problem(
+            source, lines, ("web", "host"),
+            f"the web UI would listen on {web.host}, beyond this machine, without a password: set "
+            "web.password_hash or web.token_hash (streamwatch hash-password), or bind to 127.0.0.1",
+        ))  # fmt: skip
     ref = settings.model.id
     if ref.startswith(_LOCAL_PREFIXES) and not settings.path(ref).is_dir():
         problems.append(problem(

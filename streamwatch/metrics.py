@@ -1,0 +1,107 @@
+"""Prometheus metrics: events observed as they happen, plus live values read at scrape time."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streamwatch.inference.queue import QueueStats
+from streamwatch.ingest.status import CameraStatus
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CAMERA_STATES = ("starting", "online", "offline", "disabled")
+
+
+class Metrics:
+    """One registry per service (tests run several services in one process)."""
+
+    def __init__(self, live: Callable[[], tuple[QueueStats | None, Sequence[CameraStatus]]]) -> None:
+        self.registry = CollectorRegistry()
+        self.inference_latency = Histogram(
+            "streamwatch_inference_latency_seconds", "From submit to answer, per request",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry,
+        )  # fmt: skip
+        self.sample_age = Histogram(
+            "streamwatch_sample_age_seconds", "Age of the camera frame when it was sampled",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=self.registry,
+        )  # fmt: skip
+        self.alert_events = Counter(
+            "streamwatch_alert_events", "Alert events by camera, rule and kind (open/update/resolved)",
+            ["camera", "rule", "kind"], registry=self.registry,
+        )  # fmt: skip
+        self.registry.register(_Live(live))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Live(Collector):
+    def __init__(self, live: Callable[[], tuple[QueueStats | None, Sequence[CameraStatus]]]) -> None:
+        self.live = live
+
+    def collect(self) -> Iterator[Metric]:
+        stats, cameras = self.live()
+        if stats is not None:
+            yield from _queue(stats)
+        yield from _cameras(cameras)
+        yield from _gpu()
+
+
+def _queue(stats: QueueStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily("streamwatch_queue_depth", "Requests waiting for the model", value=stats.pending)
+    requests = CounterMetricFamily("streamwatch_requests", "Requests by outcome", labels=["outcome"])
+    requests.add_metric(["answered"], stats.answered)
+    requests.add_metric(["failed"], stats.failed)
+    yield requests
+    drops = CounterMetricFamily("streamwatch_dropped_requests", "Requests dropped, by reason", labels=["reason"])
+    for reason in sorted({"deadline", "overflow", "shutdown", *stats.dropped}):
+        drops.add_metric([reason], stats.dropped.get(reason, 0))
+    yield drops
+    cumulative, buckets = 0, []
+    for bound in BATCH_BUCKETS:
+        cumulative = sum(n for size, n in stats.batch_sizes.items() if size <= bound)
+        buckets.append((str(bound), cumulative))
+    total = sum(stats.batch_sizes.values())
+    buckets.append(("+Inf", total))
+    size_sum = sum(size * n for size, n in stats.batch_sizes.items())
+    yield HistogramMetricFamily("streamwatch_batch_size", "Requests per forward pass", buckets=buckets,
+                                sum_value=size_sum)  # fmt: skip
+
+
+def _cameras(cameras: Sequence[CameraStatus]) -> Iterator[Metric]:
+    up = GaugeMetricFamily("streamwatch_camera_up", "1 while the camera delivers frames", labels=["camera"])
+    state = GaugeMetricFamily(
+        "streamwatch_camera_state", "1 for the camera's current state", labels=["camera", "state"]
+    )
+    fps = GaugeMetricFamily("streamwatch_camera_fps", "Frames decoded per second", labels=["camera"])
+    received = GaugeMetricFamily(
+        "streamwatch_camera_stream_fps", "Video packets received per second", labels=["camera"]
+    )
+    reconnects = CounterMetricFamily("streamwatch_camera_reconnects", "Reconnects since start", labels=["camera"])
+    stalls = GaugeMetricFamily("streamwatch_camera_stalls_last_hour", "Watchdog restarts", labels=["camera"])
+    for camera in cameras:
+        up.add_metric([camera.id], 1.0 if camera.state == "online" else 0.0)
+        for name in CAMERA_STATES:
+            state.add_metric([camera.id, name], 1.0 if camera.state == name else 0.0)
+        fps.add_metric([camera.id], camera.fps)
+        received.add_metric([camera.id], camera.stream_fps)
+        reconnects.add_metric([camera.id], camera.reconnects)
+        stalls.add_metric([camera.id], camera.stalls_last_hour)
+    yield from (up, state, fps, received, reconnects, stalls)
+
+
+def _gpu() -> Iterator[Metric]:
+    torch = sys.modules.get("torch")  # only if the backend loaded it; never import torch for a scrape
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    allocated = GaugeMetricFamily("streamwatch_gpu_memory_bytes", "GPU memory held by tensors", labels=["device"])
+    reserved = GaugeMetricFamily("streamwatch_gpu_memory_reserved_bytes", "GPU memory reserved", labels=["device"])
+    for index in range(torch.cuda.device_count()):
+        allocated.add_metric([str(index)], float(torch.cuda.memory_allocated(index)))
+        reserved.add_metric([str(index)], float(torch.cuda.memory_reserved(index)))
+    yield allocated
+    yield reserved

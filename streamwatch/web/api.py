@@ -1,0 +1,181 @@
+"""REST API under /api: events (filter, page, detail, snapshot, review), cameras, rules, ask."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+
+from streamwatch.alerts.pipeline import jpeg
+from streamwatch.alerts.topics import event_payload
+from streamwatch.inference.types import AnswerKind, DroppedError
+from streamwatch.store.events import EventFilter
+from streamwatch.store.models import Event
+from streamwatch.web.context import WebContext
+
+router = APIRouter()
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+THUMBNAIL_SIDE = 640
+
+
+def context(request: Request) -> WebContext:
+    ctx: WebContext = request.app.state.context
+    return ctx
+
+
+def event_json(request: Request, event: Event) -> dict[str, Any]:
+    data = event_payload(event, None)
+    data.pop("snapshot_file")
+    data["snapshot_url"] = str(request.url_for("event_snapshot", event_id=event.uid)) if event.snapshot else None
+    data["verdict"], data["note"] = event.verdict, event.note
+    data["reviewed_at"] = event.reviewed_at.isoformat() if event.reviewed_at else None
+    return data
+
+
+def event_filter(
+    camera: str | None = None,
+    rule: str | None = None,
+    severity: Literal["info", "warning", "critical"] | None = None,
+    kind: Literal["open", "update", "resolved"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    reviewed: bool | None = None,
+    verdict: Literal["confirmed", "false_positive"] | None = None,
+) -> EventFilter:
+    return EventFilter(camera=camera, rule=rule, kind=kind, severity=severity, since=since, until=until,
+                       reviewed=reviewed, verdict=verdict)  # fmt: skip
+
+
+@router.get("/events")
+async def list_events(
+    request: Request,
+    camera: str | None = None,
+    rule: str | None = None,
+    severity: Literal["info", "warning", "critical"] | None = None,
+    kind: Literal["open", "update", "resolved"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    reviewed: bool | None = None,
+    verdict: Literal["confirmed", "false_positive"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Events newest first. `since`/`until` are ISO 8601 times; `reviewed=false` for the review queue."""
+    where = event_filter(camera, rule, severity, kind, since, until, reviewed, verdict)
+    store = context(request).store
+    events, total = await asyncio.gather(
+        asyncio.to_thread(store.list, where, limit=limit, offset=offset), asyncio.to_thread(store.count, where)
+    )
+    following = offset + len(events)
+    return {"total": total, "offset": offset, "next_offset": following if following < total else None,
+            "items": [event_json(request, e) for e in events]}  # fmt: skip
+
+
+def _event(request: Request, event_id: str) -> Event:
+    event = context(request).store.get(event_id)
+    if event is None:
+        raise HTTPException(404, f"no event {event_id!r}")
+    return event
+
+
+@router.get("/events/{event_id}")
+async def get_event(request: Request, event_id: str) -> dict[str, Any]:
+    return event_json(request, await asyncio.to_thread(_event, request, event_id))
+
+
+@router.get("/events/{event_id}/snapshot", name="event_snapshot", response_class=FileResponse)
+async def event_snapshot(request: Request, event_id: str) -> FileResponse:
+    event = await asyncio.to_thread(_event, request, event_id)
+    path = context(request).store.snapshot_path(event)
+    if path is None or not path.is_file():
+        raise HTTPException(404, "this event has no snapshot (or it was deleted by retention)")
+    return FileResponse(path, media_type="image/jpeg")
+
+
+class Review(BaseModel):
+    verdict: Literal["confirmed", "false_positive"] | None = Field(
+        None, description="confirmed, false_positive, or null to mark it seen"
+    )
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.post("/events/{event_id}/review")
+async def review_event(request: Request, event_id: str, review: Review) -> dict[str, Any]:
+    """Mark an event reviewed (with a cookie session, send the page's CSRF token as X-CSRF-Token)."""
+    if not request.app.state.guard.csrf_ok(request, None):
+        raise HTTPException(403, "missing or wrong CSRF token")
+    event = await asyncio.to_thread(context(request).store.review, event_id, review.verdict, review.note)
+    if event is None:
+        raise HTTPException(404, f"no event {event_id!r}")
+    return event_json(request, event)
+
+
+@router.get("/cameras")
+async def cameras(request: Request) -> list[dict[str, Any]]:
+    """Live status of every camera, with the URL of its newest frame."""
+    return [
+        {**status.as_dict(), "frame_url": str(request.url_for("camera_frame", camera_id=status.id))}
+        for status in context(request).camera_status()
+    ]
+
+
+@router.get("/cameras/{camera_id}/frame.jpg", name="camera_frame")
+async def camera_frame(request: Request, camera_id: str) -> Response:
+    if camera_id not in {s.id for s in context(request).camera_status()}:
+        raise HTTPException(404, f"no camera {camera_id!r}")
+    frame = context(request).latest_frame(camera_id)
+    if frame is None:
+        raise HTTPException(404, "no frame yet")
+
+    def thumbnail() -> bytes:
+        image = frame.image()
+        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        return jpeg(image, quality=80)
+
+    return Response(await asyncio.to_thread(thumbnail), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/rules")
+async def rules(request: Request) -> list[dict[str, Any]]:
+    """Active rules with the cameras they apply to and their latest answers."""
+    return [view.__dict__ | {"last_answers": [a.__dict__ for a in view.last_answers]}
+            for view in context(request).rule_views()]  # fmt: skip
+
+
+async def read_image(upload: UploadFile) -> Image.Image:
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"image larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError):
+        raise HTTPException(422, "not a readable image (JPEG, PNG, WebP, BMP, ...)") from None
+    return image.convert("RGB")
+
+
+@router.post("/ask")
+async def ask(
+    request: Request,
+    image: Annotated[UploadFile, File(description="the picture")],
+    question: Annotated[str, Form(min_length=1, max_length=2000)],
+    kind: Annotated[Literal["yes_no", "text"], Form()] = "yes_no",
+    csrf: Annotated[str | None, Form()] = None,
+) -> dict[str, Any]:
+    """One question about one uploaded image, through the same shared queue as the cameras."""
+    if not request.app.state.guard.csrf_ok(request, csrf):
+        raise HTTPException(403, "missing or wrong CSRF token")
+    picture = await read_image(image)
+    answer_kind = AnswerKind.YES_NO if kind == "yes_no" else AnswerKind.GENERATE
+    try:
+        answer = await context(request).ask(picture, question, answer_kind)
+    except DroppedError as exc:
+        raise HTTPException(503, f"the model is too busy: {exc}") from None
+    return {"answer": answer.text, "confidence": answer.confidence, "latency_ms": round(answer.latency_s * 1000, 1),
+            "model": answer.model, "batch_size": answer.batch_size}  # fmt: skip

@@ -1,0 +1,53 @@
+"""What the web layer needs from the running service (the Service implements it; tests may too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from streamwatch.inference.types import Answer, AnswerKind
+from streamwatch.ingest.frame import Frame
+from streamwatch.ingest.status import CameraStatus
+from streamwatch.metrics import Metrics
+from streamwatch.store.events import EventStore
+
+
+@dataclass(frozen=True)
+class LastAnswer:
+    camera: str
+    answer: str
+    confidence: float | None
+    alert: bool
+    at: float  # wall clock
+
+
+@dataclass(frozen=True)
+class RuleView:
+    id: str
+    title: str
+    severity: str
+    answer_kind: str
+    question: str  # the template
+    cameras: list[str]  # ids of the cameras it applies to
+    enabled: bool
+    help: str
+    last_answers: list[LastAnswer]
+
+
+class WebContext(Protocol):
+    metrics: Metrics
+
+    @property
+    def store(self) -> EventStore: ...
+
+    def camera_status(self) -> list[CameraStatus]: ...
+
+    def latest_frame(self, camera_id: str) -> Frame | None: ...
+
+    def rule_views(self) -> list[RuleView]: ...
+
+    async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer: ...
+
+    def readiness(self) -> dict[str, bool]: ...

@@ -1,0 +1,158 @@
+"""Server-rendered pages: event timeline, event detail (review), cameras, rules, ask, login."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from streamwatch.inference.types import AnswerKind, DroppedError
+from streamwatch.store.events import EventFilter
+from streamwatch.web.api import context, read_image
+from streamwatch.web.auth import verify_secret
+
+router = APIRouter(include_in_schema=False)
+login_router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 30
+
+
+def render(request: Request, template: str, **values: Any) -> HTMLResponse:
+    guard = request.app.state.guard
+    session = guard.session(request)
+    values |= {"csrf": guard.signer.csrf(session), "logged_in": session is not None,
+               "auth": guard.config.auth_required}  # fmt: skip
+    response: HTMLResponse = request.app.state.templates.TemplateResponse(request, template, values)
+    return response
+
+
+def _blank(value: str | None) -> str | None:
+    return value or None
+
+
+@router.get("/", response_class=HTMLResponse)
+async def timeline(
+    request: Request,
+    camera: str | None = None,
+    rule: str | None = None,
+    severity: str | None = None,
+    kind: str | None = None,
+    reviewed: str | None = None,
+    since: str | None = None,
+    page: int = 0,
+) -> HTMLResponse:
+    try:
+        since_time = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        since_time = None
+    where = EventFilter(
+        camera=_blank(camera), rule=_blank(rule), severity=_blank(severity), kind=_blank(kind), since=since_time,
+        reviewed={"yes": True, "no": False}.get(reviewed or ""),
+    )  # fmt: skip
+    store = context(request).store
+    page = max(0, page)
+    events, total = await asyncio.gather(
+        asyncio.to_thread(store.list, where, limit=PAGE_SIZE, offset=page * PAGE_SIZE),
+        asyncio.to_thread(store.count, where),
+    )
+    cameras = [s.id for s in context(request).camera_status()]
+    rules = [r.id for r in context(request).rule_views()]
+    query = {"camera": camera or "", "rule": rule or "", "severity": severity or "", "kind": kind or "",
+             "reviewed": reviewed or "", "since": since or ""}  # fmt: skip
+    return render(request, "events.html", events=events, total=total, page=page, pages=(total - 1) // PAGE_SIZE + 1,
+                  query=query, cameras=cameras, rules=rules)  # fmt: skip
+
+
+@router.get("/events/{event_id}", response_class=HTMLResponse)
+async def event_detail(request: Request, event_id: str) -> HTMLResponse:
+    event = await asyncio.to_thread(context(request).store.get, event_id)
+    if event is None:
+        raise HTTPException(404, f"no event {event_id!r}")
+    return render(request, "event.html", event=event)
+
+
+@router.post("/events/{event_id}/review")
+async def review_form(
+    request: Request,
+    event_id: str,
+    verdict: Annotated[Literal["confirmed", "false_positive", "seen"], Form()],
+    csrf: Annotated[str, Form()],
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    if not request.app.state.guard.csrf_ok(request, csrf):
+        raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
+    stored = None if verdict == "seen" else verdict
+    event = await asyncio.to_thread(context(request).store.review, event_id, stored, note)
+    if event is None:
+        raise HTTPException(404, f"no event {event_id!r}")
+    return RedirectResponse(f"/events/{event_id}", status_code=303)
+
+
+@router.get("/cameras", response_class=HTMLResponse)
+async def cameras_page(request: Request) -> HTMLResponse:
+    return render(request, "cameras.html", cameras=context(request).camera_status())
+
+
+@router.get("/rules", response_class=HTMLResponse)
+async def rules_page(request: Request) -> HTMLResponse:
+    return render(request, "rules.html", rules=context(request).rule_views())
+
+
+@router.get("/ask", response_class=HTMLResponse)
+async def ask_page(request: Request) -> HTMLResponse:
+    return render(request, "ask.html", result=None, question="", error=None)
+
+
+@router.post("/ask", response_class=HTMLResponse)
+async def ask_form(
+    request: Request,
+    image: Annotated[UploadFile, File()],
+    question: Annotated[str, Form(min_length=1, max_length=2000)],
+    csrf: Annotated[str, Form()],
+    kind: Annotated[Literal["yes_no", "text"], Form()] = "yes_no",
+) -> HTMLResponse:
+    if not request.app.state.guard.csrf_ok(request, csrf):
+        raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
+    try:
+        picture = await read_image(image)
+        kind_value = AnswerKind.YES_NO if kind == "yes_no" else AnswerKind.GENERATE
+        answer = await context(request).ask(picture, question, kind_value)
+    except HTTPException as exc:
+        return render(request, "ask.html", result=None, question=question, error=exc.detail)
+    except DroppedError as exc:
+        return render(request, "ask.html", result=None, question=question, error=f"the model is too busy: {exc}")
+    return render(request, "ask.html", result=answer, question=question, error=None)
+
+
+@login_router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@login_router.post("/login")
+async def login(request: Request, password: Annotated[str, Form()], next: Annotated[str, Form()] = "/") -> Response:
+    guard = request.app.state.guard
+    stored = guard.config.password_hash
+    if stored is None or not await asyncio.to_thread(verify_secret, password, stored):
+        await asyncio.sleep(0.5)  # slow down guessing
+        refused = render(request, "login.html", next=_safe_next(next), error="Wrong password.")
+        refused.status_code = 401
+        return refused
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie("sw_session", guard.signer.session(), max_age=int(guard.signer.max_age_s), httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+    return response
+
+
+@login_router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie("sw_session")
+    return response
+
+
+def _safe_next(target: str) -> str:
+    """Only local paths: never redirect a login to another site."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
