@@ -140,6 +140,20 @@ def cmd_events(args: argparse.Namespace) -> int:
     from streamwatch.store.db import Database
     from streamwatch.store.events import EventFilter, EventStore
 
+    action = list(args.action)
+    if action[:1] == ["mark"]:
+        if len(action) != 2 or args.verdict is None:
+            print("usage: streamwatch events mark ID --verdict confirmed|false_positive|seen [--note TEXT]",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        args.event_id = action[1]
+        return cmd_events_mark(args)
+    if action[:1] == ["show"]:
+        action = action[1:]
+    if len(action) > 1:
+        print("usage: streamwatch events [show ID | mark ID --verdict V] [filters]", file=sys.stderr)
+        return 2
+    args.event_id = action[0] if action else None
     settings = load_settings(args.config)
     store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
     if args.event_id:
@@ -162,6 +176,38 @@ def cmd_events(args: argparse.Namespace) -> int:
         confidence = "" if e.confidence is None else f" p={e.confidence:.2f}"
         when = e.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         print(f"{when}  {e.kind:<8} {e.severity:<8} {e.camera}/{e.rule}  {e.answer!r}{confidence}  {e.uid}")
+    return 0
+
+
+def cmd_events_mark(args: argparse.Namespace) -> int:
+    """Review an event from the command line, as the web UI does."""
+    from streamwatch.alerts.topics import event_payload
+    from streamwatch.config import load_settings
+    from streamwatch.store.db import Database
+    from streamwatch.store.events import EventStore
+
+    settings = load_settings(args.config)
+    store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
+    verdict = None if args.verdict == "seen" else args.verdict
+    event = store.review(args.event_id, verdict, args.note)
+    if event is None:
+        print(f"error: no event {args.event_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(event_payload(event, None) | {"verdict": event.verdict, "note": event.note}, indent=2))
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Print the hash of a password or token for config.toml (web.password_hash / web.token_hash)."""
+    import getpass
+
+    from streamwatch.web.auth import hash_secret
+
+    secret = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("password or token: ")
+    if len(secret) < 8:
+        print("error: use at least 8 characters", file=sys.stderr)
+        return 2
+    print(hash_secret(secret))
     return 0
 
 
@@ -244,8 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     probe.set_defaults(func=cmd_probe)
 
-    events = sub.add_parser("events", help="alert event history (newest first)")
-    events.add_argument("event_id", nargs="?", help="show one event in full (JSON)")
+    hashing = sub.add_parser("hash-password", help="hash a web password or API token for config.toml")
+    hashing.add_argument("--stdin", action="store_true", help="read it from standard input instead of a prompt")
+    hashing.set_defaults(func=cmd_hash_password)
+
+    events = sub.add_parser(
+        "events", help="alert event history: list (newest first), `show ID`, `mark ID --verdict V [--note N]`"
+    )
+    events.add_argument("action", nargs="*", metavar="show ID | mark ID", help="default: list")
+    events.add_argument("--verdict", choices=["confirmed", "false_positive", "seen"], help="with mark")
+    events.add_argument("--note", default=None, help="with mark")
     events.add_argument("-c", "--config", default="config.toml")
     events.add_argument("--camera")
     events.add_argument("--rule")

@@ -21,7 +21,8 @@ def streamwatch(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Compl
 @pytest.fixture
 def demo(tmp_path: Path, tiny_glm4v: Path) -> Path:
     """A copy of the shipped config, rules and sample clip, with the tiny model in place."""
-    shutil.copy(REPO / "config.toml", tmp_path)
+    config = (REPO / "config.toml").read_text().replace("port = 8080", f"port = {free_port()}")
+    (tmp_path / "config.toml").write_text(config)
     shutil.copytree(REPO / "rules", tmp_path / "rules")
     shutil.copytree(REPO / "samples", tmp_path / "samples")
     (tmp_path / "models").mkdir()

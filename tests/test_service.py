@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, wait_for
+from conftest import REPO, free_port, wait_for
 from mqtt_helpers import Broker, Subscriber
 from PIL import Image
 
@@ -80,6 +80,8 @@ def write_site(folder: Path, camera_url: str, mqtt_port: int | None) -> Path:
         [storage]
         database_url = "sqlite:///data/events.db"
         snapshot_dir = "data/snapshots"
+        [web]
+        port = {free_port()}
         [mqtt]
         topic_prefix = "sw"
         home_assistant_discovery = true

@@ -1,0 +1,249 @@
+"""REST API, auth and metrics over HTTP against a real SQLite file, a real camera worker and the real queue.
+
+The context here stands in for the running service (which implements the same interface and is
+driven through the browser in test_web_browser.py); the answering backend is the queue test's double.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, wait_for
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamwatch.config import CameraConfig, WebConfig
+from streamwatch.inference.backends.base import Backend, YesNo
+from streamwatch.inference.queue import InferenceQueue
+from streamwatch.inference.types import Answer, AnswerKind, Prompt, Request
+from streamwatch.ingest.camera import CameraWorker
+from streamwatch.ingest.frame import Frame
+from streamwatch.ingest.status import CameraStatus
+from streamwatch.metrics import Metrics
+from streamwatch.store.db import Database
+from streamwatch.store.events import EventStore, NewEvent
+from streamwatch.web.app import create_app
+from streamwatch.web.auth import hash_secret
+from streamwatch.web.context import LastAnswer, RuleView
+
+
+class BrightnessBackend(Backend):
+    """P(yes) = mean brightness of the image; generation echoes the question."""
+
+    name = "brightness"
+
+    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
+        return [YesNo(float(np.asarray(p.image.convert("L")).mean()) / 255) for p in prompts]
+
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        return [f"you asked: {p.question}" for p in prompts]
+
+
+class Site:
+    """A service-shaped context: events in SQLite, one camera worker on the sample clip, the real queue."""
+
+    def __init__(self, folder: Path) -> None:
+        self.store = EventStore(Database.open(f"sqlite:///{folder / 'events.db'}"), folder / "snapshots")
+        self.queue = InferenceQueue(BrightnessBackend(), max_batch=4, max_wait_s=0.01)
+        self.queue.start()
+        self.worker = CameraWorker(CameraConfig(id="yard", url=str(REPO / "samples" / "yard.mp4"), name="Yard"))
+        self.worker.start()
+        self.metrics = Metrics(lambda: (self.queue.stats(), self.camera_status()))
+
+    def camera_status(self) -> list[CameraStatus]:
+        return [self.worker.status()]
+
+    def latest_frame(self, camera_id: str) -> Frame | None:
+        return self.worker.latest() if camera_id == "yard" else None
+
+    def rule_views(self) -> list[RuleView]:
+        last = LastAnswer("yard", "no", 0.12, False, time.time())
+        return [RuleView("fence-climb", "Fence climbing", "critical", "yes_no", "Climbing at {location}?", ["yard"],
+                         True, "help text", [last])]  # fmt: skip
+
+    async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
+        return await self.queue.ask(Request(image, question, kind, source="api"))
+
+    def readiness(self) -> dict[str, bool]:
+        return {"model": True, "database": True}
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.queue.stop()
+
+
+def add_event(store: EventStore, uid: str, *, camera: str = "yard", rule: str = "fence-climb", kind: str = "open",
+              severity: str = "critical", snapshot: bytes | None = None) -> None:  # fmt: skip
+    store.record(NewEvent(
+        uid=uid, alert_id=uid, kind=kind, camera=camera, rule=rule, severity=severity, title="Fence climbing",
+        question="Is anyone climbing the fence? Answer yes or no.", answer="yes", confidence=0.91, latency_s=0.2,
+        model="m", description=None, frame_at=datetime.now(UTC),
+    ), snapshot)  # fmt: skip
+
+
+def jpeg_bytes(color: tuple[int, int, int] = (200, 200, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 36), color).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    site = Site(tmp_path)
+    add_event(site.store, "e1", snapshot=jpeg_bytes())
+    add_event(site.store, "e2", camera="dock", rule="forklift", severity="warning")
+    add_event(site.store, "e3", kind="resolved")
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def client(site: Site) -> Iterator[TestClient]:
+    with TestClient(create_app(site, WebConfig())) as client:
+        yield client
+
+
+def csrf_of(client: TestClient, path: str = "/ask") -> str:
+    page = client.get(path).text
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+def test_events_filter_and_page(client: TestClient) -> None:
+    everything = client.get("/api/events").json()
+    assert everything["total"] == 3 and [e["event_id"] for e in everything["items"]] == ["e3", "e2", "e1"]
+    page = client.get("/api/events", params={"limit": 2}).json()
+    assert len(page["items"]) == 2 and page["next_offset"] == 2
+    assert client.get("/api/events", params={"limit": 2, "offset": 2}).json()["next_offset"] is None
+    assert [e["event_id"] for e in client.get("/api/events", params={"camera": "dock"}).json()["items"]] == ["e2"]
+    assert client.get("/api/events", params={"kind": "resolved", "severity": "critical"}).json()["total"] == 1
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert client.get("/api/events", params={"since": future}).json()["total"] == 0
+    assert client.get("/api/events", params={"reviewed": "false"}).json()["total"] == 3
+    assert client.get("/api/events", params={"severity": "loud"}).status_code == 422
+    assert client.get("/api/events", params={"limit": 0}).status_code == 422
+
+
+def test_event_detail_and_snapshot(client: TestClient) -> None:
+    event = client.get("/api/events/e1").json()
+    assert event["question"].startswith("Is anyone climbing") and event["confidence"] == 0.91
+    assert event["snapshot_url"].endswith("/api/events/e1/snapshot") and "snapshot_file" not in event
+    snapshot = client.get("/api/events/e1/snapshot")
+    assert snapshot.headers["content-type"] == "image/jpeg" and snapshot.content[:2] == b"\xff\xd8"
+    assert client.get("/api/events/e2/snapshot").status_code == 404
+    assert client.get("/api/events/nope").status_code == 404
+
+
+def test_review_needs_the_csrf_token_and_is_stored(client: TestClient, site: Site) -> None:
+    refused = client.post("/api/events/e1/review", json={"verdict": "false_positive"})
+    assert refused.status_code == 403
+    token = csrf_of(client)
+    done = client.post("/api/events/e1/review", json={"verdict": "false_positive", "note": "flag shadow"},
+                       headers={"X-CSRF-Token": token})  # fmt: skip
+    assert done.status_code == 200 and done.json()["verdict"] == "false_positive"
+    stored = site.store.get("e1")
+    assert stored is not None and stored.verdict == "false_positive" and stored.note == "flag shadow"
+    assert client.get("/api/events", params={"verdict": "false_positive"}).json()["total"] == 1
+    bad = client.post("/api/events/e1/review", json={"verdict": "maybe"}, headers={"X-CSRF-Token": token})
+    assert bad.status_code == 422
+
+
+def test_cameras_with_live_frames_and_rules_with_last_answers(client: TestClient, site: Site) -> None:
+    wait_for(lambda: site.worker.latest() is not None, 10, "a frame")
+    cameras = client.get("/api/cameras").json()
+    assert cameras[0]["id"] == "yard" and cameras[0]["state"] == "online"
+    frame = client.get(cameras[0]["frame_url"])
+    assert frame.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(frame.content)).size == (640, 360)
+    assert client.get("/api/cameras/nope/frame.jpg").status_code == 404
+    rules = client.get("/api/rules").json()
+    assert rules[0]["id"] == "fence-climb" and rules[0]["last_answers"][0]["answer"] == "no"
+
+
+def test_ask_goes_through_the_queue(client: TestClient, site: Site) -> None:
+    token = csrf_of(client)
+    white = io.BytesIO()
+    Image.new("RGB", (32, 32), (255, 255, 255)).save(white, format="PNG")
+    answer = client.post("/api/ask", files={"image": ("w.png", white.getvalue(), "image/png")},
+                         data={"question": "Is it bright? Answer yes or no.", "csrf": token}).json()  # fmt: skip
+    assert answer["answer"] == "yes" and answer["confidence"] == pytest.approx(1.0) and answer["model"] == "brightness"
+    text = client.post("/api/ask", files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
+                       data={"question": "What is this?", "kind": "text", "csrf": token}).json()  # fmt: skip
+    assert text["answer"] == "you asked: What is this?" and text["confidence"] is None
+    broken = client.post("/api/ask", files={"image": ("x.jpg", b"not an image", "image/jpeg")},
+                         data={"question": "Is it?", "csrf": token})  # fmt: skip
+    assert broken.status_code == 422 and "not a readable image" in broken.json()["detail"]
+    assert site.queue.stats().answered == 2
+
+
+def test_metrics_parse_and_move_when_requests_flow(client: TestClient) -> None:
+    def samples() -> dict[str, float]:
+        text = client.get("/metrics").text
+        return {s.name + str(sorted(s.labels.items())): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+
+    before = samples()
+    token = csrf_of(client)
+    for _ in range(3):
+        client.post("/api/ask", files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
+                    data={"question": "Bright?", "csrf": token})  # fmt: skip
+    after = samples()
+    answered = "streamwatch_requests_total[('outcome', 'answered')]"
+    assert after[answered] == before[answered] + 3
+    assert after["streamwatch_batch_size_count[]"] >= before["streamwatch_batch_size_count[]"] + 1
+    assert (
+        "streamwatch_queue_depth[]" in after and "streamwatch_dropped_requests_total[('reason', 'deadline')]" in after
+    )
+    assert "streamwatch_camera_up[('camera', 'yard')]" in after
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["ready"] is True
+    assert "/api/events" in client.get("/openapi.json").json()["paths"]
+
+
+def test_off_loopback_everything_needs_a_login_or_a_token(site: Site) -> None:
+    config = WebConfig(host="0.0.0.0", password_hash=hash_secret("correct horse"), token_hash=hash_secret("tok-123456"))
+    with TestClient(create_app(site, config)) as client:
+        assert client.get("/api/events").status_code == 401
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/healthz").status_code == 200  # for load balancers
+        page = client.get("/", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=/"
+        headers = {"Authorization": "Bearer tok-123456"}
+        assert client.get("/api/events", headers=headers).json()["total"] == 3
+        assert client.get("/api/events", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        review = client.post("/api/events/e1/review", json={"verdict": "confirmed"}, headers=headers)
+        assert review.status_code == 200  # token clients need no CSRF token
+        wrong = client.post("/login", data={"password": "nope", "next": "/"}, follow_redirects=False)
+        assert wrong.status_code == 401 and "sw_session" not in wrong.cookies
+        right = client.post("/login", data={"password": "correct horse", "next": "//evil.example/"},
+                            follow_redirects=False)  # fmt: skip
+        assert right.status_code == 303 and right.headers["location"] == "/"  # no open redirect
+        assert (
+            "httponly" in right.headers["set-cookie"].lower()
+            and "samesite=strict" in right.headers["set-cookie"].lower()
+        )
+        assert client.get("/").status_code == 200 and client.get("/api/events").status_code == 200
+        forged = client.post("/events/e1/review", data={"verdict": "false_positive", "csrf": "forged"})
+        assert forged.status_code == 403
+
+
+def test_settings_refuse_an_open_web_ui_without_a_password(tmp_path: Path) -> None:
+    from streamwatch.config import load_settings
+    from streamwatch.tomlfile import DataFileError
+
+    path = tmp_path / "config.toml"
+    path.write_text('[model]\nid = "hub/model"\n[web]\nhost = "0.0.0.0"\n')
+    with pytest.raises(DataFileError) as error:
+        load_settings(path)
+    assert f"{path}:4: web.host: the web UI would listen on 0.0.0.0" in error.value.problems[0]
+    path.write_text('[model]\nid = "hub/model"\n[web]\nhost = "0.0.0.0"\npassword_hash = "hunter2"\n')
+    with pytest.raises(DataFileError) as error:
+        load_settings(path)
+    assert "web.password_hash: expected a hash made by `streamwatch hash-password`" in error.value.problems[0]
+    assert "hunter2" not in error.value.problems[0]
