@@ -130,6 +130,13 @@ class EventStore:
         with self.db.session() as session:
             return int(session.scalar(query) or 0)
 
+    def facets(self) -> tuple[Sequence[str], Sequence[str]]:
+        """The cameras and rules that appear in the history (for filter menus)."""
+        with self.db.session() as session:
+            cameras = sorted(session.scalars(select(Event.camera).distinct()))
+            rules = sorted(session.scalars(select(Event.rule).distinct()))
+        return cameras, rules
+
     def review(self, uid: str, verdict: str | None, note: str | None) -> Event | None:
         """Mark an event reviewed: verdict "confirmed" or "false_positive" (None: just seen), optional note."""
         if verdict not in VERDICTS:

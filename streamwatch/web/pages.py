@@ -57,8 +57,9 @@ async def timeline(
         asyncio.to_thread(store.list, where, limit=PAGE_SIZE, offset=page * PAGE_SIZE),
         asyncio.to_thread(store.count, where),
     )
-    cameras = [s.id for s in context(request).camera_status()]
-    rules = [r.id for r in context(request).rule_views()]
+    seen_cameras, seen_rules = await asyncio.to_thread(store.facets)
+    cameras = sorted({s.id for s in context(request).camera_status()} | set(seen_cameras))
+    rules = sorted({r.id for r in context(request).rule_views()} | set(seen_rules))
     query = {"camera": camera or "", "rule": rule or "", "severity": severity or "", "kind": kind or "",
              "reviewed": reviewed or "", "since": since or ""}  # fmt: skip
     return render(request, "events.html", events=events, total=total, page=page, pages=(total - 1) // PAGE_SIZE + 1,

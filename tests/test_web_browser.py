@@ -1,0 +1,103 @@
+"""The web UI in headless Chromium (Debian's, driven by Playwright) against the running service."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import REPO, wait_for
+from test_service import Running, write_site
+
+from streamwatch.config import load_settings
+from streamwatch.store.db import Database
+from streamwatch.store.events import EventStore, NewEvent
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/install-test-deps.sh)")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[str, EventStore]]:
+    settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None))
+    store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
+    for uid, rule, title in (("fence1", "right-side", "Person on the right side of the fence"),
+                             ("gate1", "gate-open", "Gate left open")):  # fmt: skip
+        store.record(NewEvent(
+            uid=uid, alert_id=uid, kind="open", camera="gate", rule=rule, severity="critical", title=title,
+            question=f"{title}? Answer yes or no.", answer="yes", confidence=0.87, latency_s=0.2, model="m",
+            description=None, frame_at=datetime.now(UTC),
+        ), (REPO / "tests" / "data" / "snapshot.jpg").read_bytes())  # fmt: skip
+    running = Running(settings)
+    try:
+        yield f"http://127.0.0.1:{settings.web.port}", store
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def test_filter_the_timeline_open_an_event_and_mark_it_false_positive(
+    service: tuple[str, EventStore], browser: object
+) -> None:
+    base, store = service
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(base + "/")
+    assert page.locator("li.event[data-event=fence1]").count() == 1
+    assert page.locator("li.event[data-event=gate1]").count() == 1
+    page.select_option("select[name=rule]", "gate-open")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**/?*rule=gate-open*")
+    assert page.locator("li.event[data-event=gate1]").count() == 1
+    assert page.locator("li.event[data-event=fence1]").count() == 0
+    page.select_option("select[name=rule]", "")
+    page.select_option("select[name=reviewed]", "no")
+    page.click("#filters button[type=submit]")
+    page.click("li.event[data-event=fence1] a")
+    page.wait_for_url("**/events/fence1")
+    assert page.locator("#answer").inner_text() == "yes"
+    assert page.locator("img.snapshot").evaluate("img => img.complete && img.naturalWidth > 0")
+    page.fill("#note", "the flag's shadow")
+    page.click("button[value=false_positive]")
+    page.wait_for_url("**/events/fence1")
+    assert page.locator("#verdict").inner_text() == "false positive — the flag's shadow"
+    marked = store.get("fence1")
+    assert marked is not None and marked.verdict == "false_positive" and marked.note == "the flag's shadow"
+    page.goto(base + "/?reviewed=no")  # the review queue no longer lists it
+    assert page.locator("li.event[data-event=fence1]").count() == 0
+
+
+def test_pages_fit_a_phone_and_show_live_cameras_and_rules(service: tuple[str, EventStore], browser: object) -> None:
+    base, _ = service
+    phone = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    for path in ("/", "/events/gate1", "/cameras", "/rules", "/ask"):
+        phone.goto(base + path)
+        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
+    phone.goto(base + "/cameras")
+    wait_for(lambda: phone.locator("img.live").evaluate("img => img.complete && img.naturalWidth > 0"), 15,
+             "the latest frame")  # fmt: skip
+    assert phone.locator("li.card[data-camera=gate] .badge").inner_text() == "online"
+    phone.goto(base + "/rules")
+    assert phone.locator("li.card[data-rule=right-side]").count() == 1
+
+
+def test_ask_page_answers_an_uploaded_image(service: tuple[str, EventStore], browser: object) -> None:
+    base, _ = service
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(base + "/ask")
+    page.set_input_files("#image", str(REPO / "tests" / "data" / "snapshot.jpg"))
+    page.fill("#question", "Is a person standing at the right side? Answer yes or no.")
+    page.click("form.ask button[type=submit]")
+    page.wait_for_selector("#result")
+    assert page.locator("#result dd").first.inner_text() in ("yes", "no")
