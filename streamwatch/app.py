@@ -375,7 +375,9 @@ class Service:
         deadline = time.monotonic() + model.request_timeout_s
         request = Request(image=image, question=question, kind=kind, source="api", deadline=deadline,
                           max_new_tokens=model.max_new_tokens)  # fmt: skip
-        return await self.queue.ask(request)
+        answer = await self.queue.ask(request)
+        self.metrics.inference_latency.observe(answer.latency_s)
+        return answer
 
     def readiness(self) -> dict[str, bool]:
         """model loaded, database writable, broker connected (when MQTT is on)."""

@@ -12,6 +12,7 @@ import json
 import logging
 import textwrap
 import threading
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -128,6 +129,13 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
             # 8 s clip: the figure crosses the centre at 4 s; the camera restarts the clip at the end
             opened = json.loads(subscriber.wait_for("sw/events", 1, timeout=30)[0].payload)
             subscriber.wait_for("sw/events", 2, timeout=30)
+            base = f"http://127.0.0.1:{settings.web.port}"
+            with urllib.request.urlopen(base + "/readyz") as ready:
+                assert json.load(ready) == {"ready": True, "checks": {"model": True, "database": True, "broker": True}}
+            with urllib.request.urlopen(base + "/metrics") as scrape:
+                metrics = scrape.read().decode()
+            assert 'streamwatch_alert_events_total{camera="gate",kind="open",rule="right-side"} 1.0' in metrics
+            assert 'streamwatch_camera_up{camera="gate"}' in metrics
         finally:
             running.stop()
     events = [json.loads(m.payload) for m in subscriber.on("sw/events")]
