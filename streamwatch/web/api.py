@@ -7,7 +7,7 @@ import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
@@ -55,19 +55,11 @@ def event_filter(
 @router.get("/events")
 async def list_events(
     request: Request,
-    camera: str | None = None,
-    rule: str | None = None,
-    severity: Literal["info", "warning", "critical"] | None = None,
-    kind: Literal["open", "update", "resolved"] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    reviewed: bool | None = None,
-    verdict: Literal["confirmed", "false_positive"] | None = None,
+    where: Annotated[EventFilter, Depends(event_filter)],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Events newest first. `since`/`until` are ISO 8601 times; `reviewed=false` for the review queue."""
-    where = event_filter(camera, rule, severity, kind, since, until, reviewed, verdict)
     store = context(request).store
     events, total = await asyncio.gather(
         asyncio.to_thread(store.list, where, limit=limit, offset=offset), asyncio.to_thread(store.count, where)
