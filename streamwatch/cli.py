@@ -238,6 +238,36 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_model(args: argparse.Namespace) -> int:
+    from streamwatch.bench.model import ModelBenchConfig, run_bench
+
+    _setup_logging(args.log_level or "WARNING")
+    logging.getLogger("streamwatch.bench").setLevel(logging.INFO)
+    if args.replot:
+        from streamwatch.bench.model import replot
+
+        print(f"wrote {replot(Path(args.replot))}")
+        return 0
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
+    config = ModelBenchConfig(
+        size=args.size, resolutions=args.resolutions, batches=args.batches, reps=args.reps,
+        naive_frames=args.naive_frames, device=args.device, peak_flops=peak, out_dir=Path(args.out), name=args.name,
+    )  # fmt: skip
+    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _resolutions(text: str) -> list[tuple[int, int]]:
+    try:
+        pairs = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}") from None
+    if not pairs or any(len(p) != 2 or min(p) < 28 for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}")
+    return [(p[0], p[1]) for p in pairs]
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -335,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--name", default="ingest", help="report file name (without extension)")
     ingest.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ingest.set_defaults(func=cmd_bench_ingest)
+    bench_model = bench_sub.add_parser("model", help="naive generate vs batched yes/no on a GLM-4.6V-sized model")
+    bench_model.add_argument("--size", choices=["glm46v-flash", "tiny"], default="glm46v-flash")
+    bench_model.add_argument("--resolutions", type=_resolutions, default=[(1280, 720), (640, 360)])
+    bench_model.add_argument("--batches", type=_int_list, default=[1, 2, 4, 8, 16, 32, 64])
+    bench_model.add_argument("--reps", type=int, default=3)
+    bench_model.add_argument("--naive-frames", type=int, default=8)
+    bench_model.add_argument("--device", default="auto")
+    bench_model.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (known GPUs: automatic)")
+    bench_model.add_argument("--out", default="bench")
+    bench_model.add_argument("--name", default="model")
+    bench_model.add_argument("--replot", metavar="JSON", help="only draw the plot of a saved report")
+    bench_model.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    bench_model.set_defaults(func=cmd_bench_model)
     return parser
 
 

@@ -14,8 +14,12 @@ from typing import Any
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    import av
+    try:
+        import av
 
+        pyav, ffmpeg = av.__version__, str(av.ffmpeg_version_info)
+    except ImportError:
+        pyav = ffmpeg = "-"
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -30,8 +34,8 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": sys.version.split()[0],
-        "pyav": av.__version__,
-        "ffmpeg": str(av.ffmpeg_version_info),
+        "pyav": pyav,
+        "ffmpeg": ffmpeg,
     }
 
 

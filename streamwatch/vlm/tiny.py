@@ -65,7 +65,7 @@ FAMILIES = ("glm4v", "qwen2_vl")
 
 @dataclass(frozen=True)
 class TinySize:
-    """Dimensions of a tiny model; the defaults load and answer in milliseconds on a CPU."""
+    """Dimensions of a model; the defaults load and answer in milliseconds on a CPU."""
 
     text_hidden: int = 128
     text_layers: int = 2
@@ -76,6 +76,42 @@ class TinySize:
     vision_heads: int = 2
     max_pixels: int = 224 * 224
     min_pixels: int = 56 * 56
+    text_intermediate: int | None = None  # default: 2 x text_hidden
+    vision_intermediate: int | None = None  # default: 2 x vision_hidden
+    vocab_size: int | None = None  # default: the tokenizer's size (a larger vocabulary costs real FLOPs)
+
+
+# GLM-4.6V-Flash / GLM-4.1V-9B dimensions (transformers' Glm4vConfig defaults): ~9.4 B text, ~0.9 B vision.
+GLM46V_FLASH = TinySize(
+    text_hidden=4096, text_layers=40, text_heads=32, text_kv_heads=2, text_intermediate=13696, vocab_size=151552,
+    vision_hidden=1536, vision_layers=24, vision_heads=12, vision_intermediate=13696,
+    max_pixels=11_760_000, min_pixels=12_544,
+)  # fmt: skip
+
+
+def build_glm4v(out_dir: str | Path, size: TinySize, *, device: str = "cpu", dtype: Any = None) -> Any:
+    """A GLM-4V model of `size` with random weights, built directly on `device` (nothing written but the
+    tokenizer, image processor and chat template to `out_dir`, from which the processor loads)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(
+        GLM4V_SPECIAL_TOKENS, eos_token="<|endoftext|>", pad_token="<|endoftext|>", chat_template=GLM4V_CHAT_TEMPLATE
+    )
+    tokenizer.save_pretrained(out)
+    _glm4v_image_processor(size).save_pretrained(out)
+    (out / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+    with torch.device(device):
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype or torch.float32)
+        try:
+            model = _glm4v_model(tokenizer, size)
+        finally:
+            torch.set_default_dtype(previous)
+    model.generation_config.do_sample = False
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.save_pretrained(out)
+    return model
 
 
 def make_tiny(out_dir: str | Path, family: str = "glm4v", *, seed: int = 0, size: TinySize | None = None) -> Path:
@@ -130,13 +166,13 @@ def _glm4v_model(tokenizer: PreTrainedTokenizerFast, s: TinySize) -> Any:
     )  # fmt: skip
     config = Glm4vConfig(
         text_config={
-            "vocab_size": len(tokenizer),
+            "vocab_size": max(len(tokenizer), s.vocab_size or 0),
             "hidden_size": s.text_hidden,
-            "intermediate_size": s.text_hidden * 2,
+            "intermediate_size": s.text_intermediate or s.text_hidden * 2,
             "num_hidden_layers": s.text_layers,
             "num_attention_heads": s.text_heads,
             "num_key_value_heads": s.text_kv_heads,
-            "max_position_embeddings": 4096,
+            "max_position_embeddings": 32768,
             "rope_parameters": {
                 "rope_type": "default",
                 "rope_theta": 10000.0,
@@ -150,7 +186,7 @@ def _glm4v_model(tokenizer: PreTrainedTokenizerFast, s: TinySize) -> Any:
             "depth": s.vision_layers,
             "hidden_size": s.vision_hidden,
             "num_heads": s.vision_heads,
-            "intermediate_size": s.vision_hidden * 2,
+            "intermediate_size": s.vision_intermediate or s.vision_hidden * 2,
             "out_hidden_size": s.text_hidden,
             "patch_size": 14,
             "spatial_merge_size": 2,

@@ -57,22 +57,37 @@ class TransformersBackend(Backend):
         self.max_image_side = max_image_side
         started = time.monotonic()
         log.info("loading model %s on %s (%s)", model_id, self.device, str(self.dtype).removeprefix("torch."))
-        self.processor = load_processor(model_id)
+        processor = load_processor(model_id)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_id, dtype=self.dtype, attn_implementation=attn_implementation
+        )
+        self._setup(processor, model.to(self.device))
+        log.info("model %s loaded in %.1f s", model_id, time.monotonic() - started)
+
+    @classmethod
+    def from_parts(cls, name: str, processor: Any, model: Any, *, max_image_side: int = 1280) -> TransformersBackend:
+        """A backend around a model built in memory (benchmarks: real architectures, random weights)."""
+        backend = cls.__new__(cls)
+        backend.name = name
+        parameter = next(model.parameters())
+        backend.device, backend.dtype = parameter.device, parameter.dtype
+        backend.max_image_side = max_image_side
+        backend._setup(processor, model)
+        return backend
+
+    def _setup(self, processor: Any, model: Any) -> None:
+        self.processor = processor
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"  # the last position of every row is the answer position
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.model: Any = AutoModelForImageTextToText.from_pretrained(
-            model_id, dtype=self.dtype, attn_implementation=attn_implementation
-        )
-        self.model.to(self.device).eval()
+        self.model: Any = model.eval()
         self.style = prompt_style(self.processor)
         self.yes_ids = single_token_ids(tokenizer, YES_VARIANTS)
         self.no_ids = single_token_ids(tokenizer, NO_VARIANTS)
         if not self.yes_ids or not self.no_ids:
-            raise ValueError(f"{model_id}: the tokenizer has no single-token 'yes'/'no'; yes/no scoring needs them")
+            raise ValueError(f"{self.name}: the tokenizer has no single-token 'yes'/'no'; yes/no scoring needs them")
         self._rendered: dict[str, str] = {}
-        log.info("model %s loaded in %.1f s", model_id, time.monotonic() - started)
 
     def _text(self, question: str) -> str:
         text = self._rendered.get(question)

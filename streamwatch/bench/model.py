@@ -1,0 +1,320 @@
+"""`streamwatch bench model`: the naive way (one frame, `generate`) against the service path (batched
+one-pass yes/no), on a GLM-4.6V-Flash-sized GLM-4V built from its config with random weights.
+
+Random weights cost the same FLOPs as real ones. MFU = dense FLOPs (matmuls of the vision tower over
+its patches, of the language model over its tokens, and attention) / time / the GPU's bf16 peak.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from streamwatch.bench.report import machine, markdown_table, percentile, write_report
+from streamwatch.inference.backends.transformers import TransformersBackend
+from streamwatch.inference.types import Prompt
+from streamwatch.ingest.synthetic import scene
+from streamwatch.vlm.processor import load_processor
+from streamwatch.vlm.tiny import GLM46V_FLASH, TinySize, build_glm4v
+
+log = logging.getLogger(__name__)
+
+QUESTION = "Is any person climbing over the fence? Answer yes or no."
+PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}  # dense
+
+
+@dataclass(frozen=True)
+class ModelBenchConfig:
+    size: str = "glm46v-flash"  # or "tiny"
+    resolutions: Sequence[tuple[int, int]] = ((1280, 720), (640, 360))
+    batches: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)
+    reps: int = 3
+    naive_frames: int = 8
+    naive_tokens: int = 8
+    device: str = "auto"
+    peak_flops: float | None = None
+    out_dir: Path = Path("bench")
+    name: str = "model"
+
+
+@dataclass
+class ModelRun:
+    resolution: str
+    mode: str  # naive | batched
+    batch: int
+    frames_per_s: float
+    decisions_per_s: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    model_ms_per_frame: float  # GPU work only (inputs prepared beforehand)
+    preprocess_ms_per_frame: float  # the image processor on the CPU
+    tflop_per_frame: float
+    mfu: float | None
+    gpu_memory_gb: float | None
+    tokens_per_frame: int = 0
+    patches_per_frame: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def flops_per_frame(model: Any, tokens: int, patches: int) -> float:
+    """Dense FLOPs of one yes/no forward pass for one frame (2 per multiply-add)."""
+    inner = model.model
+    visual, text = inner.visual, inner.language_model
+
+    def params(*modules: Any) -> int:
+        return sum(p.numel() for module in modules for p in module.parameters())
+
+    vc, tc = visual.config, text.config
+    merged = patches // (vc.spatial_merge_size**2)
+    per_patch = params(visual.patch_embed, visual.blocks)  # every patch
+    per_merged = params(visual.downsample, visual.merger)  # every 2x2 group of patches
+    text_params = sum(p.numel() for n, p in text.named_parameters() if "embed_tokens" not in n)
+    vision_attention = 4 * vc.depth * patches * patches * vc.hidden_size  # full attention within the image
+    text_attention = 2 * tc.num_hidden_layers * tokens * tokens * tc.hidden_size  # causal: half of 4*L*n^2*d
+    lm_head = 2 * tc.hidden_size * tc.vocab_size  # logits_to_keep=1
+    dense = 2 * per_patch * patches + 2 * per_merged * merged + 2 * text_params * tokens
+    return float(dense + vision_attention + text_attention + lm_head)
+
+
+def peak_flops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16.items() if key in name), None)
+
+
+def frames(width: int, height: int, count: int) -> list[Image.Image]:
+    return [Image.fromarray(scene(width, height, 0.37 * index)) for index in range(count)]
+
+
+def build(config: ModelBenchConfig, folder: Path) -> TransformersBackend:
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if config.device == "auto" else config.device))  # fmt: skip
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    size = GLM46V_FLASH if config.size == "glm46v-flash" else TinySize()
+    started = time.monotonic()
+    torch.manual_seed(0)
+    model = build_glm4v(folder, size, device=str(device), dtype=dtype)
+    model.config._attn_implementation = "sdpa"
+    log.info("built %s (%s params) on %s in %.0f s", config.size, f"{sum(p.numel() for p in model.parameters()):,}",
+             device, time.monotonic() - started)  # fmt: skip
+    return TransformersBackend.from_parts(f"glm4v-{config.size}-random", load_processor(str(folder)), model,
+                                          max_image_side=4096)  # fmt: skip
+
+
+def run_bench(config: ModelBenchConfig, progress: Callable[[str], None] = print) -> list[Path]:
+    with tempfile.TemporaryDirectory() as folder:
+        backend = build(config, Path(folder))
+        device = backend.device
+        peak = peak_flops(device, config.peak_flops)
+        runs: list[ModelRun] = []
+        for width, height in config.resolutions:
+            runs += _resolution(backend, width, height, config, peak, progress)
+        del backend
+    data = {"benchmark": "model", "machine": machine() | _gpu(), "config": _config_dict(config), "peak_flops": peak,
+            "runs": [asdict(r) for r in runs]}  # fmt: skip
+    paths = write_report(config.out_dir, config.name, data, _markdown(data, runs))
+    try:
+        paths.append(_plot(runs, config.out_dir / f"{config.name}.png"))
+    except ImportError:  # a GPU box without matplotlib: plot later with `streamwatch bench model --replot`
+        log.warning("matplotlib is not installed: no plot (run `streamwatch bench model --replot %s`)", paths[0])
+    return paths
+
+
+def replot(report: Path) -> Path:
+    """Draw the plot of a saved report (e.g. one measured on a machine without matplotlib)."""
+    import json
+
+    data = json.loads(report.read_text())
+    return _plot([ModelRun(**run) for run in data["runs"]], report.with_suffix(".png"))
+
+
+def _resolution(
+    backend: TransformersBackend, width: int, height: int, config: ModelBenchConfig, peak: float | None,
+    progress: Callable[[str], None],
+) -> list[ModelRun]:  # fmt: skip
+    label = f"{width}x{height}"
+    pool = frames(width, height, max(config.batches) + config.naive_frames)
+    probe = backend._inputs([Prompt(pool[0], QUESTION)], backend.style.answer_prefix)
+    tokens, patches = int(probe["input_ids"].shape[1]), int(probe["pixel_values"].shape[0])
+    flops = flops_per_frame(backend.model, tokens, patches)
+    started = time.perf_counter()
+    backend._inputs([Prompt(image, QUESTION) for image in pool[:8]], backend.style.answer_prefix)
+    preprocess_ms = (time.perf_counter() - started) / 8 * 1000
+    runs = [_naive(backend, pool, config, label, flops, preprocess_ms, tokens, patches, peak)]
+    progress(_line(runs[-1]))
+    for batch in config.batches:
+        try:
+            runs.append(_batched(backend, pool[:batch], config, label, flops, preprocess_ms, tokens, patches, peak))
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            progress(f"{label} batched x{batch}: out of GPU memory; larger batches skipped")
+            break
+        progress(_line(runs[-1]))
+    return runs
+
+
+def _memory(device: torch.device) -> float | None:
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
+
+
+def _naive(
+    backend: TransformersBackend, pool: list[Image.Image], config: ModelBenchConfig, label: str, flops: float,
+    preprocess_ms: float, tokens: int, patches: int, peak: float | None,
+) -> ModelRun:  # fmt: skip
+    """One request at a time, answered by `generate` (what a per-frame script would do)."""
+    device = backend.device
+    backend.generate([Prompt(pool[0], QUESTION)], config.naive_tokens)  # warm-up
+    latencies = []
+    for image in pool[: config.naive_frames]:
+        _sync(device)
+        started = time.perf_counter()
+        backend.generate([Prompt(image, QUESTION)], config.naive_tokens)
+        _sync(device)
+        latencies.append(time.perf_counter() - started)
+    total = sum(latencies)
+    rate = len(latencies) / total
+    return ModelRun(label, "naive", 1, round(rate, 2), round(rate, 2), _ms(percentile(latencies, 50)),
+                    _ms(percentile(latencies, 95)), round(1000 * total / len(latencies), 1), round(preprocess_ms, 1),
+                    round(flops / 1e12, 2), None, _memory(device), tokens, patches,
+                    {"generated_tokens": config.naive_tokens})  # fmt: skip
+
+
+def _batched(
+    backend: TransformersBackend, images: list[Image.Image], config: ModelBenchConfig, label: str, flops: float,
+    preprocess_ms: float, tokens: int, patches: int, peak: float | None,
+) -> ModelRun:  # fmt: skip
+    """The service path: one forward pass with logits_to_keep=1 for the whole batch."""
+    device = backend.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    prompts = [Prompt(image, QUESTION) for image in images]
+    backend.score_yes_no(prompts)  # warm-up, end to end
+    inputs = backend._inputs(prompts, backend.style.answer_prefix)
+    model_times, end_to_end = [], []
+    with torch.inference_mode():
+        for _ in range(config.reps):
+            _sync(device)
+            started = time.perf_counter()
+            backend.model(**inputs, logits_to_keep=1)
+            _sync(device)
+            model_times.append(time.perf_counter() - started)
+    for _ in range(max(1, config.reps // 2)):
+        started = time.perf_counter()
+        backend.score_yes_no(prompts)
+        _sync(device)
+        end_to_end.append(time.perf_counter() - started)
+    batch = len(images)
+    model_s = statistics.median(model_times)
+    rate = batch / statistics.median(end_to_end)
+    mfu = round(flops * batch / model_s / peak, 3) if peak else None
+    return ModelRun(label, "batched", batch, round(rate, 2), round(rate, 2), _ms(percentile(end_to_end, 50)),
+                    _ms(percentile(end_to_end, 95)), round(1000 * model_s / batch, 1), round(preprocess_ms, 1),
+                    round(flops / 1e12, 2), mfu, _memory(device), tokens, patches,
+                    {"model_frames_per_s": round(batch / model_s, 2)})  # fmt: skip
+
+
+def _ms(seconds: float | None) -> float:
+    return round((seconds or 0.0) * 1000, 1)
+
+
+def _line(run: ModelRun) -> str:
+    mfu = "-" if run.mfu is None else f"{run.mfu:.2f}"
+    return (f"{run.resolution:>9} {run.mode:>7} x{run.batch:<3} {run.frames_per_s:8.2f} frames/s  "
+            f"model {run.model_ms_per_frame:7.1f} ms/frame  p95 {run.latency_p95_ms:8.1f} ms  MFU {mfu}  "
+            f"mem {run.gpu_memory_gb} GB")  # fmt: skip
+
+
+def _gpu() -> dict[str, Any]:
+    if not torch.cuda.is_available():
+        return {"gpu": None, "torch": torch.__version__}
+    import transformers
+
+    return {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "transformers": transformers.__version__}  # fmt: skip
+
+
+def _config_dict(config: ModelBenchConfig) -> dict[str, Any]:
+    data = asdict(config)
+    data["out_dir"] = str(config.out_dir)
+    data["resolutions"] = [f"{w}x{h}" for w, h in config.resolutions]
+    return data
+
+
+def _markdown(data: dict[str, Any], runs: list[ModelRun]) -> str:
+    m = data["machine"]
+    columns = [
+        ("resolution", "frame"), ("mode", "path"), ("batch", "batch"), ("frames_per_s", "frames/s (end to end)"),
+        ("model_ms_per_frame", "GPU ms/frame"), ("preprocess_ms_per_frame", "CPU preprocess ms/frame"),
+        ("latency_p50_ms", "latency p50 ms"), ("latency_p95_ms", "latency p95 ms"), ("mfu", "MFU"),
+        ("tflop_per_frame", "TFLOP/frame"), ("tokens_per_frame", "tokens"), ("gpu_memory_gb", "GPU GB"),
+    ]  # fmt: skip
+    lines = []
+    for resolution in dict.fromkeys(r.resolution for r in runs):
+        naive = next(r for r in runs if r.resolution == resolution and r.mode == "naive")
+        best = max((r for r in runs if r.resolution == resolution and r.mode == "batched"),
+                   key=lambda r: r.decisions_per_s)  # fmt: skip
+        lines.append(f"- {resolution}: best batched {best.decisions_per_s:g} decisions/s at batch {best.batch} = "
+                     f"{best.decisions_per_s / naive.decisions_per_s:.1f}x the naive {naive.decisions_per_s:g}/s; "
+                     f"MFU {best.mfu}")  # fmt: skip
+    return f"""# Model benchmark
+
+GLM-4V architecture at `{data["config"]["size"]}` size with random weights; GPU {m.get("gpu")}, torch {m.get("torch")},
+transformers {m.get("transformers", "-")}; {m["cpu"]}, {m["cores"]} cores; {m["date"]}. Peak used for MFU:
+{data["peak_flops"] and f"{data['peak_flops'] / 1e12:.0f} TFLOP/s (bf16 dense)"}.
+
+{chr(10).join(lines)}
+
+{markdown_table([asdict(r) for r in runs], columns)}
+
+- naive: one frame at a time, `generate` of {data["config"]["naive_tokens"]} tokens (what a per-frame script does).
+- batched: the service path, one forward pass with `logits_to_keep=1` per batch, P(yes) from the yes/no logits.
+  frames/s and latency are end to end (CPU image processor included); GPU ms/frame and MFU count the model only.
+- Re-run: `streamwatch bench model` (plot `{data["config"]["name"]}.png`, numbers `{data["config"]["name"]}.json`).
+"""
+
+
+def _plot(runs: list[ModelRun], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rate, mfu) = plt.subplots(1, 2, figsize=(10, 4))
+    for index, resolution in enumerate(dict.fromkeys(r.resolution for r in runs)):
+        color = f"C{index}"
+        batched = [r for r in runs if r.resolution == resolution and r.mode == "batched"]
+        naive = next(r for r in runs if r.resolution == resolution and r.mode == "naive")
+        sizes = [r.batch for r in batched]
+        rate.plot(sizes, [r.frames_per_s for r in batched], marker="o", color=color, label=f"{resolution} batched")
+        rate.plot(sizes, [r.extra.get("model_frames_per_s", 0) for r in batched], marker=".", linestyle=":",
+                  color=color, label=f"{resolution} GPU only")  # fmt: skip
+        rate.axhline(naive.frames_per_s, color=color, linestyle="--", label=f"{resolution} naive")
+        if any(r.mfu is not None for r in batched):
+            mfu.plot(sizes, [r.mfu or 0 for r in batched], marker="o", color=color, label=resolution)
+    rate.set(xscale="log", xlabel="batch size", ylabel="frames/s", title="yes/no decisions per second")
+    mfu.set(xscale="log", xlabel="batch size", ylabel="MFU", title="model FLOPs utilisation")
+    for axis in (rate, mfu):
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,45 @@
+"""`streamwatch bench model` on the CPU with the tiny model: the harness runs, counts FLOPs right, reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from streamwatch.bench.model import QUESTION, ModelBenchConfig, build, flops_per_frame, frames
+from streamwatch.inference.types import Prompt
+
+
+def test_bench_model_writes_a_report_comparing_naive_and_batched(tmp_path: Path) -> None:
+    args = ["--size", "tiny", "--resolutions", "640x360", "--batches", "1,2,4", "--reps", "2", "--naive-frames", "2",
+            "--out", str(tmp_path)]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "model", *args], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "model.json").read_text())
+    runs = report["runs"]
+    assert [(r["mode"], r["batch"]) for r in runs] == [("naive", 1), ("batched", 1), ("batched", 2), ("batched", 4)]
+    for run in runs:
+        assert run["frames_per_s"] > 0 and run["latency_p50_ms"] > 0 and run["tflop_per_frame"] >= 0
+        assert run["tokens_per_frame"] > 10 and run["patches_per_frame"] > 0
+        assert run["mfu"] is None  # no known peak on a CPU
+    assert "| 640x360 | naive | 1 |" in (tmp_path / "model.md").read_text()
+    assert (tmp_path / "model.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("resolution", [(640, 360), (320, 240)])
+def test_the_flop_count_behind_mfu_matches_torchs_flop_counter(tmp_path: Path, resolution: tuple[int, int]) -> None:
+    backend = build(ModelBenchConfig(size="tiny", device="cpu"), tmp_path)
+    image = frames(*resolution, 1)[0]
+    inputs = backend._inputs([Prompt(image, QUESTION)], backend.style.answer_prefix)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        backend.model(**inputs, logits_to_keep=1)
+    ours = flops_per_frame(backend.model, int(inputs["input_ids"].shape[1]), int(inputs["pixel_values"].shape[0]))
+    # ours also counts the small non-matmul layers' weights (norms, biases): within 15 %
+    assert ours == pytest.approx(counter.get_total_flops(), rel=0.15)
