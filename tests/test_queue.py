@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 from conftest import random_image
+from PIL import Image
 
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.queue import InferenceQueue
@@ -46,8 +47,12 @@ class RecordingBackend(Backend):
         return [f"{p.question}:{max_new_tokens}" for p in prompts]
 
 
-def request(question: str, source: str = "cam", deadline_in: float = 30.0, **kw: object) -> Request:
-    return Request(IMAGE, question, source=source, deadline=time.monotonic() + deadline_in, **kw)  # type: ignore[arg-type]
+def request(
+    question: str, source: str = "cam", deadline_in: float = 30.0, image: Image.Image | None = None, **kw: object
+) -> Request:
+    """A request about its own frame (a copy of IMAGE), unless `image` says which frame it is about."""
+    frame = image if image is not None else IMAGE.copy()
+    return Request(frame, question, source=source, deadline=time.monotonic() + deadline_in, **kw)  # type: ignore[arg-type]
 
 
 def test_batches_fill_up_to_max_batch() -> None:
@@ -224,3 +229,18 @@ def test_async_producers_share_batches() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         InferenceQueue(RecordingBackend(), max_batch=0)
+
+
+def test_questions_about_one_frame_stay_together_in_a_batch() -> None:
+    backend = RecordingBackend()
+    queue = InferenceQueue(backend, max_batch=6, max_wait_s=0.5)
+    frames = {cam: IMAGE.copy() for cam in ("a", "b", "c")}
+    futures = [queue.submit(request(f"{cam}{rule}", source=cam, image=frames[cam]))
+               for cam in ("a", "b", "c") for rule in range(3)]  # fmt: skip
+    queue.start()
+    for future in futures:
+        future.result(timeout=10)
+    queue.stop()
+    # round robin over frames, not single questions: a's three rules, then b's three
+    assert backend.batches[0] == ["a0", "a1", "a2", "b0", "b1", "b2"]
+    assert backend.batches[1] == ["c0", "c1", "c2"]

@@ -29,6 +29,8 @@ from streamwatch.vlm.tiny import GLM46V_FLASH, TinySize, build_glm4v
 log = logging.getLogger(__name__)
 
 QUESTION = "Is any person climbing over the fence? Answer yes or no."
+RULES = (QUESTION, "Is a vehicle stopped at the gate? Answer yes or no.",
+         "Are more than five people standing together? Answer yes or no.")  # fmt: skip
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}  # dense
 
 
@@ -167,7 +169,41 @@ def _resolution(
             progress(f"{label} batched x{batch}: out of GPU memory; larger batches skipped")
             break
         progress(_line(runs[-1]))
+    for batch in config.batches:
+        try:
+            runs.append(_shared(backend, pool[:batch], config, label, flops, preprocess_ms, tokens, patches, runs))
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            progress(f"{label} shared3 x{batch}: out of GPU memory; larger batches skipped")
+            break
+        progress(_line(runs[-1]))
     return runs
+
+
+def _shared(
+    backend: TransformersBackend, images: list[Image.Image], config: ModelBenchConfig, label: str, flops: float,
+    preprocess_ms: float, tokens: int, patches: int, earlier: list[ModelRun],
+) -> ModelRun:  # fmt: skip
+    """Three rules on every frame, answered with one pass over each image (shared_image.py)."""
+    device = backend.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    prompts = [Prompt(image, rule) for image in images for rule in RULES]
+    backend.score_yes_no(prompts)  # warm-up
+    times = []
+    for _ in range(config.reps):
+        _sync(device)
+        started = time.perf_counter()
+        backend.score_yes_no(prompts)
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    batch, seconds = len(images), statistics.median(times)
+    one_rule = next(r for r in earlier if r.resolution == label and r.mode == "batched" and r.batch == batch)
+    cost = seconds / (batch / one_rule.frames_per_s)  # against one rule on the same frames, end to end
+    return ModelRun(label, "shared3", batch, round(batch / seconds, 2), round(len(prompts) / seconds, 2),
+                    _ms(percentile(times, 50)), _ms(percentile(times, 95)), round(1000 * seconds / batch, 1),
+                    round(preprocess_ms, 1), round(flops / 1e12, 2), None, _memory(device), tokens, patches,
+                    {"rules_per_frame": len(RULES), "cost_vs_one_rule": round(cost, 3)})  # fmt: skip
 
 
 def _memory(device: torch.device) -> float | None:
@@ -260,7 +296,8 @@ def _config_dict(config: ModelBenchConfig) -> dict[str, Any]:
 def _markdown(data: dict[str, Any], runs: list[ModelRun]) -> str:
     m = data["machine"]
     columns = [
-        ("resolution", "frame"), ("mode", "path"), ("batch", "batch"), ("frames_per_s", "frames/s (end to end)"),
+        ("resolution", "frame"), ("mode", "path"), ("batch", "frames/batch"), ("frames_per_s", "frames/s (end to end)"),
+        ("decisions_per_s", "decisions/s"),
         ("model_ms_per_frame", "GPU ms/frame"), ("preprocess_ms_per_frame", "CPU preprocess ms/frame"),
         ("latency_p50_ms", "latency p50 ms"), ("latency_p95_ms", "latency p95 ms"), ("mfu", "MFU"),
         ("tflop_per_frame", "TFLOP/frame"), ("tokens_per_frame", "tokens"), ("gpu_memory_gb", "GPU GB"),
@@ -273,6 +310,12 @@ def _markdown(data: dict[str, Any], runs: list[ModelRun]) -> str:
         lines.append(f"- {resolution}: best batched {best.decisions_per_s:g} decisions/s at batch {best.batch} = "
                      f"{best.decisions_per_s / naive.decisions_per_s:.1f}x the naive {naive.decisions_per_s:g}/s; "
                      f"MFU {best.mfu}")  # fmt: skip
+        shared = [r for r in runs if r.resolution == resolution and r.mode == "shared3"]
+        if shared:
+            top = max(shared, key=lambda r: r.decisions_per_s)
+            lines.append(f"- {resolution}, 3 rules per frame sharing the image: {top.decisions_per_s:g} decisions/s at "
+                         f"{top.batch} frames per batch = {top.decisions_per_s / naive.decisions_per_s:.1f}x naive; "
+                         f"3 rules cost {top.extra['cost_vs_one_rule']:.2f}x one rule")  # fmt: skip
     return f"""# Model benchmark
 
 GLM-4V architecture at `{data["config"]["size"]}` size with random weights; GPU {m.get("gpu")}, torch {m.get("torch")},
@@ -286,6 +329,8 @@ transformers {m.get("transformers", "-")}; {m["cpu"]}, {m["cores"]} cores; {m["d
 - naive: one frame at a time, `generate` of {data["config"]["naive_tokens"]} tokens (what a per-frame script does).
 - batched: the service path, one forward pass with `logits_to_keep=1` per batch, P(yes) from the yes/no logits.
   frames/s and latency are end to end (CPU image processor included); GPU ms/frame and MFU count the model only.
+- shared3: three yes/no rules on every frame; the image prefix runs once and its KV cache serves the three
+  question suffixes (`inference/backends/shared_image.py`); its cost is end to end against one rule on the same frames.
 - Re-run: `streamwatch bench model` (plot `{data["config"]["name"]}.png`, numbers `{data["config"]["name"]}.json`).
 """
 
@@ -306,9 +351,13 @@ def _plot(runs: list[ModelRun], path: Path) -> Path:
         rate.plot(sizes, [r.extra.get("model_frames_per_s", 0) for r in batched], marker=".", linestyle=":",
                   color=color, label=f"{resolution} GPU only")  # fmt: skip
         rate.axhline(naive.frames_per_s, color=color, linestyle="--", label=f"{resolution} naive")
+        shared = [r for r in runs if r.resolution == resolution and r.mode == "shared3"]
+        if shared:
+            rate.plot([r.batch for r in shared], [r.decisions_per_s for r in shared], marker="^", linestyle="-.",
+                      color=color, label=f"{resolution} 3 rules/frame: decisions/s")  # fmt: skip
         if any(r.mfu is not None for r in batched):
             mfu.plot(sizes, [r.mfu or 0 for r in batched], marker="o", color=color, label=resolution)
-    rate.set(xscale="log", xlabel="batch size", ylabel="frames/s", title="yes/no decisions per second")
+    rate.set(xscale="log", xlabel="frames per batch", ylabel="per second", title="frames and yes/no decisions")
     mfu.set(xscale="log", xlabel="batch size", ylabel="MFU", title="model FLOPs utilisation")
     for axis in (rate, mfu):
         axis.grid(alpha=0.3)

@@ -156,25 +156,23 @@ class InferenceQueue:
         return min(lane[0][0].submitted_at for lane in self._pending.values() if lane)
 
     def _take_round_robin(self) -> list[_Item]:
-        """Up to max_batch live requests, one per producer per round; expired ones are dropped."""
+        """Up to max_batch live requests, one frame per producer per round; expired ones are dropped.
+
+        A producer's consecutive requests about the same image (several rules on one frame) are taken
+        together, so the backend can share one pass over that image between them."""
         now = self._clock()
         batch: list[_Item] = []
         served: list[str] = []
         while len(batch) < self.max_batch and self._pending:
             for source in list(self._pending):
                 lane = self._pending[source]
-                request, future = lane.popleft()
-                self._stats.pending -= 1
+                image = lane[0][0].image
+                while lane and lane[0][0].image is image and len(batch) < self.max_batch:
+                    self._admit(*lane.popleft(), now, batch)
                 if not lane:
                     del self._pending[source]
-                if request.deadline <= now:
-                    self._drop(future, "deadline", f"waited {now - request.submitted_at:.2f} s")
-                elif future.set_running_or_notify_cancel():
-                    batch.append((request, future))
-                    if source not in served:
-                        served.append(source)
-                else:
-                    self._stats.dropped["cancelled"] += 1
+                if source not in served:
+                    served.append(source)
                 if len(batch) >= self.max_batch:
                     break
         # Producers served this time go to the back of the line for the next batch.
@@ -182,6 +180,15 @@ class InferenceQueue:
             if source in self._pending:
                 self._pending[source] = self._pending.pop(source)
         return batch
+
+    def _admit(self, request: Request, future: Future[Answer], now: float, batch: list[_Item]) -> None:
+        self._stats.pending -= 1
+        if request.deadline <= now:
+            self._drop(future, "deadline", f"waited {now - request.submitted_at:.2f} s")
+        elif future.set_running_or_notify_cancel():
+            batch.append((request, future))
+        else:
+            self._stats.dropped["cancelled"] += 1
 
     def _execute(self, batch: Sequence[_Item]) -> None:
         for kind in AnswerKind:

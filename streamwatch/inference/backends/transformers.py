@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from streamwatch.inference.backends.base import Backend, YesNo
+from streamwatch.inference.backends.shared_image import group_by_image, last_token_logits
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.processor import load_processor
@@ -76,6 +77,7 @@ class TransformersBackend(Backend):
         return backend
 
     def _setup(self, processor: Any, model: Any) -> None:
+        self.share_images = True
         self.processor = processor
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"  # the last position of every row is the answer position
@@ -105,8 +107,18 @@ class TransformersBackend(Backend):
 
     @torch.inference_mode()
     def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
-        inputs = self._inputs(prompts, self.style.answer_prefix)
-        logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
+        """P(yes) per prompt. Prompts that share an image (several rules on one frame) share one pass over
+        it (inference/backends/shared_image.py); otherwise one plain batched pass."""
+        logits = None
+        if self.share_images and len(group_by_image(prompts)) < len(prompts):
+            texts = [self._text(p.question) + self.style.answer_prefix for p in prompts]
+            logits = last_token_logits(self, prompts, texts)
+        if logits is None:
+            inputs = self._inputs(prompts, self.style.answer_prefix)
+            logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+        return self._p_yes(logits.float())
+
+    def _p_yes(self, logits: torch.Tensor) -> list[YesNo]:
         log_yes = torch.logsumexp(logits[:, self.yes_ids], dim=-1)
         log_no = torch.logsumexp(logits[:, self.no_ids], dim=-1)
         p_yes = torch.sigmoid(log_yes - log_no)  # softmax over {yes, no}

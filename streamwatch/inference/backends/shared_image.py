@@ -1,0 +1,98 @@
+"""Several yes/no questions about one image for little more than the price of one.
+
+The prompt of every question about an image starts with the same tokens: the chat header and the
+image (hundreds to thousands of tokens). That prefix is run once per image, batched across images;
+its key/value cache is then repeated for each question, and only the short suffixes (question,
+assistant header, answer prefix) run per question. Positions continue exactly where the prefix
+ended (multimodal RoPE included), so the answers equal those of the plain path (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from streamwatch.inference.types import Prompt
+from streamwatch.ingest.preprocess import fit_longest_side
+
+IMAGE_END_TOKENS = ("<|end_of_image|>", "<|vision_end|>")  # GLM-4V; Qwen2-VL / Qwen2.5-VL / Qwen3-VL
+
+
+@dataclass(frozen=True)
+class Split:
+    """A rendered prompt cut after its image: the shared prefix and the per-question suffix."""
+
+    prefix: str
+    suffix: str
+
+
+def split_prompt(text: str) -> Split | None:
+    """None when the prompt has no image-end marker or puts text between it and... nothing after."""
+    for marker in IMAGE_END_TOKENS:
+        at = text.rfind(marker)
+        if at >= 0:
+            cut = at + len(marker)
+            return Split(text[:cut], text[cut:]) if text[cut:] else None
+    return None
+
+
+def group_by_image(prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Indices of prompts sharing the same image object, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        groups.setdefault(id(prompt.image), []).append(index)
+    return list(groups.values())
+
+
+@torch.inference_mode()
+def last_token_logits(backend: Any, prompts: Sequence[Prompt], texts: Sequence[str]) -> torch.Tensor | None:
+    """Logits at the answer position of every prompt (rows in `prompts` order), computed with one prefix
+    pass per distinct image; None when the prompts cannot be split (the caller uses the plain path)."""
+    splits = [split_prompt(text) for text in texts]
+    if any(s is None for s in splits):
+        return None
+    groups = group_by_image(prompts)
+    prefixes = [splits[group[0]].prefix for group in groups]  # type: ignore[union-attr]
+    if any(splits[i].prefix != prefixes[g] for g, group in enumerate(groups) for i in group):  # type: ignore[union-attr]
+        return None
+    processor, model, device = backend.processor, backend.model, backend.device
+    images = [fit_longest_side(prompts[group[0]].image, backend.max_image_side) for group in groups]
+    prefix_inputs = processor(images=images, text=prefixes, return_tensors="pt", padding=True).to(device)
+    if "pixel_values" in prefix_inputs:
+        prefix_inputs["pixel_values"] = prefix_inputs["pixel_values"].to(backend.dtype)
+    inner = model.model
+    inner.rope_deltas = None
+    prefix_out = inner(**prefix_inputs, use_cache=True)
+    deltas = inner.rope_deltas  # (images, 1): how far multimodal positions run ahead of token counts
+    cache = prefix_out.past_key_values
+
+    owner = torch.empty(len(prompts), dtype=torch.long)
+    for g, group in enumerate(groups):
+        owner[group] = g
+    owner = owner.to(device)
+    cache.batch_select_indices(owner)  # one cache row per question, copied from its image's row
+    prefix_mask = prefix_inputs["attention_mask"][owner]
+    tokenizer = processor.tokenizer
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"  # suffix positions continue right after the prefix
+    try:
+        suffix = tokenizer([s.suffix for s in splits], add_special_tokens=False, padding=True,  # type: ignore[union-attr]
+                           return_tensors="pt").to(device)  # fmt: skip
+    finally:
+        tokenizer.padding_side = side
+    suffix_mask = suffix["attention_mask"]
+    start = prefix_mask.sum(dim=1, keepdim=True) + (deltas[owner] if deltas is not None else 0)
+    positions = start + torch.arange(suffix_mask.shape[1], device=device)[None, :]
+    positions = positions[None].expand(3, -1, -1)  # text tokens: the same position on all three axes
+    hidden = inner(
+        input_ids=suffix["input_ids"], attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1),
+        position_ids=positions, past_key_values=cache, use_cache=True,
+    ).last_hidden_state  # fmt: skip
+    last = suffix_mask.sum(dim=1) - 1
+    rows = torch.arange(len(prompts), device=device)
+    logits: torch.Tensor = model.lm_head(hidden[rows, last])
+    inner.rope_deltas = None
+    return logits

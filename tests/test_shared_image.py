@@ -1,0 +1,58 @@
+"""Several questions about one image share one pass over it, and answer exactly as the plain path does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import random_image
+
+from streamwatch.inference.backends.shared_image import group_by_image, split_prompt
+from streamwatch.inference.backends.transformers import TransformersBackend
+from streamwatch.inference.types import Prompt
+
+QUESTIONS = [
+    "Is any person climbing the fence? Answer yes or no.",
+    "Is the gate open? Answer yes or no.",
+    "Is there a vehicle in the driveway right now? Answer yes or no.",
+]
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_model: Path) -> tuple[TransformersBackend, TransformersBackend]:
+    shared = TransformersBackend(str(tiny_model), device="cpu")
+    plain = TransformersBackend(str(tiny_model), device="cpu")
+    plain.share_images = False
+    return shared, plain
+
+
+def test_prompts_split_after_the_image_and_group_by_image(backends: tuple[TransformersBackend, ...]) -> None:
+    shared, _ = backends
+    text = shared._text(QUESTIONS[0])
+    split = split_prompt(text)
+    assert split is not None and split.prefix + split.suffix == text
+    assert split.suffix.startswith(QUESTIONS[0]) and QUESTIONS[0] not in split.prefix
+    a, b = random_image(1), random_image(2)
+    assert group_by_image([Prompt(a, "x"), Prompt(b, "y"), Prompt(a, "z")]) == [[0, 2], [1]]
+    assert split_prompt("no image here") is None
+
+
+def test_shared_image_answers_equal_the_plain_path(backends: tuple[TransformersBackend, ...]) -> None:
+    shared, plain = backends
+    gate, yard = random_image(10, 320, 200), random_image(11, 256, 256)  # different sizes: different prefixes
+    prompts = [Prompt(gate, QUESTIONS[0]), Prompt(gate, QUESTIONS[1]), Prompt(yard, QUESTIONS[2]),
+               Prompt(gate, QUESTIONS[2]), Prompt(yard, QUESTIONS[0])]  # fmt: skip
+    together = [a.p_yes for a in shared.score_yes_no(prompts)]
+    one_by_one = [plain.score_yes_no([p])[0].p_yes for p in prompts]
+    batched_plain = [a.p_yes for a in plain.score_yes_no(prompts)]
+    assert together == pytest.approx(one_by_one, abs=1e-4)
+    assert together == pytest.approx(batched_plain, abs=1e-4)
+    assert len(set(round(p, 6) for p in together)) > 1  # the questions really differ
+
+
+def test_a_batch_without_repeated_images_takes_the_plain_path(backends: tuple[TransformersBackend, ...]) -> None:
+    shared, plain = backends
+    prompts = [Prompt(random_image(20), QUESTIONS[0]), Prompt(random_image(21), QUESTIONS[1])]
+    assert [a.p_yes for a in shared.score_yes_no(prompts)] == pytest.approx(
+        [a.p_yes for a in plain.score_yes_no(prompts)], abs=1e-6
+    )
