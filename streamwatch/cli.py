@@ -258,6 +258,22 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from streamwatch.bench.pipeline import PipelineBenchConfig, run_bench
+
+    _setup_logging(args.log_level or "WARNING")
+    logging.getLogger("streamwatch.bench").setLevel(logging.INFO)
+    ((width, height),) = args.frame
+    config = PipelineBenchConfig(
+        size=args.size, width=width, height=height, max_image_sides=args.model_sides, cameras=args.cameras,
+        interval_s=args.interval, seconds=args.seconds, warmup_s=args.warmup, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, slo_s=args.slo, device=args.device, out_dir=Path(args.out), name=args.name,
+    )  # fmt: skip
+    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
+        print(f"wrote {path}")
+    return 0
+
+
 def _resolutions(text: str) -> list[tuple[int, int]]:
     try:
         pairs = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip()]
@@ -378,6 +394,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument("--replot", metavar="JSON", help="only draw the plot of a saved report")
     bench_model.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     bench_model.set_defaults(func=cmd_bench_model)
+    pipeline = bench_sub.add_parser(
+        "pipeline", help="how many cameras (3 rules, 1 sample / 2 s) fit the latency target"
+    )
+    pipeline.add_argument("--size", choices=["glm46v-flash", "tiny"], default="glm46v-flash")
+    pipeline.add_argument("--frame", type=_resolutions, default=[(1280, 720)], help="camera frame size")
+    pipeline.add_argument("--model-sides", type=_int_list, default=[640, 1280], help="model.max_image_side values")
+    pipeline.add_argument("--cameras", type=_int_list, default=[8, 16, 24, 32, 48, 64, 80, 96])
+    pipeline.add_argument("--interval", type=float, default=2.0)
+    pipeline.add_argument("--seconds", type=float, default=20.0)
+    pipeline.add_argument("--warmup", type=float, default=4.0)
+    pipeline.add_argument("--max-batch", type=int, default=192)
+    pipeline.add_argument("--max-wait-ms", type=int, default=50)
+    pipeline.add_argument("--slo", type=float, default=1.5, help="p95 sample -> decision target, seconds")
+    pipeline.add_argument("--device", default="auto")
+    pipeline.add_argument("--out", default="bench")
+    pipeline.add_argument("--name", default="pipeline")
+    pipeline.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    pipeline.set_defaults(func=cmd_bench_pipeline)
     return parser
 
 

@@ -52,3 +52,21 @@ def test_the_flop_count_behind_mfu_matches_torchs_flop_counter(tmp_path: Path, r
     ours = flops_per_frame(backend.model, int(inputs["input_ids"].shape[1]), int(inputs["pixel_values"].shape[0]))
     # ours also counts the small non-matmul layers' weights (norms, biases): within 15 %
     assert ours == pytest.approx(counter.get_total_flops(), rel=0.15)
+
+
+def test_bench_pipeline_finds_how_many_cameras_fit_the_latency_target(tmp_path: Path) -> None:
+    args = ["--size", "tiny", "--frame", "640x360", "--model-sides", "224", "--cameras", "1,2", "--interval", "1",
+            "--seconds", "3", "--warmup", "1", "--out", str(tmp_path)]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "pipeline", *args], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "pipeline.json").read_text())
+    one, two = report["runs"]
+    assert (one["cameras"], two["cameras"]) == (1, 2)
+    for run in (one, two):
+        assert run["dropped"] == 0 and run["within_slo"] and run["mean_batch"] >= 3  # a frame's 3 rules together
+        assert run["decisions"] >= 3 * run["cameras"] * 2  # 3 rules, one sample a second, 3 s measured
+        assert 0 < run["latency_p50_ms"] <= run["latency_p95_ms"] < 1500
+    assert report["largest_within_slo"] == {"224": 2}
+    assert "**2 cameras** with the model at 224 px" in (tmp_path / "pipeline.md").read_text()
+    assert (tmp_path / "pipeline.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,204 @@
+"""`streamwatch bench pipeline`: how many cameras one GPU serves within the latency target.
+
+N synthetic cameras (frames already decoded: the GPU is the subject) each take a sample every
+`interval_s` (phases spread evenly) and ask 3 yes/no rules about it through the real InferenceQueue
+and backend, exactly as the service does (one image object per sample, so the rules share it).
+Latency is sample -> decision. The largest N whose p95 stays within `slo_s` with nothing dropped
+is the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from streamwatch.bench.model import RULES, ModelBenchConfig, build, frames
+from streamwatch.bench.report import machine, markdown_table, percentile, write_report
+from streamwatch.inference.backends.transformers import TransformersBackend
+from streamwatch.inference.queue import InferenceQueue
+from streamwatch.inference.types import DroppedError, Request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineBenchConfig:
+    size: str = "glm46v-flash"
+    width: int = 1280  # camera frames
+    height: int = 720
+    max_image_sides: Sequence[int] = (640, 1280)  # what the model sees (model.max_image_side)
+    cameras: Sequence[int] = (8, 16, 24, 32, 48, 64, 80, 96)
+    rules: int = 3
+    interval_s: float = 2.0
+    seconds: float = 20.0
+    warmup_s: float = 4.0
+    max_batch: int = 192  # questions per forward pass
+    max_wait_ms: int = 50
+    slo_s: float = 1.5
+    device: str = "auto"
+    out_dir: Path = Path("bench")
+    name: str = "pipeline"
+
+
+@dataclass
+class PipelineRun:
+    max_image_side: int
+    cameras: int
+    decisions: int
+    dropped: int
+    decisions_per_s: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_max_ms: float | None
+    mean_batch: float
+    within_slo: bool
+
+
+async def _camera(
+    queue: InferenceQueue, pool: list[Image.Image], index: int, count: int, config: PipelineBenchConfig,
+    start: float, end: float, latencies: list[float], drops: list[int],
+) -> None:  # fmt: skip
+    """One camera: every interval, a fresh frame and its rules; records sample -> decision latency."""
+    phase = config.interval_s * index / count  # cameras are not synchronised
+    tick = 0
+    while True:
+        due = start + phase + tick * config.interval_s
+        if due >= end:
+            return
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        tick += 1
+        image = pool[(index + tick) % len(pool)].copy()  # a new frame object: rules share it, cameras do not
+        sampled = time.monotonic()
+        requests = [Request(image, rule, source=f"cam{index}", deadline=sampled + 10.0)
+                    for rule in RULES[: config.rules]]  # fmt: skip
+        results = await asyncio.gather(*(queue.ask(r) for r in requests), return_exceptions=True)
+        done = time.monotonic()
+        for result in results:
+            if isinstance(result, DroppedError):
+                drops.append(1)
+            elif isinstance(result, BaseException):
+                raise result
+            elif sampled >= start + config.warmup_s:
+                latencies.append(done - sampled)
+
+
+async def _run_n(backend: TransformersBackend, pool: list[Image.Image], count: int, config: PipelineBenchConfig
+                 ) -> PipelineRun:  # fmt: skip
+    queue = InferenceQueue(backend, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000)
+    queue.start()
+    latencies: list[float] = []
+    drops: list[int] = []
+    start = time.monotonic() + 0.5
+    end = start + config.warmup_s + config.seconds
+    try:
+        await asyncio.gather(
+            *(_camera(queue, pool, i, count, config, start, end, latencies, drops) for i in range(count))
+        )
+    finally:
+        stats = queue.stats()
+        await asyncio.to_thread(queue.stop)
+    p95 = percentile(latencies, 95)
+    passes = sum(stats.batch_sizes.values())
+    return PipelineRun(
+        max_image_side=backend.max_image_side, cameras=count, decisions=len(latencies), dropped=len(drops),
+        decisions_per_s=round(len(latencies) / config.seconds, 2), latency_p50_ms=_ms(percentile(latencies, 50)),
+        latency_p95_ms=_ms(p95), latency_max_ms=_ms(max(latencies) if latencies else None),
+        mean_batch=round(sum(k * n for k, n in stats.batch_sizes.items()) / passes, 1) if passes else 0.0,
+        within_slo=bool(latencies) and not drops and p95 is not None and p95 <= config.slo_s,
+    )  # fmt: skip
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def run_bench(config: PipelineBenchConfig, progress: Callable[[str], None] = print) -> list[Path]:
+    runs: list[PipelineRun] = []
+    with tempfile.TemporaryDirectory() as folder:
+        backend = build(ModelBenchConfig(size=config.size, device=config.device), Path(folder))
+        pool = frames(config.width, config.height, 16)
+        for side in config.max_image_sides:
+            backend.max_image_side = side
+            failures = 0
+            for count in config.cameras:
+                run = asyncio.run(_run_n(backend, pool, count, config))
+                runs.append(run)
+                progress(
+                    f"model side {side:>4}  cameras {count:>3}  {run.decisions_per_s:7.1f} decisions/s  "
+                    f"p50 {run.latency_p50_ms} ms  p95 {run.latency_p95_ms} ms  dropped {run.dropped}  "
+                    f"batch {run.mean_batch}  {'ok' if run.within_slo else 'over target'}"
+                )
+                failures = 0 if run.within_slo else failures + 1
+                if failures >= 2:
+                    break
+    data: dict[str, Any] = {
+        "benchmark": "pipeline", "machine": machine() | _gpu(),
+        "config": {**asdict(config), "out_dir": str(config.out_dir)}, "runs": [asdict(r) for r in runs],
+        "largest_within_slo": {str(side): max((r.cameras for r in runs if r.max_image_side == side and r.within_slo),
+                                              default=0) for side in config.max_image_sides},
+    }  # fmt: skip
+    paths = write_report(config.out_dir, config.name, data, _markdown(data, runs, config))
+    try:
+        paths.append(_plot(runs, config, config.out_dir / f"{config.name}.png"))
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot")
+    return paths
+
+
+def _gpu() -> dict[str, Any]:
+    from streamwatch.bench.model import _gpu as gpu
+
+    return gpu()
+
+
+def _markdown(data: dict[str, Any], runs: list[PipelineRun], config: PipelineBenchConfig) -> str:
+    m = data["machine"]
+    best = ", ".join(f"**{n} cameras** with the model at {side} px" for side, n in data["largest_within_slo"].items())
+    columns = [
+        ("max_image_side", "model image side"), ("cameras", "cameras"), ("decisions_per_s", "decisions/s"),
+        ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"), ("latency_max_ms", "max ms"),
+        ("dropped", "dropped"), ("mean_batch", "questions/pass"), ("within_slo", f"p95 <= {config.slo_s:g} s"),
+    ]  # fmt: skip
+    return f"""# Pipeline benchmark
+
+{config.width}x{config.height} camera frames (already decoded), {config.rules} yes/no rules per frame, one sample
+per camera every {config.interval_s:g} s, through the real queue (max_batch {config.max_batch} questions,
+max_wait {config.max_wait_ms} ms) and backend (`{config.size}`, random weights). GPU {m.get("gpu")},
+torch {m.get("torch")}, transformers {m.get("transformers", "-")}; {m["date"]}. {config.seconds:g} s measured per row.
+
+Largest camera count with p95 sample-to-decision latency within {config.slo_s:g} s and nothing dropped: {best}.
+
+{markdown_table([asdict(r) for r in runs], columns)}
+
+Re-run: `streamwatch bench pipeline` (plot `{config.name}.png`, numbers `{config.name}.json`).
+"""
+
+
+def _plot(runs: list[PipelineRun], config: PipelineBenchConfig, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for index, side in enumerate(config.max_image_sides):
+        points = [r for r in runs if r.max_image_side == side]
+        axis.plot([r.cameras for r in points], [(r.latency_p95_ms or 0) / 1000 for r in points], marker="o",
+                  color=f"C{index}", label=f"p95, model image {side} px")  # fmt: skip
+    axis.axhline(config.slo_s, color="grey", linestyle="--", label=f"target {config.slo_s:g} s")
+    axis.set(xlabel="cameras (3 rules, 1 sample / 2 s)", ylabel="sample -> decision (s)", yscale="log",
+             title="cameras per GPU")  # fmt: skip
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
