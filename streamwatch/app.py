@@ -59,7 +59,10 @@ def build_backend(settings: Settings) -> Backend:
 
 
 def build_queue(settings: Settings, backend: Backend) -> InferenceQueue:
-    return InferenceQueue(backend, max_batch=settings.model.max_batch, max_wait_s=settings.model.max_wait_ms / 1000)
+    model = settings.model
+    return InferenceQueue(
+        backend, max_batch=model.max_batch, max_wait_s=model.max_wait_ms / 1000, workers=model.workers
+    )
 
 
 @dataclass(frozen=True)

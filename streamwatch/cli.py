@@ -267,7 +267,8 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     config = PipelineBenchConfig(
         size=args.size, width=width, height=height, max_image_sides=args.model_sides, cameras=args.cameras,
         interval_s=args.interval, seconds=args.seconds, warmup_s=args.warmup, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, slo_s=args.slo, device=args.device, out_dir=Path(args.out), name=args.name,
+        max_wait_ms=args.max_wait_ms, workers=args.workers, slo_s=args.slo, device=args.device,
+        out_dir=Path(args.out), name=args.name,
     )  # fmt: skip
     for path in run_bench(config, progress=lambda line: print(line, flush=True)):
         print(f"wrote {path}")
@@ -406,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--warmup", type=float, default=4.0)
     pipeline.add_argument("--max-batch", type=int, default=192)
     pipeline.add_argument("--max-wait-ms", type=int, default=50)
+    pipeline.add_argument("--workers", type=int, default=2, help="queue workers (1: no CPU/GPU overlap)")
     pipeline.add_argument("--slo", type=float, default=1.5, help="p95 sample -> decision target, seconds")
     pipeline.add_argument("--device", default="auto")
     pipeline.add_argument("--out", default="bench")

@@ -244,3 +244,18 @@ def test_questions_about_one_frame_stay_together_in_a_batch() -> None:
     # round robin over frames, not single questions: a's three rules, then b's three
     assert backend.batches[0] == ["a0", "a1", "a2", "b0", "b1", "b2"]
     assert backend.batches[1] == ["c0", "c1", "c2"]
+
+
+def test_several_workers_answer_everything_exactly_once() -> None:
+    backend = RecordingBackend(delay_s=0.02)
+    queue = InferenceQueue(backend, max_batch=4, max_wait_s=0.01, workers=3)
+    futures = [queue.submit(request(f"p=0.{i % 9}", source=f"cam{i % 5}")) for i in range(60)]
+    queue.start()
+    answers = [f.result(timeout=20) for f in futures]
+    queue.stop()
+    assert [a.confidence for a in answers] == [float(f"0.{i % 9}") for i in range(60)]
+    assert sorted(q for batch in backend.batches for q in batch) == sorted(f"p=0.{i % 9}" for i in range(60))
+    stats = queue.stats()
+    assert stats.answered == 60 and stats.pending == 0
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        InferenceQueue(backend, workers=0)

@@ -56,3 +56,27 @@ def test_a_batch_without_repeated_images_takes_the_plain_path(backends: tuple[Tr
     assert [a.p_yes for a in shared.score_yes_no(prompts)] == pytest.approx(
         [a.p_yes for a in plain.score_yes_no(prompts)], abs=1e-6
     )
+
+
+def test_two_queue_workers_sharing_the_backend_get_the_same_answers(backends: tuple[TransformersBackend, ...]) -> None:
+    import threading
+
+    shared, plain = backends
+    frame = random_image(30, 320, 200)
+    with_sharing = [Prompt(frame, q) for q in QUESTIONS]
+    without = [Prompt(random_image(31 + i), q) for i, q in enumerate(QUESTIONS)]
+    expected = {id(batch): [a.p_yes for a in plain.score_yes_no(batch)] for batch in (with_sharing, without)}
+    failures: list[str] = []
+
+    def hammer(batch: list[Prompt]) -> None:
+        for _ in range(6):
+            got = [a.p_yes for a in shared.score_yes_no(batch)]
+            if got != pytest.approx(expected[id(batch)], abs=1e-4):
+                failures.append(f"{got} != {expected[id(batch)]}")
+
+    threads = [threading.Thread(target=hammer, args=(batch,)) for batch in (with_sharing, without, with_sharing)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures[:2]

@@ -42,6 +42,7 @@ class PipelineBenchConfig:
     warmup_s: float = 4.0
     max_batch: int = 192  # questions per forward pass
     max_wait_ms: int = 50
+    workers: int = 2  # queue workers: CPU preparation of one batch overlaps the GPU work of another
     slo_s: float = 1.5
     device: str = "auto"
     out_dir: Path = Path("bench")
@@ -92,7 +93,8 @@ async def _camera(
 
 async def _run_n(backend: TransformersBackend, pool: list[Image.Image], count: int, config: PipelineBenchConfig
                  ) -> PipelineRun:  # fmt: skip
-    queue = InferenceQueue(backend, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000)
+    queue = InferenceQueue(backend, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
+                           workers=config.workers)  # fmt: skip
     queue.start()
     latencies: list[float] = []
     drops: list[int] = []
@@ -171,8 +173,9 @@ def _markdown(data: dict[str, Any], runs: list[PipelineRun], config: PipelineBen
 
 {config.width}x{config.height} camera frames (already decoded), {config.rules} yes/no rules per frame, one sample
 per camera every {config.interval_s:g} s, through the real queue (max_batch {config.max_batch} questions,
-max_wait {config.max_wait_ms} ms) and backend (`{config.size}`, random weights). GPU {m.get("gpu")},
-torch {m.get("torch")}, transformers {m.get("transformers", "-")}; {m["date"]}. {config.seconds:g} s measured per row.
+max_wait {config.max_wait_ms} ms, {config.workers} workers) and backend (`{config.size}`, random weights).
+GPU {m.get("gpu")}, torch {m.get("torch")}, transformers {m.get("transformers", "-")}; {m["date"]}.
+{config.seconds:g} s measured per row.
 
 Largest camera count with p95 sample-to-decision latency within {config.slo_s:g} s and nothing dropped: {best}.
 

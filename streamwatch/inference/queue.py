@@ -58,9 +58,15 @@ class InferenceQueue:
         max_wait_s: float = 0.05,
         max_pending_per_source: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        workers: int = 1,
     ) -> None:
+        """`workers` > 1: several batches in flight, so one is prepared on the CPU (image processing)
+        while another runs on the GPU; the backend serialises the model itself."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
         self.backend = backend
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -70,7 +76,7 @@ class InferenceQueue:
         self._cond = threading.Condition()
         self._stats = QueueStats()
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- producer side -------------------------------------------------------------------------
     def submit(self, request: Request) -> Future[Answer]:
@@ -101,10 +107,12 @@ class InferenceQueue:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
-        self._thread = threading.Thread(target=self._run, name="inference-worker", daemon=True)
-        self._thread.start()
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._run, name=f"inference-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, *, drain: bool = True, timeout: float = 30.0) -> None:
         """Stop the worker. With `drain`, answer what is pending first; the rest is dropped."""
@@ -113,11 +121,12 @@ class InferenceQueue:
             if not drain:
                 self._drop_all("shutdown")
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
                 log.warning("inference worker still busy after %.0f s; leaving it", timeout)
-            self._thread = None
+        self._threads = []
         with self._cond:
             self._drop_all("shutdown")
 

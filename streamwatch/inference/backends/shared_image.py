@@ -63,6 +63,25 @@ def last_token_logits(backend: Any, prompts: Sequence[Prompt], texts: Sequence[s
     prefix_inputs = processor(images=images, text=prefixes, return_tensors="pt", padding=True).to(device)
     if "pixel_values" in prefix_inputs:
         prefix_inputs["pixel_values"] = prefix_inputs["pixel_values"].to(backend.dtype)
+    suffix = _right_padded(processor.tokenizer, [s.suffix for s in splits], device)  # type: ignore[union-attr]
+    with backend.model_lock:  # everything above is CPU work that may overlap another batch's GPU work
+        return _forward(model, prompts, groups, prefix_inputs, suffix)
+
+
+def _right_padded(tokenizer: Any, texts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
+    """Suffix ids padded on the right, so their positions continue right after the prefix. (Padded by
+    hand: the shared tokenizer's padding side must not change under another thread.)"""
+    encoded = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
+    width = max(len(ids) for ids in encoded)
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([row + [pad] * (width - len(row)) for row in encoded], dtype=torch.long)
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in encoded], dtype=torch.long)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _forward(model: Any, prompts: Sequence[Prompt], groups: list[list[int]], prefix_inputs: Any, suffix: Any
+             ) -> torch.Tensor:  # fmt: skip
+    device = prefix_inputs["input_ids"].device
     inner = model.model
     inner.rope_deltas = None
     prefix_out = inner(**prefix_inputs, use_cache=True)
@@ -75,14 +94,6 @@ def last_token_logits(backend: Any, prompts: Sequence[Prompt], texts: Sequence[s
     owner = owner.to(device)
     cache.batch_select_indices(owner)  # one cache row per question, copied from its image's row
     prefix_mask = prefix_inputs["attention_mask"][owner]
-    tokenizer = processor.tokenizer
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "right"  # suffix positions continue right after the prefix
-    try:
-        suffix = tokenizer([s.suffix for s in splits], add_special_tokens=False, padding=True,  # type: ignore[union-attr]
-                           return_tensors="pt").to(device)  # fmt: skip
-    finally:
-        tokenizer.padding_side = side
     suffix_mask = suffix["attention_mask"]
     start = prefix_mask.sum(dim=1, keepdim=True) + (deltas[owner] if deltas is not None else 0)
     positions = start + torch.arange(suffix_mask.shape[1], device=device)[None, :]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -78,6 +79,9 @@ class TransformersBackend(Backend):
 
     def _setup(self, processor: Any, model: Any) -> None:
         self.share_images = True
+        # One batch on the model at a time (it keeps per-call state, e.g. RoPE deltas); image processing
+        # of the next batch runs outside this lock, in another queue worker, meanwhile.
+        self.model_lock = threading.Lock()
         self.processor = processor
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"  # the last position of every row is the answer position
@@ -114,8 +118,10 @@ class TransformersBackend(Backend):
             texts = [self._text(p.question) + self.style.answer_prefix for p in prompts]
             logits = last_token_logits(self, prompts, texts)
         if logits is None:
-            inputs = self._inputs(prompts, self.style.answer_prefix)
-            logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+            inputs = self._inputs(prompts, self.style.answer_prefix)  # CPU work, outside the model lock
+            with self.model_lock:
+                logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+                return self._p_yes(logits.float())
         return self._p_yes(logits.float())
 
     def _p_yes(self, logits: torch.Tensor) -> list[YesNo]:
@@ -128,15 +134,19 @@ class TransformersBackend(Backend):
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
         inputs = self._inputs(prompts)
         tokenizer = self.processor.tokenizer
-        output = self.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        with self.model_lock:
+            output = self._generate(inputs, max_new_tokens, tokenizer.pad_token_id)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [clean_answer(t) for t in texts]
+
+    def _generate(self, inputs: Any, max_new_tokens: int, pad_token_id: int) -> Any:
+        return self.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad_token_id,
+        )
 
     def close(self) -> None:
         del self.model
