@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -223,6 +224,13 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(run_bench: Callable[..., list[Path]], config: object) -> int:
+    """Run a benchmark, printing its progress lines and the report files it wrote."""
+    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from streamwatch.bench.ingest import IngestBenchConfig, run_bench
 
@@ -233,9 +241,7 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
         sample_interval_s=args.sample_interval, width=args.width, height=args.height, fps=args.fps, gop=args.gop,
         bit_rate=args.bitrate, out_dir=Path(args.out), name=args.name,
     )  # fmt: skip
-    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
-        print(f"wrote {path}")
-    return 0
+    return _report(run_bench, config)
 
 
 def cmd_bench_model(args: argparse.Namespace) -> int:
@@ -253,9 +259,7 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
         size=args.size, resolutions=args.resolutions, batches=args.batches, reps=args.reps,
         naive_frames=args.naive_frames, device=args.device, peak_flops=peak, out_dir=Path(args.out), name=args.name,
     )  # fmt: skip
-    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
-        print(f"wrote {path}")
-    return 0
+    return _report(run_bench, config)
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
@@ -270,9 +274,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms, workers=args.workers, slo_s=args.slo, device=args.device,
         out_dir=Path(args.out), name=args.name,
     )  # fmt: skip
-    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
-        print(f"wrote {path}")
-    return 0
+    return _report(run_bench, config)
 
 
 def _resolutions(text: str) -> list[tuple[int, int]]:

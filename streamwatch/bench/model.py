@@ -161,22 +161,21 @@ def _resolution(
     preprocess_ms = (time.perf_counter() - started) / 8 * 1000
     runs = [_naive(backend, pool, config, label, flops, preprocess_ms, tokens, patches, peak)]
     progress(_line(runs[-1]))
-    for batch in config.batches:
-        try:
-            runs.append(_batched(backend, pool[:batch], config, label, flops, preprocess_ms, tokens, patches, peak))
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            progress(f"{label} batched x{batch}: out of GPU memory; larger batches skipped")
-            break
-        progress(_line(runs[-1]))
-    for batch in config.batches:
-        try:
-            runs.append(_shared(backend, pool[:batch], config, label, flops, preprocess_ms, tokens, patches, runs))
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            progress(f"{label} shared3 x{batch}: out of GPU memory; larger batches skipped")
-            break
-        progress(_line(runs[-1]))
+    measures: dict[str, Callable[[list[Image.Image]], ModelRun]] = {
+        "batched": lambda images: _batched(backend, images, config, label, flops, preprocess_ms, tokens, patches,
+                                           peak),
+        "shared3": lambda images: _shared(backend, images, config, label, flops, preprocess_ms, tokens, patches,
+                                          runs),
+    }  # fmt: skip
+    for mode, measure in measures.items():
+        for batch in config.batches:
+            try:
+                runs.append(measure(pool[:batch]))
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                progress(f"{label} {mode} x{batch}: out of GPU memory; larger batches skipped")
+                break
+            progress(_line(runs[-1]))
     return runs
 
 
