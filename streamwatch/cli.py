@@ -257,7 +257,8 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
     config = ModelBenchConfig(
         size=args.size, resolutions=args.resolutions, batches=args.batches, reps=args.reps,
-        naive_frames=args.naive_frames, device=args.device, peak_flops=peak, out_dir=Path(args.out), name=args.name,
+        naive_frames=args.naive_frames, device=args.device, peak_flops=peak, compile=args.compile,
+        out_dir=Path(args.out), name=args.name,
     )  # fmt: skip
     return _report(run_bench, config)
 
@@ -395,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument("--out", default="bench")
     bench_model.add_argument("--name", default="model")
     bench_model.add_argument("--replot", metavar="JSON", help="only draw the plot of a saved report")
+    bench_model.add_argument("--compile", action="store_true", help="torch.compile the vision blocks and layers")
     bench_model.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     bench_model.set_defaults(func=cmd_bench_model)
     pipeline = bench_sub.add_parser(

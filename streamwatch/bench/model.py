@@ -44,6 +44,7 @@ class ModelBenchConfig:
     naive_tokens: int = 8
     device: str = "auto"
     peak_flops: float | None = None
+    compile: bool = False  # torch.compile the vision blocks and decoder layers
     out_dir: Path = Path("bench")
     name: str = "model"
 
@@ -116,8 +117,11 @@ def build(config: ModelBenchConfig, folder: Path) -> TransformersBackend:
     model.config._attn_implementation = "sdpa"
     log.info("built %s (%s params) on %s in %.0f s", config.size, f"{sum(p.numel() for p in model.parameters()):,}",
              device, time.monotonic() - started)  # fmt: skip
-    return TransformersBackend.from_parts(f"glm4v-{config.size}-random", load_processor(str(folder)), model,
-                                          max_image_side=4096)  # fmt: skip
+    backend = TransformersBackend.from_parts(f"glm4v-{config.size}-random", load_processor(str(folder)), model,
+                                             max_image_side=4096)  # fmt: skip
+    if config.compile:
+        backend.compile_layers()
+    return backend
 
 
 def run_bench(config: ModelBenchConfig, progress: Callable[[str], None] = print) -> list[Path]:

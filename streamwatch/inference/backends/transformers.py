@@ -95,6 +95,19 @@ class TransformersBackend(Backend):
             raise ValueError(f"{self.name}: the tokenizer has no single-token 'yes'/'no'; yes/no scoring needs them")
         self._rendered: dict[str, str] = {}
 
+    def compile_layers(self, mode: str | None = None) -> int:
+        """torch.compile every vision block and decoder layer (fuses the norms, rotary embeddings and
+        elementwise work around the matmuls); shapes vary with batch and image size, so dynamic.
+        Returns how many modules were compiled."""
+        compiled = 0
+        for name, module in self.model.named_modules():
+            if isinstance(module, torch.nn.ModuleList) and name.endswith(("blocks", "layers")):
+                for layer in module:
+                    layer.compile(dynamic=True, mode=mode)
+                    compiled += 1
+        log.info("compiled %d layers of %s", compiled, self.name)
+        return compiled
+
     def _text(self, question: str) -> str:
         text = self._rendered.get(question)
         if text is None:
