@@ -49,13 +49,16 @@ def build_backend(settings: Settings) -> Backend:
     from streamwatch.inference.backends.transformers import TransformersBackend
 
     model = settings.model
-    return TransformersBackend(
+    backend = TransformersBackend(
         settings.model_ref(),
         device=model.device,
         dtype=model.dtype,
         max_image_side=model.max_image_side,
         attn_implementation=model.attn_implementation,
     )
+    if model.compile:
+        backend.compile_layers()
+    return backend
 
 
 def build_queue(settings: Settings, backend: Backend) -> InferenceQueue:

@@ -80,3 +80,14 @@ def test_two_queue_workers_sharing_the_backend_get_the_same_answers(backends: tu
     for thread in threads:
         thread.join(60)
     assert not failures, failures[:2]
+
+
+def test_compiled_layers_answer_like_the_plain_model(tiny_glm4v: Path) -> None:
+    compiled = TransformersBackend(str(tiny_glm4v), device="cpu")
+    plain = TransformersBackend(str(tiny_glm4v), device="cpu")
+    frame = random_image(40, 320, 200)
+    prompts = [Prompt(frame, QUESTIONS[0]), Prompt(frame, QUESTIONS[1]), Prompt(random_image(41), QUESTIONS[2])]
+    expected = [a.p_yes for a in plain.score_yes_no(prompts)]
+    assert compiled.compile_layers() == 4  # 2 vision blocks + 2 decoder layers
+    assert [a.p_yes for a in compiled.score_yes_no(prompts)] == pytest.approx(expected, abs=1e-4)
+    assert compiled.generate(prompts[:1], 4) == plain.generate(prompts[:1], 4)
