@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ def build_queue(settings: Settings, backend: Backend) -> InferenceQueue:
     return InferenceQueue(
         backend, max_batch=model.max_batch, max_wait_s=model.max_wait_ms / 1000, workers=model.workers
     )
+
+
+class StartupError(Exception):
+    """The service cannot start as configured; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ class Service:
     # -- lifecycle -----------------------------------------------------------------------------------
     async def _start(self) -> None:
         settings = self.settings
+        listener = self._bind_web() if settings.web.enabled else None  # a taken port fails before the slow parts
         self.database = await asyncio.to_thread(Database.open, settings.database_url())
         self._store = EventStore(self.database, settings.path(settings.storage.snapshot_dir))
         rules_dir = settings.path(settings.rules_dir)
@@ -164,6 +170,8 @@ class Service:
             self._store, topics, describe=self._describe,
             notify=self.publisher.notify if self.publisher else (lambda: None),
         )  # fmt: skip
+        if listener is not None:
+            await self._start_web(listener)
         for camera in settings.cameras:
             worker = CameraWorker(camera)
             self.cameras[camera.id] = worker
@@ -175,18 +183,31 @@ class Service:
         self._spawn(self._status_loop(), "camera-status")
         for camera_id, worker in self.cameras.items():
             self._spawn(self._sample(self.settings_camera(camera_id), worker), f"sampler-{camera_id}")
-        if settings.web.enabled:
-            await self._start_web()
 
-    async def _start_web(self) -> None:
+    def _bind_web(self) -> socket.socket:
+        """Bind the web port ourselves: a taken port is a clear error, not uvicorn exiting the process."""
+        web = self.settings.web
+        listener = socket.socket(socket.AF_INET6 if ":" in web.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((web.host, web.port))
+        except OSError as exc:
+            listener.close()
+            raise StartupError(
+                f"{self.settings.source}: web: cannot listen on {web.host}:{web.port} ({exc.strerror}); "
+                "set [web] port to a free port, or enabled = false"
+            ) from None
+        return listener
+
+    async def _start_web(self, listener: socket.socket) -> None:
         from streamwatch.web.app import create_app, server
 
         web = self.settings.web
         self._web = server(create_app(self, web), web)
-        self._web_task = asyncio.create_task(self._web.serve(), name="web")
+        self._web_task = asyncio.create_task(self._web.serve(sockets=[listener]), name="web")
         while not self._web.started:
-            if self._web_task.done():  # port taken, ...: the service cannot do its job
-                raise RuntimeError(f"web server could not start on {web.host}:{web.port}")
+            if self._web_task.done():
+                raise StartupError(f"web server could not start on {web.host}:{web.port}")
             await asyncio.sleep(0.05)
         log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
 

@@ -20,7 +20,7 @@ log = logging.getLogger("streamwatch")
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
@@ -37,12 +37,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streamwatch.app import Service
+    from streamwatch.app import Service, StartupError
     from streamwatch.config import load_settings
 
     settings = load_settings(args.config)
     _setup_logging(args.log_level or settings.log_level)
-    asyncio.run(Service(settings).run(duration_s=args.duration))
+    try:
+        asyncio.run(Service(settings).run(duration_s=args.duration))
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -163,3 +163,19 @@ def test_events_lists_filters_and_shows_history(demo: Path) -> None:
     assert streamwatch("events", "nope", cwd=demo).returncode == 1
     bad = streamwatch("events", "--since", "yesterday", cwd=demo)
     assert bad.returncode == 2 and "expected e.g. 90m, 2h, 7d" in bad.stderr
+
+
+def test_run_with_the_web_port_taken_says_so_and_exits(demo: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = demo / "config.toml"
+        text = config.read_text()
+        config.write_text(text[: text.index("port = ", text.index("[web]"))] + f"port = {port}\n")
+        result = streamwatch("run", "-c", "config.toml", "--duration", "5", cwd=demo)
+    assert result.returncode == 2
+    assert f"web: cannot listen on 127.0.0.1:{port} (Address already in use)" in result.stderr
+    assert "Traceback" not in result.stderr
