@@ -8,20 +8,19 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamwatch import __version__
+from streamwatch.bench.commands import add_bench_parser
+from streamwatch.logs import setup_logging
 from streamwatch.tomlfile import DataFileError
 
+if TYPE_CHECKING:
+    from streamwatch.store.events import EventStore
+
 log = logging.getLogger("streamwatch")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -41,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
 
     settings = load_settings(args.config)
-    _setup_logging(args.log_level or settings.log_level)
+    setup_logging(args.log_level or settings.log_level)
     try:
         asyncio.run(Service(settings).run(duration_s=args.duration))
     except StartupError as exc:
@@ -51,12 +50,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from streamwatch.app import build_backend, build_queue
     from streamwatch.config import ModelConfig, Settings, load_settings
+    from streamwatch.inference.build import build_backend, build_queue
     from streamwatch.inference.types import AnswerKind, Request
     from streamwatch.ingest.sources import SourceError, grab_frame
 
-    _setup_logging(args.log_level or "WARNING")
+    setup_logging(args.log_level or "WARNING")
     settings = load_settings(args.config) if Path(args.config).exists() or args.model is None else Settings()
     if args.model is not None:
         overrides = {"id": args.model, **({"device": args.device} if args.device else {})}
@@ -97,7 +96,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from streamwatch.config import CameraConfig, load_settings
     from streamwatch.ingest.camera import CameraWorker
 
-    _setup_logging(args.log_level or "ERROR")
+    setup_logging(args.log_level or "ERROR")
     if args.urls:
         cameras = [CameraConfig(id=f"cam{index}", url=url) for index, url in enumerate(args.urls, 1)]
     else:
@@ -138,12 +137,20 @@ def _since(text: str) -> datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
+def _event_store(config: str) -> EventStore:
+    """The event history of the config's database and snapshot folder."""
+    from streamwatch.config import load_settings
+    from streamwatch.store.db import Database
+    from streamwatch.store.events import EventStore
+
+    settings = load_settings(config)
+    return EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """Event history from the database of the config: newest first, filtered."""
     from streamwatch.alerts.topics import event_payload
-    from streamwatch.config import load_settings
-    from streamwatch.store.db import Database
-    from streamwatch.store.events import EventFilter, EventStore
+    from streamwatch.store.events import EventFilter
 
     action = list(args.action)
     if action[:1] == ["mark"]:
@@ -159,8 +166,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         print("usage: streamwatch events [show ID | mark ID --verdict V] [filters]", file=sys.stderr)
         return 2
     args.event_id = action[0] if action else None
-    settings = load_settings(args.config)
-    store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
+    store = _event_store(args.config)
     if args.event_id:
         event = store.get(args.event_id)
         if event is None:
@@ -186,19 +192,15 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def cmd_events_mark(args: argparse.Namespace) -> int:
     """Review an event from the command line, as the web UI does."""
-    from streamwatch.alerts.topics import event_payload
-    from streamwatch.config import load_settings
-    from streamwatch.store.db import Database
-    from streamwatch.store.events import EventStore
+    from streamwatch.alerts.topics import event_payload, review_fields
 
-    settings = load_settings(args.config)
-    store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
+    store = _event_store(args.config)
     verdict = None if args.verdict == "seen" else args.verdict
     event = store.review(args.event_id, verdict, args.note)
     if event is None:
         print(f"error: no event {args.event_id!r}", file=sys.stderr)
         return 1
-    print(json.dumps(event_payload(event, None) | {"verdict": event.verdict, "note": event.note}, indent=2))
+    print(json.dumps(event_payload(event, None) | review_fields(event), indent=2))
     return 0
 
 
@@ -226,87 +228,6 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
     make_tiny(out, args.family, seed=args.seed)
     print(f"wrote a tiny {args.family} model with random weights to {out} (its answers are meaningless)")
     return 0
-
-
-def _report(run_bench: Callable[..., list[Path]], config: object) -> int:
-    """Run a benchmark, printing its progress lines and the report files it wrote."""
-    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
-        print(f"wrote {path}")
-    return 0
-
-
-def cmd_bench_ingest(args: argparse.Namespace) -> int:
-    from streamwatch.bench.ingest import IngestBenchConfig, run_bench
-
-    _setup_logging(args.log_level or "WARNING")
-    logging.getLogger("streamwatch.bench").setLevel(logging.INFO)
-    config = IngestBenchConfig(
-        cameras=args.cameras, modes=args.modes, seconds=args.seconds, warmup_s=args.warmup,
-        sample_interval_s=args.sample_interval, width=args.width, height=args.height, fps=args.fps, gop=args.gop,
-        bit_rate=args.bitrate, out_dir=Path(args.out), name=args.name,
-    )  # fmt: skip
-    return _report(run_bench, config)
-
-
-def cmd_bench_model(args: argparse.Namespace) -> int:
-    from streamwatch.bench.model import ModelBenchConfig, run_bench
-
-    _setup_logging(args.log_level or "WARNING")
-    logging.getLogger("streamwatch.bench").setLevel(logging.INFO)
-    if args.replot:
-        from streamwatch.bench.model import replot
-
-        print(f"wrote {replot(Path(args.replot))}")
-        return 0
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
-    config = ModelBenchConfig(
-        size=args.size, resolutions=args.resolutions, batches=args.batches, reps=args.reps,
-        naive_frames=args.naive_frames, device=args.device, peak_flops=peak, compile=args.compile,
-        out_dir=Path(args.out), name=args.name,
-    )  # fmt: skip
-    return _report(run_bench, config)
-
-
-def cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    from streamwatch.bench.pipeline import PipelineBenchConfig, run_bench
-
-    _setup_logging(args.log_level or "WARNING")
-    logging.getLogger("streamwatch.bench").setLevel(logging.INFO)
-    ((width, height),) = args.frame
-    config = PipelineBenchConfig(
-        size=args.size, width=width, height=height, max_image_sides=args.model_sides, cameras=args.cameras,
-        interval_s=args.interval, seconds=args.seconds, warmup_s=args.warmup, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, workers=args.workers, slo_s=args.slo, device=args.device,
-        out_dir=Path(args.out), name=args.name,
-    )  # fmt: skip
-    return _report(run_bench, config)
-
-
-def _resolutions(text: str) -> list[tuple[int, int]]:
-    try:
-        pairs = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}") from None
-    if not pairs or any(len(p) != 2 or min(p) < 28 for p in pairs):
-        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}")
-    return [(p[0], p[1]) for p in pairs]
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return values
-
-
-def _modes(text: str) -> list[str]:
-    modes = [part.strip() for part in text.split(",") if part.strip()]
-    if not modes or any(m not in ("keyframes", "all", "auto") for m in modes):
-        raise argparse.ArgumentTypeError(f"expected keyframes, all or auto separated by commas, got {text!r}")
-    return modes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -372,56 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--force", action="store_true")
     tiny.set_defaults(func=cmd_make_tiny)
-    bench = sub.add_parser("bench", help="benchmarks; reports go to bench/")
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
-    ingest = bench_sub.add_parser("ingest", help="N simulated 1080p RTSP cameras: CPU, decode time, sample age")
-    ingest.add_argument("--cameras", type=_int_list, default=[4, 16, 32], help="camera counts, e.g. 4,16,32")
-    ingest.add_argument("--modes", type=_modes, default=["keyframes", "all"], help="decode modes to compare")
-    ingest.add_argument("--seconds", type=float, default=30.0, help="measurement window per run")
-    ingest.add_argument("--warmup", type=float, default=5.0)
-    ingest.add_argument("--sample-interval", type=float, default=2.0)
-    ingest.add_argument("--width", type=int, default=1920)
-    ingest.add_argument("--height", type=int, default=1080)
-    ingest.add_argument("--fps", type=int, default=25)
-    ingest.add_argument("--gop", type=int, default=25, help="keyframe interval in frames")
-    ingest.add_argument("--bitrate", type=int, default=4_000_000, help="bits per second")
-    ingest.add_argument("--out", default="bench", help="report folder")
-    ingest.add_argument("--name", default="ingest", help="report file name (without extension)")
-    ingest.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    ingest.set_defaults(func=cmd_bench_ingest)
-    bench_model = bench_sub.add_parser("model", help="naive generate vs batched yes/no on a GLM-4.6V-sized model")
-    bench_model.add_argument("--size", choices=["glm46v-flash", "tiny"], default="glm46v-flash")
-    bench_model.add_argument("--resolutions", type=_resolutions, default=[(1280, 720), (640, 360)])
-    bench_model.add_argument("--batches", type=_int_list, default=[1, 2, 4, 8, 16, 32, 64])
-    bench_model.add_argument("--reps", type=int, default=3)
-    bench_model.add_argument("--naive-frames", type=int, default=8)
-    bench_model.add_argument("--device", default="auto")
-    bench_model.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (known GPUs: automatic)")
-    bench_model.add_argument("--out", default="bench")
-    bench_model.add_argument("--name", default="model")
-    bench_model.add_argument("--replot", metavar="JSON", help="only draw the plot of a saved report")
-    bench_model.add_argument("--compile", action="store_true", help="torch.compile the vision blocks and layers")
-    bench_model.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    bench_model.set_defaults(func=cmd_bench_model)
-    pipeline = bench_sub.add_parser(
-        "pipeline", help="how many cameras (3 rules, 1 sample / 2 s) fit the latency target"
-    )
-    pipeline.add_argument("--size", choices=["glm46v-flash", "tiny"], default="glm46v-flash")
-    pipeline.add_argument("--frame", type=_resolutions, default=[(1280, 720)], help="camera frame size")
-    pipeline.add_argument("--model-sides", type=_int_list, default=[640, 1280], help="model.max_image_side values")
-    pipeline.add_argument("--cameras", type=_int_list, default=[8, 16, 24, 32, 48, 64, 80, 96])
-    pipeline.add_argument("--interval", type=float, default=2.0)
-    pipeline.add_argument("--seconds", type=float, default=20.0)
-    pipeline.add_argument("--warmup", type=float, default=4.0)
-    pipeline.add_argument("--max-batch", type=int, default=192)
-    pipeline.add_argument("--max-wait-ms", type=int, default=50)
-    pipeline.add_argument("--workers", type=int, default=2, help="queue workers (1: no CPU/GPU overlap)")
-    pipeline.add_argument("--slo", type=float, default=1.5, help="p95 sample -> decision target, seconds")
-    pipeline.add_argument("--device", default="auto")
-    pipeline.add_argument("--out", default="bench")
-    pipeline.add_argument("--name", default="pipeline")
-    pipeline.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    pipeline.set_defaults(func=cmd_bench_pipeline)
+    add_bench_parser(sub)
     return parser
 
 

@@ -1,0 +1,152 @@
+"""`streamwatch bench ingest | model | pipeline`: argument parsing and the commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from streamwatch.logs import setup_logging
+
+
+def _logging(args: argparse.Namespace) -> None:
+    """Warnings from everything, progress from the benchmark itself."""
+    setup_logging(args.log_level or "WARNING")
+    logging.getLogger("streamwatch.bench").setLevel(logging.INFO)
+
+
+def _report(run_bench: Callable[..., list[Path]], config: object) -> int:
+    """Run a benchmark, printing its progress lines and the report files it wrote."""
+    for path in run_bench(config, progress=lambda line: print(line, flush=True)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from streamwatch.bench.ingest import IngestBenchConfig, run_bench
+
+    _logging(args)
+    config = IngestBenchConfig(
+        cameras=args.cameras, modes=args.modes, seconds=args.seconds, warmup_s=args.warmup,
+        sample_interval_s=args.sample_interval, width=args.width, height=args.height, fps=args.fps, gop=args.gop,
+        bit_rate=args.bitrate, out_dir=Path(args.out), name=args.name,
+    )  # fmt: skip
+    return _report(run_bench, config)
+
+
+def cmd_bench_model(args: argparse.Namespace) -> int:
+    from streamwatch.bench.model import ModelBenchConfig, run_bench
+
+    _logging(args)
+    if args.replot:
+        from streamwatch.bench.model import replot
+
+        print(f"wrote {replot(Path(args.replot))}")
+        return 0
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
+    config = ModelBenchConfig(
+        size=args.size, resolutions=args.resolutions, batches=args.batches, reps=args.reps,
+        naive_frames=args.naive_frames, device=args.device, peak_flops=peak, compile=args.compile,
+        out_dir=Path(args.out), name=args.name,
+    )  # fmt: skip
+    return _report(run_bench, config)
+
+
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from streamwatch.bench.pipeline import PipelineBenchConfig, run_bench
+
+    _logging(args)
+    ((width, height),) = args.frame
+    config = PipelineBenchConfig(
+        size=args.size, width=width, height=height, max_image_sides=args.model_sides, cameras=args.cameras,
+        interval_s=args.interval, seconds=args.seconds, warmup_s=args.warmup, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, workers=args.workers, slo_s=args.slo, device=args.device,
+        out_dir=Path(args.out), name=args.name,
+    )  # fmt: skip
+    return _report(run_bench, config)
+
+
+def _resolutions(text: str) -> list[tuple[int, int]]:
+    try:
+        pairs = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}") from None
+    if not pairs or any(len(p) != 2 or min(p) < 28 for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}")
+    return [(p[0], p[1]) for p in pairs]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    if not modes or any(m not in ("keyframes", "all", "auto") for m in modes):
+        raise argparse.ArgumentTypeError(f"expected keyframes, all or auto separated by commas, got {text!r}")
+    return modes
+
+
+def _outputs(parser: argparse.ArgumentParser, name: str) -> None:
+    """Options every benchmark has: where the report goes and how much it logs."""
+    parser.add_argument("--out", default="bench", help="report folder")
+    parser.add_argument("--name", default=name, help="report file name (without extension)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _model_choice(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", choices=["glm46v-flash", "tiny"], default="glm46v-flash")
+    parser.add_argument("--device", default="auto")
+
+
+def add_bench_parser(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="benchmarks; reports go to bench/")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    ingest = bench_sub.add_parser("ingest", help="N simulated 1080p RTSP cameras: CPU, decode time, sample age")
+    ingest.add_argument("--cameras", type=_int_list, default=[4, 16, 32], help="camera counts, e.g. 4,16,32")
+    ingest.add_argument("--modes", type=_modes, default=["keyframes", "all"], help="decode modes to compare")
+    ingest.add_argument("--seconds", type=float, default=30.0, help="measurement window per run")
+    ingest.add_argument("--warmup", type=float, default=5.0)
+    ingest.add_argument("--sample-interval", type=float, default=2.0)
+    ingest.add_argument("--width", type=int, default=1920)
+    ingest.add_argument("--height", type=int, default=1080)
+    ingest.add_argument("--fps", type=int, default=25)
+    ingest.add_argument("--gop", type=int, default=25, help="keyframe interval in frames")
+    ingest.add_argument("--bitrate", type=int, default=4_000_000, help="bits per second")
+    _outputs(ingest, "ingest")
+    ingest.set_defaults(func=cmd_bench_ingest)
+    bench_model = bench_sub.add_parser("model", help="naive generate vs batched yes/no on a GLM-4.6V-sized model")
+    _model_choice(bench_model)
+    bench_model.add_argument("--resolutions", type=_resolutions, default=[(1280, 720), (640, 360)])
+    bench_model.add_argument("--batches", type=_int_list, default=[1, 2, 4, 8, 16, 32, 64])
+    bench_model.add_argument("--reps", type=int, default=3)
+    bench_model.add_argument("--naive-frames", type=int, default=8)
+    bench_model.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (known GPUs: automatic)")
+    _outputs(bench_model, "model")
+    bench_model.add_argument("--replot", metavar="JSON", help="only draw the plot of a saved report")
+    bench_model.add_argument("--compile", action="store_true", help="torch.compile the vision blocks and layers")
+    bench_model.set_defaults(func=cmd_bench_model)
+    pipeline = bench_sub.add_parser(
+        "pipeline", help="how many cameras (3 rules, 1 sample / 2 s) fit the latency target"
+    )
+    _model_choice(pipeline)
+    pipeline.add_argument("--frame", type=_resolutions, default=[(1280, 720)], help="camera frame size")
+    pipeline.add_argument("--model-sides", type=_int_list, default=[640, 1280], help="model.max_image_side values")
+    pipeline.add_argument("--cameras", type=_int_list, default=[8, 16, 24, 32, 48, 64, 80, 96])
+    pipeline.add_argument("--interval", type=float, default=2.0)
+    pipeline.add_argument("--seconds", type=float, default=20.0)
+    pipeline.add_argument("--warmup", type=float, default=4.0)
+    pipeline.add_argument("--max-batch", type=int, default=192)
+    pipeline.add_argument("--max-wait-ms", type=int, default=50)
+    pipeline.add_argument("--workers", type=int, default=2, help="queue workers (1: no CPU/GPU overlap)")
+    pipeline.add_argument("--slo", type=float, default=1.5, help="p95 sample -> decision target, seconds")
+    _outputs(pipeline, "pipeline")
+    pipeline.set_defaults(func=cmd_bench_pipeline)
