@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from streamwatch.config import CameraConfig, MqttConfig
@@ -53,6 +54,18 @@ class Topics:
             messages.append(Message(self.snapshot(event.camera, event.rule), snapshot_jpeg, retain=True))
         return messages
 
+    def announcements(
+        self, pairs: Iterable[tuple[CameraConfig, Rule, bool]], statuses: Iterable[CameraStatus], *, discovery: bool
+    ) -> list[Message]:
+        """What a (re)connect publishes: per camera x rule (and whether its alert is open) the Home
+        Assistant discovery config (when on) and the retained state, then every camera's status."""
+        messages: list[Message] = []
+        for camera, rule, is_open in pairs:
+            if discovery:
+                messages.append(self.discovery_message(camera, rule))
+            messages.append(Message(self.state(camera.id, rule.id), b"ON" if is_open else b"OFF", retain=True))
+        return messages + [self.status_message(status) for status in statuses]
+
     def status_message(self, status: CameraStatus) -> Message:
         return Message(self.status(status.id), json.dumps(status.as_dict()).encode(), retain=True)
 
@@ -98,4 +111,13 @@ def event_payload(event: Event, snapshot_file: str | None) -> dict[str, Any]:
         "created_at": event.created_at.isoformat(),
         "snapshot": event.snapshot,
         "snapshot_file": snapshot_file,
+    }
+
+
+def review_fields(event: Event) -> dict[str, Any]:
+    """An operator's review of the event (web API, `streamwatch events mark`)."""
+    return {
+        "verdict": event.verdict,
+        "note": event.note,
+        "reviewed_at": event.reviewed_at.isoformat() if event.reviewed_at else None,
     }

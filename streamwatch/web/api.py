@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from streamwatch.alerts.pipeline import jpeg
-from streamwatch.alerts.topics import event_payload
+from streamwatch.alerts.topics import event_payload, review_fields
 from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.store.events import EventFilter
 from streamwatch.store.models import Event
@@ -33,9 +33,7 @@ def event_json(request: Request, event: Event) -> dict[str, Any]:
     data = event_payload(event, None)
     data.pop("snapshot_file")
     data["snapshot_url"] = str(request.url_for("event_snapshot", event_id=event.uid)) if event.snapshot else None
-    data["verdict"], data["note"] = event.verdict, event.note
-    data["reviewed_at"] = event.reviewed_at.isoformat() if event.reviewed_at else None
-    return data
+    return data | review_fields(event)
 
 
 def event_filter(
