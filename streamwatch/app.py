@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from streamwatch.alerts.pipeline import AlertPipeline
 from streamwatch.alerts.topics import Topics
 from streamwatch.config import CameraConfig, Settings
 from streamwatch.inference.backends.base import Backend
+from streamwatch.inference.build import build_backend, build_queue
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Request
 from streamwatch.ingest.camera import CameraWorker
@@ -45,28 +47,12 @@ STATUS_PUBLISH_S = 30.0  # camera status on MQTT: on every state change, and at 
 RULES_POLL_S = 2.0  # how often rules/ is checked for edits
 
 
-def build_backend(settings: Settings) -> Backend:
-    """The configured model backend (loading it may take minutes for a real model)."""
-    from streamwatch.inference.backends.transformers import TransformersBackend
-
-    model = settings.model
-    backend = TransformersBackend(
-        settings.model_ref(),
-        device=model.device,
-        dtype=model.dtype,
-        max_image_side=model.max_image_side,
-        attn_implementation=model.attn_implementation,
-    )
-    if model.compile:
-        backend.compile_layers()
-    return backend
-
-
-def build_queue(settings: Settings, backend: Backend) -> InferenceQueue:
-    model = settings.model
-    return InferenceQueue(
-        backend, max_batch=model.max_batch, max_wait_s=model.max_wait_ms / 1000, workers=model.workers
-    )
+def _handles_signals() -> tuple[signal.Signals, ...]:
+    """SIGINT and SIGTERM stop the service when it runs in the main thread on a POSIX system (the
+    event loop can only take signal handlers there); elsewhere its owner stops it."""
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        return ()
+    return (signal.SIGINT, signal.SIGTERM)
 
 
 class StartupError(Exception):
@@ -107,7 +93,6 @@ class Service:
         self.rules = RuleSet()
         self.cameras: dict[str, CameraWorker] = {}
         self.queue: InferenceQueue | None = None
-        self.database: Database | None = None
         self._store: EventStore | None = None
         self.publisher: MqttPublisher | None = None
         self.pipeline: AlertPipeline | None = None
@@ -126,9 +111,9 @@ class Service:
         """Run until SIGINT/SIGTERM, `stop` is set, or for `duration_s` seconds."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        signals = _handles_signals()
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
         try:
             await self._start()
             log.info("streamwatch running: %d cameras, %d rules", len(self.cameras), len(self.rules.rules))
@@ -137,9 +122,8 @@ class Service:
                 await asyncio.wait_for(stop.wait(), timeout=duration_s)
         finally:
             await self._stop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
     def camera_status(self) -> list[CameraStatus]:
         """Every camera's state, rates and quality (URLs redacted)."""
@@ -152,8 +136,8 @@ class Service:
     async def _start(self) -> None:
         settings = self.settings
         listener = self._bind_web() if settings.web.enabled else None  # a taken port fails before the slow parts
-        self.database = await asyncio.to_thread(Database.open, settings.database_url())
-        self._store = EventStore(self.database, settings.path(settings.storage.snapshot_dir))
+        database = await asyncio.to_thread(Database.open, settings.database_url())
+        self._store = EventStore(database, settings.path(settings.storage.snapshot_dir))
         rules_dir = settings.path(settings.rules_dir)
         self.rules = load_rules(rules_dir, settings.cameras)
         for warning in self.rules.warnings:
@@ -164,7 +148,7 @@ class Service:
         self.queue.start()
         topics = Topics(settings.mqtt) if settings.mqtt.enabled else None
         if settings.mqtt.enabled:
-            self.publisher = MqttPublisher(settings.mqtt, Outbox(self.database), on_connect=self._announcements)
+            self.publisher = MqttPublisher(settings.mqtt, Outbox(database), on_connect=self._announcements)
             self._publisher_task = asyncio.create_task(self.publisher.run(), name="mqtt")
         self.pipeline = AlertPipeline(
             self._store, topics, describe=self._describe,
@@ -185,30 +169,25 @@ class Service:
             self._spawn(self._sample(self.settings_camera(camera_id), worker), f"sampler-{camera_id}")
 
     def _bind_web(self) -> socket.socket:
-        """Bind the web port ourselves: a taken port is a clear error, not uvicorn exiting the process."""
+        from streamwatch.web.app import bind
+
         web = self.settings.web
-        listener = socket.socket(socket.AF_INET6 if ":" in web.host else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((web.host, web.port))
+            return bind(web)
         except OSError as exc:
-            listener.close()
             raise StartupError(
                 f"{self.settings.source}: web: cannot listen on {web.host}:{web.port} ({exc.strerror}); "
                 "set [web] port to a free port, or enabled = false"
             ) from None
-        return listener
 
     async def _start_web(self, listener: socket.socket) -> None:
-        from streamwatch.web.app import create_app, server
+        from streamwatch.web.app import create_app, serve
 
         web = self.settings.web
-        self._web = server(create_app(self, web), web)
-        self._web_task = asyncio.create_task(self._web.serve(sockets=[listener]), name="web")
-        while not self._web.started:
-            if self._web_task.done():
-                raise StartupError(f"web server could not start on {web.host}:{web.port}")
-            await asyncio.sleep(0.05)
+        try:
+            self._web, self._web_task = await serve(create_app(self, web), web, listener)
+        except RuntimeError as exc:
+            raise StartupError(str(exc)) from None
         log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
@@ -235,8 +214,8 @@ class Service:
             self.queue = None
         if self.publisher is not None and self._publisher_task is not None:
             await self.publisher.stop(self._publisher_task)
-        if self.database is not None:
-            self.database.close()
+        if self._store is not None:
+            self._store.db.close()
         events = self.pipeline.events if self.pipeline else 0
         log.info("streamwatch stopped after %d decisions, %d alert events", self.decisions, events)
 
@@ -245,16 +224,10 @@ class Service:
         """Published on every (re)connect: HA discovery, current alert states, camera status."""
         if self.pipeline is None or self.pipeline.topics is None:
             return []
-        topics = self.pipeline.topics
-        messages: list[Message] = []
-        for camera in self.settings.cameras:
-            for rule in self.rules.for_camera(camera):
-                if self.settings.mqtt.home_assistant_discovery:
-                    messages.append(topics.discovery_message(camera, rule))
-                on = self.pipeline.evaluator.is_open(camera.id, rule.id)
-                messages.append(Message(topics.state(camera.id, rule.id), b"ON" if on else b"OFF", retain=True))
-        messages += [topics.status_message(status) for status in self.camera_status()]
-        return messages
+        is_open = self.pipeline.evaluator.is_open
+        pairs = [(c, r, is_open(c.id, r.id)) for c in self.settings.cameras for r in self.rules.for_camera(c)]
+        discovery = self.settings.mqtt.home_assistant_discovery
+        return self.pipeline.topics.announcements(pairs, self.camera_status(), discovery=discovery)
 
     async def _status_loop(self) -> None:
         """Camera status: retained on MQTT when it changes (checked every 2 s) and every 30 s; logged every 5 min."""
@@ -273,13 +246,8 @@ class Service:
             published = now if due else published
             if now - logged >= STATUS_LOG_S:
                 logged = now
-                for s in statuses:
-                    log.info(
-                        "camera=%s state=%s quality=%s fps=%.1f stream_fps=%.1f decode=%s decode_ms=%.1f "
-                        "reconnects_1h=%d stalls_1h=%d error=%r",
-                        s.id, s.state, s.quality, s.fps, s.stream_fps, s.decode_mode, s.decode_ms,
-                        s.reconnects_last_hour, s.stalls_last_hour, s.last_error,
-                    )  # fmt: skip
+                for status in statuses:
+                    log.info("%s", status.summary())
 
     # -- housekeeping --------------------------------------------------------------------------------
     async def _watch_rules(self) -> None:
@@ -323,26 +291,29 @@ class Service:
                 image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
                 await asyncio.gather(*(self._ask(camera, rule, frame, image) for rule in due))
 
-    def _request(
-        self, camera: CameraConfig, question: str, image: Image.Image, kind: AnswerKind, tokens: int
-    ) -> Request:
-        return Request(
-            image=image, question=question, kind=kind, source=camera.id,
+    async def _query(self, source: str, question: str, image: Image.Image, kind: AnswerKind, tokens: int) -> Answer:
+        """Every model request (rules, describe, web/API) goes through here and the shared queue."""
+        if self.queue is None:
+            raise DroppedError("starting")
+        request = Request(
+            image=image, question=question, kind=kind, source=source,
             deadline=time.monotonic() + self.settings.model.request_timeout_s, max_new_tokens=tokens,
         )  # fmt: skip
+        answer = await self.queue.ask(request)
+        self.metrics.inference_latency.observe(answer.latency_s)
+        return answer
 
     async def _ask(self, camera: CameraConfig, rule: Rule, frame: Frame, image: Image.Image) -> None:
-        assert self.queue is not None and self.pipeline is not None
+        assert self.pipeline is not None
         question = rule.render(camera)
         kind = AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE
         tokens = rule.max_new_tokens or self.settings.model.max_new_tokens
         try:
-            answer = await self.queue.ask(self._request(camera, question, crop_roi(image, rule.roi), kind, tokens))
+            answer = await self._query(camera.id, question, crop_roi(image, rule.roi), kind, tokens)
         except (DroppedError, RuntimeError) as exc:
             log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
             return
         self.decisions += 1
-        self.metrics.inference_latency.observe(answer.latency_s)
         alert = rule.is_alert(answer.text, answer.confidence)
         self.last_answers[(camera.id, rule.id)] = LastAnswer(camera.id, answer.text, answer.confidence, alert,
                                                              time.time())  # fmt: skip
@@ -364,12 +335,11 @@ class Service:
 
     async def _describe(self, camera: CameraConfig, rule: Rule, image: Image.Image) -> str | None:
         """The rule's follow-up question, asked once when an alert opens; its answer goes in the event."""
-        assert self.queue is not None and rule.describe is not None
+        assert rule.describe is not None
+        question = rule.render(camera, rule.describe)
         tokens = max(48, rule.max_new_tokens or 0)
-        request = self._request(camera, rule.render(camera, rule.describe), crop_roi(image, rule.roi),
-                                AnswerKind.GENERATE, tokens)  # fmt: skip
         try:
-            return (await self.queue.ask(request)).text
+            return (await self._query(camera.id, question, crop_roi(image, rule.roi), AnswerKind.GENERATE, tokens)).text
         except (DroppedError, RuntimeError) as exc:
             log.warning("camera %s rule %s: describe failed: %s", camera.id, rule.id, exc)
             return None
@@ -396,30 +366,11 @@ class Service:
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
         """A one-off question (web/API) through the same shared queue as the cameras."""
-        if self.queue is None:
-            raise DroppedError("starting")
-        model = self.settings.model
-        deadline = time.monotonic() + model.request_timeout_s
-        request = Request(image=image, question=question, kind=kind, source="api", deadline=deadline,
-                          max_new_tokens=model.max_new_tokens)  # fmt: skip
-        answer = await self.queue.ask(request)
-        self.metrics.inference_latency.observe(answer.latency_s)
-        return answer
+        return await self._query("api", question, image, kind, self.settings.model.max_new_tokens)
 
     def readiness(self) -> dict[str, bool]:
         """model loaded, database writable, broker connected (when MQTT is on)."""
-        checks = {"model": self.queue is not None, "database": self._database_writable()}
+        checks = {"model": self.queue is not None, "database": self._store is not None and self._store.db.writable()}
         if self.settings.mqtt.enabled:
             checks["broker"] = self.publisher is not None and self.publisher.connected.is_set()
         return checks
-
-    def _database_writable(self) -> bool:
-        if self.database is None:
-            return False
-        try:
-            with self.database.engine.begin() as connection:
-                connection.exec_driver_sql("SELECT 1")
-        except Exception:
-            return False
-        path = self.database.engine.url.database
-        return not path or path == ":memory:" or os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)

@@ -43,6 +43,14 @@ class CameraStatus:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One log line: key=value fields."""
+        return (
+            f"camera={self.id} state={self.state} quality={self.quality} fps={self.fps:.1f} "
+            f"stream_fps={self.stream_fps:.1f} decode={self.decode_mode} decode_ms={self.decode_ms:.1f} "
+            f"reconnects_1h={self.reconnects_last_hour} stalls_1h={self.stalls_last_hour} error={self.last_error!r}"
+        )
+
 
 class _Recent:
     """Timestamps of events within a sliding window."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,16 @@ class Database:
                 log.info("database: migrating schema %s -> %s", current or "empty", head)
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
+
+    def writable(self) -> bool:
+        """The database answers, and (SQLite) its folder takes writes: for readiness checks."""
+        try:
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except Exception:
+            return False
+        path = self.engine.url.database
+        return not path or path == ":memory:" or os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
 
     def session(self) -> Session:
         return self.sessions()

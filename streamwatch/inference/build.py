@@ -1,0 +1,31 @@
+"""The configured inference engine: the model backend and the shared queue in front of it."""
+
+from __future__ import annotations
+
+from streamwatch.config import Settings
+from streamwatch.inference.backends.base import Backend
+from streamwatch.inference.queue import InferenceQueue
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The configured model backend (loading it may take minutes for a real model)."""
+    from streamwatch.inference.backends.transformers import TransformersBackend
+
+    model = settings.model
+    backend = TransformersBackend(
+        settings.model_ref(),
+        device=model.device,
+        dtype=model.dtype,
+        max_image_side=model.max_image_side,
+        attn_implementation=model.attn_implementation,
+    )
+    if model.compile:
+        backend.compile_layers()
+    return backend
+
+
+def build_queue(settings: Settings, backend: Backend) -> InferenceQueue:
+    model = settings.model
+    return InferenceQueue(
+        backend, max_batch=model.max_batch, max_wait_s=model.max_wait_ms / 1000, workers=model.workers
+    )
