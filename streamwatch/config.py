@@ -17,6 +17,13 @@ _URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 _LOCAL_PREFIXES = ("./", "../", "/", "~")  # a model id starting so is a path, never a hub id
 
 
+def identifier(value: str) -> str:
+    """Camera and rule ids end up in MQTT topics and URLs: a safe, short subset of characters."""
+    if not CAMERA_ID.match(value):
+        raise ValueError("expected lowercase letters, digits, '-' or '_' (at most 64), starting with a letter or digit")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,14 +56,7 @@ class CameraConfig(_Section):
     zone: str = Field("", description="Template variable {zone} for rule questions.")
     vars: dict[str, str] = Field(default_factory=dict, description="More template variables.")
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not CAMERA_ID.match(value):
-            raise ValueError(
-                "expected lowercase letters, digits, '-' or '_' (at most 64), starting with a letter or digit"
-            )
-        return value
+    _id = field_validator("id")(identifier)
 
     @field_validator("url")
     @classmethod

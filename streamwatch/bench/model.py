@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from streamwatch.bench.report import machine, markdown_table, percentile, write_report
-from streamwatch.inference.backends.transformers import TransformersBackend
+from streamwatch.inference.backends.transformers import TransformersBackend, resolve_device, resolve_dtype
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.synthetic import scene
 from streamwatch.vlm.processor import load_processor
@@ -107,9 +107,8 @@ def frames(width: int, height: int, count: int) -> list[Image.Image]:
 
 
 def build(config: ModelBenchConfig, folder: Path) -> TransformersBackend:
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if config.device == "auto" else config.device))  # fmt: skip
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    device = resolve_device(config.device)
+    dtype = resolve_dtype("auto", device)  # bf16 (fp16 without bf16) on CUDA, fp32 on the CPU
     size = GLM46V_FLASH if config.size == "glm46v-flash" else TinySize()
     started = time.monotonic()
     torch.manual_seed(0)

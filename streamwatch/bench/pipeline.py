@@ -14,7 +14,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,7 @@ def run_bench(config: PipelineBenchConfig, progress: Callable[[str], None] = pri
         pool = frames(config.width, config.height, 16)
         for side in config.max_image_sides:
             backend.max_image_side = side
-            warm = PipelineBenchConfig(**{**asdict(config), "seconds": 2.0, "warmup_s": 0.0})
+            warm = replace(config, seconds=2.0, warmup_s=0.0)
             asyncio.run(_run_n(backend, pool, min(config.cameras), warm))  # kernels, allocator: not measured
             failures = 0
             for count in config.cameras:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from streamwatch.config import CAMERA_ID, CameraConfig
+from streamwatch.config import CameraConfig, identifier
 
 BUILTIN_VARIABLES = ("camera", "camera_name", "location", "zone")
 _COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+)\s*$")
@@ -84,12 +84,7 @@ class Rule(BaseModel):
     describe: str | None = Field(None, description="Follow-up question asked when an alert opens.")
     max_new_tokens: int | None = Field(None, ge=1, le=512)
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not CAMERA_ID.match(value):
-            raise ValueError("expected lowercase letters, digits, '-' or '_', starting with a letter or digit")
-        return value
+    _id = field_validator("id")(identifier)
 
     @field_validator("question", "describe")
     @classmethod

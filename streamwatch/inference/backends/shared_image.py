@@ -30,7 +30,7 @@ class Split:
 
 
 def split_prompt(text: str) -> Split | None:
-    """None when the prompt has no image-end marker or puts text between it and... nothing after."""
+    """None when the prompt has no image-end marker or nothing follows it."""
     for marker in IMAGE_END_TOKENS:
         at = text.rfind(marker)
         if at >= 0:
