@@ -18,6 +18,7 @@ def build_backend(settings: Settings) -> Backend:
         dtype=model.dtype,
         max_image_side=model.max_image_side,
         attn_implementation=model.attn_implementation,
+        quantize=model.quantize,
     )
     if model.compile:
         backend.compile_layers()

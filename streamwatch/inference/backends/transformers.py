@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from streamwatch.inference.backends.base import Backend, YesNo
+from streamwatch.inference.backends.kernels import fp8_supported, fuse_rms_norms, linear_patch_embeddings, quantize_fp8
 from streamwatch.inference.backends.shared_image import group_by_image, last_token_logits
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
@@ -52,6 +53,7 @@ class TransformersBackend(Backend):
         dtype: str = "auto",
         max_image_side: int = 1280,
         attn_implementation: str = "sdpa",
+        quantize: str = "none",
     ) -> None:
         self.name = model_id
         self.device = resolve_device(device)
@@ -64,6 +66,8 @@ class TransformersBackend(Backend):
             model_id, dtype=self.dtype, attn_implementation=attn_implementation
         )
         self._setup(processor, model.to(self.device))
+        if quantize == "fp8":
+            self.quantize_fp8()
         log.info("model %s loaded in %.1f s", model_id, time.monotonic() - started)
 
     @classmethod
@@ -88,6 +92,8 @@ class TransformersBackend(Backend):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.model: Any = model.eval()
+        fused = fuse_rms_norms(model) + linear_patch_embeddings(model)  # same function, fewer kernels
+        log.debug("%s: %d modules swapped for fused kernels", self.name, fused)
         self.style = prompt_style(self.processor)
         self.yes_ids = single_token_ids(tokenizer, YES_VARIANTS)
         self.no_ids = single_token_ids(tokenizer, NO_VARIANTS)
@@ -107,6 +113,15 @@ class TransformersBackend(Backend):
                     compiled += 1
         log.info("compiled %d layers of %s", compiled, self.name)
         return compiled
+
+    def quantize_fp8(self) -> int:
+        """FP8 weights for the language model's and vision tower's linear layers (kernels.quantize_fp8)."""
+        if not fp8_supported(self.device):
+            raise RuntimeError(f"model.quantize = 'fp8' needs a GPU with FP8 tensor cores (Ada/Hopper); {self.device} "
+                               "has none")  # fmt: skip
+        count = quantize_fp8(self.model)
+        log.info("quantised %d linear layers of %s to fp8", count, self.name)
+        return count
 
     def _text(self, question: str) -> str:
         text = self._rendered.get(question)
@@ -133,7 +148,7 @@ class TransformersBackend(Backend):
         if logits is None:
             inputs = self._inputs(prompts, self.style.answer_prefix)  # CPU work, outside the model lock
             with self.model_lock:
-                logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+                logits = self.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]
                 return self._p_yes(logits.float())
         return self._p_yes(logits.float())
 
