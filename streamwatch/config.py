@@ -91,6 +91,11 @@ class ModelConfig(_Section):
     compile: bool = Field(
         False, description="torch.compile the model's layers: ~30 % faster on an H100, a minute of warm-up per shape."
     )
+    preprocess: Literal["auto", "torch", "processor"] = Field(
+        "auto",
+        description="Image preprocessing: torch on the model's device (auto: on CUDA), or the checkpoint's "
+        "own processor on the CPU.",
+    )
     quantize: Literal["none", "fp8"] = Field(
         "none", description="fp8: FP8 weights for the linear layers (Ada/Hopper GPUs): faster, slightly less exact."
     )

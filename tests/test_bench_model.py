@@ -70,3 +70,26 @@ def test_bench_pipeline_finds_how_many_cameras_fit_the_latency_target(tmp_path: 
     assert report["largest_within_slo"] == {"224": 2}
     assert "**2 cameras** with the model at 224 px" in (tmp_path / "pipeline.md").read_text()
     assert (tmp_path / "pipeline.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_levers_reports_each_lever_and_how_far_answers_move(tmp_path: Path) -> None:
+    args = ["--size", "tiny", "--frame", "224x112", "--frames", "2", "--reps", "1", "--peak-tflops", "1",
+            "--steps", "plain,no-kv-cache,fused-kernels,fp8", "--out", str(tmp_path)]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "levers", *args], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    levers = json.loads((tmp_path / "levers.json").read_text())["levers"]
+    chain = {lever["name"]: lever for lever in levers if lever["group"] == "chain"}
+    assert list(chain) == ["plain", "no-kv-cache", "fused-kernels", "fp8"]
+    assert all(lever["ms_per_frame"] > 0 and lever["mfu"] > 0 for lever in chain.values())
+    assert chain["plain"]["p_yes_drift"] == 0
+    assert chain["fused-kernels"]["p_yes_drift"] < 1e-4  # the same function (fp32 on the CPU)
+    assert 0 < chain["fp8"]["p_yes_drift"] < 0.05  # quantised: close, not equal
+    assert {lever["name"] for lever in levers if lever["group"] == "preprocess"} == {
+        "checkpoint processor (CPU)", "torch_images (cpu)"}  # fmt: skip
+    roi = [lever for lever in levers if lever["group"] == "roi"]
+    assert roi[0]["extra"]["tokens"] >= roi[1]["extra"]["tokens"] > roi[2]["extra"]["tokens"]
+    assert "| chain | fused-kernels |" in (tmp_path / "levers.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "levers", "--steps", "warp-drive"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "expected steps among plain," in bad.stderr

@@ -54,6 +54,19 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     return _report(run_bench, config)
 
 
+def cmd_bench_levers(args: argparse.Namespace) -> int:
+    from streamwatch.bench.levers import LeversBenchConfig, run_bench
+
+    _logging(args)
+    ((width, height),) = args.frame
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
+    config = LeversBenchConfig(
+        size=args.size, width=width, height=height, frames=args.frames, reps=args.reps, steps=args.steps,
+        device=args.device, peak_flops=peak, out_dir=Path(args.out), name=args.name,
+    )  # fmt: skip
+    return _report(run_bench, config)
+
+
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from streamwatch.bench.pipeline import PipelineBenchConfig, run_bench
 
@@ -63,7 +76,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
         size=args.size, width=width, height=height, max_image_sides=args.model_sides, cameras=args.cameras,
         interval_s=args.interval, seconds=args.seconds, warmup_s=args.warmup, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, workers=args.workers, slo_s=args.slo, device=args.device,
-        out_dir=Path(args.out), name=args.name,
+        compile=args.compile, out_dir=Path(args.out), name=args.name,
     )  # fmt: skip
     return _report(run_bench, config)
 
@@ -93,6 +106,16 @@ def _modes(text: str) -> list[str]:
     if not modes or any(m not in ("keyframes", "all", "auto") for m in modes):
         raise argparse.ArgumentTypeError(f"expected keyframes, all or auto separated by commas, got {text!r}")
     return modes
+
+
+CHAIN = ("plain", "no-kv-cache", "fused-kernels", "compile", "compile-static", "fp8")  # bench/levers.py
+
+
+def _steps(text: str) -> list[str]:
+    steps = [part.strip() for part in text.split(",") if part.strip()]
+    if not steps or any(s not in CHAIN for s in steps):
+        raise argparse.ArgumentTypeError(f"expected steps among {','.join(CHAIN)}, got {text!r}")
+    return steps
 
 
 def _outputs(parser: argparse.ArgumentParser, name: str) -> None:
@@ -134,6 +157,15 @@ def add_bench_parser(sub: Any) -> None:
     bench_model.add_argument("--replot", metavar="JSON", help="only draw the plot of a saved report")
     bench_model.add_argument("--compile", action="store_true", help="torch.compile the vision blocks and layers")
     bench_model.set_defaults(func=cmd_bench_model)
+    levers = bench_sub.add_parser("levers", help="what each GPU lever is worth, step by step, on one batch")
+    _model_choice(levers)
+    levers.add_argument("--frame", type=_resolutions, default=[(1280, 720)], help="frame size")
+    levers.add_argument("--frames", type=int, default=8, help="frames per batch")
+    levers.add_argument("--reps", type=int, default=3)
+    levers.add_argument("--steps", type=_steps, default=list(CHAIN), help=f"chain steps (default {','.join(CHAIN)})")
+    levers.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (known GPUs: automatic)")
+    _outputs(levers, "levers")
+    levers.set_defaults(func=cmd_bench_levers)
     pipeline = bench_sub.add_parser(
         "pipeline", help="how many cameras (3 rules, 1 sample / 2 s) fit the latency target"
     )
@@ -148,5 +180,6 @@ def add_bench_parser(sub: Any) -> None:
     pipeline.add_argument("--max-wait-ms", type=int, default=50)
     pipeline.add_argument("--workers", type=int, default=2, help="queue workers (1: no CPU/GPU overlap)")
     pipeline.add_argument("--slo", type=float, default=1.5, help="p95 sample -> decision target, seconds")
+    pipeline.add_argument("--compile", action="store_true", help="torch.compile the vision blocks and layers")
     _outputs(pipeline, "pipeline")
     pipeline.set_defaults(func=cmd_bench_pipeline)

@@ -45,6 +45,7 @@ class PipelineBenchConfig:
     workers: int = 2  # queue workers: CPU preparation of one batch overlaps the GPU work of another
     slo_s: float = 1.5
     device: str = "auto"
+    compile: bool = False  # torch.compile the vision blocks and decoder layers
     out_dir: Path = Path("bench")
     name: str = "pipeline"
 
@@ -125,7 +126,7 @@ def _ms(seconds: float | None) -> float | None:
 def run_bench(config: PipelineBenchConfig, progress: Callable[[str], None] = print) -> list[Path]:
     runs: list[PipelineRun] = []
     with tempfile.TemporaryDirectory() as folder:
-        backend = build(ModelBenchConfig(size=config.size, device=config.device), Path(folder))
+        backend = build(ModelBenchConfig(size=config.size, device=config.device, compile=config.compile), Path(folder))
         pool = frames(config.width, config.height, 16)
         for side in config.max_image_sides:
             backend.max_image_side = side

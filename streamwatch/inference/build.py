@@ -19,6 +19,7 @@ def build_backend(settings: Settings) -> Backend:
         max_image_side=model.max_image_side,
         attn_implementation=model.attn_implementation,
         quantize=model.quantize,
+        preprocess=model.preprocess,
     )
     if model.compile:
         backend.compile_layers()

@@ -32,7 +32,7 @@ def fuse_rms_norms(model: nn.Module) -> int:
         if getattr(module, _SWAPPED, False) or not type(module).__name__.endswith("RMSNorm"):
             continue
         if isinstance(weight, nn.Parameter) and eps is not None:
-            module.forward = _rms_norm_forward(weight, float(eps))  # type: ignore[method-assign]
+            module.forward = _rms_norm_forward(weight, float(eps))
             setattr(module, _SWAPPED, True)
             count += 1
     return count
@@ -60,7 +60,7 @@ def linear_patch_embeddings(model: nn.Module) -> int:
             continue
         if tuple(proj.kernel_size) != tuple(proj.stride) or any(p != 0 for p in proj.padding) or proj.groups != 1:
             continue
-        module.forward = _linear_patch_forward(proj, module.forward)  # type: ignore[method-assign]
+        module.forward = _linear_patch_forward(proj, module.forward)
         setattr(module, _SWAPPED, True)
         count += 1
     return count
@@ -70,7 +70,8 @@ def _linear_patch_forward(proj: nn.Conv3d | nn.Conv2d, original: Any) -> Any:
     def forward(hidden_states: torch.Tensor) -> torch.Tensor:
         weight = proj.weight.view(proj.out_channels, -1)
         if hidden_states.dim() != 2 or hidden_states.shape[1] != weight.shape[1]:
-            return original(hidden_states)  # not flattened patches: the module's own forward
+            result: torch.Tensor = original(hidden_states)  # not flattened patches: the module's own forward
+            return result
         return nn.functional.linear(hidden_states.to(weight.dtype), weight, proj.bias)
 
     return forward
@@ -113,12 +114,23 @@ def quantize_fp8(model: nn.Module, parts: tuple[str, ...] = ("language_model", "
         root = next((m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == part), None)
         if root is None:
             continue
-        for name, module in list(root.named_modules()):
+        for module in list(root.modules()):
             for child_name, child in list(module.named_children()):
                 if type(child) is nn.Linear and child.in_features % 16 == 0 and child.out_features % 16 == 0:
                     setattr(module, child_name, Fp8Linear(child))
                     count += 1
         log.debug("quantised %s to fp8", part)
+    return count
+
+
+def restore_modules(model: nn.Module) -> int:
+    """Undo fuse_rms_norms / linear_patch_embeddings: transformers' own forwards again (benchmarks)."""
+    count = 0
+    for module in model.modules():
+        if getattr(module, _SWAPPED, False):
+            del module.forward
+            delattr(module, _SWAPPED)
+            count += 1
     return count
 
 

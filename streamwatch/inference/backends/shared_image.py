@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from streamwatch.inference.types import Prompt
-from streamwatch.ingest.preprocess import fit_longest_side
 
 IMAGE_END_TOKENS = ("<|end_of_image|>", "<|vision_end|>")  # GLM-4V; Qwen2-VL / Qwen2.5-VL / Qwen3-VL
 
@@ -58,12 +57,9 @@ def last_token_logits(backend: Any, prompts: Sequence[Prompt], texts: Sequence[s
     prefixes = [splits[group[0]].prefix for group in groups]  # type: ignore[union-attr]
     if any(splits[i].prefix != prefixes[g] for g, group in enumerate(groups) for i in group):  # type: ignore[union-attr]
         return None
-    processor, model, device = backend.processor, backend.model, backend.device
-    images = [fit_longest_side(prompts[group[0]].image, backend.max_image_side) for group in groups]
-    prefix_inputs = processor(images=images, text=prefixes, return_tensors="pt", padding=True).to(device)
-    if "pixel_values" in prefix_inputs:
-        prefix_inputs["pixel_values"] = prefix_inputs["pixel_values"].to(backend.dtype)
-    suffix = _right_padded(processor.tokenizer, [s.suffix for s in splits], device)  # type: ignore[union-attr]
+    model, device = backend.model, backend.device
+    prefix_inputs = backend.encode([prompts[group[0]].image for group in groups], prefixes)
+    suffix = _right_padded(backend.processor.tokenizer, [s.suffix for s in splits], device)  # type: ignore[union-attr]
     with backend.model_lock:  # everything above is CPU work that may overlap another batch's GPU work
         return _forward(model, prompts, groups, prefix_inputs, suffix)
 

@@ -18,6 +18,7 @@ from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import NO_VARIANTS, YES_VARIANTS, clean_answer, prompt_style, single_token_ids
+from streamwatch.vlm.torch_images import with_torch_images
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class TransformersBackend(Backend):
         max_image_side: int = 1280,
         attn_implementation: str = "sdpa",
         quantize: str = "none",
+        preprocess: str = "auto",
     ) -> None:
         self.name = model_id
         self.device = resolve_device(device)
@@ -65,23 +67,25 @@ class TransformersBackend(Backend):
         model = AutoModelForImageTextToText.from_pretrained(
             model_id, dtype=self.dtype, attn_implementation=attn_implementation
         )
-        self._setup(processor, model.to(self.device))
+        self._setup(processor, model.to(self.device), preprocess)
         if quantize == "fp8":
             self.quantize_fp8()
         log.info("model %s loaded in %.1f s", model_id, time.monotonic() - started)
 
     @classmethod
-    def from_parts(cls, name: str, processor: Any, model: Any, *, max_image_side: int = 1280) -> TransformersBackend:
+    def from_parts(
+        cls, name: str, processor: Any, model: Any, *, max_image_side: int = 1280, preprocess: str = "auto"
+    ) -> TransformersBackend:
         """A backend around a model built in memory (benchmarks: real architectures, random weights)."""
         backend = cls.__new__(cls)
         backend.name = name
         parameter = next(model.parameters())
         backend.device, backend.dtype = parameter.device, parameter.dtype
         backend.max_image_side = max_image_side
-        backend._setup(processor, model)
+        backend._setup(processor, model, preprocess)
         return backend
 
-    def _setup(self, processor: Any, model: Any) -> None:
+    def _setup(self, processor: Any, model: Any, preprocess: str = "auto") -> None:
         self.share_images = True
         # One batch on the model at a time (it keeps per-call state, e.g. RoPE deltas); image processing
         # of the next batch runs outside this lock, in another queue worker, meanwhile.
@@ -100,6 +104,13 @@ class TransformersBackend(Backend):
         if not self.yes_ids or not self.no_ids:
             raise ValueError(f"{self.name}: the tokenizer has no single-token 'yes'/'no'; yes/no scoring needs them")
         self._rendered: dict[str, str] = {}
+        # Image preprocessing in torch on the model's device (vlm/torch_images.py): "auto" on CUDA.
+        self.torch_processor = None
+        if preprocess == "torch" or (preprocess == "auto" and self.device.type == "cuda"):
+            self.torch_processor = with_torch_images(processor, device=self.device, dtype=self.dtype,
+                                                     max_image_side=self.max_image_side)  # fmt: skip
+            if self.torch_processor is None:
+                log.info("%s: its image processor has no torch equivalent here; preprocessing on the CPU", self.name)
 
     def compile_layers(self, mode: str | None = None) -> int:
         """torch.compile every vision block and decoder layer (fuses the norms, rotary embeddings and
@@ -113,6 +124,16 @@ class TransformersBackend(Backend):
                     compiled += 1
         log.info("compiled %d layers of %s", compiled, self.name)
         return compiled
+
+    @property
+    def max_image_side(self) -> int:
+        return self._max_image_side
+
+    @max_image_side.setter
+    def max_image_side(self, side: int) -> None:
+        self._max_image_side = side
+        if getattr(self, "torch_processor", None) is not None:
+            self.torch_processor.image_processor.max_image_side = side  # type: ignore[union-attr]
 
     def quantize_fp8(self) -> int:
         """FP8 weights for the language model's and vision tower's linear layers (kernels.quantize_fp8)."""
@@ -130,9 +151,17 @@ class TransformersBackend(Backend):
         return text
 
     def _inputs(self, prompts: Sequence[Prompt], suffix: str = "") -> Any:
-        images = [fit_longest_side(p.image, self.max_image_side) for p in prompts]
-        texts = [self._text(p.question) + suffix for p in prompts]
-        inputs = self.processor(images=images, text=texts, return_tensors="pt", padding=True).to(self.device)
+        return self.encode([p.image for p in prompts], [self._text(p.question) + suffix for p in prompts])
+
+    def encode(self, images: Sequence[Any], texts: Sequence[str]) -> Any:
+        """Model inputs on the model's device: images through the torch preprocessing where enabled
+        (resized once, on the device), else downscaled here and through the checkpoint's processor."""
+        if self.torch_processor is not None:
+            processor = self.torch_processor
+        else:
+            processor = self.processor
+            images = [fit_longest_side(image, self.max_image_side) for image in images]
+        inputs = processor(images=list(images), text=list(texts), return_tensors="pt", padding=True).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         return inputs
