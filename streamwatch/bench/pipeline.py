@@ -131,7 +131,8 @@ def run_bench(config: PipelineBenchConfig, progress: Callable[[str], None] = pri
         for side in config.max_image_sides:
             backend.max_image_side = side
             warm = replace(config, seconds=2.0, warmup_s=0.0)
-            asyncio.run(_run_n(backend, pool, min(config.cameras), warm))  # kernels, allocator: not measured
+            for count in (min(config.cameras), max(config.cameras)) if config.compile else (min(config.cameras),):
+                asyncio.run(_run_n(backend, pool, count, warm))  # kernels, allocator, compiled variants: not measured
             failures = 0
             for count in config.cameras:
                 run = asyncio.run(_run_n(backend, pool, count, config))

@@ -115,13 +115,26 @@ class TransformersBackend(Backend):
     def compile_layers(self, mode: str | None = None) -> int:
         """torch.compile every vision block and decoder layer (fuses the norms, rotary embeddings and
         elementwise work around the matmuls); shapes vary with batch and image size, so dynamic.
-        Returns how many modules were compiled."""
+        Returns how many modules were compiled.
+
+        One compiled code object serves all layers, but transformers' code makes dynamo guard on things
+        that differ per call: each layer's KV-cache slot (cached passes: describe questions, shared
+        images) and the number of images in a batch (vision attention loops over them). Dynamo's default
+        of 8 variants per function then sends every later variant to eager mode, so the limit is raised
+        to cover one variant per layer and per batch composition (compiled once, at warm-up)."""
+        layers = 0
         compiled = 0
         for name, module in self.model.named_modules():
             if isinstance(module, torch.nn.ModuleList) and name.endswith(("blocks", "layers")):
+                layers = max(layers, len(module))
                 for layer in module:
                     layer.compile(dynamic=True, mode=mode)
                     compiled += 1
+        limit = max(64, 2 * layers + 16)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+        torch._dynamo.config.accumulated_recompile_limit = max(
+            torch._dynamo.config.accumulated_recompile_limit, 16 * limit
+        )
         log.info("compiled %d layers of %s", compiled, self.name)
         return compiled
 
