@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -211,6 +212,7 @@ def test_a_hundred_reconnect_cycles_leak_no_threads_or_file_descriptors(rtsp_ser
     warmup.start()
     wait_for(lambda: warmup.status().reconnects >= 2, 20, "warm-up reconnects")
     warmup.stop()
+    gc.collect()  # objects of earlier tests closing their files later would lower the count mid-test
     threads, fds = threading.active_count(), _fds()
 
     worker = CameraWorker(config, backoff_initial_s=0.01)
@@ -220,7 +222,8 @@ def test_a_hundred_reconnect_cycles_leak_no_threads_or_file_descriptors(rtsp_ser
     worker.stop()
     assert status.frames >= 100  # every cycle really connected and decoded
     assert threading.active_count() == threads
-    assert _fds() == fds, f"{_fds() - fds} file descriptors leaked"
+    gc.collect()
+    assert _fds() <= fds, f"{_fds() - fds} file descriptors leaked"  # unclosed containers: +100
 
 
 def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(
