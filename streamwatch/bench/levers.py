@@ -9,6 +9,7 @@ image preprocessing and ROI crops are measured beside the chain.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import tempfile
 import time
@@ -20,7 +21,16 @@ from typing import Any
 import torch
 
 from streamwatch.bench.commands import CHAIN
-from streamwatch.bench.model import QUESTION, ModelBenchConfig, _gpu, build, flops_per_frame, frames, peak_flops
+from streamwatch.bench.model import (
+    QUESTION,
+    ModelBenchConfig,
+    _gpu,
+    _sync,
+    build,
+    flops_per_frame,
+    frames,
+    peak_flops,
+)
 from streamwatch.bench.report import machine, markdown_table, write_report
 from streamwatch.inference.backends.kernels import (
     fp8_supported,
@@ -30,7 +40,7 @@ from streamwatch.inference.backends.kernels import (
 )
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt
-from streamwatch.ingest.preprocess import crop_roi, fit_longest_side
+from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.vlm.torch_images import with_torch_images
 
 log = logging.getLogger(__name__)
@@ -59,11 +69,6 @@ class Lever:
     p_yes_drift: float | None = None  # largest |P(yes) - P(yes) of the plain model| over the batch
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _timed(fn: Callable[[], Any], device: torch.device, reps: int) -> float:
@@ -144,10 +149,7 @@ def _apply(step: str, backend: TransformersBackend) -> str:
     if step in ("compile", "compile-static"):
         torch._dynamo.reset()
         dynamic = step == "compile"
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.ModuleList) and name.endswith(("blocks", "layers")):
-                for layer in module:
-                    layer.compile(dynamic=dynamic)
+        backend.compile_layers(dynamic=dynamic)
         return "torch.compile per layer, dynamic shapes" if dynamic else "torch.compile per layer, static shapes"
     if step == "fp8":
         if not fp8_supported(backend.device):
@@ -181,16 +183,13 @@ def _preprocess(backend: TransformersBackend, images: list[Any], config: LeversB
                 progress: Callable[[str], None]) -> list[Lever]:  # fmt: skip
     device, texts = backend.device, [backend._text(QUESTION)] * len(images)
     ways: dict[str, Callable[[], Any]] = {
-        "checkpoint processor (CPU)": lambda: backend.processor(
-            images=[fit_longest_side(i, backend.max_image_side) for i in images], text=texts, return_tensors="pt",
-            padding=True).to(device),
-    }  # fmt: skip
+        "checkpoint processor (CPU)": lambda: backend.encode(images, texts, backend.processor)
+    }
     torch_processor = backend.torch_processor or with_torch_images(
         backend.processor, device=device, dtype=backend.dtype, max_image_side=backend.max_image_side
     )
     if torch_processor is not None:
-        ways[f"torch_images ({device.type})"] = lambda: torch_processor(images=images, text=texts, return_tensors="pt",
-                                                                         padding=True).to(device)  # fmt: skip
+        ways[f"torch_images ({device.type})"] = lambda: backend.encode(images, texts, torch_processor)
     results = []
     for name, fn in ways.items():
         ms = 1000 * _timed(fn, device, config.reps) / len(images)
@@ -226,10 +225,10 @@ def _config_dict(config: LeversBenchConfig) -> dict[str, Any]:
 
 def _markdown(data: dict[str, Any], levers: list[Lever]) -> str:
     m, c = data["machine"], data["config"]
-    chain = [lever for lever in levers if lever.group == "chain" and lever.ms_per_frame == lever.ms_per_frame]
-    first = chain[0].ms_per_frame if chain else None
-    rows = [asdict(lever) | {"speedup": f"{first / lever.ms_per_frame:.2f}x" if first and lever.group == "chain"
-                             and lever.ms_per_frame == lever.ms_per_frame else ""} for lever in levers]  # fmt: skip
+    measured = [lever for lever in levers if lever.group == "chain" and not math.isnan(lever.ms_per_frame)]
+    first = measured[0].ms_per_frame if measured else None
+    rows = [asdict(lever) | {"speedup": f"{first / lever.ms_per_frame:.2f}x" if first and lever in measured else ""}
+            for lever in levers]  # fmt: skip
     columns = [("group", "group"), ("name", "lever"), ("ms_per_frame", "GPU ms/frame"), ("speedup", "vs plain"),
                ("mfu", "MFU"), ("p_yes_drift", "max P(yes) change"), ("note", "note")]  # fmt: skip
     return f"""# GPU levers

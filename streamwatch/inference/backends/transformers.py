@@ -18,7 +18,7 @@ from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import NO_VARIANTS, YES_VARIANTS, clean_answer, prompt_style, single_token_ids
-from streamwatch.vlm.torch_images import with_torch_images
+from streamwatch.vlm.torch_images import TorchImages, with_torch_images
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,10 @@ class TransformersBackend(Backend):
             if self.torch_processor is None:
                 log.info("%s: its image processor has no torch equivalent here; preprocessing on the CPU", self.name)
 
-    def compile_layers(self, mode: str | None = None) -> int:
+    def compile_layers(self, mode: str | None = None, *, dynamic: bool = True) -> int:
         """torch.compile every vision block and decoder layer (fuses the norms, rotary embeddings and
-        elementwise work around the matmuls); shapes vary with batch and image size, so dynamic.
-        Returns how many modules were compiled.
+        elementwise work around the matmuls); shapes vary with batch and image size, so dynamic unless
+        told otherwise (benchmarks of one fixed batch). Returns how many modules were compiled.
 
         One compiled code object serves all layers, but transformers' code makes dynamo guard on things
         that differ per call: each layer's KV-cache slot (cached passes: describe questions, shared
@@ -128,7 +128,7 @@ class TransformersBackend(Backend):
             if isinstance(module, torch.nn.ModuleList) and name.endswith(("blocks", "layers")):
                 layers = max(layers, len(module))
                 for layer in module:
-                    layer.compile(dynamic=True, mode=mode)
+                    layer.compile(dynamic=dynamic, mode=mode)
                     compiled += 1
         limit = max(64, 2 * layers + 16)
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
@@ -166,13 +166,12 @@ class TransformersBackend(Backend):
     def _inputs(self, prompts: Sequence[Prompt], suffix: str = "") -> Any:
         return self.encode([p.image for p in prompts], [self._text(p.question) + suffix for p in prompts])
 
-    def encode(self, images: Sequence[Any], texts: Sequence[str]) -> Any:
+    def encode(self, images: Sequence[Any], texts: Sequence[str], processor: Any = None) -> Any:
         """Model inputs on the model's device: images through the torch preprocessing where enabled
-        (resized once, on the device), else downscaled here and through the checkpoint's processor."""
-        if self.torch_processor is not None:
-            processor = self.torch_processor
-        else:
-            processor = self.processor
+        (resized once, on the device), else downscaled here and through the checkpoint's processor.
+        `processor` overrides the configured choice (benchmarks compare both)."""
+        processor = processor or self.torch_processor or self.processor
+        if not isinstance(processor.image_processor, TorchImages):
             images = [fit_longest_side(image, self.max_image_side) for image in images]
         inputs = processor(images=list(images), text=list(texts), return_tensors="pt", padding=True).to(self.device)
         if "pixel_values" in inputs:
