@@ -35,7 +35,8 @@ def test_bench_model_writes_a_report_comparing_naive_and_batched(tmp_path: Path)
     for run in runs:
         assert run["frames_per_s"] > 0 and run["latency_p50_ms"] > 0 and run["tflop_per_frame"] >= 0
         assert run["tokens_per_frame"] > 10 and run["patches_per_frame"] > 0
-        assert run["mfu"] is None  # no known peak on a CPU
+        assert run["mfu"] is None and run["service_mfu"] is None  # no known peak on a CPU
+    assert all(r["workers2_frames_per_s"] > 0 for r in runs[1:]) and runs[0]["workers2_frames_per_s"] is None
     assert all(r["decisions_per_s"] == pytest.approx(3 * r["frames_per_s"], rel=0.02) for r in runs[4:])
     assert "| 640x360 | naive | 1 |" in (tmp_path / "model.md").read_text()
     assert (tmp_path / "model.png").read_bytes()[:4] == b"\x89PNG"

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from streamwatch.inference.backends.positions import rope_deltas
 from streamwatch.inference.types import Prompt
 
 IMAGE_END_TOKENS = ("<|end_of_image|>", "<|vision_end|>")  # GLM-4V; Qwen2-VL / Qwen2.5-VL / Qwen3-VL
@@ -58,7 +59,7 @@ def last_token_logits(backend: Any, prompts: Sequence[Prompt], texts: Sequence[s
     if any(splits[i].prefix != prefixes[g] for g, group in enumerate(groups) for i in group):  # type: ignore[union-attr]
         return None
     model, device = backend.model, backend.device
-    prefix_inputs = backend.encode([prompts[group[0]].image for group in groups], prefixes)
+    prefix_inputs = backend.encode([prompts[group[0]].image for group in groups], prefixes, positions=True)
     suffix = _right_padded(backend.processor.tokenizer, [s.suffix for s in splits], device)  # type: ignore[union-attr]
     with backend.model_lock:  # everything above is CPU work that may overlap another batch's GPU work
         return _forward(model, prompts, groups, prefix_inputs, suffix)
@@ -81,7 +82,11 @@ def _forward(model: Any, prompts: Sequence[Prompt], groups: list[list[int]], pre
     inner = model.model
     inner.rope_deltas = None
     prefix_out = inner(**prefix_inputs, use_cache=True)
-    deltas = inner.rope_deltas  # (images, 1): how far multimodal positions run ahead of token counts
+    # (images, 1): how far multimodal positions run ahead of token counts
+    if "position_ids" in prefix_inputs:
+        deltas = rope_deltas(prefix_inputs["position_ids"], prefix_inputs["attention_mask"])
+    else:
+        deltas = inner.rope_deltas
     cache = prefix_out.past_key_values
 
     owner = torch.empty(len(prompts), dtype=torch.long)

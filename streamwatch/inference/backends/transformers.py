@@ -13,6 +13,7 @@ from transformers import AutoModelForImageTextToText
 
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.kernels import fp8_supported, fuse_rms_norms, linear_patch_embeddings, quantize_fp8
+from streamwatch.inference.backends.positions import add_positions
 from streamwatch.inference.backends.shared_image import group_by_image, last_token_logits
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
@@ -121,7 +122,9 @@ class TransformersBackend(Backend):
         that differ per call: each layer's KV-cache slot (cached passes: describe questions, shared
         images) and the number of images in a batch (vision attention loops over them). Dynamo's default
         of 8 variants per function then sends every later variant to eager mode, so the limit is raised
-        to cover one variant per layer and per batch composition (compiled once, at warm-up)."""
+        to cover one variant per layer for each kind of pass (no cache; prefill; one-token decode; question
+        suffixes after a shared image; a batch of one or more), each compiled once, at first use. (At
+        2 x layers, one `generate` used the limit up and the yes/no passes after it ran eager.)"""
         layers = 0
         compiled = 0
         for name, module in self.model.named_modules():
@@ -130,7 +133,7 @@ class TransformersBackend(Backend):
                 for layer in module:
                     layer.compile(dynamic=dynamic, mode=mode)
                     compiled += 1
-        limit = max(64, 2 * layers + 16)
+        limit = max(64, 8 * layers + 16)
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
         torch._dynamo.config.accumulated_recompile_limit = max(
             torch._dynamo.config.accumulated_recompile_limit, 16 * limit
@@ -163,17 +166,24 @@ class TransformersBackend(Backend):
             text = self._rendered[question] = self.style.render(self.processor, question)
         return text
 
-    def _inputs(self, prompts: Sequence[Prompt], suffix: str = "") -> Any:
-        return self.encode([p.image for p in prompts], [self._text(p.question) + suffix for p in prompts])
+    def _inputs(self, prompts: Sequence[Prompt], suffix: str = "", *, positions: bool = False) -> Any:
+        texts = [self._text(p.question) + suffix for p in prompts]
+        return self.encode([p.image for p in prompts], texts, positions=positions)
 
-    def encode(self, images: Sequence[Any], texts: Sequence[str], processor: Any = None) -> Any:
+    def encode(self, images: Sequence[Any], texts: Sequence[str], processor: Any = None, *, positions: bool = False
+               ) -> Any:  # fmt: skip
         """Model inputs on the model's device: images through the torch preprocessing where enabled
         (resized once, on the device), else downscaled here and through the checkpoint's processor.
-        `processor` overrides the configured choice (benchmarks compare both)."""
+        `processor` overrides the configured choice (benchmarks compare both). `positions`: also the
+        multimodal RoPE position ids, computed here on the CPU (positions.py) instead of in the forward
+        pass; for single passes only (`generate` keeps the model's own bookkeeping)."""
         processor = processor or self.torch_processor or self.processor
         if not isinstance(processor.image_processor, TorchImages):
             images = [fit_longest_side(image, self.max_image_side) for image in images]
-        inputs = processor(images=list(images), text=list(texts), return_tensors="pt", padding=True).to(self.device)
+        inputs = processor(images=list(images), text=list(texts), return_tensors="pt", padding=True)
+        if positions:
+            add_positions(self.model, inputs)
+        inputs = inputs.to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         return inputs
@@ -187,7 +197,7 @@ class TransformersBackend(Backend):
             texts = [self._text(p.question) + self.style.answer_prefix for p in prompts]
             logits = last_token_logits(self, prompts, texts)
         if logits is None:
-            inputs = self._inputs(prompts, self.style.answer_prefix)  # CPU work, outside the model lock
+            inputs = self._inputs(prompts, self.style.answer_prefix, positions=True)  # CPU work, outside the lock
             with self.model_lock:
                 logits = self.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]
                 return self._p_yes(logits.float())
