@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
-import sys
-import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from PIL import Image
 
 from streamwatch.alerts.mqtt import MqttPublisher
-from streamwatch.alerts.pipeline import AlertPipeline
+from streamwatch.alerts.pipeline import AlertPipeline, Decision
 from streamwatch.alerts.topics import Topics
 from streamwatch.config import CameraConfig, Settings
 from streamwatch.inference.backends.base import Backend
@@ -30,6 +26,7 @@ from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.lifecycle import StartupError, handled_signals
 from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import RuleSet, load_rules
 from streamwatch.rules.model import Rule
@@ -45,31 +42,6 @@ log = logging.getLogger(__name__)
 STATUS_LOG_S = 300.0  # how often every camera's status is logged
 STATUS_PUBLISH_S = 30.0  # camera status on MQTT: on every state change, and at least this often
 RULES_POLL_S = 2.0  # how often rules/ is checked for edits
-
-
-def _handles_signals() -> tuple[signal.Signals, ...]:
-    """SIGINT and SIGTERM stop the service when it runs in the main thread on a POSIX system (the
-    event loop can only take signal handlers there); elsewhere its owner stops it."""
-    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
-        return ()
-    return (signal.SIGINT, signal.SIGTERM)
-
-
-class StartupError(Exception):
-    """The service cannot start as configured; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One answered rule on one frame."""
-
-    camera: str
-    rule: str
-    question: str
-    answer: Answer
-    alert: bool
-    frame_seq: int
-    event: str | None = None  # open / update / resolved, when this answer caused an alert event
 
 
 class Service:
@@ -111,7 +83,7 @@ class Service:
         """Run until SIGINT/SIGTERM, `stop` is set, or for `duration_s` seconds."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        signals = _handles_signals()
+        signals = handled_signals()
         for sig in signals:
             loop.add_signal_handler(sig, stop.set)
         try:
@@ -173,7 +145,7 @@ class Service:
 
         web = self.settings.web
         try:
-            return bind(web)
+            return bind(web.host, web.port)
         except OSError as exc:
             raise StartupError(
                 f"{self.settings.source}: web: cannot listen on {web.host}:{web.port} ({exc.strerror}); "
@@ -185,7 +157,7 @@ class Service:
 
         web = self.settings.web
         try:
-            self._web, self._web_task = await serve(create_app(self, web), web, listener)
+            self._web, self._web_task = await serve(create_app(self, web), listener)
         except RuntimeError as exc:
             raise StartupError(str(exc)) from None
         log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
@@ -374,3 +346,48 @@ class Service:
         if self.settings.mqtt.enabled:
             checks["broker"] = self.publisher is not None and self.publisher.connected.is_set()
         return checks
+
+
+async def serve_model(settings: Settings, *, duration_s: float | None = None, stop: asyncio.Event | None = None,
+                      started: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """`streamwatch serve`: the model and its shared queue behind the OpenAI-compatible API (no cameras)."""
+    from streamwatch.config import is_loopback
+    from streamwatch.serve.api import create_openai_app
+    from streamwatch.web.app import bind, serve
+
+    config = settings.serve
+    if not is_loopback(config.host) and config.api_key is None:
+        raise StartupError(f"{settings.source}: serve: listening on {config.host} beyond this machine needs "
+                           "serve.api_key (api_key = \"${STREAMWATCH_API_KEY}\"), or bind to 127.0.0.1")  # fmt: skip
+    try:
+        listener = bind(config.host, config.port)
+    except OSError as exc:
+        raise StartupError(f"{settings.source}: serve: cannot listen on {config.host}:{config.port} "
+                           f"({exc.strerror}); set [serve] port to a free port") from None  # fmt: skip
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = handled_signals()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    queue = build_queue(settings, await asyncio.to_thread(build_backend, settings))
+    queue.start()
+    try:
+        model = settings.model
+        app = create_openai_app(queue, config, settings.served_model_name(), default_tokens=model.max_new_tokens,
+                                timeout_s=model.request_timeout_s)  # fmt: skip
+        server, task = await serve(app, listener)
+        log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port,
+                 settings.served_model_name())  # fmt: skip
+        if started is not None:
+            started()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=duration_s)
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+    finally:
+        listener.close()
+        await asyncio.to_thread(queue.stop, drain=True)
+        queue.backend.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -36,13 +36,32 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streamwatch.app import Service, StartupError
+    from streamwatch.app import Service
     from streamwatch.config import load_settings
+    from streamwatch.lifecycle import StartupError
 
     settings = load_settings(args.config)
     setup_logging(args.log_level or settings.log_level)
     try:
         asyncio.run(Service(settings).run(duration_s=args.duration))
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from streamwatch.app import serve_model
+    from streamwatch.config import load_settings
+    from streamwatch.lifecycle import StartupError
+
+    settings = load_settings(args.config)
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    if overrides:
+        settings = settings.model_copy(update={"serve": settings.serve.model_copy(update=overrides)})
+    setup_logging(args.log_level or settings.log_level)
+    try:
+        asyncio.run(serve_model(settings, duration_s=args.duration))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -240,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="serve the model as an OpenAI-compatible API (batched across clients)")
+    serve.add_argument("-c", "--config", default="config.toml")
+    serve.add_argument("--host", help="bind address (default: serve.host)")
+    serve.add_argument("--port", type=int, help="port (default: serve.port, 8000)")
+    serve.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate the config and the rules")
     check.add_argument("-c", "--config", default="config.toml")

@@ -75,9 +75,37 @@ class CameraConfig(_Section):
         return self.name or self.id
 
 
+class RemoteConfig(_Section):
+    """`model.backend = "openai"`: OpenAI-compatible chat-completions servers (vLLM, SGLang, llama.cpp,
+    Ollama, LM Studio, another `streamwatch serve`)."""
+
+    base_urls: list[str] = Field(default_factory=list, description="e.g. http://gpu1:8000/v1; several: round-robin.")
+    api_key: SecretStr | None = Field(None, description="Sent as a Bearer token; use ${OPENAI_API_KEY}.")
+    concurrency: int = Field(16, ge=1, le=1024, description="Most requests in flight at once, over all servers.")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="Longest wait for one reply.")
+    retries: int = Field(2, ge=0, le=10, description="More attempts after a timeout, 5xx, 429 or malformed reply.")
+    health_interval_s: float = Field(10.0, gt=0, le=3600, description="How often each server's /models is checked.")
+    breaker_failures: int = Field(5, ge=1, le=1000, description="Failures in a row that take a server out of use...")
+    breaker_reset_s: float = Field(30.0, gt=0, le=3600, description="...for this long; then one request tries it.")
+    top_logprobs: int = Field(10, ge=0, le=20, description="Alternatives asked for with yes/no questions.")
+    jpeg_quality: int = Field(90, ge=30, le=100, description="Frames are sent as JPEG at this quality.")
+
+    @field_validator("base_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r}: expected an http(s) URL like http://gpu1:8000/v1")
+        return [url.rstrip("/") for url in value]
+
+
 class ModelConfig(_Section):
     id: str = Field("./models/tiny-glm4v", description="Hugging Face hub id or local checkpoint directory.")
-    backend: Literal["transformers"] = Field("transformers", description="How the model runs.")
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers", description="transformers: in this process; openai: remote servers, see [model.remote]."
+    )
+    remote: RemoteConfig = Field(default_factory=RemoteConfig)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU."
@@ -172,18 +200,37 @@ class WebConfig(_Section):
 
     @property
     def loopback(self) -> bool:
-        import ipaddress
-
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.host)
 
     @property
     def auth_required(self) -> bool:
         return not self.loopback or self.password_hash is not None or self.token_hash is not None
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeConfig(_Section):
+    """`streamwatch serve`: the batched engine as an OpenAI-compatible chat-completions server."""
+
+    host: str = Field("127.0.0.1", description="Bind address; off-loopback needs api_key.")
+    port: int = Field(8000, ge=1, le=65535)
+    api_key: SecretStr | None = Field(
+        None, description="Clients send it as 'Authorization: Bearer KEY'; use ${STREAMWATCH_API_KEY}."
+    )
+    model_name: str = Field("", description="The model id clients see and send; default: model.id's last part.")
+    fetch_image_urls: bool = Field(True, description="Fetch http(s) image URLs (data: URIs always work).")
+    fetch_timeout_s: float = Field(10.0, gt=0, le=120, description="Longest wait for one image URL.")
+    max_image_mb: float = Field(20.0, gt=0, le=500, description="Largest image accepted, encoded.")
+    max_tokens: int = Field(1024, ge=1, le=8192, description="Most tokens one request may generate.")
 
 
 class Settings(_Section):
@@ -194,6 +241,7 @@ class Settings(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     source: Path = Field(Path("config.toml"), exclude=True)
 
     @property
@@ -212,12 +260,23 @@ class Settings(_Section):
             return prefix + str(self.path(url[len(prefix) :]))
         return url
 
+    def served_model_name(self) -> str:
+        """The model id `streamwatch serve` shows its clients."""
+        if self.serve.model_name:
+            return self.serve.model_name
+        local = self.model_ref() != self.model.id or self.model.id.startswith(_LOCAL_PREFIXES)
+        return self.model.id.rstrip("/").rsplit("/", 1)[-1] if local else self.model.id
+
     def model_ref(self) -> str:
         """The model as transformers should load it: a resolved local path, or the hub id."""
         value = self.model.id
         if value.startswith(_LOCAL_PREFIXES) or self.path(value).is_dir():
             return str(self.path(value))
         return value
+
+
+def _missing_dir(settings: Settings, ref: str) -> bool:
+    return ref.startswith(_LOCAL_PREFIXES) and not settings.path(ref).is_dir()
 
 
 def load_settings(path: str | Path) -> Settings:
@@ -239,7 +298,11 @@ def load_settings(path: str | Path) -> Settings:
             "web.password_hash or web.token_hash (streamwatch hash-password), or bind to 127.0.0.1",
         ))  # fmt: skip
     ref = settings.model.id
-    if ref.startswith(_LOCAL_PREFIXES) and not settings.path(ref).is_dir():
+    if settings.model.backend == "openai" and not settings.model.remote.base_urls:
+        problems.append(problem(source, lines, ("model", "remote", "base_urls"),
+                                'model.backend = "openai" needs at least one server URL, e.g. '
+                                '["http://gpu1:8000/v1"]'))  # fmt: skip
+    elif settings.model.backend == "transformers" and _missing_dir(settings, ref):
         problems.append(problem(
             source, lines, ("model", "id"),
             f"local model directory {ref} does not exist "

@@ -108,6 +108,16 @@ MALFORMED = [
                  "greater than 0", id="stall-timeout"),
     pytest.param(VALID_CAMERA + 'reconnect_max_s = "30s"\n', ":4: cameras[0].reconnect_max_s: Input should be "
                  "a valid number", id="reconnect-max"),
+    pytest.param('[model]\nbackend = "openai"\nid = "glm"\n', ":1: model.remote.base_urls: model.backend = "
+                 '"openai" needs at least one server URL', id="openai-without-servers"),
+    pytest.param('[model]\nbackend = "openai"\n[model.remote]\nbase_urls = ["gpu1:8000"]\n', ":4: "
+                 "model.remote.base_urls: 'gpu1:8000': expected an http(s) URL", id="server-url"),
+    pytest.param('[model.remote]\nconcurrency = 0\n', ":2: model.remote.concurrency: Input should be greater",
+                 id="concurrency"),
+    pytest.param('[serve]\nport = 0\n', ":2: serve.port: Input should be greater than or equal to 1",
+                 id="serve-port"),
+    pytest.param('[serve]\nmax_tokens = "many"\n', ":2: serve.max_tokens: Input should be a valid integer",
+                 id="serve-max-tokens"),
 ]  # fmt: skip
 
 

@@ -180,12 +180,14 @@ def test_yes_no_and_generate_requests_run_as_separate_passes() -> None:
     yn = queue.submit(request("a p=0.9"))
     gen = queue.submit(request("describe", kind=AnswerKind.GENERATE, max_new_tokens=7))
     gen2 = queue.submit(request("count", kind=AnswerKind.GENERATE, max_new_tokens=3))
+    gen3 = queue.submit(request("colour", kind=AnswerKind.GENERATE, max_new_tokens=7))
     queue.start()
     assert yn.result(timeout=10).confidence == pytest.approx(0.9)
-    assert gen.result(timeout=10).text == "describe:7"  # the group generates up to its longest request
-    assert gen2.result(timeout=10).confidence is None
+    assert gen.result(timeout=10).text == "describe:7"
+    assert gen2.result(timeout=10).text == "count:3"  # generated no longer than it asked for
+    assert gen2.result(timeout=10).confidence is None and gen3.result(timeout=10).text == "colour:7"
     queue.stop()
-    assert sorted(map(len, backend.batches)) == [1, 2]
+    assert sorted(map(len, backend.batches)) == [1, 1, 2]  # yes/no; 3 tokens; the two 7-token requests together
 
 
 def test_stop_without_drain_drops_pending_as_shutdown() -> None:

@@ -7,6 +7,7 @@ import io
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from PIL import Image
@@ -90,3 +91,16 @@ class AlertPipeline:
             "-" if answer.confidence is None else f"{answer.confidence:.3f}", uid,
         )  # fmt: skip
         return event
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One answered rule on one frame."""
+
+    camera: str
+    rule: str
+    question: str
+    answer: Answer
+    alert: bool
+    frame_seq: int
+    event: str | None = None  # open / update / resolved, when this answer caused an alert event

@@ -9,9 +9,13 @@ from streamwatch.inference.queue import InferenceQueue
 
 def build_backend(settings: Settings) -> Backend:
     """The configured model backend (loading it may take minutes for a real model)."""
+    model = settings.model
+    if model.backend == "openai":
+        from streamwatch.inference.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(model.id, model.remote, max_image_side=model.max_image_side)
     from streamwatch.inference.backends.transformers import TransformersBackend
 
-    model = settings.model
     backend = TransformersBackend(
         settings.model_ref(),
         device=model.device,

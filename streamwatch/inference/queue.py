@@ -202,7 +202,10 @@ class InferenceQueue:
     def _execute(self, batch: Sequence[_Item]) -> None:
         for kind in AnswerKind:
             group = [item for item in batch if item[0].kind is kind]
-            if group:
+            if group and kind is AnswerKind.GENERATE:  # one length per generate call: nobody gets more than asked
+                for tokens in sorted({request.max_new_tokens for request, _ in group}):
+                    self._run_group(kind, [item for item in group if item[0].max_new_tokens == tokens])
+            elif group:
                 self._run_group(kind, group)
 
     def _run_group(self, kind: AnswerKind, group: Sequence[_Item]) -> None:
@@ -234,7 +237,7 @@ class InferenceQueue:
         if kind is AnswerKind.YES_NO:
             scores = self.backend.score_yes_no(prompts)
             return [s.text for s in scores], [s.p_yes for s in scores]
-        texts = self.backend.generate(prompts, max(r.max_new_tokens for r in requests))
+        texts = self.backend.generate(prompts, requests[0].max_new_tokens)
         return texts, [None] * len(texts)
 
     # -- helpers (call with the lock held) --------------------------------------------------------

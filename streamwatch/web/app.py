@@ -105,26 +105,26 @@ class Server(uvicorn.Server):
         yield
 
 
-def bind(config: WebConfig) -> socket.socket:
-    """Bind the web port ourselves, so a taken port is an OSError for the caller to explain rather than
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the port ourselves, so a taken port is an OSError for the caller to explain rather than
     uvicorn exiting the process; done before the slow parts of start-up."""
-    listener = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((config.host, config.port))
+        listener.bind((host, port))
     except OSError:
         listener.close()
         raise
     return listener
 
 
-async def serve(app: FastAPI, config: WebConfig, listener: socket.socket) -> tuple[Server, asyncio.Task[None]]:
+async def serve(app: FastAPI, listener: socket.socket) -> tuple[Server, asyncio.Task[None]]:
     """Start serving on `listener` in the running event loop; returns once it accepts connections."""
-    server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", lifespan="off",
-                                   access_log=False))  # fmt: skip
+    host, port = listener.getsockname()[:2]
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[listener]), name="web")
     while not server.started:
         if task.done():
-            raise RuntimeError(f"web server could not start on {config.host}:{config.port}")
+            raise RuntimeError(f"web server could not start on {host}:{port}")
         await asyncio.sleep(0.05)
     return server, task

@@ -1,0 +1,136 @@
+"""Chat-completions requests in, one (image, question) query out; answers back in the API's shape.
+
+What is understood: the system/developer messages' text and the last user message (text parts and
+exactly one `image_url` part); `max_tokens` / `max_completion_tokens`; `logprobs` with `top_logprobs`;
+`stream`. A request for one token with `logprobs` is a yes/no question: it is answered by the
+engine's one-pass yes/no scorer, and the logprobs are those of "yes" and "no" renormalised over the
+two (what a client deriving a confidence from them needs). Sampling parameters are accepted and
+ignored: answers are greedy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streamwatch.serve.errors import ApiError
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # temperature, seed, ...: accepted, answers are greedy
+
+    model: str = ""
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    stream: bool = False
+
+
+@dataclass(frozen=True)
+class ChatQuery:
+    image_url: str
+    question: str
+    max_tokens: int
+    yes_no: bool  # one token with logprobs: the yes/no scorer answers
+    top_logprobs: int
+    stream: bool
+    model: str
+
+
+def parse_chat(body: Any, *, default_tokens: int, max_tokens: int) -> ChatQuery:
+    try:
+        request = ChatRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(400, f"{where}: {first['msg']}", where) from None
+    system: list[str] = []
+    user: dict[str, Any] | None = None
+    for index, message in enumerate(request.messages):
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system += _texts(message.get("content"), index)
+        elif role == "user":
+            user = message | {"index": index}
+        elif role not in ("assistant", "tool"):
+            raise ApiError(400, f"messages[{index}].role: unknown role {role!r}", f"messages[{index}].role")
+    if user is None:
+        raise ApiError(400, "messages: no user message", "messages")
+    index = user["index"]
+    images = _images(user.get("content"), index)
+    if len(images) != 1:
+        raise ApiError(400, f"messages[{index}].content: expected exactly one image_url part, found {len(images)} "
+                            "(one image per question)", f"messages[{index}].content")  # fmt: skip
+    question = "\n".join([*system, *_texts(user.get("content"), index)]).strip()
+    if not question:
+        raise ApiError(400, f"messages[{index}].content: no question text", f"messages[{index}].content")
+    tokens = request.max_completion_tokens or request.max_tokens or default_tokens
+    if tokens > max_tokens:
+        raise ApiError(400, f"max_tokens: at most {max_tokens} (serve.max_tokens)", "max_tokens")
+    return ChatQuery(images[0], question, tokens, request.logprobs and tokens == 1, request.top_logprobs or 0,
+                     request.stream, request.model)  # fmt: skip
+
+
+def _parts(content: Any, index: int) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not all(isinstance(part, dict) for part in content):
+        raise ApiError(400, f"messages[{index}].content: expected a string or a list of parts",
+                       f"messages[{index}].content")  # fmt: skip
+    return content
+
+
+def _texts(content: Any, index: int) -> list[str]:
+    return [str(part.get("text", "")) for part in _parts(content, index) if part.get("type") == "text"]
+
+
+def _images(content: Any, index: int) -> list[str]:
+    urls = []
+    for part in _parts(content, index):
+        if part.get("type") == "image_url":
+            value = part.get("image_url")
+            url = value.get("url") if isinstance(value, dict) else value
+            if not isinstance(url, str) or not url:
+                raise ApiError(400, f"messages[{index}].content: image_url part without a url",
+                               f"messages[{index}].content")  # fmt: skip
+            urls.append(url)
+    return urls
+
+
+def _logprob(p: float) -> float:
+    return math.log(min(max(p, 1e-12), 1.0))
+
+
+def yes_no_logprobs(p_yes: float, top: int) -> dict[str, Any]:
+    """The chosen token's logprob and, up to `top`, the two alternatives (yes/no renormalised)."""
+    ranked = sorted((("yes", p_yes), ("no", 1.0 - p_yes)), key=lambda pair: -pair[1])
+    entries = [{"token": token, "logprob": _logprob(p), "bytes": list(token.encode())} for token, p in ranked]
+    return {"content": [entries[0] | {"top_logprobs": entries[:top]}]}
+
+
+def completion(model: str, text: str, logprobs: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
+                     "finish_reason": "stop"}],
+    }  # fmt: skip
+
+
+def stream_chunks(reply: dict[str, Any]) -> Iterator[str]:
+    """A finished completion as server-sent events: the whole answer in one delta, then the end."""
+    choice = reply["choices"][0]
+    head = {key: reply[key] for key in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    delta = {"index": 0, "delta": choice["message"], "logprobs": choice["logprobs"], "finish_reason": None}
+    yield f"data: {json.dumps(head | {'choices': [delta]})}\n\n"
+    yield f"data: {json.dumps(head | {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
+    yield "data: [DONE]\n\n"
