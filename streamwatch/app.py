@@ -32,6 +32,7 @@ from streamwatch.rules.loader import RuleSet, load_rules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
 from streamwatch.rules.watch import RuleWatcher
+from streamwatch.shard import Shard
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, Message
 from streamwatch.store.outbox import Outbox
@@ -60,6 +61,8 @@ class Service:
         on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.shard = Shard.parse(settings.shard)
+        self.my_cameras = self.shard.select(settings.cameras)  # all of them unless sharded
         self._backend_factory = backend_factory
         self._on_decision = on_decision
         self.rules = RuleSet()
@@ -88,7 +91,9 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self._start()
-            log.info("streamwatch running: %d cameras, %d rules", len(self.cameras), len(self.rules.rules))
+            log.info("streamwatch running: %d cameras, %d rules%s", len(self.cameras), len(self.rules.rules),
+                     f" (shard {self.shard}: {len(self.my_cameras)} of {len(self.settings.cameras)} cameras)"
+                     if self.shard.count > 1 else "")  # fmt: skip
             self.started.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration_s)
@@ -109,7 +114,7 @@ class Service:
         settings = self.settings
         listener = self._bind_web() if settings.web.enabled else None  # a taken port fails before the slow parts
         database = await asyncio.to_thread(Database.open, settings.database_url())
-        self._store = EventStore(database, settings.path(settings.storage.snapshot_dir))
+        self._store = EventStore(database, settings.path(settings.storage.snapshot_dir), owner=self.shard.name)
         rules_dir = settings.path(settings.rules_dir)
         self.rules = load_rules(rules_dir, settings.cameras)
         for warning in self.rules.warnings:
@@ -118,9 +123,11 @@ class Service:
         backend = await asyncio.to_thread(self._backend_factory, settings)
         self.queue = build_queue(settings, backend)
         self.queue.start()
-        topics = Topics(settings.mqtt) if settings.mqtt.enabled else None
+        topics = Topics(settings.mqtt, self.shard.name) if settings.mqtt.enabled else None
         if settings.mqtt.enabled:
-            self.publisher = MqttPublisher(settings.mqtt, Outbox(database), on_connect=self._announcements)
+            outbox = Outbox(database, owner=self.shard.name)
+            self.publisher = MqttPublisher(settings.mqtt, outbox, on_connect=self._announcements,
+                                           instance=self.shard.name)  # fmt: skip
             self._publisher_task = asyncio.create_task(self.publisher.run(), name="mqtt")
         self.pipeline = AlertPipeline(
             self._store, topics, describe=self._describe,
@@ -128,7 +135,7 @@ class Service:
         )  # fmt: skip
         if listener is not None:
             await self._start_web(listener)
-        for camera in settings.cameras:
+        for camera in self.my_cameras:
             worker = CameraWorker(camera)
             self.cameras[camera.id] = worker
             worker.start()
@@ -197,7 +204,7 @@ class Service:
         if self.pipeline is None or self.pipeline.topics is None:
             return []
         is_open = self.pipeline.evaluator.is_open
-        pairs = [(c, r, is_open(c.id, r.id)) for c in self.settings.cameras for r in self.rules.for_camera(c)]
+        pairs = [(c, r, is_open(c.id, r.id)) for c in self.my_cameras for r in self.rules.for_camera(c)]
         discovery = self.settings.mqtt.home_assistant_discovery
         return self.pipeline.topics.announcements(pairs, self.camera_status(), discovery=discovery)
 
@@ -330,7 +337,7 @@ class Service:
     def rule_views(self) -> list[RuleView]:
         views = []
         for rule in self.rules.rules:
-            cameras = [c.id for c in self.settings.cameras if rule.applies_to(c)]
+            cameras = [c.id for c in self.my_cameras if rule.applies_to(c)]
             answers = [self.last_answers[(c, rule.id)] for c in cameras if (c, rule.id) in self.last_answers]
             views.append(RuleView(rule.id, rule.title, rule.severity, rule.answer, rule.question, cameras,
                                   rule.enabled, rule.help, answers))  # fmt: skip

@@ -39,8 +39,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamwatch.app import Service
     from streamwatch.config import load_settings
     from streamwatch.lifecycle import StartupError
+    from streamwatch.shard import Shard
 
     settings = load_settings(args.config)
+    if args.shard is not None:
+        try:
+            settings = settings.model_copy(update={"shard": str(Shard.parse(args.shard))})
+        except ValueError as exc:
+            print(f"error: --shard: {exc}", file=sys.stderr)
+            return 2
     setup_logging(args.log_level or settings.log_level)
     try:
         asyncio.run(Service(settings).run(duration_s=args.duration))
@@ -258,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", default="config.toml")
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--shard", metavar="I/N", help="run only the cameras of shard I of N (default: config shard)")
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="serve the model as an OpenAI-compatible API (batched across clients)")

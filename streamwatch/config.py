@@ -162,20 +162,23 @@ class MqttConfig(_Section):
 
 
 class StorageConfig(_Section):
-    database_url: str = Field("sqlite:///data/streamwatch.db", description="SQLAlchemy URL; SQLite by default.")
+    database_url: str = Field(
+        "sqlite:///data/streamwatch.db", description="sqlite:///file or postgresql://user:password@host/db."
+    )
     snapshot_dir: Path = Field(Path("data/snapshots"), description="JPEG snapshots of events.")
     retention_days: int = Field(30, ge=1, le=3650)
 
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        from streamwatch.store.db import SUPPORTED, engine_url
+
         try:
-            make_url(value)
+            engine_url(value)
         except ArgumentError:
-            raise ValueError("expected an SQLAlchemy URL like sqlite:///data/streamwatch.db") from None
+            raise ValueError(f"expected a database URL: {SUPPORTED}") from None
         return value
 
 
@@ -235,6 +238,9 @@ class ServeConfig(_Section):
 
 class Settings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shard: str = Field(
+        "1/1", description="I/N: this instance runs the cameras whose id hashes to I of N (`run --shard`)."
+    )
     rules_dir: Path = Field(Path("rules"), description="Folder of rule files (*.toml).")
     model: ModelConfig = Field(default_factory=ModelConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
@@ -243,6 +249,13 @@ class Settings(_Section):
     web: WebConfig = Field(default_factory=WebConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     source: Path = Field(Path("config.toml"), exclude=True)
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str) -> str:
+        from streamwatch.shard import Shard
+
+        return str(Shard.parse(value))
 
     @property
     def base_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,3 +75,32 @@ def rtsp_server(clips: dict[str, Path]) -> Iterator[RtspServer]:
 @pytest.fixture
 def rtsp_url(rtsp_server: RtspServer) -> str:
     return rtsp_server.url("/cam")
+
+
+POSTGRES_ADMIN = os.environ.get("STREAMWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server at STREAMWATCH_TEST_POSTGRES (default: the local
+    one on port 5432), dropped afterwards. Skipped, saying why, where no server answers."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    admin_url = make_url(POSTGRES_ADMIN).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"streamwatch_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL at {admin_url.render_as_string()} ({str(exc).splitlines()[0]}); "
+                    "set STREAMWATCH_TEST_POSTGRES")  # fmt: skip
+    yield admin_url.set(database=name).render_as_string(hide_password=False).replace("+psycopg", "", 1)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

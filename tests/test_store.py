@@ -1,8 +1,10 @@
-"""Event history on a real SQLite file: migrations, WAL, one transaction per event, queries, retention."""
+"""Event history on a real SQLite file and a real PostgreSQL database: migrations, WAL, one transaction
+per event, queries, retention, the outbox."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,9 +25,19 @@ def new_event(uid: str, *, camera: str = "gate", rule: str = "fence", kind: str 
     )  # fmt: skip
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'events.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> EventStore:
-    return EventStore(Database.open(f"sqlite:///{tmp_path / 'db' / 'events.db'}"), tmp_path / "snapshots")
+def store(database_url: str, tmp_path: Path) -> Iterator[EventStore]:
+    store = EventStore(Database.open(database_url), tmp_path / "snapshots")
+    yield store
+    store.db.close()
 
 
 def test_a_new_database_is_migrated_to_the_newest_schema_in_wal_mode(tmp_path: Path) -> None:
@@ -35,7 +47,7 @@ def test_a_new_database_is_migrated_to_the_newest_schema_in_wal_mode(tmp_path: P
     database.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
     Database.open(f"sqlite:///{path}").close()  # opening again is a no-op migration
 
 
@@ -90,23 +102,24 @@ def test_review_marks_an_event_and_filters_find_it(store: EventStore) -> None:
         store.review("a", "maybe", None)
 
 
-def test_the_migrations_build_exactly_the_schema_of_the_models(tmp_path: Path) -> None:
+def test_the_migrations_build_exactly_the_schema_of_the_models(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     from streamwatch.store.models import Base
 
-    database = Database.open(f"sqlite:///{tmp_path / 'schema.db'}")
+    database = Database.open(database_url)
     with database.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    database.close()
 
 
-def test_an_old_database_is_upgraded_in_place_keeping_its_rows(tmp_path: Path) -> None:
+def test_an_old_database_is_upgraded_in_place_keeping_its_rows(database_url: str, tmp_path: Path) -> None:
     from alembic import command
 
     from streamwatch.store.db import alembic_config
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = database_url
     database = Database.open(url, migrate=False)
     with database.engine.begin() as connection:
         config = alembic_config(url)
@@ -121,6 +134,7 @@ def test_an_old_database_is_upgraded_in_place_keeping_its_rows(tmp_path: Path) -
     store = EventStore(database, tmp_path / "snapshots")
     old = store.get("old1")
     assert old is not None and old.verdict is None and old.created_at.year == 2026
+    database.close()
 
 
 def test_outbox_keeps_commit_order_and_forgets_delivered_messages(store: EventStore) -> None:
@@ -131,6 +145,44 @@ def test_outbox_keeps_commit_order_and_forgets_delivered_messages(store: EventSt
     outbox.failed(first[0].id)
     outbox.delivered(first[0].id)
     assert [m.topic for m in outbox.pending()] == ["t/1", "t/2", "t/3", "t/4"]
+
+
+def test_instances_sharing_a_database_relay_only_their_own_messages(store: EventStore, tmp_path: Path) -> None:
+    shard2 = EventStore(store.db, tmp_path / "snapshots", owner="shard-2-of-2")
+
+    def messages(event: Event) -> list[Message]:
+        return [Message("sw/events", event.uid.encode())]
+
+    store.record(new_event("a"), None, messages)
+    shard2.record(new_event("b", camera="dock"), None, messages)
+    Outbox(store.db).add([Message("sw/available", b"online")])
+    assert [m.payload for m in Outbox(store.db).pending()] == [b"a", b"online"]
+    assert [m.payload for m in Outbox(store.db, owner="shard-2-of-2").pending()] == [b"b"]
+    assert Outbox(store.db).size() == 2 and Outbox(store.db, owner="shard-2-of-2").size() == 1
+    assert {e.uid for e in store.list(EventFilter())} == {"a", "b"}  # the history is shared
+
+
+def test_instances_starting_together_migrate_a_new_postgresql_database_once(postgres_url: str) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def open_database() -> None:
+        try:
+            Database.open(postgres_url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_database) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    database = Database.open(postgres_url)
+    with database.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+    database.close()
 
 
 def test_retention_deletes_old_rows_and_their_snapshots(store: EventStore) -> None:

@@ -37,9 +37,10 @@ class MqttPublisher:
         *,
         on_connect: Callable[[], Sequence[Message]] = tuple,
         reconnect_initial_s: float = 1.0,
+        instance: str = "",
     ) -> None:
         self.config = config
-        self.topics = Topics(config)
+        self.topics = Topics(config, instance)
         self.outbox = outbox
         self._on_connect = on_connect
         self._reconnect_initial_s = reconnect_initial_s

@@ -14,16 +14,18 @@ from streamwatch.store.models import Event
 
 
 class Topics:
-    """`<prefix>/available`, `<prefix>/events`, `<prefix>/<camera>/status`,
-    `<prefix>/<camera>/<rule>/state` and `.../snapshot`, Home Assistant discovery configs."""
+    """`<prefix>/available` (`<prefix>/available/<shard>` with several shards), `<prefix>/events`,
+    `<prefix>/<camera>/status`, `<prefix>/<camera>/<rule>/state` and `.../snapshot`, Home Assistant
+    discovery configs."""
 
-    def __init__(self, config: MqttConfig) -> None:
+    def __init__(self, config: MqttConfig, instance: str = "") -> None:
         self.prefix = config.topic_prefix
         self.ha_prefix = config.home_assistant_prefix
+        self.instance = instance  # a camera shard's name: each shard has its own availability
 
     @property
     def available(self) -> str:
-        return f"{self.prefix}/available"
+        return f"{self.prefix}/available/{self.instance}" if self.instance else f"{self.prefix}/available"
 
     @property
     def events(self) -> str:

@@ -12,12 +12,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x57A3_1A7C  # PostgreSQL advisory lock held while one instance migrates
 
 
 def alembic_config(url: str) -> Config:
@@ -25,6 +26,22 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+SUPPORTED = "sqlite:///path/to/file.db or postgresql://user:password@host:5432/database"
+
+
+def engine_url(url: str) -> URL:
+    """The URL SQLAlchemy connects with: PostgreSQL through psycopg 3 (installed with streamwatch) unless
+    the URL names another driver; ValueError for databases streamwatch does not support."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        if parsed.drivername in ("postgres", "postgresql"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise ValueError(f"unsupported database {backend!r}; expected {SUPPORTED}")
+    return parsed
 
 
 class Database:
@@ -36,13 +53,13 @@ class Database:
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Database:
-        parsed = make_url(url)
-        options: dict[str, Any] = {}
+        parsed = engine_url(url)
+        options: dict[str, Any] = {"pool_pre_ping": True}  # a restarted PostgreSQL server: reconnect
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        engine = create_engine(url, **options)
+        engine = create_engine(parsed, **options)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         database = cls(engine)
@@ -54,6 +71,8 @@ class Database:
         """Upgrade the schema to the newest migration (a no-op when it is current)."""
         config = alembic_config(self.engine.url.render_as_string(hide_password=False))
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # instances sharing the database start together
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             current = MigrationContext.configure(connection).get_current_revision()
             head = ScriptDirectory.from_config(config).get_current_head()
             if current != head:
@@ -69,7 +88,9 @@ class Database:
         except Exception:
             return False
         path = self.engine.url.database
-        return not path or path == ":memory:" or os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+        if self.engine.dialect.name != "sqlite" or not path or path == ":memory:":
+            return True
+        return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
 
     def session(self) -> Session:
         return self.sessions()

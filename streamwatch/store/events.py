@@ -80,9 +80,10 @@ class Message:
 class EventStore:
     """Events in the database, snapshots as JPEG files under `snapshot_dir`."""
 
-    def __init__(self, database: Database, snapshot_dir: Path) -> None:
+    def __init__(self, database: Database, snapshot_dir: Path, *, owner: str = "") -> None:
         self.db = database
         self.snapshot_dir = snapshot_dir
+        self.owner = owner  # of the outbox messages it commits (store/outbox.py)
 
     def record(
         self,
@@ -99,7 +100,7 @@ class EventStore:
             session.flush()
             for message in messages(event):
                 session.add(OutboxMessage(topic=message.topic, payload=message.payload, qos=message.qos,
-                                          retain=message.retain))  # fmt: skip
+                                          retain=message.retain, owner=self.owner))  # fmt: skip
         return event
 
     def _write_snapshot(self, new: NewEvent, jpeg: bytes) -> str:

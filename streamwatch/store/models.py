@@ -76,3 +76,6 @@ class OutboxMessage(Base):
     retain: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    owner: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the instance that relays it
+
+    __table_args__ = (Index("ix_outbox_owner_id", "owner", "id"),)

@@ -12,19 +12,24 @@ from streamwatch.store.models import OutboxMessage
 
 
 class Outbox:
-    def __init__(self, database: Database) -> None:
+    """One instance's messages: instances sharing a database (camera shards) each relay their own."""
+
+    def __init__(self, database: Database, owner: str = "") -> None:
         self.db = database
+        self.owner = owner
 
     def add(self, messages: Sequence[Message]) -> None:
         with self.db.session() as session, session.begin():
             session.add_all(
-                OutboxMessage(topic=m.topic, payload=m.payload, qos=m.qos, retain=m.retain) for m in messages
+                OutboxMessage(topic=m.topic, payload=m.payload, qos=m.qos, retain=m.retain, owner=self.owner)
+                for m in messages
             )
 
     def pending(self, limit: int = 100) -> list[OutboxMessage]:
         """The oldest undelivered messages, in the order they were committed."""
         with self.db.session() as session:
-            return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id).limit(limit)))
+            query = select(OutboxMessage).where(OutboxMessage.owner == self.owner).order_by(OutboxMessage.id)
+            return list(session.scalars(query.limit(limit)))
 
     def delivered(self, message_id: int) -> None:
         with self.db.session() as session, session.begin():
@@ -38,4 +43,5 @@ class Outbox:
 
     def size(self) -> int:
         with self.db.session() as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)
+            query = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.owner == self.owner)
+            return int(session.scalar(query) or 0)
