@@ -26,7 +26,7 @@ from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.ingest.status import CameraStatus
-from streamwatch.lifecycle import StartupError, handled_signals
+from streamwatch.lifecycle import StartupError, stopped_by_signals, wait_for_stop
 from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import RuleSet, load_rules
 from streamwatch.rules.model import Rule
@@ -85,22 +85,16 @@ class Service:
     async def run(self, duration_s: float | None = None, stop: asyncio.Event | None = None) -> None:
         """Run until SIGINT/SIGTERM, `stop` is set, or for `duration_s` seconds."""
         stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        signals = handled_signals()
-        for sig in signals:
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await self._start()
-            log.info("streamwatch running: %d cameras, %d rules%s", len(self.cameras), len(self.rules.rules),
-                     f" (shard {self.shard}: {len(self.my_cameras)} of {len(self.settings.cameras)} cameras)"
-                     if self.shard.count > 1 else "")  # fmt: skip
-            self.started.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=duration_s)
-        finally:
-            await self._stop()
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+        with stopped_by_signals(stop):
+            try:
+                await self._start()
+                log.info("streamwatch running: %d cameras, %d rules%s", len(self.cameras), len(self.rules.rules),
+                         f" (shard {self.shard}: {len(self.my_cameras)} of {len(self.settings.cameras)} cameras)"
+                         if self.shard.count > 1 else "")  # fmt: skip
+                self.started.set()
+                await wait_for_stop(stop, duration_s)
+            finally:
+                await self._stop()
 
     def camera_status(self) -> list[CameraStatus]:
         """Every camera's state, rates and quality (URLs redacted)."""
@@ -148,25 +142,14 @@ class Service:
             self._spawn(self._sample(self.settings_camera(camera_id), worker), f"sampler-{camera_id}")
 
     def _bind_web(self) -> socket.socket:
-        from streamwatch.web.app import bind
-
         web = self.settings.web
-        try:
-            return bind(web.host, web.port)
-        except OSError as exc:
-            raise StartupError(
-                f"{self.settings.source}: web: cannot listen on {web.host}:{web.port} ({exc.strerror}); "
-                "set [web] port to a free port, or enabled = false"
-            ) from None
+        return _listen(self.settings, "web", web.host, web.port, "set [web] port to a free port, or enabled = false")
 
     async def _start_web(self, listener: socket.socket) -> None:
-        from streamwatch.web.app import create_app, serve
+        from streamwatch.web.app import create_app
 
         web = self.settings.web
-        try:
-            self._web, self._web_task = await serve(create_app(self, web), listener)
-        except RuntimeError as exc:
-            raise StartupError(str(exc)) from None
+        self._web, self._web_task = await _serve(create_app(self, web), listener)
         log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
@@ -174,9 +157,7 @@ class Service:
 
     async def _stop(self) -> None:
         if self._web is not None and self._web_task is not None:
-            self._web.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._web_task, 10)
+            await _stop_server(self._web, self._web_task)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for task in self._tasks:
@@ -360,41 +341,55 @@ async def serve_model(settings: Settings, *, duration_s: float | None = None, st
     """`streamwatch serve`: the model and its shared queue behind the OpenAI-compatible API (no cameras)."""
     from streamwatch.config import is_loopback
     from streamwatch.serve.api import create_openai_app
-    from streamwatch.web.app import bind, serve
 
     config = settings.serve
     if not is_loopback(config.host) and config.api_key is None:
         raise StartupError(f"{settings.source}: serve: listening on {config.host} beyond this machine needs "
                            "serve.api_key (api_key = \"${STREAMWATCH_API_KEY}\"), or bind to 127.0.0.1")  # fmt: skip
-    try:
-        listener = bind(config.host, config.port)
-    except OSError as exc:
-        raise StartupError(f"{settings.source}: serve: cannot listen on {config.host}:{config.port} "
-                           f"({exc.strerror}); set [serve] port to a free port") from None  # fmt: skip
+    listener = _listen(settings, "serve", config.host, config.port, "set [serve] port to a free port")
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = handled_signals()
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    queue = build_queue(settings, await asyncio.to_thread(build_backend, settings))
-    queue.start()
+    with stopped_by_signals(stop):
+        queue = build_queue(settings, await asyncio.to_thread(build_backend, settings))
+        queue.start()
+        try:
+            model = settings.model
+            app = create_openai_app(queue, config, settings.served_model_name(), default_tokens=model.max_new_tokens,
+                                    timeout_s=model.request_timeout_s)  # fmt: skip
+            server, task = await _serve(app, listener)
+            log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port,
+                     settings.served_model_name())  # fmt: skip
+            if started is not None:
+                started()
+            await wait_for_stop(stop, duration_s)
+            await _stop_server(server, task)
+        finally:
+            listener.close()
+            await asyncio.to_thread(queue.stop, drain=True)
+            queue.backend.close()
+
+
+def _listen(settings: Settings, section: str, host: str, port: int, hint: str) -> socket.socket:
+    """The bound port, or a StartupError saying which config section to change: done before the slow
+    parts of start-up (loading the model)."""
+    from streamwatch.web.app import bind
+
     try:
-        model = settings.model
-        app = create_openai_app(queue, config, settings.served_model_name(), default_tokens=model.max_new_tokens,
-                                timeout_s=model.request_timeout_s)  # fmt: skip
-        server, task = await serve(app, listener)
-        log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port,
-                 settings.served_model_name())  # fmt: skip
-        if started is not None:
-            started()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=duration_s)
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-    finally:
-        listener.close()
-        await asyncio.to_thread(queue.stop, drain=True)
-        queue.backend.close()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+        return bind(host, port)
+    except OSError as exc:
+        raise StartupError(f"{settings.source}: {section}: cannot listen on {host}:{port} ({exc.strerror}); "
+                           f"{hint}") from None  # fmt: skip
+
+
+async def _serve(app: Any, listener: socket.socket) -> tuple[Any, asyncio.Task[None]]:
+    from streamwatch.web.app import serve
+
+    try:
+        return await serve(app, listener)
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def _stop_server(server: Any, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, 10)

@@ -8,9 +8,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamwatch import __version__
 from streamwatch.bench.commands import add_bench_parser
@@ -38,7 +39,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from streamwatch.app import Service
     from streamwatch.config import load_settings
-    from streamwatch.lifecycle import StartupError
     from streamwatch.shard import Shard
 
     settings = load_settings(args.config)
@@ -49,8 +49,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"error: --shard: {exc}", file=sys.stderr)
             return 2
     setup_logging(args.log_level or settings.log_level)
+    return _until_stopped(Service(settings).run(duration_s=args.duration))
+
+
+def _until_stopped(main: Coroutine[Any, Any, None]) -> int:
+    """Run a long-running command; 2 with the message when it cannot start as configured."""
+    from streamwatch.lifecycle import StartupError
+
     try:
-        asyncio.run(Service(settings).run(duration_s=args.duration))
+        asyncio.run(main)
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -60,19 +67,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamwatch.app import serve_model
     from streamwatch.config import load_settings
-    from streamwatch.lifecycle import StartupError
 
     settings = load_settings(args.config)
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     if overrides:
         settings = settings.model_copy(update={"serve": settings.serve.model_copy(update=overrides)})
     setup_logging(args.log_level or settings.log_level)
-    try:
-        asyncio.run(serve_model(settings, duration_s=args.duration))
-    except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return _until_stopped(serve_model(settings, duration_s=args.duration))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
