@@ -173,7 +173,7 @@ class StorageConfig(_Section):
     def _database_url(cls, value: str) -> str:
         from sqlalchemy.exc import ArgumentError
 
-        from streamwatch.store.db import SUPPORTED, engine_url
+        from streamwatch.store.urls import SUPPORTED, engine_url
 
         try:
             engine_url(value)

@@ -12,8 +12,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from streamwatch.store.urls import engine_url
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +27,6 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
-
-
-SUPPORTED = "sqlite:///path/to/file.db or postgresql://user:password@host:5432/database"
-
-
-def engine_url(url: str) -> URL:
-    """The URL SQLAlchemy connects with: PostgreSQL through psycopg 3 (installed with streamwatch) unless
-    the URL names another driver; ValueError for databases streamwatch does not support."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend in ("postgres", "postgresql"):
-        if parsed.drivername in ("postgres", "postgresql"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-    elif backend != "sqlite":
-        raise ValueError(f"unsupported database {backend!r}; expected {SUPPORTED}")
-    return parsed
 
 
 class Database:
