@@ -9,6 +9,7 @@ same function runs while the other queue worker's batch keeps the GPU busy; the 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -17,13 +18,20 @@ import torch
 _INPUTS = ("mm_token_type_ids", "image_grid_thw", "video_grid_thw", "attention_mask")
 
 
+@functools.cache
+def _parameters(function: Any) -> frozenset[str]:
+    """The argument names of a model's `get_rope_index` (they differ between transformers versions);
+    read once per model class, not on every batch."""
+    return frozenset(inspect.signature(function).parameters)
+
+
 def add_positions(model: Any, inputs: Any) -> bool:
     """Put the model's own `position_ids` for `inputs` (CPU tensors) into `inputs`; False (and nothing
     added) for a model without multimodal RoPE or inputs without images."""
     rope_index = getattr(getattr(model, "model", None), "get_rope_index", None)
     if rope_index is None or "image_grid_thw" not in inputs or inputs["input_ids"].device.type != "cpu":
         return False
-    accepted = inspect.signature(rope_index).parameters
+    accepted = _parameters(getattr(rope_index, "__func__", rope_index))
     if "mm_token_type_ids" in accepted and "mm_token_type_ids" not in inputs:
         return False
     kwargs = {name: inputs[name] for name in _INPUTS if name in accepted and name in inputs}
