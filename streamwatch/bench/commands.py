@@ -41,7 +41,7 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 
     _logging(args)
     if args.replot:
-        from streamwatch.bench.model import replot
+        from streamwatch.bench.model_report import replot
 
         print(f"wrote {replot(Path(args.replot))}")
         return 0

@@ -13,14 +13,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from streamwatch.bench.report import machine, markdown_table, percentile, write_report
+from streamwatch.bench.model_report import ModelRun, markdown, plot
+from streamwatch.bench.report import machine, percentile, write_report
 from streamwatch.inference.backends.transformers import TransformersBackend, resolve_device, resolve_dtype
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.synthetic import scene
@@ -48,27 +49,6 @@ class ModelBenchConfig:
     compile: bool = False  # torch.compile the vision blocks and decoder layers
     out_dir: Path = Path("bench")
     name: str = "model"
-
-
-@dataclass
-class ModelRun:
-    resolution: str
-    mode: str  # naive | batched
-    batch: int
-    frames_per_s: float
-    decisions_per_s: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    model_ms_per_frame: float  # GPU work only (inputs prepared beforehand)
-    preprocess_ms_per_frame: float  # image preprocessing (torch on the GPU where the backend does it there)
-    tflop_per_frame: float
-    mfu: float | None
-    gpu_memory_gb: float | None
-    tokens_per_frame: int = 0
-    patches_per_frame: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-    workers2_frames_per_s: float | None = None  # two threads calling the backend, as the queue's two workers do
-    service_mfu: float | None = None  # MFU of that end-to-end rate (preprocessing overlapped with the GPU)
 
 
 def _sync(device: torch.device) -> None:
@@ -137,20 +117,12 @@ def run_bench(config: ModelBenchConfig, progress: Callable[[str], None] = print)
         del backend
     data = {"benchmark": "model", "machine": machine() | _gpu(), "config": _config_dict(config), "peak_flops": peak,
             "runs": [asdict(r) for r in runs]}  # fmt: skip
-    paths = write_report(config.out_dir, config.name, data, _markdown(data, runs))
+    paths = write_report(config.out_dir, config.name, data, markdown(data, runs))
     try:
-        paths.append(_plot(runs, config.out_dir / f"{config.name}.png"))
+        paths.append(plot(runs, config.out_dir / f"{config.name}.png"))
     except ImportError:  # a GPU box without matplotlib: plot later with `streamwatch bench model --replot`
         log.warning("matplotlib is not installed: no plot (run `streamwatch bench model --replot %s`)", paths[0])
     return paths
-
-
-def replot(report: Path) -> Path:
-    """Draw the plot of a saved report (e.g. one measured on a machine without matplotlib)."""
-    import json
-
-    data = json.loads(report.read_text())
-    return _plot([ModelRun(**run) for run in data["runs"]], report.with_suffix(".png"))
 
 
 def _resolution(
@@ -326,85 +298,3 @@ def _config_dict(config: ModelBenchConfig) -> dict[str, Any]:
     data["out_dir"] = str(config.out_dir)
     data["resolutions"] = [f"{w}x{h}" for w, h in config.resolutions]
     return data
-
-
-def _markdown(data: dict[str, Any], runs: list[ModelRun]) -> str:
-    m = data["machine"]
-    columns = [
-        ("resolution", "frame"), ("mode", "path"), ("batch", "frames/batch"), ("frames_per_s", "frames/s (end to end)"),
-        ("decisions_per_s", "decisions/s"),
-        ("model_ms_per_frame", "GPU ms/frame"), ("preprocess_ms_per_frame", "preprocess ms/frame"),
-        ("latency_p50_ms", "latency p50 ms"), ("latency_p95_ms", "latency p95 ms"), ("mfu", "MFU"),
-        ("workers2_frames_per_s", "frames/s (2 workers)"), ("service_mfu", "MFU (2 workers, end to end)"),
-        ("tflop_per_frame", "TFLOP/frame"), ("tokens_per_frame", "tokens"), ("gpu_memory_gb", "GPU GB"),
-    ]  # fmt: skip
-    lines = []
-    for resolution in dict.fromkeys(r.resolution for r in runs):
-        naive = next(r for r in runs if r.resolution == resolution and r.mode == "naive")
-        best = max((r for r in runs if r.resolution == resolution and r.mode == "batched"),
-                   key=lambda r: r.decisions_per_s)  # fmt: skip
-        lines.append(f"- {resolution}: best batched {best.decisions_per_s:g} decisions/s at batch {best.batch} = "
-                     f"{best.decisions_per_s / naive.decisions_per_s:.1f}x the naive {naive.decisions_per_s:g}/s; "
-                     f"MFU {best.mfu} (model only), {best.service_mfu} end to end with two workers")  # fmt: skip
-        shared = [r for r in runs if r.resolution == resolution and r.mode == "shared3"]
-        if shared:
-            top = max(shared, key=lambda r: r.decisions_per_s)
-            lines.append(f"- {resolution}, 3 rules per frame sharing the image: {top.decisions_per_s:g} decisions/s at "
-                         f"{top.batch} frames per batch = {top.decisions_per_s / naive.decisions_per_s:.1f}x naive; "
-                         f"3 rules cost {top.extra['cost_vs_one_rule']:.2f}x one rule")  # fmt: skip
-    return f"""# Model benchmark
-
-GLM-4V architecture at `{data["config"]["size"]}` size with random weights; GPU {m.get("gpu")}, torch {m.get("torch")},
-transformers {m.get("transformers", "-")}; {m["cpu"]}, {m["cores"]} cores; {m["date"]}. Peak used for MFU:
-{data["peak_flops"] and f"{data['peak_flops'] / 1e12:.0f} TFLOP/s (bf16 dense)"}.
-
-{chr(10).join(lines)}
-
-{markdown_table([asdict(r) for r in runs], columns)}
-
-- naive: one frame at a time, `generate` of {data["config"]["naive_tokens"]} tokens (what a per-frame script does).
-- batched: the service path, one forward pass with `logits_to_keep=1` per batch, P(yes) from the yes/no logits.
-  frames/s and latency are end to end (image preprocessing included: `vlm/torch_images.py` on the GPU); GPU
-  ms/frame and MFU count the model only. "2 workers": two threads call the backend as the queue's two workers do,
-  so one batch's preprocessing overlaps the other's GPU work; its MFU is the service's steady state.
-- shared3: three yes/no rules on every frame; the image prefix runs once and its KV cache serves the three
-  question suffixes (`inference/backends/shared_image.py`); its cost is end to end against one rule on the same frames.
-- Re-run: `streamwatch bench model` (plot `{data["config"]["name"]}.png`, numbers `{data["config"]["name"]}.json`).
-"""
-
-
-def _plot(runs: list[ModelRun], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (rate, mfu) = plt.subplots(1, 2, figsize=(10, 4))
-    for index, resolution in enumerate(dict.fromkeys(r.resolution for r in runs)):
-        color = f"C{index}"
-        batched = [r for r in runs if r.resolution == resolution and r.mode == "batched"]
-        naive = next(r for r in runs if r.resolution == resolution and r.mode == "naive")
-        sizes = [r.batch for r in batched]
-        rate.plot(sizes, [r.frames_per_s for r in batched], marker="o", color=color, label=f"{resolution} batched")
-        rate.plot(sizes, [r.extra.get("model_frames_per_s", 0) for r in batched], marker=".", linestyle=":",
-                  color=color, label=f"{resolution} GPU only")  # fmt: skip
-        rate.axhline(naive.frames_per_s, color=color, linestyle="--", label=f"{resolution} naive")
-        shared = [r for r in runs if r.resolution == resolution and r.mode == "shared3"]
-        if shared:
-            rate.plot([r.batch for r in shared], [r.decisions_per_s for r in shared], marker="^", linestyle="-.",
-                      color=color, label=f"{resolution} 3 rules/frame: decisions/s")  # fmt: skip
-        if any(r.mfu is not None for r in batched):
-            mfu.plot(sizes, [r.mfu or 0 for r in batched], marker="o", color=color, label=f"{resolution} model only")
-        if any(r.service_mfu is not None for r in batched):
-            mfu.plot(sizes, [r.service_mfu or 0 for r in batched], marker="s", linestyle="--", color=color,
-                     label=f"{resolution} end to end, 2 workers")  # fmt: skip
-    rate.set(xscale="log", xlabel="frames per batch", ylabel="per second", title="frames and yes/no decisions")
-    mfu.set(xscale="log", xlabel="batch size", ylabel="MFU", title="model FLOPs utilisation")
-    for axis in (rate, mfu):
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
