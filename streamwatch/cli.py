@@ -1,4 +1,4 @@
-"""`streamwatch run | check | ask | probe | events | model make-tiny | bench ingest`."""
+"""`streamwatch run | serve | check | ask | probe | events | model ... | bench ...`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamwatch import __version__
 from streamwatch.bench.commands import add_bench_parser
+from streamwatch.demo.commands import add_model_parser
 from streamwatch.logs import setup_logging
 from streamwatch.tomlfile import DataFileError
 
@@ -245,18 +246,6 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_make_tiny(args: argparse.Namespace) -> int:
-    from streamwatch.vlm.tiny import make_tiny
-
-    out = Path(args.directory)
-    if (out / "config.json").exists() and not args.force:
-        print(f"{out} already holds a model; use --force to rebuild it")
-        return 0
-    make_tiny(out, args.family, seed=args.seed)
-    print(f"wrote a tiny {args.family} model with random weights to {out} (its answers are meaningless)")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"streamwatch {__version__}")
@@ -321,14 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
 
-    model = sub.add_parser("model", help="model utilities")
-    model_sub = model.add_subparsers(dest="model_command", required=True)
-    tiny = model_sub.add_parser("make-tiny", help="build a tiny random-weight model of a real architecture")
-    tiny.add_argument("directory")
-    tiny.add_argument("--family", choices=["glm4v", "qwen2_vl"], default="glm4v")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--force", action="store_true")
-    tiny.set_defaults(func=cmd_make_tiny)
+    add_model_parser(sub)
     add_bench_parser(sub)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -42,9 +43,26 @@ def write_clip(
     `grain` adds sensor-like noise of that amplitude so the bitrate (and the decoder's work) is like a
     real camera's; `bit_rate` (bits/s) then caps it as a camera's encoder would.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     noise = [rng.integers(-grain, grain + 1, (height, width, 1), dtype=np.int16) for _ in range(7)] if grain else []
+
+    def frames() -> Iterator[np.ndarray]:
+        for index in range(int(seconds * fps)):
+            pixels = scene(width, height, index / fps)
+            if noise:
+                pixels = np.clip(pixels + noise[index % len(noise)], 0, 255).astype(np.uint8)
+            yield pixels
+
+    return encode_clip(path, frames(), fps=fps, width=width, height=height, gop=gop, bframes=bframes,
+                       bit_rate=bit_rate)  # fmt: skip
+
+
+def encode_clip(
+    path: Path, frames: Iterable[np.ndarray], *, fps: int, width: int, height: int, gop: int | None = None,
+    bframes: int = 0, bit_rate: int | None = None, crf: int | None = None,
+) -> Path:  # fmt: skip
+    """Encode RGB frames of `width` x `height` as H.264 (yuv420p, keyframe every `gop` frames, default 1 s)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -52,12 +70,11 @@ def write_clip(
         if bit_rate:
             stream.codec_context.bit_rate = bit_rate
         options = {"preset": "veryfast", "sc_threshold": "0", "bf": str(bframes)}
+        if crf is not None:
+            options["crf"] = str(crf)
         stream.codec_context.options = options if bframes else {**options, "tune": "zerolatency"}
         stream.time_base = Fraction(1, fps)
-        for index in range(int(seconds * fps)):
-            pixels = scene(width, height, index / fps)
-            if noise:
-                pixels = np.clip(pixels + noise[index % len(noise)], 0, 255).astype(np.uint8)
+        for index, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = index
             container.mux(stream.encode(frame))

@@ -8,6 +8,7 @@ from the hub. Weights are random, so answers are meaningless; only shapes and co
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,14 +90,18 @@ GLM46V_FLASH = TinySize(
 )  # fmt: skip
 
 
-def build_glm4v(out_dir: str | Path, size: TinySize, *, device: str = "cpu", dtype: Any = None) -> Any:
+def build_glm4v(
+    out_dir: str | Path, size: TinySize, *, device: str = "cpu", dtype: Any = None, corpus: Iterable[str] = ()
+) -> Any:
     """A GLM-4V model of `size` with random weights, built directly on `device` (nothing written but the
-    tokenizer, image processor and chat template to `out_dir`, from which the processor loads)."""
+    tokenizer, image processor and chat template to `out_dir`, from which the processor loads). `corpus`:
+    more text for the tokenizer to learn words from (the questions a model will be trained on)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(
-        GLM4V_SPECIAL_TOKENS, eos_token="<|endoftext|>", pad_token="<|endoftext|>", chat_template=GLM4V_CHAT_TEMPLATE
-    )
+        GLM4V_SPECIAL_TOKENS, eos_token="<|endoftext|>", pad_token="<|endoftext|>", chat_template=GLM4V_CHAT_TEMPLATE,
+        extra_text=corpus,
+    )  # fmt: skip
     tokenizer.save_pretrained(out)
     _glm4v_image_processor(size).save_pretrained(out)
     (out / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
