@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from streamwatch.vlm.prompts import prompt_style
 from streamwatch.vlm.tiny import build_glm4v
 
 
-def fresh_model(folder: Path, seed: int = 0) -> tuple[object, object]:
+def fresh_model(folder: Path, seed: int = 0) -> tuple[Any, Any]:
     tasks = demo_tasks(REPO / "rules")
     rng = np.random.default_rng(0)
     torch.manual_seed(seed)
@@ -28,13 +29,13 @@ def fresh_model(folder: Path, seed: int = 0) -> tuple[object, object]:
 def test_only_the_answer_tokens_are_targets(tmp_path: Path) -> None:
     _, processor = fresh_model(tmp_path)
     style = prompt_style(processor)
-    suffix = answer_suffix(style, processor.tokenizer)  # type: ignore[attr-defined]
+    suffix = answer_suffix(style, processor.tokenizer)
     batch = [next(examples(demo_tasks(REPO / "rules"), seed=s)) for s in range(3)]
     inputs = encode(processor, style, suffix, batch, 640)
     mask = inputs["target_mask"]
     tail = inputs["input_ids"][:, -mask.shape[1] :]
     for row, ex in enumerate(batch):
-        text = processor.tokenizer.decode(tail[row][mask[row]])  # type: ignore[attr-defined]
+        text = processor.tokenizer.decode(tail[row][mask[row]])
         assert text == f"<|begin_of_box|>{ex.answer}<|end_of_box|><|endoftext|>"
     assert inputs["pixel_values"].shape[0] == 3 * 240  # 280 x 168 pixels per frame: 240 patches
 
@@ -45,12 +46,12 @@ def test_training_is_seeded_learns_and_keeps_the_frozen_encoder(tmp_path: Path) 
     runs = []
     for name in ("a", "b"):
         model, processor = fresh_model(tmp_path / name, seed=7)
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}  # type: ignore[attr-defined]
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
         history = train(model, processor, examples(demo_tasks(REPO / "rules"), seed=7), settings)
         runs.append((model, before, history))
     (a, before, history), (b, _, history_b) = runs
     assert history == history_b  # same seed, same examples: the same run
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):  # type: ignore[attr-defined]
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb), name
         frozen = name.startswith(settings.freeze)
         assert torch.equal(pa, before[name]) == frozen, name

@@ -8,7 +8,6 @@ checkpoint (safetensors) that the service loads like any model, with its held-ou
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,8 +21,6 @@ from streamwatch.demo.evaluate import Evaluation, evaluate, held_out, report
 from streamwatch.demo.train import TrainSettings, train
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.tiny import TinySize, build_glm4v
-
-log = logging.getLogger(__name__)
 
 # 280 x 168 pixels per 640 x 360 frame (GLM-4V counts pixels twice: two frames per temporal patch):
 # 60 image tokens, enough to see a missing screw, small enough to train on a CPU.

@@ -13,6 +13,7 @@ descriptions the frames are drawn from: the end-to-end test checks that alerts o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 from streamwatch.demo import defect, perimeter, warehouse
 from streamwatch.demo.dataset import DOMAINS, Domain
-from streamwatch.demo.draw import degrade
+from streamwatch.demo.draw import Figure, degrade
 from streamwatch.ingest.synthetic import encode_clip
 
 FPS = 5
@@ -31,12 +32,18 @@ WIDTH, HEIGHT = 640, 360
 SECONDS = {"yard": 48.0, "aisle": 60.0, "line": 64.0}
 
 
-def yard_layout(t: float) -> perimeter.Yard:
-    """The intruder's walk: along the far side (8-18 s), on the fence (18-30 s), away this side (30-38 s)."""
+@functools.cache
+def _yard() -> tuple[perimeter.Yard, Figure]:
+    """The yard clip's fixed scene (day) and its intruder (red top, blue trousers)."""
     yard = perimeter.random_yard(np.random.default_rng(11))
     yard = replace(yard, night=False, fence_height=HEIGHT * 0.26, fence_base=HEIGHT * 0.55, horizon=HEIGHT * 0.24)
     base = perimeter.random_person(np.random.default_rng(5), "outside", night=False)
-    figure = replace(base.figure, shirt="red", trousers="blue", skin=1)
+    return yard, replace(base.figure, shirt="red", trousers="blue", skin=1)
+
+
+def yard_layout(t: float) -> perimeter.Yard:
+    """The intruder's walk: along the far side (8-18 s), on the fence (18-30 s), away this side (30-38 s)."""
+    yard, figure = _yard()
     people: tuple[perimeter.Person, ...] = ()
     if 8 <= t < 18:
         x = WIDTH * (0.15 + 0.4 * (t - 8) / 10)
@@ -51,11 +58,16 @@ def yard_layout(t: float) -> perimeter.Yard:
     return replace(yard, people=people)
 
 
+@functools.cache
+def _aisle() -> warehouse.Aisle:
+    """The aisle clip's fixed scene: a full rack of 3 levels x 5 slots, nothing in the aisle."""
+    aisle = warehouse.random_warehouse(np.random.default_rng(21), fill="full", fallen=False, forklift=False)
+    return replace(aisle, levels=3, slots=5, boxes=tuple(aisle.boxes[i % len(aisle.boxes)] for i in range(15)))
+
+
 def aisle_layout(t: float) -> warehouse.Aisle:
     """A box falls from the top-right slot at 10 s; a forklift parks in the aisle 22-43 s; tidy again at 42 s."""
-    rng = np.random.default_rng(21)
-    aisle = warehouse.random_warehouse(rng, fill="full", fallen=False, forklift=False)
-    aisle = replace(aisle, levels=3, slots=5, boxes=tuple(aisle.boxes[i % len(aisle.boxes)] for i in range(15)))
+    aisle = _aisle()
     if 10 <= t < 42:
         boxes = list(aisle.boxes)
         boxes[4] = None

@@ -7,7 +7,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamwatch.demo.evaluate import Evaluation
 
 # What a trained demo model must reach on every yes/no rule whose answer varies in the scenes.
 ACCURACY_BAR = 0.95
@@ -53,14 +56,15 @@ def cmd_evaluate_demo(args: argparse.Namespace) -> int:
     if not (model / "config.json").is_file():
         print(f"error: {model}: no model here (config.json missing)", file=sys.stderr)
         return 2
-    evaluation = evaluate_model(model, Path(args.rules), per_answer=args.per_answer, seed=args.seed)
-    notes = [f"Model {model}; {args.per_answer} scenes per answer of each rule, seed {args.seed}"
-             f"{' (the report seed)' if args.seed == HELD_OUT_SEED else ''}."]  # fmt: skip
+    seed = HELD_OUT_SEED if args.seed is None else args.seed
+    evaluation = evaluate_model(model, Path(args.rules), per_answer=args.per_answer, seed=seed)
+    notes = [f"Model {model}; {args.per_answer} scenes per answer of each rule, seed {seed}"
+             f"{' (the report seed)' if seed == HELD_OUT_SEED else ''}."]  # fmt: skip
     print(report(evaluation, title="Demo model: held-out evaluation", notes=notes))
     return _verdict(evaluation, None)
 
 
-def _verdict(evaluation: Any, path: Path | None) -> int:
+def _verdict(evaluation: Evaluation, path: Path | None) -> int:
     below = [r for r in evaluation.rules if r.kind == "yes_no" and r.varies and r.accuracy < ACCURACY_BAR]
     yes_no = [r.accuracy for r in evaluation.rules if r.kind == "yes_no" and r.varies]
     print(f"yes/no rules: lowest accuracy {min(yes_no):.1%}; calibration error {evaluation.calibration_error:.3f}"
@@ -104,7 +108,7 @@ def add_model_parser(sub: Any) -> None:
     evaluate.add_argument("directory")
     evaluate.add_argument("--rules", default="rules")
     evaluate.add_argument("--per-answer", type=int, default=100)
-    evaluate.add_argument("--seed", type=int, default=1_000_003)
+    evaluate.add_argument("--seed", type=int, default=None, help="held-out seed (default: the one REPORT.md used)")
     evaluate.set_defaults(func=cmd_evaluate_demo)
 
     clips = model_sub.add_parser("demo-clips", help="write the demo cameras' clips (yard, aisle, line)")

@@ -74,10 +74,10 @@ class Example:
 
 def demo_tasks(rules_dir: Path) -> list[Task]:
     """Every yes/no, count and choice rule in `rules_dir` whose cameras tag is one of the scene domains."""
-    cameras = [CameraConfig(id=name, url=f"{name}.mp4", tags=[name]) for name in DOMAINS]
+    cameras = {name: CameraConfig(id=name, url=f"{name}.mp4", tags=[name]) for name in DOMAINS}
     tasks = []
-    for rule in load_rules(rules_dir, cameras).rules:
-        domains = [DOMAINS[c] for c in DOMAINS if rule.applies_to(cameras[list(DOMAINS).index(c)])]
+    for rule in load_rules(rules_dir, list(cameras.values())).rules:
+        domains = [DOMAINS[name] for name, camera in cameras.items() if rule.applies_to(camera)]
         if len(domains) != 1 or rule.answer == "text":
             continue
         domain = domains[0]

@@ -9,7 +9,6 @@ seed, steps and examples give the same weights.
 
 from __future__ import annotations
 
-import logging
 import math
 import queue
 import threading
@@ -24,8 +23,6 @@ from PIL import Image
 from streamwatch.demo.dataset import Example
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.prompts import PromptStyle, prompt_style
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
