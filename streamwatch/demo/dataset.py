@@ -37,16 +37,19 @@ class Domain:
     render: Callable[..., np.ndarray]
     truth: Callable[[Any], dict[str, Any]]
     forces: dict[str, str]  # rule id -> keyword of `layout` that forces its answer
+    parts: Callable[[Any], dict[str, Any]]  # object kind -> the same layout without those objects
 
 
 DOMAINS = {
     "perimeter": Domain("perimeter", perimeter.random_perimeter, perimeter.render_perimeter, perimeter.perimeter_truth,
-                        {"fence-climb": "climbing", "restricted-zone-after-hours": "inside", "crowding": "count"}),
+                        {"fence-climb": "climbing", "restricted-zone-after-hours": "inside", "crowding": "count"},
+                        perimeter.perimeter_parts),
     "warehouse": Domain("warehouse", warehouse.random_warehouse, warehouse.render_warehouse, warehouse.warehouse_truth,
                         {"empty-shelf-slot": "empty_slot", "fallen-boxes": "fallen",
-                         "forklift-blocking-aisle": "forklift", "shelf-fill": "fill"}),
+                         "forklift-blocking-aisle": "forklift", "shelf-fill": "fill"}, warehouse.warehouse_parts),
     "defect": Domain("defect", defect.random_defect, defect.render_defect, defect.defect_truth,
-                     {"solder-bridge": "bridge", "missing-screw": "missing_screw", "housing-scratch": "scratch"}),
+                     {"solder-bridge": "bridge", "missing-screw": "missing_screw", "housing-scratch": "scratch"},
+                     defect.defect_parts),
 }  # fmt: skip
 COUNTS = (0, 1, 2, 3, 4)
 
@@ -101,18 +104,22 @@ def render_question(rule: Rule, rng: np.random.Generator, camera: CameraConfig |
     return rule.render(camera)
 
 
+def force_for(task: Task, answer: str) -> dict[str, Any]:
+    """The keyword arguments of the domain's `layout` that make a scene answer `answer` to `task`."""
+    keyword = task.domain.forces.get(task.rule.id)
+    if not keyword:
+        return {}
+    if task.rule.answer == "yes_no":
+        return {keyword: answer == "yes"}
+    if task.rule.answer == "count":
+        return {keyword: int(answer)}
+    return {keyword: answer}
+
+
 def example(task: Task, rng: np.random.Generator, answer: str | None = None) -> Example:
     """One example of `task`, with `answer` (default: one of its answers at random)."""
     answer = answer if answer is not None else str(rng.choice(task.answers))
-    force: dict[str, Any] = {}
-    keyword = task.domain.forces.get(task.rule.id)
-    if keyword and task.rule.answer == "yes_no":
-        force[keyword] = answer == "yes"
-    elif keyword and task.rule.answer == "count":
-        force[keyword] = int(answer)
-    elif keyword:
-        force[keyword] = answer
-    layout = task.domain.layout(rng, **force)
+    layout = task.domain.layout(rng, **force_for(task, answer))
     truth = task.domain.truth(layout)[task.rule.id]
     actual = ("yes" if truth else "no") if isinstance(truth, bool) else str(truth)
     if actual != answer:

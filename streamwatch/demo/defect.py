@@ -3,7 +3,7 @@ the defects the defect rules ask about (solder bridge, missing screw, scratch on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -82,20 +82,19 @@ def render_defect(board: Board, rng: np.random.Generator, *, degraded: bool = Tr
     _draw_label(img, board.label)
     if board.scratch:
         pts = np.array(board.scratch, np.int32)
-        bright = tuple(min(255, c + 70) for c in board.housing)
-        cv2.polylines(img, [pts], False, bright, 5, AA)
+        bright = tuple(min(255, c + 90) for c in board.housing)
+        cv2.polylines(img, [pts], False, bright, 7, AA)
     _draw_pads(img, board)
     inset = 20
     corners = ((x0 + inset, y0 + inset), (x1 - inset, y0 + inset), (x0 + inset, y1 - inset), (x1 - inset, y1 - inset))
     for present, (cx, cy) in zip(board.screws, corners, strict=True):
-        if present:
-            cv2.circle(img, (cx, cy), 13, (185, 185, 190), -1, AA)
-            cv2.circle(img, (cx, cy), 13, (110, 110, 115), 2, AA)
-            cv2.line(img, (cx - 8, cy), (cx + 8, cy), (60, 60, 60), 3, AA)
-            cv2.line(img, (cx, cy - 8), (cx, cy + 8), (60, 60, 60), 3, AA)
-        else:
-            cv2.circle(img, (cx, cy), 13, (190, 150, 70), -1, AA)  # copper ring
-            cv2.circle(img, (cx, cy), 8, (15, 15, 15), -1, AA)  # the empty hole
+        if present:  # a bright screw head with a thin slot
+            cv2.circle(img, (cx, cy), 14, (205, 205, 210), -1, AA)
+            cv2.circle(img, (cx, cy), 14, (120, 120, 125), 2, AA)
+            cv2.line(img, (cx - 9, cy), (cx + 9, cy), (90, 90, 95), 2, AA)
+        else:  # the empty hole: black, in a thin copper ring
+            cv2.circle(img, (cx, cy), 14, (190, 150, 70), -1, AA)
+            cv2.circle(img, (cx, cy), 11, (10, 10, 10), -1, AA)
     return degrade(img, rng, strength=0.7) if degraded else img
 
 
@@ -119,8 +118,8 @@ def _draw_pads(img: np.ndarray, board: Board) -> None:
     if board.bridge:
         row, index = board.bridge
         x, y = xs[index] + pad_w // 2, ys[row] + pad_h // 2
-        solder = (205, 205, 210)
-        cv2.ellipse(img, (x + (pad_w + board.gap) // 2, y), ((pad_w + board.gap) // 2 + 2, max(4, pad_h // 3)), 0, 0,
+        solder = (235, 235, 240)
+        cv2.ellipse(img, (x + (pad_w + board.gap) // 2, y), ((pad_w + board.gap) // 2 + 4, max(6, pad_h // 2)), 0, 0,
                     360, solder, -1, AA)  # fmt: skip
 
 
@@ -129,6 +128,15 @@ def _draw_label(img: np.ndarray, corner: tuple[int, int]) -> None:
     cv2.rectangle(img, (x, y), (x + 48, y + 30), (245, 245, 240), -1)
     for i in range(0, 40, 4):
         cv2.line(img, (x + 4 + i, y + 5), (x + 4 + i, y + 20), (20, 20, 20), 1 + (i // 4) % 2)
+
+
+def defect_parts(board: Board) -> dict[str, Board]:
+    """The same board without each defect (what object masks are found by)."""
+    return {
+        "solder bridge": replace(board, bridge=None),
+        "missing screw": replace(board, screws=(True,) * len(board.screws)),
+        "scratch": replace(board, scratch=()),
+    }
 
 
 def defect_truth(board: Board) -> dict[str, bool]:

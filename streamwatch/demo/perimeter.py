@@ -144,6 +144,13 @@ def _draw_fence(img: np.ndarray, yard: Yard) -> None:
     cv2.line(img, (0, base), (WIDTH, base), post, 2, AA)
 
 
+def perimeter_parts(yard: Yard) -> dict[str, Yard]:
+    """The same yard without each kind of person (what object masks are found by)."""
+    return {
+        f"person {state}": replace(yard, people=tuple(p for p in yard.people if p.state != state)) for state in STATES
+    }
+
+
 def perimeter_truth(yard: Yard) -> dict[str, bool | int]:
     states = [p.state for p in yard.people]
     return {

@@ -3,7 +3,7 @@ tilted on a shelf, and a forklift in the aisle, with a known ground truth for th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -143,6 +143,17 @@ def _draw_forklift(img: np.ndarray, truck: Forklift, ground: float, scale: float
                   dark, -1)  # fmt: skip
     for wx in (x0 + w * 0.15, x0 + w * 0.6):
         cv2.circle(img, (int(wx), int(ground - h * 0.08)), max(3, int(h * 0.14)), (20, 20, 20), -1, AA)
+
+
+def warehouse_parts(aisle: Aisle) -> dict[str, Aisle]:
+    """The same aisle without each kind of object (what object masks are found by); an empty slot is
+    found by filling it."""
+    return {
+        "empty slot": replace(aisle, boxes=tuple(b or _CARDBOARD[0] for b in aisle.boxes)),
+        "shelved box": replace(aisle, boxes=(None,) * len(aisle.boxes), tilted=None),
+        "fallen box": replace(aisle, fallen=(), tilted=None),
+        "forklift": replace(aisle, forklift=None),
+    }
 
 
 def warehouse_truth(aisle: Aisle) -> dict[str, bool | str]:
