@@ -4,6 +4,7 @@ the pool's patches and token labels line up with what the checkpoint's image pro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from conftest import REPO
 
 from streamwatch.demo.build import DEMO_SIZE
-from streamwatch.demo.dataset import demo_tasks
+from streamwatch.demo.dataset import Task, demo_tasks
 from streamwatch.demo.pool import OBJECTS, Scene, ScenePool, draw_scene, draw_scenes, token_objects
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.tiny import build_glm4v
@@ -25,7 +26,7 @@ ANSWERED_BY = [
 
 
 @pytest.fixture(scope="module")
-def tasks() -> dict[str, object]:
+def tasks() -> dict[str, Task]:
     return {t.rule.id: t for t in demo_tasks(REPO / "rules")}
 
 
@@ -34,18 +35,18 @@ def _has(scene: Scene, kind: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("rule", "kind"), ANSWERED_BY)
-def test_an_object_is_mapped_exactly_when_the_scene_shows_it(tasks: dict[str, object], rule: str, kind: str) -> None:
+def test_an_object_is_mapped_exactly_when_the_scene_shows_it(tasks: dict[str, Task], rule: str, kind: str) -> None:
     for seed in range(12):
-        yes = draw_scene(tasks[rule], "yes", np.random.default_rng(seed))  # type: ignore[arg-type]
-        no = draw_scene(tasks[rule], "no", np.random.default_rng(seed))  # type: ignore[arg-type]
+        yes = draw_scene(tasks[rule], "yes", np.random.default_rng(seed))
+        no = draw_scene(tasks[rule], "no", np.random.default_rng(seed))
         assert yes.truth[rule] is True and no.truth[rule] is False
         area = _has(yes, kind).sum()
         assert 40 < area < 0.6 * yes.objects.size, (seed, area)  # there, not everywhere (an empty rack is large)
         assert not _has(no, kind).any(), seed
 
 
-def test_objects_of_other_domains_are_never_mapped(tasks: dict[str, object]) -> None:
-    scene = draw_scene(tasks["missing-screw"], "yes", np.random.default_rng(0))  # type: ignore[arg-type]
+def test_objects_of_other_domains_are_never_mapped(tasks: dict[str, Task]) -> None:
+    scene = draw_scene(tasks["missing-screw"], "yes", np.random.default_rng(0))
     for kind in ("person outside", "person inside", "person climbing", "forklift", "shelved box"):
         assert not _has(scene, kind).any()
 
@@ -64,13 +65,13 @@ def test_token_labels_mark_the_tokens_an_object_covers() -> None:
 
 
 @pytest.fixture(scope="module")
-def processor(tmp_path_factory: pytest.TempPathFactory) -> object:
+def processor(tmp_path_factory: pytest.TempPathFactory) -> Any:
     out = tmp_path_factory.mktemp("demo-model")
     build_glm4v(out, DEMO_SIZE)
     return load_processor(str(out))
 
 
-def test_the_pool_holds_the_processors_patches_and_aligned_labels(processor: object) -> None:
+def test_the_pool_holds_the_processors_patches_and_aligned_labels(processor: Any) -> None:
     image = np.full((360, 640, 3), 20, np.uint8)
     image[120:180, 448:512] = 250  # exactly token row 2, column 7 of the 6 x 10 token grid
     objects = np.zeros((360, 640), np.uint16)
@@ -81,7 +82,7 @@ def test_the_pool_holds_the_processors_patches_and_aligned_labels(processor: obj
     pool = ScenePool(processor, [marked, *drawn])
     assert len(pool) == 4 and pool.tokens == 60
     assert pool.labels.shape == (4, 60, len(OBJECTS))
-    expected = processor.image_processor(images=[d.image for d in drawn], return_tensors="pt")  # type: ignore[attr-defined]
+    expected = processor.image_processor(images=[d.image for d in drawn], return_tensors="pt")
     assert torch.equal(pool.image_grid_thw(3), expected["image_grid_thw"])
     assert torch.allclose(pool.pixel_values(torch.tensor([1, 2, 3])), expected["pixel_values"], atol=2e-3)
     # the bright block is in merged token 27 (patches 108-111) and labelled there, nowhere else

@@ -23,11 +23,10 @@ import numpy as np
 
 from streamwatch.demo import defect, perimeter, warehouse
 from streamwatch.demo.dataset import DOMAINS, Domain
-from streamwatch.demo.draw import Figure, degrade
+from streamwatch.demo.draw import HEIGHT, WIDTH, Figure, degrade
 from streamwatch.ingest.synthetic import encode_clip
 
 FPS = 5
-WIDTH, HEIGHT = 640, 360
 
 SECONDS = {"yard": 48.0, "aisle": 60.0, "line": 64.0}
 

@@ -104,26 +104,30 @@ def render_question(rule: Rule, rng: np.random.Generator, camera: CameraConfig |
     return rule.render(camera)
 
 
-def force_for(task: Task, answer: str) -> dict[str, Any]:
-    """The keyword arguments of the domain's `layout` that make a scene answer `answer` to `task`."""
+def forced_layout(task: Task, answer: str, rng: np.random.Generator) -> tuple[Any, dict[str, Any]]:
+    """A random layout of `task`'s domain that answers `answer` to it, and the domain's full truth
+    (checked: a scene never carries a wrong label)."""
     keyword = task.domain.forces.get(task.rule.id)
-    if not keyword:
-        return {}
-    if task.rule.answer == "yes_no":
-        return {keyword: answer == "yes"}
-    if task.rule.answer == "count":
-        return {keyword: int(answer)}
-    return {keyword: answer}
+    force: dict[str, Any] = {}
+    if keyword and task.rule.answer == "yes_no":
+        force[keyword] = answer == "yes"
+    elif keyword and task.rule.answer == "count":
+        force[keyword] = int(answer)
+    elif keyword:
+        force[keyword] = answer
+    layout = task.domain.layout(rng, **force)
+    truth = task.domain.truth(layout)
+    value = truth[task.rule.id]
+    actual = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+    if actual != answer:
+        raise AssertionError(f"{task.rule.id}: the scene was asked for {answer!r} but shows {actual!r}")
+    return layout, truth
 
 
 def example(task: Task, rng: np.random.Generator, answer: str | None = None) -> Example:
     """One example of `task`, with `answer` (default: one of its answers at random)."""
     answer = answer if answer is not None else str(rng.choice(task.answers))
-    layout = task.domain.layout(rng, **force_for(task, answer))
-    truth = task.domain.truth(layout)[task.rule.id]
-    actual = ("yes" if truth else "no") if isinstance(truth, bool) else str(truth)
-    if actual != answer:
-        raise AssertionError(f"{task.rule.id}: the scene was asked for {answer!r} but shows {actual!r}")
+    layout, _ = forced_layout(task, answer, rng)
     return Example(task.domain.render(layout, rng), render_question(task.rule, rng), answer, task.rule.id)
 
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from streamwatch.demo.draw import AA, Colour, degrade, jitter
+from streamwatch.demo.draw import AA, HEIGHT, WIDTH, Colour, degrade, jitter
 
-WIDTH, HEIGHT = 640, 360
 _BOARDS: tuple[Colour, ...] = ((30, 105, 55), (30, 65, 135), (35, 40, 40), (120, 40, 50))
 _PADS: tuple[Colour, ...] = ((215, 175, 85), (195, 195, 200))
 _HOUSINGS: tuple[Colour, ...] = ((170, 172, 175), (120, 122, 128), (70, 72, 78), (200, 195, 185))

@@ -10,6 +10,7 @@ import numpy as np
 
 Colour = tuple[int, int, int]
 AA = cv2.LINE_AA
+WIDTH, HEIGHT = 640, 360  # every scene and demo clip
 
 # Named clothing colours (RGB): a person's description names them.
 CLOTHES: dict[str, Colour] = {

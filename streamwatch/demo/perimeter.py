@@ -8,9 +8,19 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from streamwatch.demo.draw import AA, CLOTHES, Colour, Figure, degrade, draw_figure, jitter, vertical_gradient
+from streamwatch.demo.draw import (
+    AA,
+    CLOTHES,
+    HEIGHT,
+    WIDTH,
+    Colour,
+    Figure,
+    degrade,
+    draw_figure,
+    jitter,
+    vertical_gradient,
+)
 
-WIDTH, HEIGHT = 640, 360
 STATES = ("outside", "inside", "climbing")
 _FENCES: tuple[Colour, ...] = ((150, 150, 150), (85, 110, 85), (70, 70, 75), (185, 185, 175))
 _NIGHT_CLOTHES = ("red", "blue", "yellow", "white", "green", "orange")

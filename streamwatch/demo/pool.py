@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from streamwatch.demo.dataset import Task, force_for
+from streamwatch.demo.dataset import Task, forced_layout
 from streamwatch.ingest.preprocess import fit_longest_side
 
 # Every kind of object the scene domains draw, in the order of the vision tower's object channels.
@@ -41,7 +41,7 @@ class Scene:
 def draw_scene(task: Task, answer: str, rng: np.random.Generator) -> Scene:
     """A scene showing `answer` to `task`, with its object map."""
     domain = task.domain
-    layout = domain.layout(rng, **force_for(task, answer))
+    layout, truth = forced_layout(task, answer, rng)
     seed = int(rng.integers(2**31))
     clean = domain.render(layout, np.random.default_rng(seed), degraded=False).astype(np.int16)
     objects = np.zeros(clean.shape[:2], np.uint16)
@@ -50,7 +50,7 @@ def draw_scene(task: Task, answer: str, rng: np.random.Generator) -> Scene:
         changed = np.abs(clean - other).max(axis=2) > CHANGED
         objects[changed] |= np.uint16(1 << OBJECTS.index(name))
     image = domain.render(layout, np.random.default_rng(seed), degraded=True)
-    return Scene(task, answer, image, domain.truth(layout), objects)
+    return Scene(task, answer, image, truth, objects)
 
 
 def token_objects(objects: np.ndarray, grid: tuple[int, int], *, min_share: float = 0.01) -> np.ndarray:
@@ -72,7 +72,7 @@ class ScenePool:
 
     def __init__(self, processor: Any, scenes: Sequence[Scene], max_image_side: int = 640) -> None:
         image_processor = processor.image_processor
-        self.merge = int(image_processor.merge_size)
+        merge = int(image_processor.merge_size)
         self.temporal = int(getattr(image_processor, "temporal_patch_size", 1))
         images = [fit_longest_side(Image.fromarray(s.image), max_image_side) for s in scenes]
         chunks, grids = [], []
@@ -86,7 +86,7 @@ class ScenePool:
         self.grid_thw = grid[0]
         patches = torch.cat(chunks).view(len(scenes), int(grid[0].prod()), 3, self.temporal, -1)
         self.patches = patches[:, :, :, 0].to(torch.float16).contiguous()  # the frame is repeated in time
-        token_grid = (int(grid[0][1]) // self.merge, int(grid[0][2]) // self.merge)
+        token_grid = (int(grid[0][1]) // merge, int(grid[0][2]) // merge)
         self.tokens = token_grid[0] * token_grid[1]
         self.labels = torch.from_numpy(np.stack([token_objects(s.objects, token_grid) for s in scenes]))
         self.scenes = [(s.task, s.answer, s.truth) for s in scenes]

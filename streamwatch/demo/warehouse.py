@@ -8,9 +8,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from streamwatch.demo.draw import AA, Colour, degrade, draw_box, jitter, vertical_gradient
+from streamwatch.demo.draw import AA, HEIGHT, WIDTH, Colour, degrade, draw_box, jitter, vertical_gradient
 
-WIDTH, HEIGHT = 640, 360
 _CARDBOARD: tuple[Colour, ...] = ((181, 136, 84), (160, 118, 70), (200, 160, 105), (140, 100, 62), (120, 140, 170))
 _BEAMS: tuple[Colour, ...] = ((230, 110, 30), (40, 80, 170), (120, 120, 125), (200, 60, 50))
 _FORKLIFTS: tuple[Colour, ...] = ((235, 190, 30), (240, 130, 20), (200, 50, 40), (60, 140, 70))
