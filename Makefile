@@ -1,5 +1,5 @@
 # streamwatch: the two set-up commands from the README.
-#   make run    install into .venv, build the offline demo model, run the service on config.toml
+#   make run    install into .venv and run the service on config.toml (shipped demo model and clips)
 #   make test   install test dependencies (apt + pip) and run lint, type checks and the test suite
 
 VENV ?= .venv
@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 CONFIG ?= config.toml
 RUN_ARGS ?=
 PYTEST_ARGS ?=
-TINY_MODEL := models/tiny-glm4v
 
 .PHONY: run test install install-test apt-test-deps lint
 
@@ -25,10 +24,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-$(TINY_MODEL)/config.json: | $(VENV)/.installed
-	$(VENV)/bin/streamwatch model make-tiny $(TINY_MODEL)
-
-run: $(VENV)/.installed $(TINY_MODEL)/config.json
+run: $(VENV)/.installed
 	$(VENV)/bin/streamwatch run -c $(CONFIG) $(RUN_ARGS)
 
 apt-test-deps:

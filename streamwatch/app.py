@@ -291,7 +291,7 @@ class Service:
         )  # fmt: skip
         if self._on_decision is not None:
             kind_name = event.kind if event is not None else None
-            self._on_decision(Decision(camera.id, rule.id, question, answer, alert, frame.seq, kind_name))
+            self._on_decision(Decision(camera.id, rule.id, question, answer, alert, frame.seq, kind_name, frame.pts))
 
     async def _describe(self, camera: CameraConfig, rule: Rule, image: Image.Image) -> str | None:
         """The rule's follow-up question, asked once when an alert opens; its answer goes in the event."""

@@ -34,10 +34,12 @@ def problems(path: Path) -> list[str]:
 
 def test_shipped_config_is_valid(tmp_path: Path) -> None:
     shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
-    (tmp_path / "models" / "tiny-glm4v").mkdir(parents=True)
+    (tmp_path / "models" / "demo-glm4v").mkdir(parents=True)
     settings = load_settings(tmp_path / "config.toml")
-    assert [c.id for c in settings.cameras] == ["yard"]
-    assert settings.model_ref() == str((tmp_path / "models" / "tiny-glm4v").resolve())
+    assert [(c.id, c.tags) for c in settings.cameras] == [
+        ("yard", ["perimeter"]), ("aisle", ["warehouse"]), ("line", ["defect"])
+    ]  # fmt: skip
+    assert settings.model_ref() == str((tmp_path / "models" / "demo-glm4v").resolve())
     assert settings.storage.database_url.startswith("sqlite:///")
 
 

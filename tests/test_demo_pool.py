@@ -79,7 +79,7 @@ def test_the_pool_holds_the_processors_patches_and_aligned_labels(processor: Any
     tasks = demo_tasks(REPO / "rules")
     drawn = draw_scenes(tasks, 3, seed=0)
     marked = Scene(drawn[0].task, "yes", image, drawn[0].truth, objects)
-    pool = ScenePool(processor, [marked, *drawn])
+    pool = ScenePool.encode(processor, [marked, *drawn])
     assert len(pool) == 4 and pool.tokens == 60
     assert pool.labels.shape == (4, 60, len(OBJECTS))
     expected = processor.image_processor(images=[d.image for d in drawn], return_tensors="pt")

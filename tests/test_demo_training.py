@@ -12,7 +12,7 @@ from conftest import REPO
 
 from streamwatch.demo.build import DEMO_SIZE
 from streamwatch.demo.dataset import demo_tasks, examples, render_question
-from streamwatch.demo.train import TrainSettings, answer_suffix, encode, train
+from streamwatch.demo.train import Batches, TrainSettings, answer_suffix, encode, train
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import prompt_style
 from streamwatch.vlm.tiny import build_glm4v
@@ -47,7 +47,11 @@ def test_training_is_seeded_learns_and_keeps_the_frozen_encoder(tmp_path: Path) 
     for name in ("a", "b"):
         model, processor = fresh_model(tmp_path / name, seed=7)
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        history = train(model, processor, examples(demo_tasks(REPO / "rules"), seed=7), settings)
+        batches = Batches(processor, examples(demo_tasks(REPO / "rules"), seed=7), settings)
+        try:
+            history = train(model, batches.next, settings)
+        finally:
+            batches.close()
         runs.append((model, before, history))
     (a, before, history), (b, _, history_b) = runs
     assert history == history_b  # same seed, same examples: the same run

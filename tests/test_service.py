@@ -13,7 +13,7 @@ import logging
 import textwrap
 import threading
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +94,10 @@ def write_site(folder: Path, camera_url: str, mqtt_port: int | None) -> Path:
 class Running:
     """The service on its own event loop in a thread, as `streamwatch run` would run it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backend_factory: Callable[[Settings], Backend] | None = None) -> None:
         self.decisions: list[Decision] = []
-        self.service = Service(settings, backend_factory=lambda _s: SceneBackend(), on_decision=self.decisions.append)
+        factory = backend_factory or (lambda _s: SceneBackend())
+        self.service = Service(settings, backend_factory=factory, on_decision=self.decisions.append)
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -104,3 +104,4 @@ class Decision:
     alert: bool
     frame_seq: int
     event: str | None = None  # open / update / resolved, when this answer caused an alert event
+    frame_pts: float | None = None  # seconds into the stream or file (a looping file starts again at 0)

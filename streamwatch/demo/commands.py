@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,7 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
 def cmd_train_demo(args: argparse.Namespace) -> int:
     import torch
 
-    from streamwatch.demo.build import train_demo
-    from streamwatch.demo.train import TrainSettings
+    from streamwatch.demo.build import DemoRecipe, train_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out, rules = Path(args.directory), Path(args.rules)
@@ -42,8 +42,13 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out.mkdir(parents=True, exist_ok=True)
-    settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
-    evaluation = train_demo(out, rules, settings, per_answer=args.per_answer, progress=lambda s: print(s, flush=True))
+    default = DemoRecipe()
+    recipe = replace(
+        default, scenes=args.scenes or default.scenes, workers=args.workers or default.workers, seed=args.seed,
+        vision=replace(default.vision, steps=args.vision_steps or default.vision.steps, seed=args.seed),
+        answers=replace(default.answers, steps=args.steps or default.answers.steps, seed=args.seed),
+    )  # fmt: skip
+    evaluation = train_demo(out, rules, recipe, per_answer=args.per_answer, progress=lambda s: print(s, flush=True))
     return _verdict(evaluation, out / "REPORT.md")
 
 
@@ -95,9 +100,10 @@ def add_model_parser(sub: Any) -> None:
     train = model_sub.add_parser("train-demo", help="train the offline demo model on synthetic scenes (CPU)")
     train.add_argument("directory", help="where to write the model and its REPORT.md")
     train.add_argument("--rules", default="rules", help="rules folder whose questions to learn (default: rules)")
-    train.add_argument("--steps", type=int, default=1500)
-    train.add_argument("--batch", type=int, default=32)
-    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--scenes", type=int, help="generated training scenes (default: the recipe's)")
+    train.add_argument("--workers", type=int, help="processes drawing the scenes (default: the recipe's)")
+    train.add_argument("--vision-steps", type=int, help="stage 1 (vision) steps (default: the recipe's)")
+    train.add_argument("--steps", type=int, help="stage 2 (answers) steps (default: the recipe's)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     train.add_argument("--per-answer", type=int, default=100, help="held-out scenes per answer of each rule")

@@ -117,11 +117,15 @@ def forced_layout(task: Task, answer: str, rng: np.random.Generator) -> tuple[An
         force[keyword] = answer
     layout = task.domain.layout(rng, **force)
     truth = task.domain.truth(layout)
-    value = truth[task.rule.id]
-    actual = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+    actual = answer_text(truth[task.rule.id])
     if actual != answer:
         raise AssertionError(f"{task.rule.id}: the scene was asked for {answer!r} but shows {actual!r}")
     return layout, truth
+
+
+def answer_text(value: Any) -> str:
+    """A truth value as the model answers it: yes/no, a number or a choice."""
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
 
 
 def example(task: Task, rng: np.random.Generator, answer: str | None = None) -> Example:

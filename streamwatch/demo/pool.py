@@ -9,8 +9,11 @@ encoder learn to find a 6-pixel missing screw in minutes on a CPU.
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from streamwatch.demo.dataset import Task, forced_layout
+from streamwatch.demo.dataset import Task, demo_tasks, forced_layout
 from streamwatch.ingest.preprocess import fit_longest_side
 
 # Every kind of object the scene domains draw, in the order of the vision tower's object channels.
@@ -26,6 +29,11 @@ OBJECTS = (
     "person outside", "person inside", "person climbing", "empty slot", "shelved box", "fallen box", "forklift",
     "solder bridge", "missing screw", "scratch",
 )  # fmt: skip
+OBJECT_DOMAINS = {
+    name: domain
+    for domain, names in (("perimeter", OBJECTS[:3]), ("warehouse", OBJECTS[3:7]), ("defect", OBJECTS[7:]))
+    for name in names
+}
 CHANGED = 24  # a pixel belongs to an object when removing the object changes it by more than this (0-255)
 
 
@@ -66,14 +74,23 @@ def token_objects(objects: np.ndarray, grid: tuple[int, int], *, min_share: floa
     return labels
 
 
+@dataclass
 class ScenePool:
     """Scenes encoded once for training: patches (float16, one copy of GLM-4V's doubled frame), the image
-    grid, token object labels and the scenes' rules and answers."""
+    grid, token object labels and the scenes' rules, answers and truths."""
 
-    def __init__(self, processor: Any, scenes: Sequence[Scene], max_image_side: int = 640) -> None:
+    patches: torch.Tensor  # (scenes, patches, 3, patch pixels) float16
+    labels: torch.Tensor  # (scenes, image tokens, len(OBJECTS)) 0/1
+    grid_thw: torch.Tensor  # (3,) the image grid every scene shares
+    temporal: int  # frames per temporal patch (the processor repeats a still image)
+    scenes: list[tuple[Task, str, dict[str, Any]]]  # task drawn for, its answer, the domain's whole truth
+
+    @classmethod
+    def encode(cls, processor: Any, scenes: Sequence[Scene], max_image_side: int = 640) -> ScenePool:
+        """Encode `scenes` through the checkpoint's image processor, as the service feeds frames."""
         image_processor = processor.image_processor
         merge = int(image_processor.merge_size)
-        self.temporal = int(getattr(image_processor, "temporal_patch_size", 1))
+        temporal = int(getattr(image_processor, "temporal_patch_size", 1))
         images = [fit_longest_side(Image.fromarray(s.image), max_image_side) for s in scenes]
         chunks, grids = [], []
         for start in range(0, len(images), 64):
@@ -83,13 +100,26 @@ class ScenePool:
         grid = torch.cat(grids)
         if not bool((grid == grid[0]).all()):
             raise ValueError("the pool's scenes must all have one size")
-        self.grid_thw = grid[0]
-        patches = torch.cat(chunks).view(len(scenes), int(grid[0].prod()), 3, self.temporal, -1)
-        self.patches = patches[:, :, :, 0].to(torch.float16).contiguous()  # the frame is repeated in time
+        patches = torch.cat(chunks).view(len(scenes), int(grid[0].prod()), 3, temporal, -1)
         token_grid = (int(grid[0][1]) // merge, int(grid[0][2]) // merge)
-        self.tokens = token_grid[0] * token_grid[1]
-        self.labels = torch.from_numpy(np.stack([token_objects(s.objects, token_grid) for s in scenes]))
-        self.scenes = [(s.task, s.answer, s.truth) for s in scenes]
+        return cls(
+            patches=patches[:, :, :, 0].to(torch.float16).contiguous(),  # the frame is repeated in time
+            labels=torch.from_numpy(np.stack([token_objects(s.objects, token_grid) for s in scenes])),
+            grid_thw=grid[0], temporal=temporal, scenes=[(s.task, s.answer, s.truth) for s in scenes],
+        )  # fmt: skip
+
+    @classmethod
+    def concat(cls, pools: Sequence[ScenePool]) -> ScenePool:
+        if any(not torch.equal(p.grid_thw, pools[0].grid_thw) for p in pools):
+            raise ValueError("the pools' scenes must all have one size")
+        return cls(
+            patches=torch.cat([p.patches for p in pools]), labels=torch.cat([p.labels for p in pools]),
+            grid_thw=pools[0].grid_thw, temporal=pools[0].temporal, scenes=[s for p in pools for s in p.scenes],
+        )  # fmt: skip
+
+    @property
+    def tokens(self) -> int:
+        return int(self.labels.shape[1])
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -103,7 +133,7 @@ class ScenePool:
         return self.grid_thw.unsqueeze(0).repeat(count, 1)
 
 
-def draw_scenes(tasks: Sequence[Task], count: int, seed: int) -> list[Scene]:
+def draw_scenes(tasks: Sequence[Task], count: int, seed: int | Sequence[int]) -> list[Scene]:
     """`count` seeded scenes, each drawn for one of the rules whose answer varies, with an answer picked
     evenly among its answers."""
     rng = np.random.default_rng(seed)
@@ -115,3 +145,31 @@ def draw_scenes(tasks: Sequence[Task], count: int, seed: int) -> list[Scene]:
         task = varying[int(rng.integers(len(varying)))]
         scenes.append(draw_scene(task, str(rng.choice(task.answers)), rng))
     return scenes
+
+
+def build_pool(model_dir: str, rules_dir: Path, count: int, seed: int, *, workers: int = 2, chunk: int = 200
+               ) -> ScenePool:  # fmt: skip
+    """`count` scenes for the demo rules in `rules_dir`, encoded by `model_dir`'s processor, drawn in
+    chunks by `workers` processes. Chunk i is seeded (seed, i): the pool is the same whatever the number
+    of workers. Only encoded patches and token labels come back from the workers (full-resolution
+    images and object maps of thousands of scenes would take gigabytes)."""
+    jobs = [(model_dir, str(rules_dir), min(chunk, count - start), (seed, i))
+            for i, start in enumerate(range(0, count, chunk))]  # fmt: skip
+    if workers <= 1:
+        return ScenePool.concat([_encode_chunk(job) for job in jobs])
+    with multiprocessing.get_context("spawn").Pool(workers) as processes:
+        return ScenePool.concat(processes.map(_encode_chunk, jobs, chunksize=1))
+
+
+def _encode_chunk(job: tuple[str, str, int, tuple[int, int]]) -> ScenePool:
+    model_dir, rules_dir, count, seed = job
+    torch.set_num_threads(1)
+    processor = _processor(model_dir)
+    return ScenePool.encode(processor, draw_scenes(demo_tasks(Path(rules_dir)), count, seed))
+
+
+@functools.cache
+def _processor(model_dir: str) -> Any:
+    from streamwatch.vlm.processor import load_processor
+
+    return load_processor(model_dir)

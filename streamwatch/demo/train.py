@@ -113,10 +113,11 @@ def answer_loss(model: Any, inputs: dict[str, Any]) -> torch.Tensor:
 
 
 def train(
-    model: Any, processor: Any, examples: Iterator[Example], settings: TrainSettings,
+    model: Any, next_batch: Callable[[], dict[str, Any]], settings: TrainSettings,
     progress: Callable[[int, float, float], None] | None = None,
 ) -> list[tuple[int, float]]:  # fmt: skip
-    """Train in place; returns (step, mean loss) every `log_every` steps. `progress(step, loss, seconds)`."""
+    """Train in place on `next_batch()` (model inputs plus `target_mask`, as `encode` makes them); returns
+    (step, mean loss) every `log_every` steps. `progress(step, loss, seconds)`."""
     torch.manual_seed(settings.seed)
     model.train()
     named = []
@@ -131,19 +132,20 @@ def train(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}],
         lr=settings.lr, betas=(0.9, 0.98),
     )  # fmt: skip
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, settings))
-    batches = Batches(processor, examples, settings)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: lr_factor(step, settings.warmup, settings.steps)
+    )
     history: list[tuple[int, float]] = []
     started, total = time.monotonic(), 0.0
     try:
         for step in range(1, settings.steps + 1):
-            loss = answer_loss(model, batches.next())
+            loss = answer_loss(model, next_batch())
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(trained, 1.0)
             optimiser.step()
             schedule.step()
-            total += float(loss)
+            total += float(loss.detach())
             if step % settings.log_every == 0 or step == settings.steps:
                 mean = total / (settings.log_every if step % settings.log_every == 0 else step % settings.log_every)
                 history.append((step, mean))
@@ -151,14 +153,13 @@ def train(
                 if progress:
                     progress(step, mean, time.monotonic() - started)
     finally:
-        batches.close()
         model.eval()
     return history
 
 
-def lr_factor(step: int, settings: TrainSettings) -> float:
+def lr_factor(step: int, warmup: int, steps: int) -> float:
     """Linear warm-up, then cosine decay to a tenth."""
-    if step < settings.warmup:
-        return (step + 1) / settings.warmup
-    done = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
+    if step < warmup:
+        return (step + 1) / warmup
+    done = (step - warmup) / max(1, steps - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
