@@ -19,7 +19,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from streamwatch.demo.dataset import Task, answer_text, render_question
 from streamwatch.demo.draw import HEIGHT, WIDTH
 from streamwatch.demo.pool import ScenePool
-from streamwatch.demo.train import answer_suffix
+from streamwatch.demo.train import answer_suffix, answer_target, target_mask
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.prompts import prompt_style
 
@@ -39,7 +39,7 @@ class Prompts:
         """(input ids, multimodal token types, number of target tokens at the end)."""
         key = (question, answer)
         if key not in self.cache:
-            target = f"{self.style.answer_prefix}{answer}{self.suffix}"
+            target = answer_target(self.style, self.suffix, answer)
             text = self.style.render(self.processor, question) + target
             out = self.processor(images=[self.frame], text=[text], return_tensors="pt")
             if not torch.equal(out["image_grid_thw"][0], self.grid_thw):
@@ -53,19 +53,17 @@ class Prompts:
         """Left-padded model inputs for (question, answer) pairs, with `target_mask` (as `train.encode`)."""
         encoded = [self.encode(q, a) for q, a in items]
         width = max(len(ids) for ids, _, _ in encoded)
-        keep = max(length for _, _, length in encoded) + 1
         pad = int(self.processor.tokenizer.pad_token_id)
         ids = torch.full((len(items), width), pad, dtype=torch.long)
         types = torch.zeros((len(items), width), dtype=encoded[0][1].dtype)
         attention = torch.zeros((len(items), width), dtype=torch.long)
-        mask = torch.zeros(len(items), keep - 1, dtype=torch.bool)
-        for row, (row_ids, row_types, length) in enumerate(encoded):
+        for row, (row_ids, row_types, _) in enumerate(encoded):
             ids[row, width - len(row_ids) :] = row_ids
             types[row, width - len(row_ids) :] = row_types
             attention[row, width - len(row_ids) :] = 1
-            mask[row, keep - 1 - length :] = True
         return {"input_ids": ids, "attention_mask": attention, "mm_token_type_ids": types,
-                "image_grid_thw": self.grid_thw.unsqueeze(0).repeat(len(items), 1), "target_mask": mask}  # fmt: skip
+                "image_grid_thw": self.grid_thw.unsqueeze(0).repeat(len(items), 1),
+                "target_mask": target_mask([length for _, _, length in encoded])}  # fmt: skip
 
 
 class PoolBatches:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
@@ -85,21 +85,31 @@ def answer_suffix(style: PromptStyle, tokenizer: Any) -> str:
     return close + str(tokenizer.eos_token)
 
 
+def answer_target(style: PromptStyle, suffix: str, answer: str) -> str:
+    """The text the model is trained to produce after the prompt."""
+    return f"{style.answer_prefix}{answer}{suffix}"
+
+
 def encode(processor: Any, style: PromptStyle, suffix: str, batch: Sequence[Example], max_image_side: int
            ) -> dict[str, Any]:  # fmt: skip
     """Model inputs plus `target_mask`: which positions' next token is an answer token (left padding puts
     every row's answer at the end)."""
     images = [fit_longest_side(Image.fromarray(ex.image), max_image_side) for ex in batch]
-    targets = [f"{style.answer_prefix}{ex.answer}{suffix}" for ex in batch]
+    targets = [answer_target(style, suffix, ex.answer) for ex in batch]
     texts = [style.render(processor, ex.question) + target for ex, target in zip(batch, targets, strict=True)]
     inputs = dict(processor(images=images, text=texts, return_tensors="pt", padding=True))
-    lengths = [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in targets]
-    keep = max(lengths) + 1
-    mask = torch.zeros(len(batch), keep - 1, dtype=torch.bool)
-    for row, length in enumerate(lengths):
-        mask[row, keep - 1 - length :] = True
-    inputs["target_mask"] = mask
+    inputs["target_mask"] = target_mask([len(processor.tokenizer(t, add_special_tokens=False)["input_ids"])
+                                         for t in targets])  # fmt: skip
     return inputs
+
+
+def target_mask(lengths: Sequence[int]) -> torch.Tensor:
+    """(rows, longest target) bool: which of the last positions predict a target token, for rows whose
+    targets (`lengths` tokens each) end every left-padded row."""
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.bool)
+    for row, length in enumerate(lengths):
+        mask[row, mask.shape[1] - length :] = True
+    return mask
 
 
 def answer_loss(model: Any, inputs: dict[str, Any]) -> torch.Tensor:
@@ -125,35 +135,54 @@ def train(
         parameter.requires_grad_(not name.startswith(settings.freeze))
         if parameter.requires_grad:
             named.append((name, parameter))
-    trained = [p for _, p in named]
     decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
     rest = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
-    optimiser = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-        lr=settings.lr, betas=(0.9, 0.98),
-    )  # fmt: skip
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: lr_factor(step, settings.warmup, settings.steps)
-    )
-    history: list[tuple[int, float]] = []
-    started, total = time.monotonic(), 0.0
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     try:
-        for step in range(1, settings.steps + 1):
-            loss = answer_loss(model, next_batch())
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(trained, 1.0)
-            optimiser.step()
-            schedule.step()
-            total += float(loss.detach())
-            if step % settings.log_every == 0 or step == settings.steps:
-                mean = total / (settings.log_every if step % settings.log_every == 0 else step % settings.log_every)
-                history.append((step, mean))
-                total = 0.0
-                if progress:
-                    progress(step, mean, time.monotonic() - started)
+        return optimise(groups, settings, lambda: answer_loss(model, next_batch()), progress)
     finally:
         model.eval()
+
+
+class Schedule(Protocol):
+    """What `optimise` needs of a stage's settings."""
+
+    @property
+    def steps(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def warmup(self) -> int: ...
+    @property
+    def log_every(self) -> int: ...
+
+
+def optimise(
+    groups: list[dict[str, Any]], schedule: Schedule, step_loss: Callable[[], torch.Tensor],
+    progress: Callable[[int, float, float], None] | None = None,
+) -> list[tuple[int, float]]:  # fmt: skip
+    """The training loop every stage shares: AdamW over the parameter `groups`, warm-up then cosine decay,
+    gradients clipped at norm 1, `step_loss()` per step. Returns (step, mean loss) every `log_every`
+    steps and at the end; `progress(step, loss, seconds)` is called with each."""
+    trained = [p for group in groups for p in group["params"]]
+    optimiser = torch.optim.AdamW(groups, lr=schedule.lr, betas=(0.9, 0.98))
+    rate = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: lr_factor(step, schedule.warmup, schedule.steps))
+    history: list[tuple[int, float]] = []
+    started, total = time.monotonic(), 0.0
+    for step in range(1, schedule.steps + 1):
+        loss = step_loss()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
+        optimiser.step()
+        rate.step()
+        total += float(loss.detach())
+        if step % schedule.log_every == 0 or step == schedule.steps:
+            count = schedule.log_every if step % schedule.log_every == 0 else step % schedule.log_every
+            history.append((step, total / count))
+            total = 0.0
+            if progress:
+                progress(step, history[-1][1], time.monotonic() - started)
     return history
 
 

@@ -11,15 +11,15 @@ token features, now linearly telling where each object is, are what the language
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from streamwatch.demo.pool import OBJECT_DOMAINS, OBJECTS, ScenePool
-from streamwatch.demo.train import lr_factor
+from streamwatch.demo.train import optimise
 
 
 @dataclass(frozen=True)
@@ -70,42 +70,28 @@ def train_vision(
     every `log_every` steps. `progress(step, loss, seconds)`."""
     torch.manual_seed(settings.seed)
     reinit_vision(visual, settings.seed)
-    hidden = int(image_tokens(visual, pool, torch.tensor([0])).shape[-1])
     device = next(visual.parameters()).device
-    head = nn.Linear(hidden, len(OBJECTS)).to(device)
+    config: Any = visual.config
+    head = nn.Linear(int(config.out_hidden_size), len(OBJECTS)).to(device)  # the projector's output width
     weights = object_weights(pool.labels, settings.balance).to(device)
-    parameters = [p for p in visual.parameters()] + [p for p in head.parameters()]
+    parameters = [*visual.parameters(), *head.parameters()]
     for p in parameters:
         p.requires_grad_(True)
-    optimiser = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: lr_factor(step, settings.warmup, settings.steps)
-    )
     order = torch.Generator().manual_seed(settings.seed)
+    permutation = torch.randperm(len(pool), generator=order)
+
+    def step_loss() -> torch.Tensor:
+        nonlocal permutation
+        if len(permutation) < settings.batch:
+            permutation = torch.randperm(len(pool), generator=order)
+        index, permutation = permutation[: settings.batch], permutation[settings.batch :]
+        logits = head(image_tokens(visual, pool, index))
+        return nn.functional.binary_cross_entropy_with_logits(logits, pool.labels[index].to(device), pos_weight=weights)
+
     visual.train()
-    history: list[tuple[int, float]] = []
-    started, total, permutation = time.monotonic(), 0.0, torch.randperm(len(pool), generator=order)
     try:
-        for step in range(1, settings.steps + 1):
-            if len(permutation) < settings.batch:
-                permutation = torch.randperm(len(pool), generator=order)
-            index, permutation = permutation[: settings.batch], permutation[settings.batch :]
-            logits = head(image_tokens(visual, pool, index))
-            loss = nn.functional.binary_cross_entropy_with_logits(
-                logits, pool.labels[index].to(device), pos_weight=weights
-            )
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimiser.step()
-            schedule.step()
-            total += float(loss.detach())
-            if step % settings.log_every == 0 or step == settings.steps:
-                count = settings.log_every if step % settings.log_every == 0 else step % settings.log_every
-                history.append((step, total / count))
-                total = 0.0
-                if progress:
-                    progress(step, history[-1][1], time.monotonic() - started)
+        history = optimise([{"params": parameters, "weight_decay": settings.weight_decay}], settings, step_loss,
+                           progress)  # fmt: skip
     finally:
         visual.eval()
     return head, history
