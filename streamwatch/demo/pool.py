@@ -129,6 +129,11 @@ class ScenePool:
         rows = self.patches[index].float().unsqueeze(3).expand(-1, -1, -1, self.temporal, -1)
         return rows.reshape(-1, rows.shape[2] * self.temporal * rows.shape[-1])
 
+    def frames(self, index: torch.Tensor) -> torch.Tensor:
+        """Patches of the scenes at `index`, one frame each: (scenes x patches, 3 x patch pixels)."""
+        rows = self.patches[index].float()
+        return rows.reshape(-1, rows.shape[2] * rows.shape[3])
+
     def image_grid_thw(self, count: int) -> torch.Tensor:
         return self.grid_thw.unsqueeze(0).repeat(count, 1)
 

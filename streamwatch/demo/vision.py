@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from streamwatch.demo.pool import OBJECT_DOMAINS, OBJECTS, ScenePool
+from streamwatch.demo.tower import still_frames
 from streamwatch.demo.train import optimise
 
 
@@ -48,9 +49,11 @@ def reinit_vision(visual: nn.Module, seed: int) -> None:
 
 
 def image_tokens(visual: nn.Module, pool: ScenePool, index: torch.Tensor) -> torch.Tensor:
-    """(len(index), tokens, hidden): the tower's output for those scenes, what the language model reads."""
+    """(len(index), tokens, hidden): the tower's output for those scenes, what the language model reads
+    (computed from one frame per patch by the equivalent `still_frames` tower)."""
     device = next(visual.parameters()).device
-    out = visual(pool.pixel_values(index).to(device), grid_thw=pool.image_grid_thw(len(index)).to(device))
+    with still_frames(visual):
+        out = visual(pool.frames(index).to(device), grid_thw=pool.image_grid_thw(len(index)).to(device))
     tokens: torch.Tensor = out.pooler_output
     return tokens.view(len(index), pool.tokens, -1)
 
