@@ -101,7 +101,7 @@ class RemoteConfig(_Section):
 
 
 class ModelConfig(_Section):
-    id: str = Field("./models/tiny-glm4v", description="Hugging Face hub id or local checkpoint directory.")
+    id: str = Field("./models/demo-glm4v", description="Hugging Face hub id or local checkpoint directory.")
     backend: Literal["transformers", "openai"] = Field(
         "transformers", description="transformers: in this process; openai: remote servers, see [model.remote]."
     )

@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from streamwatch.demo.answers import PoolBatches, Prompts
+from streamwatch.demo.answers import PoolBatches, Prompts, check_cached_tokens
 from streamwatch.demo.build import DEMO_SIZE
 from streamwatch.demo.dataset import answer_text, demo_tasks, examples, render_question
 from streamwatch.demo.pool import OBJECT_DOMAINS, OBJECTS, ScenePool, build_pool, draw_scenes
@@ -126,6 +126,18 @@ def test_cached_image_tokens_are_what_the_model_computes(built: tuple[Any, Any, 
         cached = model(**inputs, mm_encoder_outputs={"image": BaseModelOutputWithPooling(
             pooler_output=tuple(features))}).logits  # fmt: skip
     assert torch.allclose(direct, cached, atol=1e-4)
+
+
+def test_a_transformers_that_would_drop_cached_tokens_is_refused(built: tuple[Any, Any, ScenePool]) -> None:
+    check_cached_tokens(built[0])  # the installed one takes them
+
+    class Older(torch.nn.Module):  # a forward without mm_encoder_outputs, as in transformers 5.17
+        def forward(self, input_ids: Any = None, pixel_values: Any = None, **kwargs: Any) -> None: ...
+
+    older = torch.nn.Module()
+    older.model = Older()
+    with pytest.raises(RuntimeError, match="mm_encoder_outputs"):
+        check_cached_tokens(older)
 
 
 def test_pool_batches_ask_each_scene_what_its_truth_answers(built: tuple[Any, Any, ScenePool]) -> None:

@@ -82,7 +82,7 @@ def test_shipped_deploy_configs_load(config: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("STREAMWATCH_WEB_PASSWORD_HASH", "pbkdf2_sha256$600000$c2FsdA$aGFzaA")
     monkeypatch.setenv("VLLM_API_KEY", "k")
     path = tmp_path / "config.toml"
-    text = (DEPLOY / config).read_text().replace("/opt/streamwatch/models/tiny-glm4v", "hub/tiny")
+    text = (DEPLOY / config).read_text().replace("/opt/streamwatch/models/demo-glm4v", "hub/demo")
     path.write_text(text)
     settings = load_settings(path)
     assert settings.web.host == "0.0.0.0" and settings.web.password_hash is not None

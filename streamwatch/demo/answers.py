@@ -8,11 +8,13 @@ rule of its domain (its truth holds them all), so one pool serves all the rules.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import transformers
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -22,6 +24,14 @@ from streamwatch.demo.pool import ScenePool
 from streamwatch.demo.train import answer_suffix, answer_target, target_mask
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.prompts import prompt_style
+
+
+def check_cached_tokens(model: Any) -> None:
+    """Stage 2 feeds image tokens through `mm_encoder_outputs`. A transformers without that argument
+    takes it silently into **kwargs and the language model would learn blind: refuse instead."""
+    if "mm_encoder_outputs" not in inspect.signature(model.model.forward).parameters:
+        raise RuntimeError(f"transformers {transformers.__version__} cannot take precomputed image tokens "
+                           "(mm_encoder_outputs); train-demo needs a newer one (5.23 is tested)")  # fmt: skip
 
 
 class Prompts:
@@ -100,5 +110,6 @@ class PoolBatches:
         drawn = self.draw()
         inputs = self.prompts.batch([(render_question(task.rule, self.rng), answer) for task, answer, _ in drawn])
         features = self.features[torch.tensor([scene for _, _, scene in drawn])]
+        inputs = {k: v.to(features.device) for k, v in inputs.items()}  # where the model is
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
         return inputs

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamwatch.demo.answers import PoolBatches, Prompts
+from streamwatch.demo.answers import PoolBatches, Prompts, check_cached_tokens
 from streamwatch.demo.dataset import DOMAINS, demo_tasks, render_question
 from streamwatch.demo.evaluate import Evaluation, evaluate, held_out, report
 from streamwatch.demo.pool import build_pool
@@ -39,7 +39,7 @@ MANIFEST = "streamwatch_demo.json"
 class DemoRecipe:
     """How train-demo builds the model: a pool of scenes, stage 1 (vision), stage 2 (answers)."""
 
-    scenes: int = 4000
+    scenes: int = 6000
     check_scenes: int = 400  # held-out scenes on which stage 1's object finding is reported
     workers: int = 2  # processes drawing the pool (the pool is the same for any number)
     vision: VisionSettings = field(default_factory=VisionSettings)
@@ -50,18 +50,20 @@ class DemoRecipe:
 
 
 def train_demo(
-    out_dir: Path, rules_dir: Path, recipe: DemoRecipe, *, per_answer: int = 100,
+    out_dir: Path, rules_dir: Path, recipe: DemoRecipe, *, per_answer: int = 100, device: str = "cpu",
     progress: Callable[[str], None] = print,
 ) -> Evaluation:  # fmt: skip
-    """Train, save and evaluate the demo model in `out_dir`; returns the held-out evaluation."""
+    """Train (on `device`), save and evaluate (on the CPU, as a laptop would serve it) the demo model in
+    `out_dir`; returns the held-out evaluation."""
     tasks = demo_tasks(rules_dir)
     if not tasks:
         raise ValueError(f"{rules_dir}: no yes/no, count or choice rule selects a tag:{' / tag:'.join(DOMAINS)}")
     rng = np.random.default_rng(recipe.seed)
     corpus = [render_question(t.rule, rng) for t in tasks for _ in range(4)]
     torch.manual_seed(recipe.seed)
-    model = build_glm4v(out_dir, DEMO_SIZE, corpus=corpus)
+    model = build_glm4v(out_dir, DEMO_SIZE, corpus=corpus).to(device)
     processor = load_processor(str(out_dir))
+    check_cached_tokens(model)  # before minutes of stage 1, not after
     count = sum(p.numel() for p in model.parameters())
     started = time.monotonic()
 
@@ -86,18 +88,19 @@ def train_demo(
                           seed=answers.seed)  # fmt: skip
     answer_loss = train(model, batches.next, answers, stepped("answer"))
     minutes = (time.monotonic() - started) / 60
-    model.save_pretrained(out_dir)
+    model.cpu().save_pretrained(out_dir)
     manifest = {
         "note": "trained on synthetic scenes by `streamwatch model train-demo`; answers the demo rules only",
-        "recipe": asdict(recipe), "minutes": round(minutes, 1), "threads": torch.get_num_threads(),
+        "recipe": asdict(recipe), "minutes": round(minutes, 1), "threads": torch.get_num_threads(), "device": device,
         "rules": {t.rule.id: {"question": t.rule.question, "answers": list(t.answers)} for t in tasks},
         "vision_loss": vision_loss, "objects_found": found, "answer_loss": answer_loss,
     }  # fmt: skip
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     progress(f"trained in {minutes:.1f} min; evaluating on held-out scenes")
     evaluation = evaluate_model(out_dir, rules_dir, per_answer=per_answer)
+    where = f"{torch.get_num_threads()} CPU threads" if device == "cpu" else device
     notes = [f"Model: GLM-4V, {count / 1e6:.2f} M parameters, trained from scratch in {minutes:.1f} min on "
-             f"{torch.get_num_threads()} CPU threads (seed {recipe.seed}): {recipe.scenes} generated scenes; "
+             f"{where} (seed {recipe.seed}): {recipe.scenes} generated scenes; "
              f"stage 1 (vision tower, object labels per image token) {vision.steps} steps x {vision.batch}; "
              f"stage 2 (language model, answers) {answers.steps} steps x {answers.batch}.",
              f"Held-out: {per_answer} scenes per answer of each rule, seed {HELD_OUT_SEED}."]  # fmt: skip

@@ -48,7 +48,8 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
         vision=replace(default.vision, steps=args.vision_steps or default.vision.steps, seed=args.seed),
         answers=replace(default.answers, steps=args.steps or default.answers.steps, seed=args.seed),
     )  # fmt: skip
-    evaluation = train_demo(out, rules, recipe, per_answer=args.per_answer, progress=lambda s: print(s, flush=True))
+    evaluation = train_demo(out, rules, recipe, per_answer=args.per_answer, device=args.device,
+                            progress=lambda s: print(s, flush=True))  # fmt: skip
     return _verdict(evaluation, out / "REPORT.md")
 
 
@@ -106,6 +107,7 @@ def add_model_parser(sub: Any) -> None:
     train.add_argument("--steps", type=int, help="stage 2 (answers) steps (default: the recipe's)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    train.add_argument("--device", default="cpu", help="where to train: cpu (the shipped model), cuda, cuda:N")
     train.add_argument("--per-answer", type=int, default=100, help="held-out scenes per answer of each rule")
     train.add_argument("--force", action="store_true")
     train.set_defaults(func=cmd_train_demo)

@@ -35,7 +35,7 @@ def random_defect(
     scratch: bool | None = None,
 ) -> Board:  # fmt: skip
     """A board in its housing; the keyword arguments force which defects it has."""
-    w, h = int(WIDTH * rng.uniform(0.42, 0.6)), int(HEIGHT * rng.uniform(0.5, 0.66))
+    w, h = int(WIDTH * rng.uniform(0.46, 0.62)), int(HEIGHT * rng.uniform(0.56, 0.72))
     x0, y0 = int(rng.integers(70, WIDTH - w - 70)), int(rng.integers(20, HEIGHT - h - 20))
     pad_w, pad_h, gap = int(rng.integers(16, 23)), int(rng.integers(26, 38)), int(rng.integers(12, 18))
     pads = min(int(rng.integers(4, 9)), (w - 80) // (pad_w + gap))
@@ -46,21 +46,11 @@ def random_defect(
     has_bridge = bridge if bridge is not None else bool(rng.random() < 0.5)
     joined = (int(rng.integers(2)), int(rng.integers(pads - 1))) if has_bridge else None
     has_scratch = scratch if scratch is not None else bool(rng.random() < 0.5)
-    left_side = x0 > WIDTH - (x0 + w)  # the wider margin takes the label; the scratch goes on the other
+    left_side = x0 < WIDTH - (x0 + w)  # the narrower margin takes the label; the scratch goes on the wider
     label = (int(rng.integers(8, x0 - 58)), int(rng.integers(20, HEIGHT - 60))) if left_side else (
         int(rng.integers(x0 + w + 8, WIDTH - 58)), int(rng.integers(20, HEIGHT - 60)))  # fmt: skip
-    lines: tuple[tuple[int, int], ...] = ()
-    if has_scratch:
-        band = (x0 + w + 6, WIDTH - 6) if left_side else (6, x0 - 6)
-        sx, sy = int(rng.integers(band[0], max(band[0] + 1, band[1]))), int(rng.integers(30, HEIGHT - 30))
-        length, angle = rng.uniform(70, 170), rng.uniform(0, np.pi)
-        points = [(sx, sy)]
-        for _ in range(2):
-            angle += rng.uniform(-0.4, 0.4)
-            sx = int(np.clip(sx + np.cos(angle) * length / 2, band[0], band[1]))
-            sy = int(np.clip(sy + np.sin(angle) * length / 2, 4, HEIGHT - 4))
-            points.append((sx, sy))
-        lines = tuple(points)
+    band = (x0 + w + 6, WIDTH - 6) if left_side else (6, x0 - 6)
+    lines = _scratch(rng, band) if has_scratch else ()
     return Board(
         housing=jitter(rng, _HOUSINGS[int(rng.integers(len(_HOUSINGS)))], 15),
         board=jitter(rng, _BOARDS[int(rng.integers(len(_BOARDS)))], 12),
@@ -68,6 +58,22 @@ def random_defect(
         rect=(x0, y0, x0 + w, y0 + h), pads=pads, pad_size=(pad_w, pad_h), gap=gap, screws=tuple(screws),
         bridge=joined, scratch=lines, label=label,
     )  # fmt: skip
+
+
+def _scratch(rng: np.random.Generator, band: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """A bent line of 90-190 pixels on the housing between x = band[0] and band[1], drawn whole (tries
+    again where it would run off the housing; the last try is cut at its edges)."""
+    for _ in range(30):
+        x, y = rng.uniform(*band), rng.uniform(30, HEIGHT - 30)
+        length, angle = rng.uniform(90, 190), rng.uniform(0, np.pi)
+        points = [(x, y)]
+        for _ in range(2):
+            angle += rng.uniform(-0.4, 0.4)
+            x, y = x + np.cos(angle) * length / 2, y + np.sin(angle) * length / 2
+            points.append((x, y))
+        if all(band[0] <= px <= band[1] and 4 <= py <= HEIGHT - 4 for px, py in points):
+            break
+    return tuple((int(np.clip(px, *band)), int(np.clip(py, 4, HEIGHT - 4))) for px, py in points)
 
 
 def render_defect(board: Board, rng: np.random.Generator, *, degraded: bool = True) -> np.ndarray:
@@ -81,20 +87,26 @@ def render_defect(board: Board, rng: np.random.Generator, *, degraded: bool = Tr
     _draw_label(img, board.label)
     if board.scratch:
         pts = np.array(board.scratch, np.int32)
-        bright = tuple(min(255, c + 90) for c in board.housing)
-        cv2.polylines(img, [pts], False, bright, 7, AA)
+        cv2.polylines(img, [pts], False, scratch_colour(board.housing), 9, AA)
     _draw_pads(img, board)
-    inset = 20
+    inset = 23
     corners = ((x0 + inset, y0 + inset), (x1 - inset, y0 + inset), (x0 + inset, y1 - inset), (x1 - inset, y1 - inset))
     for present, (cx, cy) in zip(board.screws, corners, strict=True):
         if present:  # a bright screw head with a thin slot
-            cv2.circle(img, (cx, cy), 14, (205, 205, 210), -1, AA)
-            cv2.circle(img, (cx, cy), 14, (120, 120, 125), 2, AA)
-            cv2.line(img, (cx - 9, cy), (cx + 9, cy), (90, 90, 95), 2, AA)
+            cv2.circle(img, (cx, cy), 17, (205, 205, 210), -1, AA)
+            cv2.circle(img, (cx, cy), 17, (120, 120, 125), 2, AA)
+            cv2.line(img, (cx - 11, cy), (cx + 11, cy), (90, 90, 95), 3, AA)
         else:  # the empty hole: black, in a thin copper ring
-            cv2.circle(img, (cx, cy), 14, (190, 150, 70), -1, AA)
-            cv2.circle(img, (cx, cy), 11, (10, 10, 10), -1, AA)
+            cv2.circle(img, (cx, cy), 17, (190, 150, 70), -1, AA)
+            cv2.circle(img, (cx, cy), 14, (10, 10, 10), -1, AA)
     return degrade(img, rng, strength=0.7) if degraded else img
+
+
+def scratch_colour(housing: Colour) -> Colour:
+    """Bare metal where the finish is scratched: brighter than a dark housing, darker than a light one."""
+    shift = 90 if sum(housing) < 3 * 150 else -100
+    r, g, b = (int(np.clip(c + shift, 0, 255)) for c in housing)
+    return (r, g, b)
 
 
 def _pad_rows(board: Board) -> tuple[list[int], list[int]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from streamwatch.config import ModelConfig
 from streamwatch.demo.dataset import Example, Task, example
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.types import Prompt
@@ -63,6 +64,10 @@ class Evaluation:
         return float(np.mean((np.array(self.p_yes) - np.array(self.truth, dtype=float)) ** 2)) if self.p_yes else 0.0
 
 
+# as long as the service lets an answer be (a choice's word can be several tokens: p-ar-t-ial)
+ANSWER_TOKENS = int(ModelConfig.model_fields["max_new_tokens"].default)
+
+
 def held_out(tasks: Sequence[Task], per_answer: int, seed: int) -> list[Example]:
     """`per_answer` examples of each answer of each task, from a seed training never uses."""
     rng = np.random.default_rng(seed)
@@ -88,7 +93,7 @@ def evaluate(backend: Backend, tasks: Sequence[Task], examples: Sequence[Example
                         evaluation.p_yes.append(score.p_yes)
                         evaluation.truth.append(ex.answer == "yes")
             else:
-                texts = backend.generate(prompts, max_new_tokens=4)
+                texts = backend.generate(prompts, max_new_tokens=ANSWER_TOKENS)
                 for ex, text in zip(part, texts, strict=True):
                     _count(results[ex.rule], ex.answer, text.strip().strip(".").lower())
     return evaluation

@@ -94,7 +94,7 @@ def random_perimeter(
     for state in states:
         for _ in range(20):  # keep figures apart so each can be seen and counted
             person = random_person(rng, state, yard.night)
-            if all(abs(person.x - p.x) > WIDTH * 0.09 for p in people):
+            if all(abs(person.x - p.x) > WIDTH * 0.12 for p in people):
                 break
         people.append(person)
     return replace(yard, people=tuple(people))
@@ -104,21 +104,23 @@ def place(yard: Yard, person: Person) -> Figure:
     """Where a person stands in this yard: perspective from the horizon down to the camera."""
     base, fh = yard.fence_base, yard.fence_height
     if person.state == "outside":
-        feet = yard.horizon + HEIGHT * 0.05 + person.depth * (base - yard.horizon - HEIGHT * 0.08)
+        # a clear strip of ground on each side of the fence: which side someone is on can be seen
+        feet = yard.horizon + HEIGHT * 0.05 + person.depth * (base - yard.horizon - HEIGHT * 0.11)
         height = max(26.0, fh * 0.85 * (feet - yard.horizon) / (base - yard.horizon))
     elif person.state == "inside":
-        feet = base + HEIGHT * 0.08 + person.depth * (HEIGHT * 0.97 - base - HEIGHT * 0.08)
+        feet = base + HEIGHT * 0.1 + person.depth * (HEIGHT * 0.97 - base - HEIGHT * 0.1)
         height = fh * (0.9 + 1.4 * (feet - base) / (HEIGHT - base))
     else:
-        feet = base - fh * (0.3 + 0.2 * person.depth)
-        height = fh * 0.95
+        feet = base - fh * (0.45 + 0.2 * person.depth)  # half way up: head and arms well above the top rail
+        height = fh * 1.05
     return replace(person.figure, x=person.x, feet_y=feet, height=height)
 
 
 def render_perimeter(yard: Yard, rng: np.random.Generator, *, degraded: bool = True) -> np.ndarray:
     horizon = int(yard.horizon)
     img = np.empty((HEIGHT, WIDTH, 3), np.uint8)
-    img[:horizon] = vertical_gradient(horizon, WIDTH, *yard.sky)
+    sky = [tuple(int(c * 0.3) for c in colour) for colour in yard.sky] if yard.night else yard.sky  # a dark night sky
+    img[:horizon] = vertical_gradient(horizon, WIDTH, *sky)
     img[horizon:] = vertical_gradient(HEIGHT - horizon, WIDTH, *yard.ground)
     order = sorted(yard.people, key=lambda p: (STATES.index(p.state) if p.state != "inside" else 3, p.depth))
     for person in order:

@@ -56,8 +56,9 @@ def still_frames(visual: nn.Module) -> Iterator[None]:
             basis = SimpleNamespace(**vars(embeddings))  # the module's settings, with the identity as table
             basis.position_embedding = SimpleNamespace(weight=torch.eye(table.shape[0]))
             zeros = torch.zeros(hidden.shape[0], table.shape[0])
-            grids[key] = table_forward(basis, zeros, *(torch.as_tensor(t).cpu() for t in where)).to(table.device)  # type: ignore[arg-type]
-        return hidden + (grids[key] @ table.float()).to(hidden.dtype)
+            grids[key] = table_forward(basis, zeros, *(torch.as_tensor(t).cpu() for t in where)).to(table.device)
+        placed: torch.Tensor = hidden + (grids[key] @ table.float()).to(hidden.dtype)
+        return placed
 
     patch.forward, merge.forward, embeddings.forward = embed_patches, merge_tokens, add_positions
     try:

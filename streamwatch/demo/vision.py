@@ -25,7 +25,7 @@ from streamwatch.demo.train import optimise
 
 @dataclass(frozen=True)
 class VisionSettings:
-    steps: int = 4000
+    steps: int = 6000
     batch: int = 16
     lr: float = 1e-3
     warmup: int = 200

@@ -58,21 +58,20 @@ def random_warehouse(
     gone = set(rng.choice(n, size=missing, replace=False).tolist())
     boxes = tuple(None if i in gone else jitter(rng, _CARDBOARD[int(rng.integers(len(_CARDBOARD)))], 15)
                   for i in range(n))  # fmt: skip
-    has_fallen = bool(rng.random() < 0.4) if fallen is None else fallen
-    tilted: int | None = None
-    on_floor: tuple[tuple[float, float, float], ...] = ()
-    if has_fallen:
-        present = [i for i, b in enumerate(boxes) if b is not None]
-        if present and rng.random() < 0.35:
-            tilted = int(rng.choice(present))
-        else:
-            on_floor = tuple((float(WIDTH * rng.uniform(0.08, 0.92)), float(rng.random()), float(rng.uniform(15, 75)))
-                             for _ in range(int(rng.integers(1, 3))))  # fmt: skip
     has_forklift = bool(rng.random() < 0.4) if forklift is None else forklift
     truck = None
     if has_forklift:
         colour = jitter(rng, _FORKLIFTS[int(rng.integers(len(_FORKLIFTS)))], 15)
         truck = Forklift(float(WIDTH * rng.uniform(0.15, 0.85)), float(rng.random()), colour, int(rng.choice([-1, 1])))
+    has_fallen = bool(rng.random() < 0.4) if fallen is None else fallen
+    tilted: int | None = None
+    on_floor: tuple[tuple[float, float, float], ...] = ()
+    if has_fallen:
+        present = [i for i, b in enumerate(boxes) if b is not None]
+        if present and rng.random() < 0.3:
+            tilted = int(rng.choice(present))
+        else:
+            on_floor = tuple(_floor_box(rng, truck) for _ in range(int(rng.integers(1, 3))))
     return Aisle(
         rack=(WIDTH * rng.uniform(0.02, 0.14), WIDTH * rng.uniform(0.8, 0.98), HEIGHT * rng.uniform(0.03, 0.1)),
         floor_y=HEIGHT * rng.uniform(0.58, 0.68), levels=levels, slots=slots,
@@ -80,6 +79,14 @@ def random_warehouse(
         beam=jitter(rng, _BEAMS[int(rng.integers(len(_BEAMS)))], 15), boxes=boxes, tilted=tilted,
         fallen=on_floor, forklift=truck,
     )  # fmt: skip
+
+
+def _floor_box(rng: np.random.Generator, truck: Forklift | None) -> tuple[float, float, float]:
+    """A fallen box: x, depth, angle; never where the forklift would hide it."""
+    while True:
+        x = float(WIDTH * rng.uniform(0.08, 0.92))
+        if truck is None or abs(x - truck.x) > WIDTH * 0.25:
+            return x, float(rng.random()), float(rng.uniform(15, 75))
 
 
 def render_warehouse(aisle: Aisle, rng: np.random.Generator, *, degraded: bool = True) -> np.ndarray:
@@ -97,7 +104,7 @@ def render_warehouse(aisle: Aisle, rng: np.random.Generator, *, degraded: bool =
         y = floor + 0.1 * HEIGHT + depth * (HEIGHT * 0.85 - floor - 0.1 * HEIGHT)
         if kind == "box":
             colour = _CARDBOARD[int(x) % len(_CARDBOARD)]
-            draw_box(img, x, y - 22 * scale, 62 * scale, 40 * scale, angle, colour)
+            draw_box(img, x, y - 25 * scale, 72 * scale, 46 * scale, angle, colour)
         elif aisle.forklift:
             _draw_forklift(img, aisle.forklift, y, scale)
     return degrade(img, rng) if degraded else img
@@ -114,8 +121,9 @@ def _draw_rack(img: np.ndarray, aisle: Aisle) -> None:
         x0, y1 = left + col * cell_w, top + (row + 1) * cell_h
         if colour is None:
             continue
-        w, h = cell_w * (0.62 + 0.25 * ((i * 7) % 5) / 4), cell_h * (0.55 + 0.25 * ((i * 3) % 4) / 3)
-        angle = 28.0 if aisle.tilted == i else 0.0
+        # boxes fill most of their slot, so that an empty slot is plain to see
+        w, h = cell_w * (0.72 + 0.18 * ((i * 7) % 5) / 4), cell_h * (0.65 + 0.2 * ((i * 3) % 4) / 3)
+        angle = 38.0 if aisle.tilted == i else 0.0
         draw_box(img, x0 + cell_w / 2, y1 - h / 2 - 4 - (h * 0.12 if angle else 0), w, h, angle, colour)
     for row in range(aisle.levels + 1):
         y = int(top + row * cell_h)
