@@ -46,6 +46,9 @@ def test_still_frames_tower_is_the_tower(tmp_path: Path) -> None:
             assert len(grads) == len(reference_grads)
             for mine, theirs in zip(grads, reference_grads, strict=True):
                 assert torch.allclose(mine, theirs, rtol=1e-3, atol=1e-4)
+        with still_frames(visual):  # opened again inside: changes nothing, and closing it keeps the outer
+            assert torch.allclose(run(pool.frames(index))[0], reference, rtol=1e-4, atol=1e-4)
+        assert "forward" in vars(visual.patch_embed)
     assert "forward" not in vars(visual.patch_embed) and "forward" not in vars(visual.embeddings)
     with pytest.raises(RuntimeError), still_frames(visual):  # given back after an error too
         visual(pool.frames(index)[:, :100], grid_thw=grid)

@@ -29,9 +29,13 @@ from torch.nn import functional
 @contextmanager
 def still_frames(visual: nn.Module) -> Iterator[None]:
     """Inside: `visual(pixels, grid_thw)` takes the processor's patches (frame repeated in time) or one
-    frame per patch (`ScenePool.frames`), and computes what the tower computes, faster."""
+    frame per patch (`ScenePool.frames`), and computes what the tower computes, faster. Opened again
+    inside itself it changes nothing (the outer one, and its cache of position maps, stays)."""
     tower: Any = visual
     parts = (tower.patch_embed, tower.downsample, tower.embeddings)
+    if "forward" in vars(tower.patch_embed):  # already open
+        yield
+        return
     patch, merge, embeddings = parts
     conv3d: nn.Conv3d = patch.proj
     conv2d: nn.Conv2d = merge

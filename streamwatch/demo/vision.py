@@ -93,8 +93,9 @@ def train_vision(
 
     visual.train()
     try:
-        history = optimise([{"params": parameters, "weight_decay": settings.weight_decay}], settings, step_loss,
-                           progress)  # fmt: skip
+        with still_frames(visual):  # open for every step: its position maps are computed once
+            history = optimise([{"params": parameters, "weight_decay": settings.weight_decay}], settings,
+                               step_loss, progress)  # fmt: skip
     finally:
         visual.eval()
     return head, history
@@ -103,8 +104,9 @@ def train_vision(
 @torch.no_grad()
 def token_features(visual: nn.Module, pool: ScenePool, batch: int = 64) -> torch.Tensor:
     """(scenes, tokens, hidden) float32: the trained tower's output for every scene of the pool."""
-    return torch.cat([image_tokens(visual, pool, torch.arange(start, min(start + batch, len(pool))))
-                      for start in range(0, len(pool), batch)])  # fmt: skip
+    with still_frames(visual):
+        return torch.cat([image_tokens(visual, pool, torch.arange(start, min(start + batch, len(pool))))
+                          for start in range(0, len(pool), batch)])  # fmt: skip
 
 
 @torch.no_grad()
