@@ -4,53 +4,61 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
-from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from PIL import Image
 
 from streamwatch.alerts.mqtt import MqttPublisher
 from streamwatch.alerts.pipeline import AlertPipeline, Decision
 from streamwatch.alerts.topics import Topics
 from streamwatch.config import CameraConfig, Settings
+from streamwatch.housekeeping import (
+    RETENTION_S,
+    RULES_POLL_S,
+    STATUS_CHECK_S,
+    Loops,
+    Retention,
+    RulesReload,
+    StatusPublisher,
+)
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.build import build_backend, build_queue
+from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Request
+from streamwatch.inference.watchdog import ModelWatchdog
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.lifecycle import StartupError, stopped_by_signals, wait_for_stop
 from streamwatch.metrics import Metrics
-from streamwatch.rules.loader import RuleSet, load_rules
+from streamwatch.rules.loader import RuleSet, configured_rules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
 from streamwatch.rules.watch import RuleWatcher
 from streamwatch.shard import Shard
-from streamwatch.store.db import Database
+from streamwatch.store.db import open_database
 from streamwatch.store.events import EventStore, Message
 from streamwatch.store.outbox import Outbox
 from streamwatch.web.context import LastAnswer, RuleView
 
 log = logging.getLogger(__name__)
 
-STATUS_LOG_S = 300.0  # how often every camera's status is logged
-STATUS_PUBLISH_S = 30.0  # camera status on MQTT: on every state change, and at least this often
-RULES_POLL_S = 2.0  # how often rules/ is checked for edits
-
 
 class Service:
     """`streamwatch run`: cameras -> sampled frames x due rules -> shared queue -> alerts -> DB + MQTT.
 
-    Start order: database (migrated), rules, model, queue, MQTT, cameras, samplers and housekeeping.
-    Stop order is the reverse: samplers, cameras, queue (drained, so answers in flight still become
-    events), MQTT (outbox drained for a few seconds, then `offline`), database.
+    Start order: database (migrated), rules, model (rules checked again against its tokenizer), queue,
+    alert states of the previous run, MQTT, web, cameras, samplers and housekeeping. Stop order is the
+    reverse: loops and samplers, cameras, queue (drained, so answers in flight still become events),
+    MQTT (outbox drained for a few seconds, then `offline`), database.
     """
 
     def __init__(
@@ -66,19 +74,19 @@ class Service:
         self._backend_factory = backend_factory
         self._on_decision = on_decision
         self.rules = RuleSet()
+        self.limits = PromptLimits(settings.model.max_question_chars)
         self.cameras: dict[str, CameraWorker] = {}
         self.queue: InferenceQueue | None = None
+        self.watchdog: ModelWatchdog | None = None
         self._store: EventStore | None = None
         self.publisher: MqttPublisher | None = None
         self.pipeline: AlertPipeline | None = None
-        self.watcher: RuleWatcher | None = None
-        self.scheduler: AsyncIOScheduler | None = None
+        self.loops = Loops()
         self.decisions = 0
         self.metrics = Metrics(lambda: (self.queue.stats() if self.queue else None, self.camera_status()))
         self.last_answers: dict[tuple[str, str], LastAnswer] = {}
         self._web: Any = None
         self._web_task: asyncio.Task[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._publisher_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
 
@@ -105,41 +113,45 @@ class Service:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def _start(self) -> None:
-        settings = self.settings
+        settings, model = self.settings, self.settings.model
         listener = self._bind_web() if settings.web.enabled else None  # a taken port fails before the slow parts
-        database = await asyncio.to_thread(Database.open, settings.database_url())
-        self._store = EventStore(database, settings.path(settings.storage.snapshot_dir), owner=self.shard.name)
-        rules_dir = settings.path(settings.rules_dir)
-        self.rules = load_rules(rules_dir, settings.cameras)
+        database = await asyncio.to_thread(open_database, settings)
+        self._store = store = EventStore(database, settings.path(settings.storage.snapshot_dir), owner=self.shard.name)
+        configured_rules(settings, self.limits)  # a broken rule file fails before the model loads
+        backend = await asyncio.to_thread(load_backend, self._backend_factory, settings)
+        self.limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
+                                            max_new_tokens=model.max_new_tokens)  # fmt: skip
+        self.rules = configured_rules(settings, self.limits)  # and now in the model's tokens
         for warning in self.rules.warnings:
             log.info("%s", warning)
-        self.watcher = RuleWatcher(rules_dir, settings.cameras, self.rules)
-        backend = await asyncio.to_thread(self._backend_factory, settings)
         self.queue = build_queue(settings, backend)
         self.queue.start()
+        self.watchdog = ModelWatchdog(self.queue, model.stall_timeout_s)
         topics = Topics(settings.mqtt, self.shard.name) if settings.mqtt.enabled else None
         if settings.mqtt.enabled:
-            outbox = Outbox(database, owner=self.shard.name)
-            self.publisher = MqttPublisher(settings.mqtt, outbox, on_connect=self._announcements,
-                                           instance=self.shard.name)  # fmt: skip
+            self.publisher = MqttPublisher(settings.mqtt, Outbox(database, owner=self.shard.name),
+                                           on_connect=self._announcements, instance=self.shard.name)  # fmt: skip
+        self.pipeline = AlertPipeline(store, topics, describe=self._describe,
+                                      notify=self.publisher.notify if self.publisher else (lambda: None))  # fmt: skip
+        await self.pipeline.restore(self.watched(), lambda camera: self.shard.of(camera) == self.shard.index)
+        if self.publisher is not None:  # after the restore: the first announcement carries the restored states
             self._publisher_task = asyncio.create_task(self.publisher.run(), name="mqtt")
-        self.pipeline = AlertPipeline(
-            self._store, topics, describe=self._describe,
-            notify=self.publisher.notify if self.publisher else (lambda: None),
-        )  # fmt: skip
         if listener is not None:
             await self._start_web(listener)
         for camera in self.my_cameras:
             worker = CameraWorker(camera)
             self.cameras[camera.id] = worker
             worker.start()
-        self._spawn(self._watch_rules(), "rules-watch")
-        self.scheduler = AsyncIOScheduler()
-        self.scheduler.add_job(self._prune, "interval", hours=1, next_run_time=datetime.now(UTC), id="retention")
-        self.scheduler.start()
-        self._spawn(self._status_loop(), "camera-status")
+        watcher = RuleWatcher(settings.path(settings.rules_dir), settings.cameras, self.rules, self.limits)
+        self.loops.start("rules-watch", RulesReload(watcher, self._rules_changed).step, RULES_POLL_S)
+        self.loops.start("retention", Retention(store, settings.storage.retention_days).step, RETENTION_S,
+                         first_now=True)  # fmt: skip
+        self.loops.start("camera-status", StatusPublisher(self.camera_status, self.publisher, topics).step,
+                         STATUS_CHECK_S)  # fmt: skip
+        self.loops.start("model-watchdog", _checked(self.watchdog), STATUS_CHECK_S)
         for camera_id, worker in self.cameras.items():
-            self._spawn(self._sample(self.settings_camera(camera_id), worker), f"sampler-{camera_id}")
+            self.loops.spawn(f"sampler-{camera_id}", functools.partial(self._sample, self.settings_camera(camera_id),
+                                                                       worker))  # fmt: skip
 
     def _bind_web(self) -> socket.socket:
         web = self.settings.web
@@ -152,25 +164,17 @@ class Service:
         self._web, self._web_task = await _serve(create_app(self, web), listener)
         log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coroutine, name=name))
-
     async def _stop(self) -> None:
         if self._web is not None and self._web_task is not None:
             await _stop_server(self._web, self._web_task)
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.loops.stop()
         for worker in self.cameras.values():
             worker.request_stop()
         for worker in self.cameras.values():
             await asyncio.to_thread(worker.stop)
         if self.queue is not None:
-            await asyncio.to_thread(self.queue.stop, drain=True)
-            self.queue.backend.close()
+            if await asyncio.to_thread(self.queue.stop, drain=True):
+                self.queue.backend.close()
             self.queue = None
         if self.publisher is not None and self._publisher_task is not None:
             await self.publisher.stop(self._publisher_task)
@@ -179,7 +183,19 @@ class Service:
         events = self.pipeline.events if self.pipeline else 0
         log.info("streamwatch stopped after %d decisions, %d alert events", self.decisions, events)
 
-    # -- MQTT ----------------------------------------------------------------------------------------
+    # -- rules and MQTT ------------------------------------------------------------------------------
+    def watched(self) -> set[tuple[str, str]]:
+        """Every (camera, rule) this instance watches now: its enabled cameras x the rules that apply."""
+        return {(c.id, r.id) for c in self.my_cameras if c.enabled for r in self.rules.for_camera(c)}
+
+    async def _rules_changed(self, rules: RuleSet) -> None:
+        self.rules = rules
+        if self.pipeline is not None:
+            await self.pipeline.resolve_unwatched(self.watched())
+        if self.publisher is not None and self.publisher.connected.is_set():
+            for message in self._announcements():
+                await self.publisher.publish_now(message)
+
     def _announcements(self) -> list[Message]:
         """Published on every (re)connect: HA discovery, current alert states, camera status."""
         if self.pipeline is None or self.pipeline.topics is None:
@@ -189,54 +205,10 @@ class Service:
         discovery = self.settings.mqtt.home_assistant_discovery
         return self.pipeline.topics.announcements(pairs, self.camera_status(), discovery=discovery)
 
-    async def _status_loop(self) -> None:
-        """Camera status: retained on MQTT when it changes (checked every 2 s) and every 30 s; logged every 5 min."""
-        last: dict[str, tuple[str, str]] = {}
-        published = logged = time.monotonic()
-        while True:
-            await asyncio.sleep(2.0)
-            now = time.monotonic()
-            statuses = self.camera_status()
-            changed = [s for s in statuses if last.get(s.id) != (s.state, s.quality)]
-            due = now - published >= STATUS_PUBLISH_S
-            if self.publisher is not None and self.pipeline is not None and self.pipeline.topics is not None:
-                for status in statuses if due else changed:
-                    await self.publisher.publish_now(self.pipeline.topics.status_message(status))
-            last = {s.id: (s.state, s.quality) for s in statuses}
-            published = now if due else published
-            if now - logged >= STATUS_LOG_S:
-                logged = now
-                for status in statuses:
-                    log.info("%s", status.summary())
-
-    # -- housekeeping --------------------------------------------------------------------------------
-    async def _watch_rules(self) -> None:
-        assert self.watcher is not None
-        while True:
-            await asyncio.sleep(RULES_POLL_S)
-            reloaded = await asyncio.to_thread(self.watcher.check)
-            if reloaded is not None:
-                self.rules = reloaded
-                log.info("rules: %d active after reload", len(reloaded.rules))
-                if self.publisher is not None and self.publisher.connected.is_set():
-                    for message in self._announcements():
-                        await self.publisher.publish_now(message)
-
-    async def _prune(self) -> None:
-        """Delete events and snapshots older than `storage.retention_days`."""
-        assert self._store is not None
-        cutoff = datetime.now(UTC) - timedelta(days=self.settings.storage.retention_days)
-        try:
-            rows, files = await asyncio.to_thread(self.store.prune, cutoff)
-        except Exception:  # a full disk or a locked database must not stop the service
-            log.exception("retention: failed; will retry at the next run")
-            return
-        if rows:
-            log.info("retention: deleted %d events and %d snapshots older than %s", rows, files, cutoff)
-
     # -- sampling and answering ----------------------------------------------------------------------
     async def _sample(self, camera: CameraConfig, worker: CameraWorker) -> None:
-        """Every sample interval: the newest frame, with every rule that is due, into the queue."""
+        """Every sample interval: the newest frame, with every rule that is due, into the queue. A
+        frame that cannot be used is logged and skipped: the loop never ends on one frame."""
         tracker = DueTracker(camera.sample_interval_s)
         last_seq = -1
         while True:
@@ -245,11 +217,17 @@ class Service:
             if frame is None or frame.seq == last_seq:
                 continue
             last_seq = frame.seq
-            self.metrics.sample_age.observe(max(0.0, time.time() - frame.captured_at))
-            due = tracker.due(self.rules.for_camera(camera), time.monotonic(), datetime.now().astimezone())
-            if due:
-                image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
-                await asyncio.gather(*(self._ask(camera, rule, frame, image) for rule in due))
+            try:
+                await self._sample_frame(camera, tracker, frame)
+            except Exception:
+                log.exception("camera %s: frame %d could not be sampled; going on with the next", camera.id, frame.seq)
+
+    async def _sample_frame(self, camera: CameraConfig, tracker: DueTracker, frame: Frame) -> None:
+        self.metrics.sample_age.observe(max(0.0, time.time() - frame.captured_at))
+        due = tracker.due(self.rules.for_camera(camera), time.monotonic(), datetime.now().astimezone())
+        if due:
+            image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
+            await asyncio.gather(*(self._ask(camera, rule, frame, image) for rule in due))
 
     async def _query(self, source: str, question: str, image: Image.Image, kind: AnswerKind, tokens: int) -> Answer:
         """Every model request (rules, describe, web/API) goes through here and the shared queue."""
@@ -328,12 +306,35 @@ class Service:
         """A one-off question (web/API) through the same shared queue as the cameras."""
         return await self._query("api", question, image, kind, self.settings.model.max_new_tokens)
 
-    def readiness(self) -> dict[str, bool]:
-        """model loaded, database writable, broker connected (when MQTT is on)."""
-        checks = {"model": self.queue is not None, "database": self._store is not None and self._store.db.writable()}
+    def question_problem(self, question: str) -> str | None:
+        return self.limits.problem(question)
+
+    def readiness(self) -> dict[str, str | None]:
+        """What works now, each None when it does or the reason when it does not: the model answering
+        within model.stall_timeout_s, the database writable, the broker connected (with MQTT on), every
+        background loop running."""
+        checks: dict[str, str | None] = {"model": "starting" if self.watchdog is None else self.watchdog.problem()}
+        database = self._store.db.problem() if self._store is not None else "starting"
+        checks["database"] = database
         if self.settings.mqtt.enabled:
-            checks["broker"] = self.publisher is not None and self.publisher.connected.is_set()
+            publisher = self.publisher
+            connected = publisher is not None and publisher.connected.is_set()
+            checks["broker"] = None if connected else (
+                f"not connected to {self.settings.mqtt.host}:{self.settings.mqtt.port}"
+                + (f": {publisher.last_error}" if publisher is not None else ""))  # fmt: skip
+        failures = "; ".join(f"{name}: {why}" for name, why in self.loops.failures.items())
+        checks["loops"] = failures or None
         return checks
+
+
+def load_backend(factory: Callable[[Settings], Backend], settings: Settings) -> Backend:
+    """The model, or a StartupError naming `model.id` and why it cannot be loaded."""
+    try:
+        return factory(settings)
+    except Exception as exc:
+        log.debug("model load failed", exc_info=True)
+        raise StartupError(settings.problem(("model", "id"), f"cannot load the model {settings.model.id}: "
+                                                             f"{type(exc).__name__}: {exc}")) from None  # fmt: skip
 
 
 async def serve_model(settings: Settings, *, duration_s: float | None = None, stop: asyncio.Event | None = None,
@@ -342,30 +343,43 @@ async def serve_model(settings: Settings, *, duration_s: float | None = None, st
     from streamwatch.config import is_loopback
     from streamwatch.serve.api import create_openai_app
 
-    config = settings.serve
+    config, model = settings.serve, settings.model
     if not is_loopback(config.host) and config.api_key is None:
         raise StartupError(f"{settings.source}: serve: listening on {config.host} beyond this machine needs "
                            "serve.api_key (api_key = \"${STREAMWATCH_API_KEY}\"), or bind to 127.0.0.1")  # fmt: skip
     listener = _listen(settings, "serve", config.host, config.port, "set [serve] port to a free port")
     stop = stop or asyncio.Event()
     with stopped_by_signals(stop):
-        queue = build_queue(settings, await asyncio.to_thread(build_backend, settings))
+        backend = await asyncio.to_thread(load_backend, build_backend, settings)
+        queue = build_queue(settings, backend)
         queue.start()
         try:
-            model = settings.model
+            limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
+                                           max_new_tokens=model.max_new_tokens)  # fmt: skip
+            watchdog = ModelWatchdog(queue, model.stall_timeout_s)
             app = create_openai_app(queue, config, settings.served_model_name(), default_tokens=model.max_new_tokens,
-                                    timeout_s=model.request_timeout_s)  # fmt: skip
+                                    timeout_s=model.request_timeout_s, limits=limits, watchdog=watchdog)  # fmt: skip
             server, task = await _serve(app, listener)
             log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port,
                      settings.served_model_name())  # fmt: skip
             if started is not None:
                 started()
+            loops = Loops()
+            loops.start("model-watchdog", _checked(watchdog), STATUS_CHECK_S)
             await wait_for_stop(stop, duration_s)
+            await loops.stop()
             await _stop_server(server, task)
         finally:
             listener.close()
-            await asyncio.to_thread(queue.stop, drain=True)
-            queue.backend.close()
+            if await asyncio.to_thread(queue.stop, drain=True):
+                queue.backend.close()
+
+
+def _checked(watchdog: ModelWatchdog) -> Callable[[], Any]:
+    async def step() -> None:
+        watchdog.problem()  # logs when a stall begins and ends
+
+    return step
 
 
 def _listen(settings: Settings, section: str, host: str, port: int, hint: str) -> socket.socket:

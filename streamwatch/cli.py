@@ -26,12 +26,28 @@ log = logging.getLogger("streamwatch")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """The config and the rules as `run` would load them, question lengths counted in the model's
+    tokens where its tokenizer is on disk, and the addresses it would listen on."""
     from streamwatch.config import load_settings
-    from streamwatch.rules.loader import load_rules
+    from streamwatch.config.deployment import host_problems
+    from streamwatch.inference.limits import PromptLimits, offline_limits
+    from streamwatch.rules.loader import configured_rules
 
     settings = load_settings(args.config)
-    rules = load_rules(settings.path(settings.rules_dir), settings.cameras)
-    for warning in rules.warnings:
+    model = settings.model
+    limits, note = PromptLimits(model.max_question_chars, max_new_tokens=model.max_new_tokens), None
+    if model.backend == "transformers":
+        limits, note = offline_limits(settings.model_ref(), max_chars=model.max_question_chars,
+                                      max_tokens=model.max_question_tokens, max_image_side=model.max_image_side,
+                                      max_new_tokens=model.max_new_tokens)  # fmt: skip
+    problems = host_problems(settings)
+    try:
+        rules = configured_rules(settings, limits)
+    except DataFileError as exc:
+        problems += exc.problems
+    if problems:
+        raise DataFileError(problems)
+    for warning in [*rules.warnings, *([note] if note else [])]:
         print(f"note: {warning}")
     print(f"{args.config}: OK: {len(settings.cameras)} cameras, {len(rules.rules)} rules, model {settings.model.id}")
     return 0

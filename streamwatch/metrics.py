@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -53,6 +54,9 @@ class _Live(Collector):
 
 def _queue(stats: QueueStats) -> Iterator[Metric]:
     yield GaugeMetricFamily("streamwatch_queue_depth", "Requests waiting for the model", value=stats.pending)
+    yield GaugeMetricFamily("streamwatch_model_stalled_seconds",
+                            "Seconds requests have waited with no model call finishing (0 while answers flow)",
+                            value=stats.stalled_for(time.monotonic()))  # fmt: skip
     requests = CounterMetricFamily("streamwatch_requests", "Requests by outcome", labels=["outcome"])
     requests.add_metric(["answered"], stats.answered)
     requests.add_metric(["failed"], stats.failed)

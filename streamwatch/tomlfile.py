@@ -3,12 +3,18 @@
 `tomllib` gives no positions, so `key_lines` scans the text for table headers and `key =` lines and
 maps every key path (as pydantic reports it: `("cameras", 0, "url")`) to its line. Validation errors
 then point at the line of the offending key, or at the nearest enclosing table.
+
+Every file is bounded before it is parsed: at most `MAX_FILE_BYTES`, a regular file (not a FIFO or a
+device that would block a read), UTF-8, arrays and inline tables nested at most `MAX_NESTING` deep and
+dotted keys of at most `MAX_KEY_PARTS` parts. So reading any file takes bounded time and memory, and
+what `tomllib` and the validation walk recursively is shallow.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,6 +29,16 @@ _SENSITIVE = re.compile(r"password|secret|token|key|url", re.IGNORECASE)
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# What the nesting scan needs to see: strings and comments (each one token), bare words, brackets,
+# dots and line ends; any other character is a token of its own (it ends a dotted key).
+_TOKENS = re.compile(
+    r'"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"(?:\\.|[^"\\\n])*"|\'[^\'\n]*\'|#[^\n]*|[A-Za-z0-9_+:-]+|[^ \t\r]',
+    re.DOTALL,
+)
+
+MAX_FILE_BYTES = 1024 * 1024  # a config or rules file
+MAX_NESTING = 16  # arrays / inline tables inside each other
+MAX_KEY_PARTS = 16  # parts of one dotted key or table header (a.b.c)
 
 
 class DataFileError(Exception):
@@ -101,14 +117,64 @@ def field_name(loc: Iterable[str | int]) -> str:
     return name
 
 
-def read_toml(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
-    """Parse a TOML file; syntax errors become a `DataFileError` naming file and line."""
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """A regular UTF-8 text file of at most `limit` bytes, or a `DataFileError` saying what is wrong
+    (a decoding error names its line)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise DataFileError([f"{path}: not a regular file"])
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
     except FileNotFoundError:
         raise DataFileError([f"{path}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError([f"{path}: cannot read: {exc}"]) from None
+    except OSError as exc:  # permissions, a symlink loop (ELOOP), a directory, ...
+        raise DataFileError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    if len(data) > limit:
+        raise DataFileError([f"{path}: file is larger than {limit // 1024} KiB"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataFileError([f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"]
+                            ) from None  # fmt: skip
+
+
+def nesting_problem(text: str) -> tuple[int, str] | None:
+    """(line, message) where arrays or inline tables nest deeper than MAX_NESTING, or a dotted key
+    (anywhere: a table header, a line, an inline table) has more than MAX_KEY_PARTS parts; None when
+    the document is shallow enough. One linear pass; strings and comments are skipped whole."""
+    depth, line, dots, after_part = 0, 1, 0, False
+    for token in _TOKENS.finditer(text):
+        value = token.group()
+        if value == ".":
+            dots = dots + 1 if after_part else 0
+            after_part = False
+            if dots >= MAX_KEY_PARTS:
+                return line, f"a dotted key or table name has more than {MAX_KEY_PARTS} parts"
+            continue
+        first = value[0]
+        part = first.isalnum() or first in "_+:-" or (first in "\"'" and not value.startswith(('"""', "'''")))
+        if after_part or not part:  # anything but a dot between two parts starts a new key
+            dots = 0
+        after_part = part
+        if value in ("[", "{"):
+            depth += 1
+            if depth > MAX_NESTING + 1:  # +1: a table header's own bracket
+                return line, f"arrays or inline tables are nested more than {MAX_NESTING} deep"
+        elif value in ("]", "}"):
+            depth = max(0, depth - 1)
+        else:
+            line += value.count("\n")
+    return None
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """Parse a TOML file; syntax errors become a `DataFileError` naming file and line."""
+    text = read_text(path)
+    nested = nesting_problem(text)
+    if nested is not None:
+        raise DataFileError([f"{path}:{nested[0]}: {nested[1]}"])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -172,7 +238,12 @@ def load_model(model: type[M], path: Path, *, env: bool = True) -> tuple[M, dict
         raise DataFileError(validation_problems(exc, path, lines)) from None
 
 
+def where(path: Path, lines: dict[Loc, int], loc: Loc) -> str:
+    """`file:line` of a key (or of its nearest enclosing table), `file` when the file does not say."""
+    line = line_of(lines, loc)
+    return f"{path}:{line}" if line else str(path)
+
+
 def problem(path: Path, lines: dict[Loc, int], loc: Loc, message: str) -> str:
     """One `file:line: field: message` line."""
-    line = line_of(lines, loc)
-    return f"{path}:{line}: {field_name(loc)}: {message}" if line else f"{path}: {field_name(loc)}: {message}"
+    return f"{where(path, lines, loc)}: {field_name(loc)}: {message}"

@@ -138,7 +138,8 @@ def test_probe_reports_each_camera_and_fails_when_one_is_down(demo: Path, rtsp_u
 def test_probe_checks_the_cameras_of_the_config(demo: Path) -> None:
     result = streamwatch("probe", "--seconds", "2", cwd=demo)
     assert result.returncode == 0, result.stderr
-    assert "yard  samples/yard.mp4\n  state online, quality good" in result.stdout and "640x360 h264" in result.stdout
+    clip = demo / "samples" / "yard.mp4"  # files are relative to the config: shown resolved
+    assert f"yard  {clip}\n  state online, quality good" in result.stdout and "640x360 h264" in result.stdout
 
 
 def test_events_lists_filters_and_shows_history(demo: Path) -> None:

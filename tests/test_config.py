@@ -35,12 +35,16 @@ def problems(path: Path) -> list[str]:
 def test_shipped_config_is_valid(tmp_path: Path) -> None:
     shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
     (tmp_path / "models" / "demo-glm4v").mkdir(parents=True)
+    (tmp_path / "samples").mkdir()
+    for clip in ("yard", "aisle", "line"):
+        (tmp_path / "samples" / f"{clip}.mp4").touch()
     settings = load_settings(tmp_path / "config.toml")
     assert [(c.id, c.tags) for c in settings.cameras] == [
         ("yard", ["perimeter"]), ("aisle", ["warehouse"]), ("line", ["defect"])
     ]  # fmt: skip
     assert settings.model_ref() == str((tmp_path / "models" / "demo-glm4v").resolve())
     assert settings.storage.database_url.startswith("sqlite:///")
+    assert settings.cameras[0].url == str(tmp_path / "samples" / "yard.mp4")  # relative to the config file
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:

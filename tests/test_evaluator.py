@@ -56,5 +56,32 @@ def test_state_is_kept_per_camera_and_rule() -> None:
     assert evaluator.observe("yard", r1, False, 0) is None
     assert evaluator.observe("gate", r2, False, 0) is None
     assert evaluator.is_open("gate", "fence") and not evaluator.is_open("yard", "fence")
-    assert evaluator.forget({("yard", "fence")}) == [("gate", "fence")]
-    assert not evaluator.is_open("gate", "fence")
+    assert evaluator.open_alerts() == [("gate", "fence")]
+    assert evaluator.close("gate", "fence") is None  # no alert id: the pipeline gives one when it records
+    assert not evaluator.is_open("gate", "fence") and evaluator.open_alerts() == []
+
+
+def test_a_restored_alert_continues_and_resolves_through_the_normal_confirmation() -> None:
+    r = rule(confirm={"n": 2, "m": 3}, cooldown_s=30)
+    before = Evaluator(update_every_s=10)
+    assert play(before, r, "yy") == ".o"
+    before.state("gate", "fence").alert_id = "a1"
+    saved = before.saved("gate", "fence")
+    assert (saved.open, saved.alert_id, saved.opened_at) == (True, "a1", 2.0)
+    after = Evaluator(update_every_s=10)  # a new process
+    after.restore(saved)
+    assert after.is_open("gate", "fence") and after.state("gate", "fence").alert_id == "a1"
+    # still positive: an update of the same alert (not a new one), then three negatives resolve it
+    assert play(after, r, "ynnn", start=12.0) == "u..r"
+    cooling = after.saved("gate", "fence")
+    assert not cooling.open and cooling.cooldown_until == 18.0 + 30
+    again = Evaluator()
+    again.restore(cooling)  # the cooldown survives a restart too
+    assert play(again, r, "yyyy", start=20.0, step=10.0) == "...o"  # t=20,30,40 cooling; t=50 opens
+
+
+def test_closing_an_unwatched_open_alert_returns_its_id() -> None:
+    evaluator = Evaluator()
+    evaluator.observe("gate", rule(), True, 0)
+    evaluator.state("gate", "fence").alert_id = "a1"
+    assert evaluator.close("gate", "fence") == "a1" and evaluator.close("gate", "fence") is None

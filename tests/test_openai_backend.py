@@ -42,14 +42,14 @@ def as_sent(image: Image.Image) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def server(tiny_glm4v: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    with ServeProcess(tmp_path_factory.mktemp("serve"), tiny_glm4v, api_key="k-123") as process:
+    with ServeProcess(tmp_path_factory.mktemp("serve"), tiny_glm4v, api_key="key-0123456789abcdef") as process:
         yield process
 
 
 def test_answers_equal_the_local_model_through_streamwatch_serve(server: ServeProcess, tiny_glm4v: Path) -> None:
     images = [random_image(60 + i) for i in range(4)]
     prompts = [Prompt(image, QUESTION) for image in images]
-    backend = remote(server.url, api_key="k-123")
+    backend = remote(server.url, api_key="key-0123456789abcdef")
     local = TransformersBackend(str(tiny_glm4v), device="cpu")
     try:
         got = [s.p_yes for s in backend.score_yes_no(prompts)]
@@ -192,7 +192,7 @@ def test_streamwatch_ask_with_the_openai_backend(server: ServeProcess, tiny_glm4
     config = tmp_path / "remote.toml"
     config.write_text(f'[model]\nbackend = "openai"\nid = "tiny-glm4v"\n\n[model.remote]\n'
                       f'base_urls = ["{server.url}"]\napi_key = "${{TEST_MODEL_KEY}}"\n')  # fmt: skip
-    env = os.environ | {"TEST_MODEL_KEY": "k-123"}
+    env = os.environ | {"TEST_MODEL_KEY": "key-0123456789abcdef"}
     command = [sys.executable, "-m", "streamwatch", "ask", str(tmp_path / "frame.png"), QUESTION, "-c", str(config),
                "--json"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
@@ -200,4 +200,4 @@ def test_streamwatch_ask_with_the_openai_backend(server: ServeProcess, tiny_glm4
     got = json.loads(result.stdout)
     want = TransformersBackend(str(tiny_glm4v), device="cpu").score_yes_no([Prompt(as_sent(image), QUESTION)])[0]
     assert got["model"] == "tiny-glm4v" and got["confidence"] == pytest.approx(want.p_yes, abs=1e-3)
-    assert "k-123" not in result.stdout + result.stderr
+    assert "key-0123456789abcdef" not in result.stdout + result.stderr

@@ -19,6 +19,7 @@ from serve_helpers import FakeServer, ServeProcess, chat, data_uri, reply
 
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt
+from streamwatch.serve.fetch import FetchPolicy
 from streamwatch.serve.images import load_image
 
 QUESTION = "Is any person climbing the fence? Answer yes or no."
@@ -70,17 +71,24 @@ def test_generation_and_streaming(server: ServeProcess) -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
-def test_an_image_fetched_over_http(server: ServeProcess) -> None:
+def test_image_urls_are_fetched_only_when_allowed(server: ServeProcess, tiny_glm4v: Path, tmp_path: Path) -> None:
     png = base64.b64decode(data_uri(random_image(52), "PNG").split(",", 1)[1])
 
     def behaviour(handler: BaseHTTPRequestHandler, _body: dict[str, Any]) -> None:
         reply(handler, 200, png)
 
     with FakeServer(behaviour) as images:
-        # FakeServer answers GET with its health JSON: a URL that is not an image is a clear 400.
-        bad = post(server, chat(images.url + "/frame.png", QUESTION, max_tokens=1, logprobs=True))
-        assert bad.status_code == 400 and "does not hold an image" in bad.json()["error"]["message"]
-    assert load_image(data_uri(random_image(52)), fetch=False, max_bytes=10**7, timeout_s=1).size == (320, 200)
+        url = images.url + "/frame.png"
+        off = post(server, chat(url, QUESTION, max_tokens=1, logprobs=True))  # the default: no fetching at all
+        assert off.status_code == 400 and "does not fetch image URLs" in off.json()["error"]["message"]
+        policy = 'fetch_image_urls = true\nfetch_allow_private = true\nfetch_allow_hosts = ["127.0.0.1"]\n'
+        with ServeProcess(tmp_path, tiny_glm4v, extra=policy) as fetching:
+            # FakeServer answers GET with its health JSON: a URL that is not an image is a clear 400.
+            bad = post(fetching, chat(url, QUESTION, max_tokens=1, logprobs=True))
+            assert bad.status_code == 400 and "does not hold an image" in bad.json()["error"]["message"]
+            other = post(fetching, chat(url.replace("127.0.0.1", "localhost"), QUESTION))
+            assert other.status_code == 400 and "not in serve.fetch_allow_hosts" in other.json()["error"]["message"]
+    assert load_image(data_uri(random_image(52)), FetchPolicy()).size == (320, 200)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +98,7 @@ def test_an_image_fetched_over_http(server: ServeProcess) -> None:
         (chat("data:image/png;base64," + base64.b64encode(b"not an image").decode(), QUESTION), 400,
          "does not hold an image"),
         (chat("file:///etc/passwd", QUESTION), 400, "data: URI or an http(s) URL"),
-        (chat("http://127.0.0.1:9/x.jpg", QUESTION), 400, "fetching http://127.0.0.1:9/x.jpg failed"),
+        (chat("http://127.0.0.1:9/x.jpg", QUESTION), 400, "does not fetch image URLs"),
         ({"model": "tiny", "messages": [{"role": "user", "content": "hello"}]}, 400, "found 0"),
         ({"model": "tiny", "messages": []}, 400, "messages"),
         ({"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}, 400, "unknown role"),
@@ -116,13 +124,14 @@ def test_two_images_and_a_body_that_is_not_json(server: ServeProcess) -> None:
 
 
 def test_an_api_key_is_required_when_configured(tiny_glm4v: Path, tmp_path: Path) -> None:
-    with ServeProcess(tmp_path, tiny_glm4v, api_key="s3cret-key") as keyed:
+    with ServeProcess(tmp_path, tiny_glm4v, api_key="s3cret-key-0123456789") as keyed:
         assert httpx.get(f"{keyed.url}/models").status_code == 401
         wrong = httpx.get(f"{keyed.url}/models", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
-        assert httpx.get(f"{keyed.url}/models", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+        right = {"Authorization": "Bearer s3cret-key-0123456789"}
+        assert httpx.get(f"{keyed.url}/models", headers=right).status_code == 200
         assert httpx.get(keyed.url.removesuffix("/v1") + "/health").status_code == 200  # probes need no key
-    assert "s3cret-key" not in keyed.log.read_text()
+    assert "s3cret-key-0123456789" not in keyed.log.read_text()
 
 
 def test_listening_beyond_this_machine_needs_a_key(tiny_glm4v: Path, tmp_path: Path) -> None:

@@ -132,7 +132,11 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
             subscriber.wait_for("sw/events", 2, timeout=30)
             base = f"http://127.0.0.1:{settings.web.port}"
             with urllib.request.urlopen(base + "/readyz") as ready:
-                assert json.load(ready) == {"ready": True, "checks": {"model": True, "database": True, "broker": True}}
+                assert json.load(ready) == {
+                    "ready": True,
+                    "reasons": {},
+                    "checks": {"model": True, "database": True, "broker": True, "loops": True},
+                }
             with urllib.request.urlopen(base + "/metrics") as scrape:
                 metrics = scrape.read().decode()
             assert 'streamwatch_alert_events_total{camera="gate",kind="open",rule="right-side"} 1.0' in metrics

@@ -43,11 +43,11 @@ def store(database_url: str, tmp_path: Path) -> Iterator[EventStore]:
 def test_a_new_database_is_migrated_to_the_newest_schema_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "data" / "streamwatch.db"
     database = Database.open(f"sqlite:///{path}")
-    assert {"events", "outbox", "alembic_version"} <= set(inspect(database.engine).get_table_names())
+    assert {"events", "outbox", "alert_state", "alembic_version"} <= set(inspect(database.engine).get_table_names())
     database.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
     Database.open(f"sqlite:///{path}").close()  # opening again is a no-op migration
 
 
@@ -181,7 +181,7 @@ def test_instances_starting_together_migrate_a_new_postgresql_database_once(post
     assert errors == []
     database = Database.open(postgres_url)
     with database.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
     database.close()
 
 

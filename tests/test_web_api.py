@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamwatch.config import CameraConfig, WebConfig
 from streamwatch.inference.backends.base import Backend, YesNo
+from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import Answer, AnswerKind, Prompt, Request
 from streamwatch.ingest.camera import CameraWorker
@@ -71,8 +72,11 @@ class Site:
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
         return await self.queue.ask(Request(image, question, kind, source="api"))
 
-    def readiness(self) -> dict[str, bool]:
-        return {"model": True, "database": True}
+    def question_problem(self, question: str) -> str | None:
+        return PromptLimits(max_chars=200).problem(question)
+
+    def readiness(self) -> dict[str, str | None]:
+        return {"model": None, "database": None}
 
     def close(self) -> None:
         self.worker.stop()
@@ -106,7 +110,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 @pytest.fixture
 def client(site: Site) -> Iterator[TestClient]:
-    with TestClient(create_app(site, WebConfig())) as client:
+    with TestClient(create_app(site, WebConfig()), base_url="http://127.0.0.1:8080") as client:
         yield client
 
 
@@ -245,5 +249,5 @@ def test_settings_refuse_an_open_web_ui_without_a_password(tmp_path: Path) -> No
     path.write_text('[model]\nid = "hub/model"\n[web]\nhost = "0.0.0.0"\npassword_hash = "hunter2"\n')
     with pytest.raises(DataFileError) as error:
         load_settings(path)
-    assert "web.password_hash: expected a hash made by `streamwatch hash-password`" in error.value.problems[0]
+    assert "web.password_hash: expected pbkdf2_sha256$ITERATIONS$SALT$HASH, not a password" in error.value.problems[0]
     assert "hunter2" not in error.value.problems[0]

@@ -5,6 +5,14 @@ database first, and this relay publishes the oldest undelivered message with QoS
 the broker acknowledged it, and only then takes the next. If the broker is down, messages wait in the
 database and go out in order after the reconnect (at least once: a message whose acknowledgement
 was lost in a disconnect is sent again).
+
+On every (re)connect: `online`, then the backlog the outbox held at that moment, then the
+announcements (discovery, current alert states, camera status), so a state that was current before
+a crash can never overwrite the state announced after it. A lost connection is noticed when it
+happens (the socket closes, or the broker misses the keepalive), not at the next publish: `connected`
+is cleared and the reconnect begins. While the broker is away, its port is probed every
+`PROBE_INTERVAL_S`, so the reconnect follows within about a second of its return instead of at the
+end of a long backoff.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from streamwatch.alerts.topics import Topics
 from streamwatch.config import MqttConfig
@@ -27,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
 RECONNECT_MAX_S = 30.0
+PROBE_INTERVAL_S = 0.5
 
 
 class MqttPublisher:
@@ -49,6 +60,7 @@ class MqttPublisher:
         self._stopping = False
         self.connected = asyncio.Event()
         self.delivered = 0
+        self.last_error = "not connected yet"  # why it is not connected (for readiness)
 
     def notify(self) -> None:
         """New outbox messages were committed: deliver them now rather than at the next poll."""
@@ -57,7 +69,7 @@ class MqttPublisher:
     def _client_for(self) -> aiomqtt.Client:
         config = self.config
         tls: ssl.SSLContext | None = None
-        if config.tls:
+        if config.tls:  # a missing or unreadable CA file is an OSError/SSLError: logged, retried
             tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
         return aiomqtt.Client(
             config.host,
@@ -72,44 +84,68 @@ class MqttPublisher:
         )
 
     async def run(self) -> None:
-        """Connect, announce, relay the outbox; on any connection failure, back off and reconnect."""
+        """Connect, announce, relay the outbox; on any failure, log it, back off and reconnect."""
         backoff = self._reconnect_initial_s
         while not self._stopping:
+            refused = False
             try:
                 async with self._client_for() as client:
                     self._client = client
                     log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
                     backoff = self._reconnect_initial_s
                     await client.publish(self.topics.available, b"online", qos=1, retain=True)
+                    backlog = await asyncio.to_thread(self.outbox.last_id)
+                    if backlog is not None:  # what waited before this connection goes out first
+                        await self._deliver(client, until=backlog)
                     for message in self._on_connect():
                         await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
                     self.connected.set()
-                    await self._relay(client)
+                    await _until_disconnected(client, self._relay(client))
             except aiomqtt.MqttError as exc:
-                if self._stopping:
-                    break
-                log.warning("mqtt: %s:%d unavailable (%s); retrying in %.0f s", self.config.host, self.config.port,
-                            exc, backoff)  # fmt: skip
+                refused = isinstance(exc, MqttConnectError)  # the broker answered and said no
+                self._failed(f"{exc}", backoff)
+            except Exception as exc:  # TLS set-up (a missing CA file), a database error in the relay, ...
+                self._failed(f"{type(exc).__name__}: {exc}", backoff, error=True)
             finally:
                 self._client = None
                 self.connected.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wait_stopping(), backoff * random.uniform(0.8, 1.2))
+            await self._wait_to_retry(backoff * random.uniform(0.8, 1.2), probe=not refused)
             backoff = min(RECONNECT_MAX_S, backoff * 2)
 
-    async def _wait_stopping(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(0.1)
+    def _failed(self, reason: str, backoff: float, *, error: bool = False) -> None:
+        if self._stopping:
+            return
+        self.last_error = reason
+        log.log(logging.ERROR if error else logging.WARNING, "mqtt: %s:%d unavailable (%s); retrying within %.0f s",
+                self.config.host, self.config.port, reason, backoff)  # fmt: skip
 
-    async def _relay(self, client: aiomqtt.Client) -> None:
+    async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
+        """Until `delay` has passed, the publisher stops, or (with `probe`) the broker's port accepts a
+        connection again."""
+        deadline = asyncio.get_running_loop().time() + delay
+        while not self._stopping and asyncio.get_running_loop().time() < deadline:
+            if probe and await _port_open(self.config.host, self.config.port):
+                return
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+    async def _deliver(self, client: aiomqtt.Client, until: int | None = None) -> int:
+        """Publish pending outbox messages in order (those up to id `until`, when given); returns how many."""
+        sent = 0
         while not self._stopping:
-            self._wake.clear()
-            batch = await asyncio.to_thread(self.outbox.pending, 100)
+            batch = [m for m in await asyncio.to_thread(self.outbox.pending, 100) if until is None or m.id <= until]
+            if not batch:
+                return sent
             for message in batch:
                 await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
                 await asyncio.to_thread(self.outbox.delivered, message.id)
                 self.delivered += 1
-            if not batch:
+                sent += 1
+        return sent
+
+    async def _relay(self, client: aiomqtt.Client) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            if not await self._deliver(client):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
@@ -141,3 +177,36 @@ class MqttPublisher:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _until_disconnected(client: aiomqtt.Client, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` until it ends or the connection drops (then MqttError), whichever comes first."""
+    relay = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(client))
+    try:
+        done, _ = await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # the relay's error, or the disconnect
+    finally:
+        for task in (relay, watch):
+            task.cancel()
+        await asyncio.gather(relay, watch, return_exceptions=True)
+
+
+async def _disconnected(client: aiomqtt.Client) -> None:
+    """Returns never: raises MqttError when the broker connection is lost (nothing is subscribed, so
+    no message ever arrives; the iteration is how aiomqtt reports a disconnect)."""
+    async for _message in client.messages:
+        pass
+    raise aiomqtt.MqttError("disconnected")
+
+
+async def _port_open(host: str, port: int) -> bool:
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_INTERVAL_S)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True

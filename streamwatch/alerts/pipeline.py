@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from streamwatch.config import CameraConfig
 from streamwatch.inference.types import Answer
 from streamwatch.rules.evaluator import Evaluator, Transition
 from streamwatch.rules.model import Rule
+from streamwatch.store.alerts import SavedAlert
+from streamwatch.store.alerts import load as load_alerts
 from streamwatch.store.events import EventStore, Message, NewEvent
 from streamwatch.store.models import Event
 
@@ -65,7 +68,7 @@ class AlertPipeline:
         description = None
         if transition is Transition.OPEN:
             state.alert_id = alert_id = uid
-            if rule.describe and self._describe is not None:
+            if rule.describe and camera.describe and self._describe is not None:
                 description = await self._describe(camera, rule, image)
         snapshot = await asyncio.to_thread(jpeg, image)
         new = NewEvent(
@@ -82,7 +85,8 @@ class AlertPipeline:
             path = self.store.snapshot_path(event)
             return self.topics.event_messages(event, published_snapshot, str(path) if path else None)
 
-        event = await asyncio.to_thread(self.store.record, new, snapshot, messages)
+        saved = self.evaluator.saved(camera.id, rule.id)
+        event = await asyncio.to_thread(self.store.record, new, snapshot, messages, saved)
         self.events += 1
         self._notify()
         log.warning(
@@ -91,6 +95,51 @@ class AlertPipeline:
             "-" if answer.confidence is None else f"{answer.confidence:.3f}", uid,
         )  # fmt: skip
         return event
+
+    # -- across restarts and rule changes -------------------------------------------------------------
+    async def restore(self, watched: set[tuple[str, str]], owns: Callable[[str], bool]) -> int:
+        """At start: continue the alerts a previous run left open (and its cooldowns) for the cameras this
+        instance `owns`; resolve the open ones that are no longer watched. Returns how many stay open."""
+        for saved in await asyncio.to_thread(load_alerts, self.store.db):
+            if owns(saved.camera):
+                self.evaluator.restore(saved)
+        await self.resolve_unwatched(watched)
+        still = [key for key in self.evaluator.open_alerts() if key in watched]
+        for camera, rule in still:
+            log.info("alert continues after restart: camera=%s rule=%s alert=%s", camera, rule,
+                     self.evaluator.state(camera, rule).alert_id)  # fmt: skip
+        return len(still)
+
+    async def resolve_unwatched(self, watched: set[tuple[str, str]]) -> None:
+        """Resolve open alerts whose camera x rule is no longer watched (the rule was removed, disabled
+        or retargeted; the camera disabled or removed): a `resolved` event and the state OFF, so nothing
+        stays ON for ever in history, on MQTT or in Home Assistant."""
+        for camera, rule in [key for key in self.evaluator.open_alerts() if key not in watched]:
+            alert_id = self.evaluator.close(camera, rule)
+            await asyncio.to_thread(self._record_unwatched, camera, rule, alert_id)
+            self.events += 1
+            log.warning("alert resolved: camera=%s rule=%s is no longer watched (alert %s)", camera, rule, alert_id)
+        self._notify()
+
+    def _record_unwatched(self, camera: str, rule: str, alert_id: str | None) -> None:
+        opened = self.store.get(alert_id) if alert_id else None
+        uid = uuid.uuid4().hex
+        now = time.time()
+        new = NewEvent(
+            uid=uid, alert_id=alert_id or uid, kind=Transition.RESOLVED.value, camera=camera, rule=rule,
+            severity=opened.severity if opened else "info", title=opened.title if opened else rule,
+            question=opened.question if opened else "", answer=NO_LONGER_WATCHED, confidence=None, latency_s=0.0,
+            model=opened.model if opened else "", description=None, frame_at=datetime.fromtimestamp(now, UTC),
+        )  # fmt: skip
+        closed = SavedAlert(camera, rule, False, None, opened.frame_at.timestamp() if opened else now, now, now)
+
+        def messages(event: Event) -> list[Message]:
+            return self.topics.event_messages(event, None, None) if self.topics is not None else []
+
+        self.store.record(new, None, messages, closed)
+
+
+NO_LONGER_WATCHED = "(no longer watched)"
 
 
 @dataclass(frozen=True)

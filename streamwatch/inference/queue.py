@@ -39,12 +39,18 @@ class QueueStats:
     batch_sizes: Counter[int] = field(default_factory=Counter)  # forward passes by batch size
     pending: int = 0
     last_latency_s: float = 0.0
+    in_flight: int = 0  # taken into a batch, not yet answered or failed
+    progress_at: float = 0.0  # monotonic: the last model call that finished, or when work arrived at an idle queue
 
     def copy(self) -> QueueStats:
         return QueueStats(
             self.submitted, self.answered, self.failed, Counter(self.dropped), Counter(self.batch_sizes),
-            self.pending, self.last_latency_s,
+            self.pending, self.last_latency_s, self.in_flight, self.progress_at,
         )  # fmt: skip
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds that requests have been waiting (queued or on the model) with no model call finishing."""
+        return max(0.0, now - self.progress_at) if self.pending or self.in_flight else 0.0
 
 
 class InferenceQueue:
@@ -87,6 +93,8 @@ class InferenceQueue:
             if self._stopping:
                 self._drop(future, "shutdown")
                 return future
+            if not self._stats.pending and not self._stats.in_flight:
+                self._stats.progress_at = self._clock()  # idle until now: nothing was overdue
             lane = self._pending.setdefault(request.source, deque())
             if len(lane) >= self.max_pending_per_source:
                 _old, old_future = lane.popleft()
@@ -105,6 +113,11 @@ class InferenceQueue:
         with self._cond:
             return self._stats.copy()
 
+    def stalled_for(self) -> float:
+        """Seconds requests have waited without any model call finishing (0 when idle or moving)."""
+        with self._cond:
+            return self._stats.stalled_for(self._clock())
+
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         if self._threads:
@@ -114,21 +127,26 @@ class InferenceQueue:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, *, drain: bool = True, timeout: float = 30.0) -> None:
-        """Stop the worker. With `drain`, answer what is pending first; the rest is dropped."""
+    def stop(self, *, drain: bool = True, timeout: float = 30.0) -> bool:
+        """Stop the worker. With `drain`, answer what is pending first; the rest is dropped. False when
+        a worker is still inside a model call after `timeout` (it is left behind: the backend must not
+        be closed under it)."""
         with self._cond:
             self._stopping = True
             if not drain:
                 self._drop_all("shutdown")
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
+        stopped = True
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                log.warning("inference worker still busy after %.0f s; leaving it", timeout)
+                log.error("inference worker still inside a model call after %.0f s; leaving it", timeout)
+                stopped = False
         self._threads = []
         with self._cond:
             self._drop_all("shutdown")
+        return stopped
 
     # -- worker side ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -145,6 +163,9 @@ class InferenceQueue:
                         if not future.done():
                             self._stats.failed += 1
                             future.set_exception(RuntimeError("inference failed; see the service log"))
+            finally:
+                with self._cond:
+                    self._stats.in_flight -= len(batch)
 
     def _next_batch(self) -> list[_Item] | None:
         """Block until a batch is due; None once stopping with nothing left to drain."""
@@ -196,6 +217,7 @@ class InferenceQueue:
             self._drop(future, "deadline", f"waited {now - request.submitted_at:.2f} s")
         elif future.set_running_or_notify_cancel():
             batch.append((request, future))
+            self._stats.in_flight += 1
         else:
             self._stats.dropped["cancelled"] += 1
 
@@ -212,6 +234,8 @@ class InferenceQueue:
         try:
             texts, confidences = self._call_backend(kind, [request for request, _ in group])
         except Exception:
+            with self._cond:
+                self._stats.progress_at = self._clock()  # the model answered, if with an error
             if len(group) > 1:
                 # One bad input must not fail its neighbours: answer each on its own.
                 log.warning("batch of %d failed; retrying its requests one by one", len(group), exc_info=True)
@@ -225,6 +249,7 @@ class InferenceQueue:
             return
         done = self._clock()
         with self._cond:
+            self._stats.progress_at = done
             self._stats.batch_sizes[len(group)] += 1
             self._stats.answered += len(group)
             self._stats.last_latency_s = done - group[-1][0].submitted_at

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from streamwatch.rules.model import Rule
+from streamwatch.store.alerts import SavedAlert
 
 UPDATE_EVERY_S = 60.0  # while an alert holds, at most one `update` event per this many seconds
 
@@ -76,8 +77,25 @@ class Evaluator:
             return Transition.UPDATE
         return None
 
-    def forget(self, keep: set[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Drop state of (camera, rule) pairs no longer configured; returns the open ones dropped."""
-        dropped = [key for key, state in self._states.items() if key not in keep and state.open]
-        self._states = {key: state for key, state in self._states.items() if key in keep}
-        return dropped
+    # -- persistence: the alert's state survives restarts (store/alerts.py) -------------------------
+    def saved(self, camera: str, rule: str) -> SavedAlert:
+        """What to store for this alert now (its confirmation window starts afresh after a restart)."""
+        state = self.state(camera, rule)
+        return SavedAlert(camera, rule, state.open, state.alert_id, state.opened_at, state.last_event_at,
+                          state.cooldown_until)  # fmt: skip
+
+    def restore(self, saved: SavedAlert) -> None:
+        """Continue where a previous run left off: an open alert stays open under its id (the normal
+        confirmation resolves it when the condition no longer holds), a cooldown keeps running."""
+        self._states[(saved.camera, saved.rule)] = AlertState(
+            open=saved.open, alert_id=saved.alert_id if saved.open else None, opened_at=saved.opened_at,
+            last_event_at=saved.last_event_at, cooldown_until=saved.cooldown_until,
+        )  # fmt: skip
+
+    def open_alerts(self) -> list[tuple[str, str]]:
+        return [key for key, state in self._states.items() if state.open]
+
+    def close(self, camera: str, rule: str) -> str | None:
+        """End an open alert that is no longer watched (its rule or camera went away); returns its id."""
+        state = self._states.pop((camera, rule), None)
+        return state.alert_id if state is not None and state.open else None

@@ -6,9 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamwatch.config import CameraConfig
+from streamwatch.config import CameraConfig, Settings
+from streamwatch.inference.limits import PromptLimits
 from streamwatch.rules.model import Rule, RuleFile
-from streamwatch.tomlfile import DataFileError, load_model, problem
+from streamwatch.tomlfile import DataFileError, Loc, load_model, problem, where
+
+MAX_RULE_FILES = 256  # *.toml files in the rules folder
+MAX_RULES = 1000  # rules in one file
+CHARS_ONLY = PromptLimits(max_chars=2000)
 
 
 @dataclass
@@ -21,54 +26,105 @@ class RuleSet:
         return [r for r in self.rules if r.enabled and r.applies_to(camera)]
 
 
-def load_rule_file(path: Path, cameras: Sequence[CameraConfig]) -> tuple[list[Rule], list[str]]:
+@dataclass(frozen=True)
+class RuleFileContents:
+    """One file's rules, the notes about them, and where each rule's id is written."""
+
+    path: Path
+    rules: list[Rule]
+    warnings: list[str]
+    id_lines: dict[str, str]  # rule id -> "file:line"
+
+    def clashes(self, owner: dict[str, Path]) -> list[str]:
+        """Problems for the ids of this file that another file (in `owner`) already defines."""
+        return [f"{self.id_lines[rule.id]}: rules: rule id {rule.id!r} is also defined in {owner[rule.id]}"
+                for rule in self.rules if rule.id in owner and owner[rule.id] != self.path]  # fmt: skip
+
+
+def rule_files(rules_dir: Path) -> list[Path]:
+    """The rule files of the folder, in name order; DataFileError when it is missing or holds too many."""
+    if not rules_dir.is_dir():
+        raise DataFileError([f"{rules_dir}: rules folder not found"])
+    found = sorted(rules_dir.glob("*.toml"))
+    if len(found) > MAX_RULE_FILES:
+        raise DataFileError([f"{rules_dir}: {len(found)} rule files; at most {MAX_RULE_FILES} (*.toml)"])
+    return found
+
+
+def load_rule_file(path: Path, cameras: Sequence[CameraConfig], limits: PromptLimits = CHARS_ONLY
+                   ) -> RuleFileContents:  # fmt: skip
     """Rules of one file and warnings; raises DataFileError listing every problem in the file."""
     parsed, lines = load_model(RuleFile, path, env=False)
+    if len(parsed.rules) > MAX_RULES:
+        raise DataFileError([problem(path, lines, ("rules",), f"{len(parsed.rules)} rules; at most {MAX_RULES}")])
     problems: list[str] = []
     warnings: list[str] = []
-    seen: set[str] = set()
+    id_lines: dict[str, str] = {}
     for index, rule in enumerate(parsed.rules):
-        loc = ("rules", index)
-        if rule.id in seen:
+        loc: Loc = ("rules", index)
+        if rule.id in id_lines:
             problems.append(problem(path, lines, (*loc, "id"), f"rule id {rule.id!r} is used twice in this file"))
-        seen.add(rule.id)
+        id_lines.setdefault(rule.id, where(path, lines, (*loc, "id")))
         matched = [c for c in cameras if rule.applies_to(c)]
-        for camera in matched:
-            missing = rule.missing_variables(camera)
-            if missing:
-                problems.append(problem(
-                    path, lines, (*loc, "question"),
-                    f"unknown template variable {{{missing[0]}}} for camera {camera.id!r}; "
-                    "use camera, camera_name, location, zone or a key of the camera's vars",
-                ))  # fmt: skip
-                break
+        problems.extend(_question_problems(path, lines, loc, rule, matched, limits))
         if not matched and rule.enabled:
             warnings.append(problem(path, lines, (*loc, "cameras"), f"rule {rule.id!r} matches no configured camera"))
     if problems:
         raise DataFileError(problems)
-    return parsed.rules, warnings
+    return RuleFileContents(path, parsed.rules, warnings, id_lines)
 
 
-def load_rules(rules_dir: Path, cameras: Sequence[CameraConfig]) -> RuleSet:
+def _question_problems(path: Path, lines: dict[Loc, int], loc: Loc, rule: Rule, cameras: Sequence[CameraConfig],
+                       limits: PromptLimits) -> list[str]:  # fmt: skip
+    """Unknown template variables, and questions (as rendered for each camera) past the limits."""
+    for camera in cameras:
+        missing = rule.missing_variables(camera)
+        if missing:
+            return [problem(path, lines, (*loc, "question"),
+                            f"unknown template variable {{{missing[0]}}} for camera {camera.id!r}; "
+                            "use camera, camera_name, location, zone or a key of the camera's vars")]  # fmt: skip
+    found: list[str] = []
+    choices = rule.choices if rule.answer == "choice" else []
+    cut = next((why for choice in choices if (why := limits.answer_problem(choice, rule.max_new_tokens))), None)
+    if cut is not None:
+        found.append(problem(path, lines, (*loc, "max_new_tokens" if rule.max_new_tokens else "choices"), cut))
+    for name, template in (("question", rule.question), ("describe", rule.describe)):
+        if template is None:
+            continue
+        rendered = [(rule.render(c, template), f" (for camera {c.id!r})") for c in cameras] or [(template, "")]
+        too_long = next((why + on for text, on in rendered if (why := limits.problem(text))), None)
+        if too_long is not None:
+            found.append(problem(path, lines, (*loc, name), too_long))
+    return found
+
+
+def configured_rules(settings: Settings, limits: PromptLimits = CHARS_ONLY) -> RuleSet:
+    """The rules of the config's `rules_dir` for its cameras; a missing folder is named with the line
+    of `rules_dir` in the config."""
+    folder = settings.path(settings.rules_dir)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DataFileError([settings.problem(("rules_dir",), f"the rules folder {folder} {what}")])
+    return load_rules(folder, settings.cameras, limits)
+
+
+def load_rules(rules_dir: Path, cameras: Sequence[CameraConfig], limits: PromptLimits = CHARS_ONLY) -> RuleSet:
     """Every `*.toml` in `rules_dir`, in name order. Raises DataFileError with all problems found."""
-    if not rules_dir.is_dir():
-        raise DataFileError([f"{rules_dir}: rules folder not found"])
     result = RuleSet()
     problems: list[str] = []
     owner: dict[str, Path] = {}
-    for path in sorted(rules_dir.glob("*.toml")):
+    for path in rule_files(rules_dir):
         try:
-            rules, warnings = load_rule_file(path, cameras)
+            contents = load_rule_file(path, cameras, limits)
         except DataFileError as exc:
             problems.extend(exc.problems)
             continue
-        for rule in rules:
-            if rule.id in owner:
-                problems.append(f"{path}: rules: rule id {rule.id!r} is also defined in {owner[rule.id]}")
+        problems.extend(contents.clashes(owner))
+        for rule in contents.rules:
             owner.setdefault(rule.id, path)
-        result.files[path] = rules
-        result.rules.extend(rules)
-        result.warnings.extend(warnings)
+        result.files[path] = contents.rules
+        result.rules.extend(contents.rules)
+        result.warnings.extend(contents.warnings)
     if problems:
         raise DataFileError(problems)
     return result

@@ -6,8 +6,9 @@ import operator
 import re
 import string
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -86,6 +87,13 @@ class Rule(BaseModel):
 
     _id = field_validator("id")(identifier)
 
+    @field_validator("title", "question", "describe")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
     @field_validator("question", "describe")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
@@ -105,8 +113,13 @@ class Rule(BaseModel):
     @field_validator("active_hours")
     @classmethod
     def _hours(cls, value: str | None) -> str | None:
-        if value is not None and not _HOURS.match(value):
+        if value is None:
+            return value
+        match = _HOURS.match(value)
+        if not match:
             raise ValueError("expected HH:MM-HH:MM, e.g. '22:00-06:00'")
+        if match.group(1, 2) == match.group(3, 4):
+            raise ValueError("the window starts and ends at the same minute; leave active_hours out to run all day")
         return value
 
     @field_validator("schedule")
@@ -116,9 +129,11 @@ class Rule(BaseModel):
             from apscheduler.triggers.cron import CronTrigger
 
             try:
-                CronTrigger.from_crontab(value)
+                trigger = CronTrigger.from_crontab(value, timezone="UTC")
             except ValueError as exc:
                 raise ValueError(f"not a cron expression (minute hour day month weekday): {exc}") from None
+            if not _fires(trigger):
+                raise ValueError("this schedule never fires (e.g. February 31st); check the day and month")
         return value
 
     @model_validator(mode="after")
@@ -169,6 +184,12 @@ class Rule(BaseModel):
             chosen = text.strip().strip(".").lower()
             return any(chosen == option.lower() for option in alert_on)
         return False
+
+
+def _fires(trigger: Any) -> bool:
+    """Whether a cron trigger fires at all (for impossible dates apscheduler's search ends with None)."""
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    return trigger.get_next_fire_time(None, start) is not None
 
 
 class RuleFile(BaseModel):

@@ -1,4 +1,9 @@
-"""Hot reload of `rules/`: edits apply without a restart; a broken file keeps its previous version."""
+"""Hot reload of `rules/`: edits apply without a restart; a broken file keeps its previous version.
+
+A file that is new or changed never displaces rules already live: when it reuses a rule id that an
+unchanged file defines, the new or changed file is the one rejected (whatever the names' order).
+A folder that disappears or a file that cannot be read is an error that keeps the rules as they are.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamwatch.config import CameraConfig
-from streamwatch.rules.loader import RuleSet, load_rule_file
+from streamwatch.inference.limits import PromptLimits
+from streamwatch.rules.loader import CHARS_ONLY, RuleSet, load_rule_file, rule_files
+from streamwatch.rules.model import Rule
 from streamwatch.tomlfile import DataFileError
 
 log = logging.getLogger(__name__)
@@ -16,61 +23,87 @@ Signature = dict[Path, tuple[int, int]]
 
 
 def signature(rules_dir: Path) -> Signature:
-    """(mtime, size) of every rule file: cheap to poll, changes on every save."""
+    """(mtime, size) of every rule file: cheap to poll, changes on every save. A file that cannot be
+    stat'ed (a symlink loop, no permission) gets (0, -errno): loading it reports why."""
     result: Signature = {}
-    for path in sorted(rules_dir.glob("*.toml")):
+    for path in rule_files(rules_dir):
         try:
             stat = path.stat()
         except FileNotFoundError:  # deleted between glob and stat
+            continue
+        except OSError as exc:
+            result[path] = (0, -(exc.errno or 1))
             continue
         result[path] = (stat.st_mtime_ns, stat.st_size)
     return result
 
 
 class RuleWatcher:
-    def __init__(self, rules_dir: Path, cameras: Sequence[CameraConfig], current: RuleSet) -> None:
+    def __init__(self, rules_dir: Path, cameras: Sequence[CameraConfig], current: RuleSet,
+                 limits: PromptLimits = CHARS_ONLY) -> None:  # fmt: skip
         self.rules_dir = rules_dir
         self.cameras = cameras
         self.current = current
+        self.limits = limits
         self._signature = signature(rules_dir)
         self.rejected: dict[Path, list[str]] = {}  # files whose latest version was rejected, with why
+        self.folder_problem: str | None = None  # the folder itself cannot be read (logged once)
 
     def check(self) -> RuleSet | None:
         """A new rule set if any file changed (and something loaded differently), else None."""
-        now = signature(self.rules_dir)
+        try:
+            now = signature(self.rules_dir)
+        except DataFileError as exc:
+            if self.folder_problem != exc.problems[0]:
+                self.folder_problem = exc.problems[0]
+                log.error("rules: %s; keeping the %d rules loaded", exc.problems[0], len(self.current.rules))
+            return None
+        if self.folder_problem is not None:
+            log.info("rules: %s readable again", self.rules_dir)
+            self.folder_problem = None
         if now == self._signature:
             return None
         changed = {p for p in now.keys() | self._signature.keys() if now.get(p) != self._signature.get(p)}
         self._signature = now
         result = RuleSet()
         owner: dict[str, Path] = {}
-        for path in sorted(now):
-            rules = self.current.files.get(path, [])
-            if path in changed:
-                try:
-                    rules, warnings = load_rule_file(path, self.cameras)
-                    result.warnings.extend(warnings)
-                    self.rejected.pop(path, None)
-                    log.info("rules: loaded %s (%d rules)", path.name, len(rules))
-                except DataFileError as exc:
-                    self.rejected[path] = exc.problems
-                    for problem in exc.problems:
-                        log.error("rules: %s", problem)
-                    kept = "keeping its previous version" if path in self.current.files else "not loaded"
-                    log.error("rules: %s rejected, %s", path.name, kept)
-            clash = next((r.id for r in rules if r.id in owner), None)
-            if clash is not None:
-                problem = f"{path}: rules: rule id {clash!r} is also defined in {owner[clash]}"
-                log.error("rules: %s; file not loaded", problem)
-                self.rejected[path] = [problem]
-                previous = self.current.files.get(path, [])
-                rules = [] if any(r.id in owner for r in previous) else previous
-            for rule in rules:
-                owner[rule.id] = path
+        kept = {path: self.current.files[path] for path in now if path not in changed and path in self.current.files}
+        for path, rules in kept.items():  # unchanged files keep their rules and their ids
+            owner.update((rule.id, path) for rule in rules)
+        loaded: dict[Path, list[Rule]] = dict(kept)
+        for path in sorted(changed & now.keys()):
+            rules = self._reload(path, owner, result)
+            owner.update((rule.id, path) for rule in rules if rule.id not in owner)
             if rules or path in self.current.files:
-                result.files[path] = rules
-                result.rules.extend(rules)
+                loaded[path] = rules
+        for path in sorted(loaded):
+            result.files[path] = loaded[path]
+            result.rules.extend(loaded[path])
         for gone in self.current.files.keys() - now.keys():
             log.info("rules: %s removed", gone.name)
         self.current = result
         return result
+
+    def _reload(self, path: Path, owner: dict[str, Path], result: RuleSet) -> list[Rule]:
+        """The rules a new or changed file contributes now: its new version, else its previous one
+        (when that still fits beside the others), else none."""
+        previous = self.current.files.get(path, [])
+        try:
+            contents = load_rule_file(path, self.cameras, self.limits)
+            problems = contents.clashes(owner)
+        except DataFileError as exc:
+            problems = exc.problems
+        else:
+            if not problems:
+                result.warnings.extend(contents.warnings)
+                self.rejected.pop(path, None)
+                log.info("rules: loaded %s (%d rules)", path.name, len(contents.rules))
+                return contents.rules
+        self.rejected[path] = problems
+        for line in problems:
+            log.error("rules: %s", line)
+        if previous and not any(rule.id in owner for rule in previous):
+            log.error("rules: %s rejected, keeping its previous version", path.name)
+            return previous
+        log.error("rules: %s rejected, not loaded", path.name)
+        return []

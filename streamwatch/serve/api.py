@@ -1,5 +1,10 @@
 """The shared batched engine behind an OpenAI-compatible API: `/v1/chat/completions`, `/v1/models`,
-`/health`. Requests from every client go into the same queue, so they are batched together."""
+`/health`. Requests from every client go into the same queue, so they are batched together.
+
+Every request passes the `Gate` first: the API key (when configured; wrong keys are throttled per
+client) before any body is read, then a body bound that fits one image. Questions are bounded like
+rule questions (characters, and tokens of the model); `/health` answers 503 while the model is
+stalled (requests waiting, no model call finishing)."""
 
 from __future__ import annotations
 
@@ -11,61 +16,86 @@ import time
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from streamwatch.config import ServeConfig
+from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.inference.types import Request as Query
+from streamwatch.inference.watchdog import ModelWatchdog
 from streamwatch.serve.chat import completion, parse_chat, stream_chunks, yes_no_logprobs
 from streamwatch.serve.errors import ApiError
+from streamwatch.serve.fetch import FetchPolicy
 from streamwatch.serve.images import load_image
+from streamwatch.web.gate import SMALL_BODY, Gate, Throttle, allowed_hosts, client_of
 
 log = logging.getLogger(__name__)
+DECODING_AT_ONCE = 2
 
 
 def create_openai_app(queue: InferenceQueue, config: ServeConfig, model_name: str, *, default_tokens: int,
-                      timeout_s: float) -> FastAPI:  # fmt: skip
+                      timeout_s: float, limits: PromptLimits, watchdog: ModelWatchdog) -> FastAPI:  # fmt: skip
     app = FastAPI(title="streamwatch OpenAI-compatible API", version="1")
     key = config.api_key.get_secret_value().encode() if config.api_key else None
     created = int(time.time())
-    max_bytes = int(config.max_image_mb * 1e6)
+    policy = FetchPolicy(enabled=config.fetch_image_urls, allow_hosts=tuple(config.fetch_allow_hosts),
+                         allow_private=config.fetch_allow_private, max_bytes=int(config.max_image_mb * 1e6),
+                         timeout_s=config.fetch_timeout_s)  # fmt: skip
+    chat_body = int(config.max_image_mb * 1e6 * 4 / 3) + 1024 * 1024  # one base64 image and the JSON around it
+    throttle = Throttle()
+    decoding = asyncio.Semaphore(DECODING_AT_ONCE)
+
+    async def authorise(request: Request) -> Response | None:
+        if key is None or request.url.path == "/health":
+            return None
+        client = client_of(request)
+        wait = throttle.retry_after(client)
+        if wait > 0:
+            return ApiError(429, "too many requests with a wrong API key; try again later").response(wait)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key):
+            throttle.failed(client)
+            return ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)").response()
+        return None
+
+    app.add_middleware(Gate, check=authorise, hosts=allowed_hosts(config.host, []),
+                       body_limit=lambda path: chat_body if path == "/v1/chat/completions" else SMALL_BODY,
+                       headers=lambda _path: {"X-Content-Type-Options": "nosniff"})  # fmt: skip
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    def authorise(request: Request) -> None:
-        if key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key):
-            raise ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)")
+        return exc.response()
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health() -> JSONResponse:
         stats = queue.stats()
-        return {"status": "ok", "model": model_name, "pending": stats.pending, "answered": stats.answered,
-                "dropped": sum(stats.dropped.values()), "failed": stats.failed}  # fmt: skip
+        stalled = watchdog.problem()
+        body = {"status": "stalled" if stalled else "ok", "model": model_name, "pending": stats.pending,
+                "answered": stats.answered, "dropped": sum(stats.dropped.values()), "failed": stats.failed}  # fmt: skip
+        return JSONResponse(body | ({"reason": stalled} if stalled else {}), status_code=503 if stalled else 200)
 
     @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        authorise(request)
+    async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
                                             "owned_by": "streamwatch"}]}  # fmt: skip
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
-        authorise(request)
         try:
-            body = await request.json()
+            body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not JSON") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is nested too deeply") from None
         query = parse_chat(body, default_tokens=default_tokens, max_tokens=config.max_tokens)
-        image = await asyncio.to_thread(load_image, query.image_url, fetch=config.fetch_image_urls,
-                                        max_bytes=max_bytes, timeout_s=config.fetch_timeout_s)  # fmt: skip
+        why = limits.problem(query.question)
+        if why is not None:
+            raise ApiError(400, f"messages: {why}", "messages")
+        async with decoding:
+            image = await asyncio.to_thread(load_image, query.image_url, policy)
         kind = AnswerKind.YES_NO if query.yes_no else AnswerKind.GENERATE
-        source = request.client.host if request.client else "client"  # round-robin fairness between clients
+        source = client_of(request)  # round-robin fairness between clients
         try:
             deadline = time.monotonic() + timeout_s
             answer = await queue.ask(Query(image, query.question, kind, source=f"api:{source}", deadline=deadline,

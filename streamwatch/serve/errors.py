@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
           413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
 
@@ -18,3 +20,7 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         kind = _TYPES.get(self.status, "server_error")
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.status}}
+
+    def response(self, retry_after_s: float | None = None) -> JSONResponse:
+        headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s is not None else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)

@@ -12,8 +12,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from streamwatch.config import Settings
+from streamwatch.lifecycle import StartupError
+from streamwatch.redact import scrub
 from streamwatch.store.urls import engine_url
 
 log = logging.getLogger(__name__)
@@ -65,23 +70,41 @@ class Database:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
 
-    def writable(self) -> bool:
-        """The database answers, and (SQLite) its folder takes writes: for readiness checks."""
+    def problem(self) -> str | None:
+        """Why the database cannot take writes now (it does not answer; SQLite: its folder is read-only),
+        or None: for readiness checks."""
         try:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql("SELECT 1")
-        except Exception:
-            return False
+        except Exception as exc:
+            return f"the database does not answer: {type(exc).__name__}"
         path = self.engine.url.database
         if self.engine.dialect.name != "sqlite" or not path or path == ":memory:":
-            return True
-        return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+            return None
+        folder = os.path.dirname(os.path.abspath(path))
+        return None if os.access(folder, os.W_OK) else f"cannot write to {folder}"
+
+    def writable(self) -> bool:
+        return self.problem() is None
 
     def session(self) -> Session:
         return self.sessions()
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def open_database(settings: Settings) -> Database:
+    """The configured database, migrated; a StartupError naming `storage.database_url` (password
+    masked) when it cannot be reached or created."""
+    url = settings.database_url()
+    try:
+        return Database.open(url)
+    except (SQLAlchemyError, OSError) as exc:
+        reason = scrub(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise StartupError(settings.problem(("storage", "database_url"),
+                                            f"cannot open the database {shown}: {reason}")) from None  # fmt: skip
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

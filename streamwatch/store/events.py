@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, select
 
+from streamwatch.store.alerts import SavedAlert, save
 from streamwatch.store.db import Database
 from streamwatch.store.models import Event, OutboxMessage, utcnow
 
@@ -90,9 +91,11 @@ class EventStore:
         new: NewEvent,
         snapshot_jpeg: bytes | None = None,
         messages: Callable[[Event], Sequence[Message]] = lambda _event: (),
+        alert: SavedAlert | None = None,
     ) -> Event:
-        """Write the snapshot, then commit the event and its outbox messages together: either the
-        event exists and its messages will be delivered, or neither happened."""
+        """Write the snapshot, then commit the event, its outbox messages and the alert's new state
+        together: either the event exists, its messages will be delivered and the state says so after a
+        restart, or none of it happened."""
         relative = self._write_snapshot(new, snapshot_jpeg) if snapshot_jpeg is not None else None
         with self.db.session() as session, session.begin():
             event = Event(**new.__dict__, snapshot=relative)
@@ -101,6 +104,8 @@ class EventStore:
             for message in messages(event):
                 session.add(OutboxMessage(topic=message.topic, payload=message.payload, qos=message.qos,
                                           retain=message.retain, owner=self.owner))  # fmt: skip
+            if alert is not None:
+                save(session, alert)
         return event
 
     def _write_snapshot(self, new: NewEvent, jpeg: bytes) -> str:

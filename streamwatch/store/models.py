@@ -1,4 +1,4 @@
-"""Database tables: alert events (the history) and the MQTT outbox (messages not yet delivered)."""
+"""Database tables: alert events (the history), each alert's current state, and the MQTT outbox."""
 
 from __future__ import annotations
 
@@ -79,3 +79,20 @@ class OutboxMessage(Base):
     owner: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the instance that relays it
 
     __table_args__ = (Index("ix_outbox_owner_id", "owner", "id"),)
+
+
+class AlertRecord(Base):
+    """Where each camera x rule alert stands, written in the transaction of the event that changed it:
+    open or not (and since when, under which alert id), when its last event was, and how long it cools
+    down. Read back at start, so a restart continues open alerts and honours cooldowns."""
+
+    __tablename__ = "alert_state"
+
+    camera: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    open: Mapped[bool] = mapped_column(Boolean)
+    alert_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the open event's uid while open
+    opened_at: Mapped[float] = mapped_column(Float)  # frame times, seconds since the epoch
+    last_event_at: Mapped[float] = mapped_column(Float)
+    cooldown_until: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -41,6 +41,12 @@ class Outbox:
                 update(OutboxMessage).where(OutboxMessage.id == message_id).values(attempts=OutboxMessage.attempts + 1)
             )
 
+    def last_id(self) -> int | None:
+        """The id of the newest message waiting (None: nothing waits)."""
+        with self.db.session() as session:
+            query = select(func.max(OutboxMessage.id)).where(OutboxMessage.owner == self.owner)
+            return session.scalar(query)
+
     def size(self) -> int:
         with self.db.session() as session:
             query = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.owner == self.owner)

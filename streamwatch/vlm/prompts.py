@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,12 @@ def prompt_style(processor: Any) -> PromptStyle:
     kwargs: dict[str, Any] = {}
     if "enable_thinking" in template:
         kwargs["enable_thinking"] = False  # GLM-4.5V/4.6V, Qwen3-VL: answer directly, no reasoning
-    vocab = processor.tokenizer.get_vocab()
-    prefix = "<|begin_of_box|>" if "<|begin_of_box|>" in vocab else ""
-    return PromptStyle(template_kwargs=kwargs, answer_prefix=prefix)
+    return PromptStyle(template_kwargs=kwargs, answer_prefix=answer_prefix(processor.tokenizer.get_vocab()))
+
+
+def answer_prefix(vocab: Collection[str]) -> str:
+    """What opens an answer: GLM-4.5V/4.6V put it in a box; other families answer plainly."""
+    return "<|begin_of_box|>" if "<|begin_of_box|>" in vocab else ""
 
 
 def single_token_ids(tokenizer: Any, variants: Sequence[str]) -> list[int]:

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, Field
 
 from streamwatch.alerts.pipeline import jpeg
 from streamwatch.alerts.topics import event_payload, review_fields
 from streamwatch.inference.types import AnswerKind, DroppedError
+from streamwatch.ingest.images import ImageRejected, decode_image
 from streamwatch.store.events import EventFilter
 from streamwatch.store.models import Event
 from streamwatch.web.context import WebContext
 
 router = APIRouter()
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_OFFSET = 1_000_000  # deeper paging is refused (a filter narrows the list instead)
 THUMBNAIL_SIDE = 640
+DECODING_AT_ONCE = 2  # uploaded images decoded at the same time: bounds the memory they take
 
 
 def context(request: Request) -> WebContext:
@@ -32,7 +34,7 @@ def context(request: Request) -> WebContext:
 def event_json(request: Request, event: Event) -> dict[str, Any]:
     data = event_payload(event, None)
     data.pop("snapshot_file")
-    data["snapshot_url"] = str(request.url_for("event_snapshot", event_id=event.uid)) if event.snapshot else None
+    data["snapshot_url"] = request.app.url_path_for("event_snapshot", event_id=event.uid) if event.snapshot else None
     return data | review_fields(event)
 
 
@@ -55,7 +57,7 @@ async def list_events(
     request: Request,
     where: Annotated[EventFilter, Depends(event_filter)],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     """Events newest first. `since`/`until` are ISO 8601 times; `reviewed=false` for the review queue."""
     store = context(request).store
@@ -110,7 +112,7 @@ async def review_event(request: Request, event_id: str, review: Review) -> dict[
 async def cameras(request: Request) -> list[dict[str, Any]]:
     """Live status of every camera, with the URL of its newest frame."""
     return [
-        {**status.as_dict(), "frame_url": str(request.url_for("camera_frame", camera_id=status.id))}
+        {**status.as_dict(), "frame_url": request.app.url_path_for("camera_frame", camera_id=status.id)}
         for status in context(request).camera_status()
     ]
 
@@ -138,30 +140,39 @@ async def rules(request: Request) -> list[dict[str, Any]]:
             for view in context(request).rule_views()]  # fmt: skip
 
 
-async def read_image(upload: UploadFile) -> Image.Image:
+async def read_image(request: Request, upload: UploadFile) -> Image.Image:
+    """The uploaded picture: at most MAX_UPLOAD_BYTES, its pixel count checked before decoding."""
     data = await upload.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         raise HTTPException(413, f"image larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError):
-        raise HTTPException(422, "not a readable image (JPEG, PNG, WebP, BMP, ...)") from None
-    return image.convert("RGB")
+    async with request.app.state.decoding:
+        try:
+            return await asyncio.to_thread(decode_image, data)
+        except ImageRejected as exc:
+            raise HTTPException(413 if exc.too_large else 422, str(exc)) from None
+
+
+def question_checked(request: Request, question: str) -> str:
+    """The question, or 422 saying why it is refused (empty, too long for the model)."""
+    why = context(request).question_problem(question)
+    if why is not None:
+        raise HTTPException(422, f"question: {why}")
+    return question
 
 
 @router.post("/ask")
 async def ask(
     request: Request,
     image: Annotated[UploadFile, File(description="the picture")],
-    question: Annotated[str, Form(min_length=1, max_length=2000)],
+    question: Annotated[str, Form(min_length=1, max_length=100_000)],
     kind: Annotated[Literal["yes_no", "text"], Form()] = "yes_no",
-    csrf: Annotated[str | None, Form()] = None,
+    csrf: Annotated[str | None, Form(max_length=200)] = None,
 ) -> dict[str, Any]:
     """One question about one uploaded image, through the same shared queue as the cameras."""
     if not request.app.state.guard.csrf_ok(request, csrf):
         raise HTTPException(403, "missing or wrong CSRF token")
-    picture = await read_image(image)
+    question_checked(request, question)
+    picture = await read_image(request, image)
     answer_kind = AnswerKind.YES_NO if kind == "yes_no" else AnswerKind.GENERATE
     try:
         answer = await context(request).ask(picture, question, answer_kind)

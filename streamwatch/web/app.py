@@ -9,48 +9,37 @@ from collections.abc import Generator
 from pathlib import Path
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from streamwatch import __version__
 from streamwatch.config import WebConfig
-from streamwatch.web.auth import Signer, verify_secret
+from streamwatch.web.api import DECODING_AT_ONCE, MAX_UPLOAD_BYTES
 from streamwatch.web.context import WebContext
+from streamwatch.web.gate import SMALL_BODY, Gate, allowed_hosts
+from streamwatch.web.guard import Guard
 
 HERE = Path(__file__).parent
-SESSION_COOKIE = "sw_session"
 
 
-class Guard:
-    """Who may do what. Off loopback (or with a password/token configured) every route but /healthz,
-    /readyz and /login needs a session cookie or `Authorization: Bearer TOKEN`. Every state-changing
-    request from a browser session carries a CSRF token (form field `csrf` or header `X-CSRF-Token`)."""
-
-    def __init__(self, config: WebConfig) -> None:
-        self.config = config
-        self.signer = Signer(config.session_hours * 3600)
-
-    def session(self, request: Request) -> dict[str, object] | None:
-        return self.signer.load(request.cookies.get(SESSION_COOKIE))
-
-    def bearer(self, request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
-        return bool(token and self.config.token_hash and verify_secret(token, self.config.token_hash))
-
-    def allowed(self, request: Request) -> bool:
-        return not self.config.auth_required or self.bearer(request) or self.session(request) is not None
-
-    def csrf_ok(self, request: Request, token: str | None) -> bool:
-        if self.bearer(request):
-            return True  # not a browser session: no cookie to ride on
-        return self.signer.check_csrf(self.session(request), token or request.headers.get("x-csrf-token"))
+def security_headers(path: str) -> dict[str, str]:
+    """Every response: no framing by other sites, no MIME sniffing, no referrer to other sites, and
+    (but on the API docs, which load Swagger UI from its CDN) scripts and styles from this server only."""
+    headers = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+    if path in ("/docs", "/docs/oauth2-redirect"):
+        return headers | {"Content-Security-Policy": "frame-ancestors 'none'"}
+    return headers | {"Content-Security-Policy": CSP}
 
 
-class LoginRequired(Exception):
-    pass
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+       "base-uri 'self'; form-action 'self'; frame-ancestors 'none'")  # fmt: skip
+
+
+def body_limit(path: str) -> int:
+    """Uploads (ask) may carry an image; everything else is a small form or JSON document."""
+    return MAX_UPLOAD_BYTES + 1024 * 1024 if path in ("/api/ask", "/ask") else SMALL_BODY
 
 
 def create_app(context: WebContext, config: WebConfig) -> FastAPI:
@@ -58,18 +47,9 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     guard = Guard(config)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.context, app.state.guard, app.state.templates = context, guard, templates
-
-    def api_auth(request: Request) -> None:
-        if not guard.allowed(request):
-            raise HTTPException(401, "login or an API token required", headers={"WWW-Authenticate": "Bearer"})
-
-    def page_auth(request: Request) -> None:
-        if not guard.allowed(request):
-            raise LoginRequired
-
-    @app.exception_handler(LoginRequired)
-    async def _to_login(request: Request, _exc: LoginRequired) -> Response:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    app.state.decoding = asyncio.Semaphore(DECODING_AT_ONCE)
+    app.add_middleware(Gate, check=guard.check, body_limit=body_limit,
+                       hosts=allowed_hosts(config.host, config.allowed_hosts), headers=security_headers)  # fmt: skip
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -77,19 +57,22 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
-        checks = context.readiness()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        """200 when every check passes; 503 with the reason of each that does not."""
+        checks = await asyncio.to_thread(context.readiness)
+        ready = all(reason is None for reason in checks.values())
+        reasons = {name: reason for name, reason in checks.items() if reason is not None}
+        body = {"ready": ready, "checks": {name: reason is None for name, reason in checks.items()}, "reasons": reasons}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(api_auth)])
+    @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return PlainTextResponse(context.metrics.render(), media_type="text/plain; version=0.0.4")
 
     from streamwatch.web.api import router as api_router
     from streamwatch.web.pages import router as pages_router
 
-    app.include_router(api_router, prefix="/api", dependencies=[Depends(api_auth)])
-    app.include_router(pages_router, dependencies=[Depends(page_auth)])
+    app.include_router(api_router, prefix="/api")
+    app.include_router(pages_router)
     from streamwatch.web.pages import login_router
 
     app.include_router(login_router)

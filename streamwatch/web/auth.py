@@ -11,6 +11,9 @@ import time
 
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 200_000
+MIN_ITERATIONS, MAX_ITERATIONS = 10_000, 2_000_000  # below: weak; above: seconds per login
+MAX_SECRET_CHARS = 1024  # a longer password or token is refused without hashing it
+MAX_REVOKED = 100_000  # logged-out sessions remembered until they expire
 
 
 def hash_secret(secret: str, *, iterations: int = ITERATIONS) -> str:
@@ -20,13 +23,29 @@ def hash_secret(secret: str, *, iterations: int = ITERATIONS) -> str:
     return f"{ALGORITHM}${iterations}${_b64(salt)}${_b64(digest)}"
 
 
-def is_hash(value: str) -> bool:
+def hash_problem(value: str) -> str | None:
+    """Why `value` is not a usable stored hash (so that no login can fail on it later), or None."""
     parts = value.split("$")
-    return len(parts) == 4 and parts[0] == ALGORITHM and parts[1].isdigit()
+    if len(parts) != 4 or parts[0] != ALGORITHM:
+        return "expected pbkdf2_sha256$ITERATIONS$SALT$HASH, not a password"
+    iterations, salt, digest = parts[1:]
+    if not iterations.isdigit() or not MIN_ITERATIONS <= int(iterations) <= MAX_ITERATIONS:
+        return f"the iteration count must be a number from {MIN_ITERATIONS} to {MAX_ITERATIONS}"
+    try:
+        salt_bytes, digest_bytes = _unb64(salt), _unb64(digest)
+    except ValueError:
+        return "the salt and the hash must be base64"
+    if len(salt_bytes) < 8 or len(digest_bytes) != 32:
+        return "the salt must hold at least 8 bytes and the hash 32 (SHA-256)"
+    return None
+
+
+def is_hash(value: str) -> bool:
+    return hash_problem(value) is None
 
 
 def verify_secret(secret: str, stored: str) -> bool:
-    if not is_hash(stored):
+    if not is_hash(stored) or len(secret) > MAX_SECRET_CHARS:
         return False
     _, iterations, salt, digest = stored.split("$")
     candidate = hashlib.pbkdf2_hmac("sha256", secret.encode(), _unb64(salt), int(iterations))
@@ -38,7 +57,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Base64 (URL-safe alphabet, padding optional); ValueError for anything else."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 class Signer:
@@ -48,6 +68,19 @@ class Signer:
     def __init__(self, max_age_s: float, key: bytes | None = None) -> None:
         self.key = key or secrets.token_bytes(32)
         self.max_age_s = max_age_s
+        self._revoked: dict[str, float] = {}  # session id -> its expiry: logged out before it ran out
+
+    def revoke(self, cookie: str | None) -> None:
+        """Log a session out for good (until its expiry, after which it is refused anyway)."""
+        data = self.load(cookie)
+        if data is None:
+            return
+        now = time.time()
+        self._revoked = {sid: until for sid, until in self._revoked.items() if until > now}
+        if len(self._revoked) >= MAX_REVOKED:  # more logouts than anyone makes: start over, everyone logs in again
+            self.key, self._revoked = secrets.token_bytes(32), {}
+            return
+        self._revoked[str(data.get("sid"))] = float(data.get("exp", now))  # type: ignore[arg-type]
 
     def _mac(self, data: bytes) -> str:
         return _b64(hmac.new(self.key, data, hashlib.sha256).digest())
@@ -69,8 +102,12 @@ class Signer:
             data: dict[str, object] = json.loads(_unb64(payload))
         except ValueError:
             return None
+        if not isinstance(data, dict):
+            return None
         expires = data.get("exp")
-        return data if isinstance(expires, int | float) and expires > time.time() else None
+        if not isinstance(expires, int | float) or expires <= time.time() or str(data.get("sid")) in self._revoked:
+            return None
+        return data
 
     def csrf(self, session: dict[str, object] | None) -> str:
         """A form token bound to the session (or, without login, to this server's key)."""

@@ -50,4 +50,8 @@ class WebContext(Protocol):
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer: ...
 
-    def readiness(self) -> dict[str, bool]: ...
+    def question_problem(self, question: str) -> str | None:
+        """Why a question may not go to the model (empty, too long), or None."""
+
+    def readiness(self) -> dict[str, str | None]:
+        """Each check: None when it passes, else why not."""

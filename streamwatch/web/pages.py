@@ -6,17 +6,19 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.store.events import EventFilter
-from streamwatch.web.api import context, read_image
-from streamwatch.web.auth import verify_secret
+from streamwatch.web.api import MAX_OFFSET, context, question_checked, read_image
+from streamwatch.web.auth import MAX_SECRET_CHARS
+from streamwatch.web.guard import SESSION_COOKIE, Guard
 
 router = APIRouter(include_in_schema=False)
 login_router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 30
+MAX_PAGE = MAX_OFFSET // PAGE_SIZE
 
 
 def render(request: Request, template: str, **values: Any) -> HTMLResponse:
@@ -41,7 +43,7 @@ async def timeline(
     kind: str | None = None,
     reviewed: str | None = None,
     since: str | None = None,
-    page: int = 0,
+    page: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
 ) -> HTMLResponse:
     try:
         since_time = datetime.fromisoformat(since) if since else None
@@ -52,7 +54,6 @@ async def timeline(
         reviewed={"yes": True, "no": False}.get(reviewed or ""),
     )  # fmt: skip
     store = context(request).store
-    page = max(0, page)
     events, total = await asyncio.gather(
         asyncio.to_thread(store.list, where, limit=PAGE_SIZE, offset=page * PAGE_SIZE),
         asyncio.to_thread(store.count, where),
@@ -110,14 +111,15 @@ async def ask_page(request: Request) -> HTMLResponse:
 async def ask_form(
     request: Request,
     image: Annotated[UploadFile, File()],
-    question: Annotated[str, Form(min_length=1, max_length=2000)],
-    csrf: Annotated[str, Form()],
+    question: Annotated[str, Form(min_length=1, max_length=100_000)],
+    csrf: Annotated[str, Form(max_length=200)],
     kind: Annotated[Literal["yes_no", "text"], Form()] = "yes_no",
 ) -> HTMLResponse:
     if not request.app.state.guard.csrf_ok(request, csrf):
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
     try:
-        picture = await read_image(image)
+        question_checked(request, question)
+        picture = await read_image(request, image)
         kind_value = AnswerKind.YES_NO if kind == "yes_no" else AnswerKind.GENERATE
         answer = await context(request).ask(picture, question, kind_value)
     except HTTPException as exc:
@@ -133,24 +135,32 @@ async def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 
 @login_router.post("/login")
-async def login(request: Request, password: Annotated[str, Form()], next: Annotated[str, Form()] = "/") -> Response:
-    guard = request.app.state.guard
-    stored = guard.config.password_hash
-    if stored is None or not await asyncio.to_thread(verify_secret, password, stored):
-        await asyncio.sleep(0.5)  # slow down guessing
-        refused = render(request, "login.html", next=_safe_next(next), error="Wrong password.")
-        refused.status_code = 401
+async def login(request: Request, password: Annotated[str, Form(max_length=MAX_SECRET_CHARS)],
+                next: Annotated[str, Form(max_length=2000)] = "/") -> Response:  # fmt: skip
+    guard: Guard = request.app.state.guard
+    right, throttled = await guard.verify(request, password, guard.config.password_hash)
+    if not right:
+        error = "Too many attempts; try again later." if throttled is not None else "Wrong password."
+        refused = render(request, "login.html", next=_safe_next(next), error=error)
+        refused.status_code = throttled.status_code if throttled is not None else 401
+        if throttled is not None:
+            refused.headers["Retry-After"] = throttled.headers["Retry-After"]
         return refused
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie("sw_session", guard.signer.session(), max_age=int(guard.signer.max_age_s), httponly=True,
+    response.set_cookie(SESSION_COOKIE, guard.signer.session(), max_age=int(guard.signer.max_age_s), httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
     return response
 
 
 @login_router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """Ends the session on the server too: the cookie no longer works even if someone kept a copy."""
+    guard: Guard = request.app.state.guard
+    if not guard.csrf_ok(request, csrf):
+        raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
+    guard.signer.revoke(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie("sw_session")
+    response.delete_cookie(SESSION_COOKIE)
     return response
 
 

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.types import Prompt
 
 
@@ -32,6 +33,11 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
         """Greedy generation of short answers, cleaned of template wrappers."""
+
+    def prompt_limits(self, *, max_chars: int, max_tokens: int, max_new_tokens: int) -> PromptLimits:
+        """How long a question may be for this model: in characters here (a remote model's tokenizer is
+        not at hand); backends that hold the tokenizer count tokens against the model's context too."""
+        return PromptLimits(max_chars, max_new_tokens=max_new_tokens)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model's memory."""

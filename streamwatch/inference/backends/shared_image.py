@@ -9,6 +9,7 @@ ended (multimodal RoPE included), so the answers equal those of the plain path (
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,25 @@ def last_token_logits(backend: Any, prompts: Sequence[Prompt], texts: Sequence[s
         return _forward(model, prompts, groups, prefix_inputs, suffix)
 
 
+_CACHE_ARGUMENT: dict[type, str] = {}
+
+
+def _cache_argument(model: Any) -> str:
+    """The name the model's forward takes its KV cache under: `cache` from transformers 5.2x on
+    (`past_key_values` still works there, with a warning until it is removed in 5.40), else
+    `past_key_values`. Read once per model class."""
+    kind = type(model)
+    if kind not in _CACHE_ARGUMENT:
+        parameters = inspect.signature(model.forward).parameters
+        _CACHE_ARGUMENT[kind] = "cache" if "cache" in parameters else "past_key_values"
+    return _CACHE_ARGUMENT[kind]
+
+
+def _output_cache(output: Any) -> Any:
+    """The KV cache a forward pass returned, under either name."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
+
+
 def _right_padded(tokenizer: Any, texts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
     """Suffix ids padded on the right, so their positions continue right after the prefix. (Padded by
     hand: the shared tokenizer's padding side must not change under another thread.)"""
@@ -87,7 +107,7 @@ def _forward(model: Any, prompts: Sequence[Prompt], groups: list[list[int]], pre
         deltas = rope_deltas(prefix_inputs["position_ids"], prefix_inputs["attention_mask"])
     else:
         deltas = inner.rope_deltas
-    cache = prefix_out.past_key_values
+    cache = _output_cache(prefix_out)
 
     owner = torch.empty(len(prompts), dtype=torch.long)
     for g, group in enumerate(groups):
@@ -101,7 +121,7 @@ def _forward(model: Any, prompts: Sequence[Prompt], groups: list[list[int]], pre
     positions = positions[None].expand(3, -1, -1)  # text tokens: the same position on all three axes
     hidden = inner(
         input_ids=suffix["input_ids"], attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1),
-        position_ids=positions, past_key_values=cache, use_cache=True,
+        position_ids=positions, use_cache=True, **{_cache_argument(inner): cache},
     ).last_hidden_state  # fmt: skip
     last = suffix_mask.sum(dim=1) - 1
     rows = torch.arange(len(prompts), device=device)

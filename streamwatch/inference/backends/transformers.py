@@ -15,6 +15,7 @@ from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.kernels import fp8_supported, fuse_rms_norms, linear_patch_embeddings, quantize_fp8
 from streamwatch.inference.backends.positions import add_positions
 from streamwatch.inference.backends.shared_image import group_by_image, last_token_logits
+from streamwatch.inference.limits import PromptLimits, context_tokens, token_limits
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.processor import load_processor
@@ -160,6 +161,12 @@ class TransformersBackend(Backend):
         log.info("quantised %d linear layers of %s to fp8", count, self.name)
         return count
 
+    def prompt_limits(self, *, max_chars: int, max_tokens: int, max_new_tokens: int) -> PromptLimits:
+        """Questions counted in this model's tokens, within its context (inference/limits.py)."""
+        return token_limits(self.processor.tokenizer, self.model.config, model=self.name, max_chars=max_chars,
+                            max_tokens=max_tokens, max_image_side=self.max_image_side,
+                            max_new_tokens=max_new_tokens)  # fmt: skip
+
     def _text(self, question: str) -> str:
         text = self._rendered.get(question)
         if text is None:
@@ -181,6 +188,9 @@ class TransformersBackend(Backend):
         if not isinstance(processor.image_processor, TorchImages):
             images = [fit_longest_side(image, self.max_image_side) for image in images]
         inputs = processor(images=list(images), text=list(texts), return_tensors="pt", padding=True)
+        length, context = inputs["input_ids"].shape[1], context_tokens(self.model.config)
+        if context is not None and length > context:  # the limits keep questions shorter; never send one past it
+            raise ValueError(f"a prompt of {length} tokens does not fit the model's context of {context}")
         if positions:
             add_positions(self.model, inputs)
         inputs = inputs.to(self.device)

@@ -1,27 +1,15 @@
-"""`config.toml` -> typed settings. Every problem names the file, line and key, and what is expected."""
+"""The sections of `config.toml`: cameras, model, MQTT, storage, web UI, `serve`."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from streamwatch.tomlfile import DataFileError, load_model, problem
-
-CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
-_LOCAL_PREFIXES = ("./", "../", "/", "~")  # a model id starting so is a path, never a hub id
-
-
-def identifier(value: str) -> str:
-    """Camera and rule ids end up in MQTT topics and URLs: a safe, short subset of characters."""
-    if not CAMERA_ID.match(value):
-        raise ValueError("expected lowercase letters, digits, '-' or '_' (at most 64), starting with a letter or digit")
-    return value
+from streamwatch.config.fields import DEVICE, host_name, identifier, is_loopback, not_blank, source_url, topic
+from streamwatch.redact import SECRETS, display_url
 
 
 class _Section(BaseModel):
@@ -55,20 +43,16 @@ class CameraConfig(_Section):
     location: str = Field("", description="Template variable {location} for rule questions.")
     zone: str = Field("", description="Template variable {zone} for rule questions.")
     vars: dict[str, str] = Field(default_factory=dict, description="More template variables.")
+    describe: bool = Field(
+        True, description="Ask the rules' describe follow-up questions when an alert opens on this camera."
+    )
 
     _id = field_validator("id")(identifier)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        scheme = urlsplit(value).scheme.lower()
-        if "://" in value and scheme not in _URL_SCHEMES:
-            raise ValueError(f"unsupported scheme {scheme!r}; expected one of {', '.join(_URL_SCHEMES)} or a file path")
-        if scheme in ("rtsp", "rtsps", "http", "https") and not urlsplit(value).hostname:
-            raise ValueError("the URL has no host")
-        return value
+        return source_url(value)
 
     @property
     def display_name(self) -> str:
@@ -94,14 +78,16 @@ class RemoteConfig(_Section):
     @classmethod
     def _urls(cls, value: list[str]) -> list[str]:
         for url in value:
-            parts = urlsplit(url)
+            SECRETS.add_url(url)
+            parts = urlsplit(display_url(url))
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r}: expected an http(s) URL like http://gpu1:8000/v1")
+                raise ValueError(f"{display_url(url)!r}: expected an http(s) URL like http://gpu1:8000/v1")
         return [url.rstrip("/") for url in value]
 
 
 class ModelConfig(_Section):
     id: str = Field("./models/demo-glm4v", description="Hugging Face hub id or local checkpoint directory.")
+    _id = field_validator("id")(not_blank)
     backend: Literal["transformers", "openai"] = Field(
         "transformers", description="transformers: in this process; openai: remote servers, see [model.remote]."
     )
@@ -130,11 +116,20 @@ class ModelConfig(_Section):
     workers: int = Field(
         2, ge=1, le=8, description="Batches in flight: the next is prepared on the CPU while one runs on the model."
     )
+    max_question_chars: int = Field(
+        2000, ge=16, le=100_000, description="Longest question (rule, describe, web, serve), in characters."
+    )
+    max_question_tokens: int = Field(
+        512, ge=8, le=100_000, description="Longest question in the model's tokens (lowered to fit its context)."
+    )
+    stall_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Requests waiting and no model call finished for this long: not ready."
+    )
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
+        if not DEVICE.match(value):
             raise ValueError("expected auto, cpu, mps, cuda or cuda:N")
         return value
 
@@ -142,6 +137,7 @@ class ModelConfig(_Section):
 class MqttConfig(_Section):
     enabled: bool = Field(True, description="Publish alerts over MQTT.")
     host: str = Field("localhost")
+    _host = field_validator("host")(host_name)
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = Field(None, description="Use ${MQTT_PASSWORD} to read it from the environment.")
@@ -153,12 +149,7 @@ class MqttConfig(_Section):
     home_assistant_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive; offline is declared after 1.5x.")
 
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("expected a topic like 'streamwatch' or 'site/a': no '#', '+' or leading/trailing '/'")
-        return value
+    _topics = field_validator("topic_prefix", "home_assistant_prefix")(topic)
 
 
 class StorageConfig(_Section):
@@ -185,20 +176,28 @@ class StorageConfig(_Section):
 class WebConfig(_Section):
     enabled: bool = True
     host: str = Field("127.0.0.1", description="Bind address; off-loopback needs authentication.")
+    _host = field_validator("host")(host_name)
     port: int = Field(8080, ge=1, le=65535)
     password_hash: str | None = Field(
         None, description="Login password, hashed: create it with `streamwatch hash-password`."
     )
     token_hash: str | None = Field(None, description="API token (Authorization: Bearer), hashed the same way.")
     session_hours: float = Field(12.0, gt=0, le=24 * 90, description="How long a login lasts.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names clients may use to reach the UI besides its address (reverse proxies); on "
+        "loopback only localhost names are accepted otherwise (DNS rebinding).",
+    )
 
     @field_validator("password_hash", "token_hash")
     @classmethod
     def _hash(cls, value: str | None) -> str | None:
-        from streamwatch.web.auth import is_hash
+        from streamwatch.web.auth import hash_problem
 
-        if value is not None and not is_hash(value):
-            raise ValueError("expected a hash made by `streamwatch hash-password` (pbkdf2_sha256$...), not a password")
+        if value is not None:
+            why = hash_problem(value)
+            if why is not None:
+                raise ValueError(f"{why}; make one with `streamwatch hash-password` (pbkdf2_sha256$...)")
         return value
 
     @property
@@ -210,117 +209,34 @@ class WebConfig(_Section):
         return not self.loopback or self.password_hash is not None or self.token_hash is not None
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class ServeConfig(_Section):
     """`streamwatch serve`: the batched engine as an OpenAI-compatible chat-completions server."""
 
     host: str = Field("127.0.0.1", description="Bind address; off-loopback needs api_key.")
+    _host = field_validator("host")(host_name)
     port: int = Field(8000, ge=1, le=65535)
     api_key: SecretStr | None = Field(
         None, description="Clients send it as 'Authorization: Bearer KEY'; use ${STREAMWATCH_API_KEY}."
     )
     model_name: str = Field("", description="The model id clients see and send; default: model.id's last part.")
-    fetch_image_urls: bool = Field(True, description="Fetch http(s) image URLs (data: URIs always work).")
+    fetch_image_urls: bool = Field(
+        False, description="Fetch http(s) image URLs (data: URIs always work); public addresses only unless allowed."
+    )
+    fetch_allow_hosts: list[str] = Field(
+        default_factory=list, description="Host names (globs like *.example.com) image URLs may name; empty: any."
+    )
+    fetch_allow_private: bool = Field(
+        False, description="Also fetch from loopback, private, link-local and other internal addresses."
+    )
     fetch_timeout_s: float = Field(10.0, gt=0, le=120, description="Longest wait for one image URL.")
     max_image_mb: float = Field(20.0, gt=0, le=500, description="Largest image accepted, encoded.")
     max_tokens: int = Field(1024, ge=1, le=8192, description="Most tokens one request may generate.")
 
-
-class Settings(_Section):
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    shard: str = Field(
-        "1/1", description="I/N: this instance runs the cameras whose id hashes to I of N (`run --shard`)."
-    )
-    rules_dir: Path = Field(Path("rules"), description="Folder of rule files (*.toml).")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    cameras: list[CameraConfig] = Field(default_factory=list)
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    storage: StorageConfig = Field(default_factory=StorageConfig)
-    web: WebConfig = Field(default_factory=WebConfig)
-    serve: ServeConfig = Field(default_factory=ServeConfig)
-    source: Path = Field(Path("config.toml"), exclude=True)
-
-    @field_validator("shard")
+    @field_validator("api_key")
     @classmethod
-    def _shard(cls, value: str) -> str:
-        from streamwatch.shard import Shard
-
-        return str(Shard.parse(value))
-
-    @property
-    def base_dir(self) -> Path:
-        return self.source.parent
-
-    def path(self, value: Path | str) -> Path:
-        """A path from the config, relative to the config file's folder."""
-        return (self.base_dir / Path(value).expanduser()).resolve()
-
-    def database_url(self) -> str:
-        """storage.database_url with a relative SQLite path made relative to the config file."""
-        url = self.storage.database_url
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-            return prefix + str(self.path(url[len(prefix) :]))
-        return url
-
-    def served_model_name(self) -> str:
-        """The model id `streamwatch serve` shows its clients."""
-        if self.serve.model_name:
-            return self.serve.model_name
-        local = self.model_ref() != self.model.id or self.model.id.startswith(_LOCAL_PREFIXES)
-        return self.model.id.rstrip("/").rsplit("/", 1)[-1] if local else self.model.id
-
-    def model_ref(self) -> str:
-        """The model as transformers should load it: a resolved local path, or the hub id."""
-        value = self.model.id
-        if value.startswith(_LOCAL_PREFIXES) or self.path(value).is_dir():
-            return str(self.path(value))
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            SECRETS.add(value.get_secret_value())
+            if len(value.get_secret_value().strip()) < 16:
+                raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 24`)")
         return value
-
-
-def _missing_dir(settings: Settings, ref: str) -> bool:
-    return ref.startswith(_LOCAL_PREFIXES) and not settings.path(ref).is_dir()
-
-
-def load_settings(path: str | Path) -> Settings:
-    """Load and validate a config file; raises `DataFileError` with every problem found."""
-    source = Path(path)
-    settings, lines = load_model(Settings, source)
-    settings = settings.model_copy(update={"source": source.resolve()})
-    problems: list[str] = []
-    seen: set[str] = set()
-    for index, camera in enumerate(settings.cameras):
-        if camera.id in seen:
-            problems.append(problem(source, lines, ("cameras", index, "id"), f"camera id {camera.id!r} is used twice"))
-        seen.add(camera.id)
-    web = settings.web
-    if web.enabled and not web.loopback and web.password_hash is None and web.token_hash is None:
-        problems.append(problem(
-            source, lines, ("web", "host"),
-            f"the web UI would listen on {web.host}, beyond this machine, without a password: set "
-            "web.password_hash or web.token_hash (streamwatch hash-password), or bind to 127.0.0.1",
-        ))  # fmt: skip
-    ref = settings.model.id
-    if settings.model.backend == "openai" and not settings.model.remote.base_urls:
-        problems.append(problem(source, lines, ("model", "remote", "base_urls"),
-                                'model.backend = "openai" needs at least one server URL, e.g. '
-                                '["http://gpu1:8000/v1"]'))  # fmt: skip
-    elif settings.model.backend == "transformers" and _missing_dir(settings, ref):
-        problems.append(problem(
-            source, lines, ("model", "id"),
-            f"local model directory {ref} does not exist "
-            f"(build the offline demo model with: streamwatch model make-tiny {ref})",
-        ))  # fmt: skip
-    if problems:
-        raise DataFileError(problems)
-    return settings

@@ -1,0 +1,27 @@
+"""`config.toml` -> typed settings. Every problem names the file, line and key, and what is expected."""
+
+from streamwatch.config.fields import identifier, is_loopback
+from streamwatch.config.sections import (
+    CameraConfig,
+    ModelConfig,
+    MqttConfig,
+    RemoteConfig,
+    ServeConfig,
+    StorageConfig,
+    WebConfig,
+)
+from streamwatch.config.settings import Settings, load_settings
+
+__all__ = [
+    "CameraConfig",
+    "ModelConfig",
+    "MqttConfig",
+    "RemoteConfig",
+    "ServeConfig",
+    "Settings",
+    "StorageConfig",
+    "WebConfig",
+    "identifier",
+    "is_loopback",
+    "load_settings",
+]

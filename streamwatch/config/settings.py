@@ -1,0 +1,158 @@
+"""`config.toml` -> typed settings. Every problem names the file, line and key, and what is expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
+
+from streamwatch.config.fields import LOCAL_PREFIXES, NETWORK_PREFIXES
+from streamwatch.config.sections import (
+    CameraConfig,
+    ModelConfig,
+    MqttConfig,
+    ServeConfig,
+    StorageConfig,
+    WebConfig,
+    _Section,
+)
+from streamwatch.tomlfile import DataFileError, Loc, problem, read_toml, substitute_env, validation_problems
+
+
+class Settings(_Section):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shard: str = Field(
+        "1/1", description="I/N: this instance runs the cameras whose id hashes to I of N (`run --shard`)."
+    )
+    rules_dir: Path = Field(Path("rules"), description="Folder of rule files (*.toml).")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    source: Path = Field(Path("config.toml"), exclude=True)
+    _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # where each key is written in `source`
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str) -> str:
+        from streamwatch.shard import Shard
+
+        return str(Shard.parse(value))
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def problem(self, loc: Loc, message: str) -> str:
+        """`config.toml:LINE: field: message` for a key of this config."""
+        return problem(self.source, self._lines, loc, message)
+
+    def path(self, value: Path | str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        return (self.base_dir / Path(value).expanduser()).resolve()
+
+    def database_url(self) -> str:
+        """storage.database_url with a relative SQLite path made relative to the config file."""
+        url = self.storage.database_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+    def served_model_name(self) -> str:
+        """The model id `streamwatch serve` shows its clients."""
+        if self.serve.model_name:
+            return self.serve.model_name
+        local = self.model_ref() != self.model.id or self.model.id.startswith(LOCAL_PREFIXES)
+        return self.model.id.rstrip("/").rsplit("/", 1)[-1] if local else self.model.id
+
+    def model_ref(self) -> str:
+        """The model as transformers should load it: a resolved local path, or the hub id."""
+        value = self.model.id
+        if value.startswith(LOCAL_PREFIXES) or self.path(value).is_dir():
+            return str(self.path(value))
+        return value
+
+
+def _missing_dir(settings: Settings, ref: str) -> bool:
+    return ref.startswith(LOCAL_PREFIXES) and not settings.path(ref).is_dir()
+
+
+def load_settings(path: str | Path, *, sections: tuple[str, ...] | None = None) -> Settings:
+    """Load and validate a config file; raises `DataFileError` with every problem found.
+
+    `sections`: read only these top-level keys (the rest keeps its defaults): a command that needs only
+    `[storage]` does not need the environment variables of other sections' secrets."""
+    source = Path(path)
+    data, lines = read_toml(source)
+    if sections is not None:
+        data = {key: value for key, value in data.items() if key in sections}
+    data = substitute_env(data, source, lines)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise DataFileError(validation_problems(exc, source, lines)) from None
+    settings = settings.model_copy(update={"source": source.resolve()})
+    settings._lines = lines
+    settings, problems = _with_local_sources(settings)
+    problems += _problems(settings) if sections is None else []
+    if problems:
+        raise DataFileError(problems)
+    return settings
+
+
+def _with_local_sources(settings: Settings) -> tuple[Settings, list[str]]:
+    """Camera files and folders and the MQTT CA file are relative to the config file, like every path in
+    it; they must exist. (Network cameras are tried when the service runs: they may be down now.)"""
+    problems: list[str] = []
+    cameras = []
+    for index, camera in enumerate(settings.cameras):
+        if camera.url.lower().startswith(NETWORK_PREFIXES):
+            cameras.append(camera)
+            continue
+        local = settings.path(camera.url.removeprefix("file://"))
+        if not local.exists():
+            problems.append(settings.problem(("cameras", index, "url"), f"no such file or folder: {local}"))
+        cameras.append(camera.model_copy(update={"url": str(local)}))
+    mqtt = settings.mqtt
+    if mqtt.ca_file is not None:
+        ca_file = settings.path(mqtt.ca_file)
+        if not mqtt.tls:
+            problems.append(settings.problem(("mqtt", "ca_file"), "ca_file is used only with tls = true"))
+        elif not ca_file.is_file():
+            problems.append(settings.problem(("mqtt", "ca_file"), f"no such file: {ca_file}"))
+        mqtt = mqtt.model_copy(update={"ca_file": ca_file})
+    return settings.model_copy(update={"cameras": cameras, "mqtt": mqtt}), problems
+
+
+def _problems(settings: Settings) -> list[str]:
+    """What no single key shows: duplicate camera ids, an open web UI off loopback, a model that is
+    not there."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, camera in enumerate(settings.cameras):
+        if camera.id in seen:
+            problems.append(settings.problem(("cameras", index, "id"), f"camera id {camera.id!r} is used twice"))
+        seen.add(camera.id)
+    web = settings.web
+    if web.enabled and not web.loopback and web.password_hash is None and web.token_hash is None:
+        problems.append(settings.problem(
+            ("web", "host"),
+            f"the web UI would listen on {web.host}, beyond this machine, without a password: set "
+            "web.password_hash or web.token_hash (streamwatch hash-password), or bind to 127.0.0.1",
+        ))  # fmt: skip
+    ref = settings.model.id
+    if settings.model.backend == "openai" and not settings.model.remote.base_urls:
+        problems.append(settings.problem(("model", "remote", "base_urls"),
+                                         'model.backend = "openai" needs at least one server URL, e.g. '
+                                         '["http://gpu1:8000/v1"]'))  # fmt: skip
+    elif settings.model.backend == "transformers" and _missing_dir(settings, ref):
+        problems.append(settings.problem(
+            ("model", "id"),
+            f"local model directory {ref} does not exist "
+            f"(build the offline demo model with: streamwatch model make-tiny {ref})",
+        ))  # fmt: skip
+    return problems

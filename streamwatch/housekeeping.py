@@ -1,0 +1,129 @@
+"""The service's background loops, each of which must outlive its own failures.
+
+`supervised` runs a loop forever: an error in one round is logged (with its traceback) and the loop
+goes on after a pause; a loop that dies anyway is restarted, and while it is down the service's
+readiness says so. The loops: camera status on MQTT, rules hot reload, retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from streamwatch.alerts.mqtt import MqttPublisher
+from streamwatch.alerts.topics import Topics
+from streamwatch.ingest.status import CameraStatus
+from streamwatch.rules.loader import RuleSet
+from streamwatch.rules.watch import RuleWatcher
+from streamwatch.store.events import EventStore
+
+log = logging.getLogger(__name__)
+
+STATUS_LOG_S = 300.0  # how often every camera's status is logged
+STATUS_PUBLISH_S = 30.0  # camera status on MQTT: on every state change, and at least this often
+STATUS_CHECK_S = 2.0
+RULES_POLL_S = 2.0  # how often rules/ is checked for edits
+RETENTION_S = 3600.0
+RESTART_PAUSE_S = 1.0
+
+
+class Loops:
+    """Named background tasks, supervised; `failures` holds why a loop is down (for readiness)."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+        self.failures: dict[str, str] = {}
+
+    def start(self, name: str, step: Callable[[], Awaitable[None]], every_s: float, *, first_now: bool = False
+              ) -> None:  # fmt: skip
+        """Call `step` every `every_s` seconds (first at once with `first_now`), for ever."""
+
+        async def rounds() -> None:
+            if not first_now:
+                await asyncio.sleep(every_s)
+            while True:
+                try:
+                    await step()
+                except Exception:  # one failed round must not end the loop
+                    log.exception("%s: this round failed; trying again in %.0f s", name, every_s)
+                await asyncio.sleep(every_s)
+
+        self.spawn(name, rounds)
+
+    def spawn(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `body`, restarting it (after a pause) whenever it ends with an error."""
+
+        async def supervised() -> None:
+            while True:
+                try:
+                    await body()
+                    return
+                except Exception as exc:
+                    self.failures[name] = f"{type(exc).__name__}: {exc}"
+                    log.exception("%s stopped unexpectedly; restarting it in %.0f s", name, RESTART_PAUSE_S)
+                    await asyncio.sleep(RESTART_PAUSE_S)
+                    self.failures.pop(name, None)
+
+        self.tasks.append(asyncio.create_task(supervised(), name=name))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+
+class StatusPublisher:
+    """Camera status: retained on MQTT when it changes (checked every 2 s) and every 30 s; logged every 5 min."""
+
+    def __init__(self, statuses: Callable[[], list[CameraStatus]], publisher: MqttPublisher | None,
+                 topics: Topics | None) -> None:  # fmt: skip
+        self.statuses = statuses
+        self.publisher, self.topics = publisher, topics
+        self._last: dict[str, tuple[str, str]] = {}
+        self._published = self._logged = time.monotonic()
+
+    async def step(self) -> None:
+        now = time.monotonic()
+        statuses = self.statuses()
+        changed = [s for s in statuses if self._last.get(s.id) != (s.state, s.quality)]
+        due = now - self._published >= STATUS_PUBLISH_S
+        if self.publisher is not None and self.topics is not None:
+            for status in statuses if due else changed:
+                await self.publisher.publish_now(self.topics.status_message(status))
+        self._last = {s.id: (s.state, s.quality) for s in statuses}
+        self._published = now if due else self._published
+        if now - self._logged >= STATUS_LOG_S:
+            self._logged = now
+            for status in statuses:
+                log.info("%s", status.summary())
+
+
+class RulesReload:
+    """Hot reload of rules/: a new rule set goes live, then `changed` (announce, resolve what left)."""
+
+    def __init__(self, watcher: RuleWatcher, changed: Callable[[RuleSet], Awaitable[None]]) -> None:
+        self.watcher, self.changed = watcher, changed
+
+    async def step(self) -> None:
+        reloaded = await asyncio.to_thread(self.watcher.check)
+        if reloaded is not None:
+            log.info("rules: %d active after reload", len(reloaded.rules))
+            await self.changed(reloaded)
+
+
+class Retention:
+    """Delete events and snapshots older than `storage.retention_days` (at start and hourly)."""
+
+    def __init__(self, store: EventStore, days: int) -> None:
+        self.store, self.days = store, days
+
+    async def step(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(days=self.days)
+        rows, files = await asyncio.to_thread(self.store.prune, cutoff)
+        if rows:
+            log.info("retention: deleted %d events and %d snapshots older than %s", rows, files, cutoff)

@@ -1,0 +1,45 @@
+"""Decoding image bytes nobody vouched for: bounded in bytes and in pixels before any decoding.
+
+A PNG of a hundred kilobytes can declare 30000x30000 pixels (2.7 GB once decoded). The header is
+read first and the image refused when it declares more than `MAX_IMAGE_PIXELS`; only then are the
+pixels decoded. Used by web uploads, `streamwatch serve`, image-folder cameras and `streamwatch ask`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+MAX_IMAGE_PIXELS = 36_000_000  # 8K (7680x4320) fits; a camera frame is far smaller
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an image streamwatch will decode; `too_large` for size limits (HTTP 413)."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """An RGB image, or ImageRejected saying why (not an image, damaged, too many pixels)."""
+    source = data if isinstance(data, Path) else io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageRejected(f"the image is {width}x{height} pixels; at most {max_pixels / 1e6:g} "
+                                        "million pixels are decoded", too_large=True)  # fmt: skip
+                image.load()
+                return image.convert("RGB")
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageRejected("the image declares too many pixels", too_large=True) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected(f"not a readable image (JPEG, PNG, WebP, BMP, ...): {type(exc).__name__}") from None
