@@ -94,13 +94,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from streamwatch.app import load_backend
     from streamwatch.config import ModelConfig, Settings, load_settings
     from streamwatch.inference.build import build_backend, build_queue
     from streamwatch.inference.types import AnswerKind, Request
     from streamwatch.ingest.sources import SourceError, grab_frame
 
     setup_logging(args.log_level or "WARNING")
-    settings = load_settings(args.config) if Path(args.config).exists() or args.model is None else Settings()
+    use_config = Path(args.config).exists() or args.model is None
+    settings = load_settings(args.config, sections=("model",)) if use_config else Settings()
     if args.model is not None:
         overrides = {"id": args.model, **({"device": args.device} if args.device else {})}
         settings = settings.model_copy(update={"model": ModelConfig(**{**settings.model.model_dump(), **overrides})})
@@ -109,7 +111,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    queue = build_queue(settings, build_backend(settings))
+    backend = load_backend(build_backend, settings)
+    model = settings.model
+    limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
+                                   max_new_tokens=model.max_new_tokens)  # fmt: skip
+    why = limits.problem(args.question)
+    if why is not None:
+        print(f"error: question: {why}", file=sys.stderr)
+        return 2
+    queue = build_queue(settings, backend)
     queue.start()
     kind = AnswerKind.YES_NO if args.kind == "yes_no" else AnswerKind.GENERATE
     try:
@@ -137,12 +147,22 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Connect to cameras for a few seconds, as the service would, and report what each one does."""
+    from pydantic import ValidationError
+
     from streamwatch.config import CameraConfig, load_settings
     from streamwatch.ingest.camera import CameraWorker
+    from streamwatch.redact import redact_url
 
     setup_logging(args.log_level or "ERROR")
     if args.urls:
-        cameras = [CameraConfig(id=f"cam{index}", url=url) for index, url in enumerate(args.urls, 1)]
+        cameras = []
+        for index, url in enumerate(args.urls, 1):
+            try:
+                cameras.append(CameraConfig(id=f"cam{index}", url=url))
+            except ValidationError as exc:  # the URL was registered as a secret holder: its password is masked
+                print(f"error: {redact_url(url)}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
     else:
         cameras = load_settings(args.config).cameras
     workers = [CameraWorker(camera) for camera in cameras]
@@ -182,13 +202,14 @@ def _since(text: str) -> datetime:
 
 
 def _event_store(config: str) -> EventStore:
-    """The event history of the config's database and snapshot folder."""
+    """The event history of the config's database and snapshot folder. Only `[storage]` of the config is
+    read: the other sections' secrets (the MQTT password, ...) need not be in the environment."""
     from streamwatch.config import load_settings
-    from streamwatch.store.db import Database
+    from streamwatch.store.db import open_database
     from streamwatch.store.events import EventStore
 
-    settings = load_settings(config)
-    return EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
+    settings = load_settings(config, sections=("storage",))
+    return EventStore(open_database(settings), settings.path(settings.storage.snapshot_dir))
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -332,10 +353,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamwatch.lifecycle import StartupError
+    from streamwatch.redact import SECRETS
+
     args = build_parser().parse_args(argv)
+    for value in vars(args).values():  # URLs given on the command line may carry passwords
+        for url in value if isinstance(value, list) else [value]:
+            if isinstance(url, str) and "://" in url:
+                SECRETS.add_url(url)
     try:
         code: int = args.func(args)
     except DataFileError as exc:  # config or rules: print every file:line problem, no traceback
         print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    except StartupError as exc:  # a database or model that cannot be opened, a port that is taken
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return code

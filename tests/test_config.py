@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -128,6 +129,56 @@ MALFORMED = [
                  id="serve-port"),
     pytest.param('[serve]\nmax_tokens = "many"\n', ":2: serve.max_tokens: Input should be a valid integer",
                  id="serve-max-tokens"),
+    # camera sources: files are relative to the config file and must exist; URLs must parse
+    pytest.param('[[cameras]]\nid = "a"\nurl = "clips/nope.mp4"\n', ":3: cameras[0].url: no such file or folder: ",
+                 id="camera-file-missing"),
+    pytest.param('[[cameras]]\nid = "a"\nurl = "file:///nowhere/x.mp4"\n', ":3: cameras[0].url: no such file or "
+                 "folder: /nowhere/x.mp4", id="camera-file-url-missing"),
+    pytest.param('[[cameras]]\nid = "a"\nurl = "rtsp://cam:99999/x"\n', ":3: cameras[0].url: the URL's port is not "
+                 "a number", id="camera-port"),
+    pytest.param('[[cameras]]\nid = "a"\nurl = "rtsp://cam/x\\n"\n', ":3: cameras[0].url: contains a control "
+                 "character", id="camera-url-newline"),
+    pytest.param('[[cameras]]\nid = "a"\nurl = "  "\n', ":3: cameras[0].url: must not be empty", id="camera-blank"),
+    # MQTT
+    pytest.param('[mqtt]\nhost = ""\n', ":2: mqtt.host: expected a host name or IP address", id="mqtt-host-empty"),
+    pytest.param('[mqtt]\nhost = "mqtt://broker:1883"\n', ":2: mqtt.host: expected a host name or IP address, not "
+                 "a URL", id="mqtt-host-url"),
+    pytest.param('[mqtt]\nhost = "my broker"\n', ":2: mqtt.host: expected a host name", id="mqtt-host-space"),
+    pytest.param('[mqtt]\ntls = true\nca_file = "certs/ca.pem"\n', ":3: mqtt.ca_file: no such file: ",
+                 id="mqtt-ca-missing"),
+    pytest.param('[mqtt]\nca_file = "config.toml"\n', ":2: mqtt.ca_file: ca_file is used only with tls = true",
+                 id="mqtt-ca-without-tls"),
+    pytest.param('[mqtt]\ntopic_prefix = "site//a"\n', ":2: mqtt.topic_prefix: expected a topic", id="empty-level"),
+    pytest.param('[mqtt]\nhome_assistant_prefix = "ha/#"\n', ":2: mqtt.home_assistant_prefix: expected a topic",
+                 id="ha-prefix"),
+    # web, serve, model
+    pytest.param('[web]\nhost = "http://0.0.0.0"\n', ":2: web.host: expected a host name or IP address, not a URL",
+                 id="web-host-url"),
+    pytest.param('[web]\npassword_hash = "pbkdf2_sha256$0$c2FsdHNhbHRzYWx0$aGFzaA"\n', ":2: web.password_hash: the "
+                 "iteration count must be a number from 10000 to 2000000", id="hash-zero-iterations"),
+    pytest.param('[web]\ntoken_hash = "pbkdf2_sha256$1000000000000$c2FsdHNhbHRzYWx0$aGFzaA"\n', ":2: "
+                 "web.token_hash: the iteration count must be", id="hash-huge-iterations"),
+    pytest.param('[web]\npassword_hash = "pbkdf2_sha256$200000$!!not*base64$aGFzaA"\n', ":2: web.password_hash: the "
+                 "salt and the hash must be base64", id="hash-bad-base64"),
+    pytest.param('[web]\npassword_hash = "pbkdf2_sha256$200000$c2FsdHNhbHRzYWx0$aGFzaA"\n', ":2: web.password_hash: "
+                 "the salt must hold at least 8 bytes and the hash 32", id="hash-short-digest"),
+    pytest.param('[serve]\napi_key = "short"\n', ":2: serve.api_key: use at least 16 characters", id="serve-key"),
+    pytest.param('[model]\nid = "  "\n', ":2: model.id: must not be empty", id="model-id-blank"),
+    pytest.param('[model]\nmax_question_chars = 0\n', ":2: model.max_question_chars: Input should be greater",
+                 id="question-chars"),
+    # the file itself
+    pytest.param("x = " + "[" * 20 + "]" * 20 + "\n", ":1: arrays or inline tables are nested more than 16 deep",
+                 id="nested-arrays"),
+    pytest.param("[model]\nx = " + "{a = " * 20 + "1" + "}" * 20 + "\n", ":2: arrays or inline tables are nested "
+                 "more than 16 deep", id="nested-inline-tables"),
+    pytest.param("x = [\n" + "[{a = [\n" * 7 + "]}]\n" * 7 + "]\n", ":7: arrays or inline tables are nested more",
+                 id="nested-multiline"),
+    pytest.param("[" + ".".join(["a"] * 40) + "]\n", ":1: a dotted key or table name has more than 16 parts",
+                 id="deep-table-header"),
+    pytest.param("log_level = 'INFO'\n" + " . ".join(['"k"'] * 40) + " = 1\n", ":2: a dotted key or table name has "
+                 "more than 16 parts", id="deep-quoted-key"),
+    pytest.param("[model]\nx = {" + ".".join(["b"] * 40) + " = 1}\n", ":2: a dotted key or table name has more",
+                 id="deep-key-in-inline-table"),
 ]  # fmt: skip
 
 
@@ -154,3 +205,46 @@ def test_secrets_are_not_echoed_in_errors(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     assert problems(tmp_path / "nope.toml") == [f"{tmp_path / 'nope.toml'}: file not found"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'log_level = "INFO"\n[mqtt]\nhost = "caf\xe9"\n', ":3: not UTF-8 text (byte 0xe9)"),
+        (b"\xff\xfelog_level = 1\n", ":1: not UTF-8 text (byte 0xff)"),
+        (b'[model]\n# a comment\n\n# \x80\n', ":4: not UTF-8 text (byte 0x80)"),
+    ],
+)  # fmt: skip
+def test_bytes_that_are_not_utf8_are_named_by_line(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(data)
+    assert any(p.startswith(str(path)) and expected in p for p in problems(path)), problems(path)
+
+
+def test_files_that_cannot_be_read_safely_are_refused(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.toml"
+    huge.write_text("# padding\n" * 200_000)
+    assert problems(huge) == [f"{huge}: file is larger than 1024 KiB"]
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # reading it would block for ever
+    assert problems(fifo) == [f"{fifo}: not a regular file"]
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)
+    assert problems(loop)[0].startswith(f"{loop}: cannot read: ")
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    assert problems(folder) == [f"{folder}: not a regular file"]
+
+
+def test_a_password_in_a_server_url_is_masked_in_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, '[model]\nbackend = "openai"\n[model.remote]\nbase_urls = ["ftp://u:pa/ss#1@gpu/v1"]\n')
+    found = "\n".join(problems(path))
+    assert "ftp://u:***@gpu/v1" in found and "pa/ss" not in found
+
+
+def test_events_need_only_the_storage_section(tmp_path: Path) -> None:
+    path = write(tmp_path, '[mqtt]\npassword = "${UNSET_MQTT_PASSWORD}"\n[[cameras]]\nid = "a"\nurl = "gone.mp4"\n'
+                           '[storage]\ndatabase_url = "sqlite:///db/events.db"\n')  # fmt: skip
+    assert any("UNSET_MQTT_PASSWORD" in p for p in problems(path))  # the service needs everything
+    settings = load_settings(path, sections=("storage",))
+    assert settings.database_url() == f"sqlite:///{tmp_path / 'db' / 'events.db'}"

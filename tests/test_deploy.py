@@ -15,6 +15,7 @@ import yaml
 from conftest import REPO
 
 from streamwatch.config import load_settings
+from streamwatch.web.auth import hash_secret
 from streamwatch.shard import Shard
 
 DEPLOY = REPO / "deploy"
@@ -79,10 +80,11 @@ def test_kubernetes_manifests_match_the_api_schema() -> None:
 
 @pytest.mark.parametrize("config", ["x86/config.toml", "x86/config-vllm.toml", "jetson/config.toml"])
 def test_shipped_deploy_configs_load(config: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("STREAMWATCH_WEB_PASSWORD_HASH", "pbkdf2_sha256$600000$c2FsdA$aGFzaA")
+    monkeypatch.setenv("STREAMWATCH_WEB_PASSWORD_HASH", hash_secret("a web password"))
     monkeypatch.setenv("VLLM_API_KEY", "k")
     path = tmp_path / "config.toml"
     text = (DEPLOY / config).read_text().replace("/opt/streamwatch/models/demo-glm4v", "hub/demo")
+    text = text.replace("/opt/streamwatch/samples/", f"{REPO / 'samples'}/")  # the image's copy of samples/
     path.write_text(text)
     settings = load_settings(path)
     assert settings.web.host == "0.0.0.0" and settings.web.password_hash is not None

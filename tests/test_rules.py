@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO
 
 from streamwatch.config import CameraConfig
+from streamwatch.inference.limits import offline_limits
 from streamwatch.rules.loader import load_rule_file, load_rules
 from streamwatch.rules.model import Rule, within_hours
 from streamwatch.tomlfile import DataFileError
@@ -63,6 +64,36 @@ MALFORMED = [
     (BASE.replace('id = "r1"', 'id = "Fence Climb"'), ":2: rules[0].id: expected lowercase letters"),
     ('[[rule]]\nid = "x"\n', ":1: rule: unknown key"),
     (BASE + 'describe = "Who is at {nowhere}?"\n', ":4: rules[0].question: unknown template variable {nowhere}"),
+    # blank text
+    (BASE.replace('title = "T"', 'title = "   "'), ":3: rules[0].title: must not be blank"),
+    (
+        BASE.replace('question = "Is a person at {location}? Answer yes or no."', 'question = " \\t "'),
+        ":4: rules[0].question: must not be blank",
+    ),
+    (BASE + 'describe = "\\n"\n', ":5: rules[0].describe: must not be blank"),
+    # schedules that never run
+    (BASE + 'schedule = "0 0 31 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),
+    (BASE + 'schedule = "30 6 30 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),
+    (BASE + 'schedule = "0 0 31 4,6,9,11 *"\n', ":5: rules[0].schedule: this schedule never fires"),
+    (BASE + 'active_hours = "06:00-06:00"\n', ":5: rules[0].active_hours: the window starts and ends at the same"),
+    (BASE + 'active_hours = "23:59-23:59"\n', ":5: rules[0].active_hours: the window starts and ends at the same"),
+    # questions past the length bound, also once the camera's variables are filled in
+    (
+        BASE.replace("Is a person at {location}?", "Is a person at " + "x" * 2000 + "?"),
+        ":4: rules[0].question: the question is 2034 characters long; at most 2000",
+    ),
+    (BASE + f'describe = "{"Describe it. " * 200}"\n', ":5: rules[0].describe: the question is 2600 characters long"),
+    (
+        BASE.replace("{location}", "{door}" * 1001),
+        ":4: rules[0].question: the question is 2036 characters long; at "
+        "most 2000 (model.max_question_chars) (for camera 'yard')",
+    ),
+    # the file itself
+    (
+        "[[rules]]\nid = 'r1'\ncameras = " + "[" * 30 + "]" * 30 + "\n",
+        ":3: arrays or inline tables are nested more than 16 deep",
+    ),
+    ("[" + ".".join(["rules"] * 30) + "]\n", ":1: a dotted key or table name has more than 16 parts"),
 ]
 
 
@@ -86,9 +117,47 @@ def test_a_broken_file_does_not_hide_problems_in_others(tmp_path: Path) -> None:
 
 def test_rule_ids_are_unique_across_files(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(BASE)
-    (tmp_path / "b.toml").write_text(BASE)
-    with pytest.raises(DataFileError, match="rule id 'r1' is also defined in"):
+    (tmp_path / "b.toml").write_text("# the same rule again\n" + BASE)
+    with pytest.raises(DataFileError) as info:
         load_rules(tmp_path, [YARD])
+    assert info.value.problems == [f"{tmp_path / 'b.toml'}:3: rules: rule id 'r1' is also defined in "
+                                   f"{tmp_path / 'a.toml'}"]  # fmt: skip
+
+
+def test_a_rules_file_holds_at_most_1000_rules_and_a_folder_256_files(tmp_path: Path) -> None:
+    many = "".join(BASE.replace('"r1"', f'"r{index}"') for index in range(1001))
+    path = rule_file(tmp_path, many)
+    with pytest.raises(DataFileError, match=r"r.toml:1: rules: 1001 rules; at most 1000"):
+        load_rule_file(path, [YARD])
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    for index in range(257):
+        (folder / f"f{index:03}.toml").write_text("")
+    with pytest.raises(DataFileError, match="257 rule files; at most 256"):
+        load_rules(folder, [YARD])
+
+
+def test_every_shipped_choice_fits_its_token_budget_for_the_demo_model() -> None:
+    """shelf-fill once had max_new_tokens = 4, so 'partial' (5 tokens with its answer box) came back as 'part'."""
+    limits, note = offline_limits(str(REPO / "models" / "demo-glm4v"), max_chars=2000, max_tokens=512,
+                                  max_image_side=640, max_new_tokens=16)  # fmt: skip
+    assert note is None and limits.count_answer is not None
+    rules = load_rules(REPO / "rules", [YARD, DOCK], limits)  # raises if any choice would be cut off
+    choice_rules = [r for r in rules.rules if r.answer == "choice"]
+    assert choice_rules and all(limits.answer_problem(c, r.max_new_tokens) is None for r in choice_rules
+                                for c in r.choices)  # fmt: skip
+    cut = rules.rules[0].model_copy(update={"answer": "choice", "choices": ["empty", "partial"], "max_new_tokens": 4})
+    assert "'partial' takes 5 tokens" in str(limits.answer_problem("partial", cut.max_new_tokens))
+
+
+def test_questions_are_bounded_in_the_models_tokens(tiny_glm4v: Path, tmp_path: Path) -> None:
+    limits, _note = offline_limits(str(tiny_glm4v), max_chars=100_000, max_tokens=64, max_image_side=640,
+                                   max_new_tokens=16)  # fmt: skip
+    path = rule_file(tmp_path, BASE.replace("Is a person at {location}?", "Is a person " + "near the gate " * 40 + "?"))
+    with pytest.raises(DataFileError, match=r"r.toml:4: rules\[0\].question: the question is \d+ tokens long; at most "
+                                            r"64 for .*tiny-glm4v"):  # fmt: skip
+        load_rule_file(path, [YARD], limits)
+    assert limits.problem("Is a person at the gate? Answer yes or no.") is None
 
 
 def test_camera_selection_by_id_glob_and_tag() -> None:

@@ -94,6 +94,73 @@ def test_a_new_file_reusing_a_rule_id_is_rejected(rules_dir: Path, caplog: pytes
     assert "rule id 'climb' is also defined in" in caplog.text
 
 
+@pytest.mark.parametrize("name", ["aa-copy.toml", "zz-copy.toml"])
+def test_a_new_file_never_displaces_live_rules_whatever_its_name(
+    rules_dir: Path, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    write(rules_dir / "perimeter.toml", rule_file("Climbing? Answer yes or no.") + rule_file("Gate?", rule_id="gate"))
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    write(rules_dir / name, rule_file("Copy? Answer yes or no.", rule_id="gate") + rule_file("New?", rule_id="new"))
+    with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
+        watcher.check()
+    assert set(questions(watcher)) == {"climb", "gate"}  # the original file, whole; the new one rejected whole
+    assert f"{name}:" in caplog.text and "rule id 'gate' is also defined in" in caplog.text
+    assert watcher.rejected and list(watcher.rejected) == [rules_dir / name]
+    write(rules_dir / name, rule_file("New?", rule_id="new"))  # fixed: it loads beside the original
+    watcher.check()
+    assert set(questions(watcher)) == {"climb", "gate", "new"} and not watcher.rejected
+
+
+def test_an_edit_that_takes_another_files_id_keeps_the_previous_version(rules_dir: Path) -> None:
+    write(rules_dir / "other.toml", rule_file("Gate open? Answer yes or no.", rule_id="gate"))
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    write(rules_dir / "other.toml", rule_file("Climb again?", rule_id="climb"))
+    watcher.check()
+    assert set(questions(watcher)) == {"climb", "gate"}
+    assert questions(watcher)["climb"] == "Is anyone climbing at the north gate? Answer yes or no."
+
+
+@pytest.mark.parametrize("kind", ["symlink-loop", "fifo", "folder", "nested", "not-utf8", "huge"])
+def test_files_that_cannot_be_read_are_rejected_and_the_watcher_goes_on(
+    rules_dir: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    bad = rules_dir / "bad.toml"
+    if kind == "symlink-loop":
+        bad.symlink_to(bad)
+    elif kind == "fifo":
+        os.mkfifo(bad)  # a read would block the watcher for ever
+    elif kind == "folder":
+        bad.mkdir()
+    elif kind == "nested":
+        bad.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    elif kind == "not-utf8":
+        bad.write_bytes(b"[[rules]]\nid = '\xff'\n")
+    else:
+        bad.write_text("#" * (2 * 1024 * 1024))
+    with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
+        watcher.check()
+    assert "bad.toml rejected, not loaded" in caplog.text and watcher.rejected
+    write(rules_dir / "perimeter.toml", rule_file("Still watching? Answer yes or no."))  # later edits still load
+    watcher.check()
+    assert questions(watcher) == {"climb": "Still watching? Answer yes or no."}
+
+
+def test_a_missing_rules_folder_keeps_the_rules_and_comes_back(
+    rules_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    moved = rules_dir.with_name("moved")
+    rules_dir.rename(moved)
+    with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
+        assert watcher.check() is None and watcher.check() is None
+    assert caplog.text.count("rules folder not found; keeping the 1 rules loaded") == 1  # said once, not every poll
+    assert set(questions(watcher)) == {"climb"}
+    moved.rename(rules_dir)
+    write(rules_dir / "perimeter.toml", rule_file("Back? Answer yes or no."))
+    assert watcher.check() is not None and questions(watcher) == {"climb": "Back? Answer yes or no."}
+
+
 def make_rule(**fields: object) -> Rule:
     return Rule(**{"id": "r", "title": "R", "question": "Q? Answer yes or no.", **fields})  # type: ignore[arg-type]
 

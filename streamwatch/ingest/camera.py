@@ -12,6 +12,7 @@ import numpy as np
 
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.frame import Frame
+from streamwatch.ingest.images import MAX_IMAGE_PIXELS
 from streamwatch.ingest.sources import SourceError, image_files, is_network, local_path, read_image
 from streamwatch.ingest.status import CameraStats, CameraStatus
 from streamwatch.ingest.stream import StallError, VideoStream
@@ -158,6 +159,9 @@ class CameraWorker:
             for frame, decode_s in stream.frames():
                 if self._stop.is_set():
                     break
+                if frame.width * frame.height > MAX_IMAGE_PIXELS:
+                    raise SourceError(f"{self.stats.url}: {frame.width}x{frame.height} pictures are more than "
+                                      f"{MAX_IMAGE_PIXELS / 1e6:g} million pixels; choose a smaller stream")  # fmt: skip
                 self.stats.decoded(decode_s)
                 self.stats.stream_info(
                     decoder=stream.decoder, mode=stream.mode,

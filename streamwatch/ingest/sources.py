@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 from av.codec.hwaccel import HWAccel
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from streamwatch.ingest.images import ImageRejected, decode_image
 from streamwatch.redact import redact_url, scrub
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -81,13 +82,13 @@ def _resolve(url: str) -> None:
 
 
 def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB pixels; its pixel count is checked before it is decoded."""
     if not path.exists():
         raise SourceError(f"{path}: file not found")
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SourceError(f"{path}: not a readable image ({exc})") from None
+        return np.asarray(decode_image(path))
+    except ImageRejected as exc:
+        raise SourceError(f"{path}: {exc}") from None
 
 
 def image_files(folder: Path) -> list[Path]:
