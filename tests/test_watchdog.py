@@ -100,7 +100,7 @@ def test_the_service_says_it_is_not_ready_while_its_model_hangs(tmp_path: Path) 
     running = Running(settings, backend_factory=lambda _s: backend)
     try:
         wait_for(lambda: readyz(settings.web.port)[0] == 503, 30, "readiness to fail")
-        status, body = readyz(settings.web.port)
+        _status, body = readyz(settings.web.port)
         reasons = body["reasons"]
         assert isinstance(reasons, dict) and "no model call finished for" in reasons["model"]
         assert body["checks"] == {"model": False, "database": True, "loops": True}

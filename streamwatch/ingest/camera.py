@@ -160,8 +160,9 @@ class CameraWorker:
                 if self._stop.is_set():
                     break
                 if frame.width * frame.height > MAX_IMAGE_PIXELS:
-                    raise SourceError(f"{self.stats.url}: {frame.width}x{frame.height} pictures are more than "
-                                      f"{MAX_IMAGE_PIXELS / 1e6:g} million pixels; choose a smaller stream")  # fmt: skip
+                    size = f"{frame.width}x{frame.height}"
+                    raise SourceError(f"{self.stats.url}: {size} pictures are more than {MAX_IMAGE_PIXELS / 1e6:g} "
+                                      "million pixels; choose a smaller stream")  # fmt: skip
                 self.stats.decoded(decode_s)
                 self.stats.stream_info(
                     decoder=stream.decoder, mode=stream.mode,
