@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -236,4 +237,109 @@ def test_tls_with_a_private_ca(tmp_path: Path) -> None:
 
         asyncio.run(scenario())
     finally:
+        broker.stop()
+
+
+def test_the_backlog_goes_out_before_the_announcements(broker: Broker, tmp_path: Path) -> None:
+    """After a crash the outbox may still hold an old ON; the state announced on reconnect is newer and
+    must be the last word (the retained state a subscriber sees)."""
+    box = outbox(tmp_path)
+    box.add([Message("sw/gate/fence/state", b"ON", retain=True), Message("sw/events", b'{"type": "open"}')])
+    subscriber = Subscriber(broker.port, "sw/#")
+
+    async def scenario() -> None:
+        announcements = [Message("sw/gate/fence/state", b"OFF", retain=True)]
+        publisher = MqttPublisher(config(broker), box, on_connect=lambda: announcements)
+        task = asyncio.create_task(publisher.run())
+        await until(lambda: publisher.connected.is_set() and publisher.delivered == 2)
+        await publisher.stop(task)
+
+    asyncio.run(scenario())
+    assert [m.payload for m in subscriber.wait_for("sw/gate/fence/state", 2)] == [b"ON", b"OFF"]
+    later = Subscriber(broker.port, "sw/gate/fence/state")
+    assert later.wait_for("sw/gate/fence/state")[0].payload == b"OFF"
+    subscriber.close()
+    later.close()
+
+
+def test_a_lost_broker_is_noticed_without_publishing_and_the_reconnect_is_prompt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = Broker(tmp_path)
+    broker.start()
+
+    async def scenario() -> None:
+        # a long backoff: without probing the broker's port, the reconnect would wait 24-36 s
+        publisher = MqttPublisher(config(broker), outbox(tmp_path), reconnect_initial_s=30)
+        task = asyncio.create_task(publisher.run())
+        await until(publisher.connected.is_set)
+        await asyncio.to_thread(broker.stop)  # nothing is published meanwhile: the relay is idle
+        await until(lambda: not publisher.connected.is_set())
+        assert publisher.last_error
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(broker.start)
+        await until(publisher.connected.is_set, timeout=20)  # well before the 24 s backoff would end
+        await publisher.stop(task)
+
+    try:
+        with caplog.at_level(logging.INFO, logger="streamwatch.alerts.mqtt"):
+            asyncio.run(scenario())
+    finally:
+        broker.stop()
+    assert caplog.text.count("mqtt: connected to") == 2
+
+
+def test_a_missing_ca_file_is_logged_and_retried_not_fatal(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        publisher = MqttPublisher(config(broker, tls=True, ca_file=tmp_path / "gone.pem"), outbox(tmp_path),
+                                  reconnect_initial_s=0.1)  # fmt: skip
+        task = asyncio.create_task(publisher.run())
+        await until(lambda: "gone.pem" in publisher.last_error)
+        await asyncio.sleep(0.5)
+        assert not task.done() and not publisher.connected.is_set()  # still trying, not dead
+        await publisher.stop(task)
+
+    with caplog.at_level(logging.ERROR, logger="streamwatch.alerts.mqtt"):
+        asyncio.run(scenario())
+    assert f"cannot use mqtt.ca_file {tmp_path / 'gone.pem'}: No such file or directory" in caplog.text
+    assert caplog.text.count("unavailable") < 10  # backing off, not spinning
+
+
+def test_the_last_will_is_registered_again_on_a_restarted_broker(tmp_path: Path) -> None:
+    broker = Broker(tmp_path)
+    broker.start()
+    script = textwrap.dedent(f"""
+        import asyncio
+        from streamwatch.alerts.mqtt import MqttPublisher
+        from streamwatch.config import MqttConfig
+        from streamwatch.store.db import Database
+        from streamwatch.store.outbox import Outbox
+        async def main():
+            settings = MqttConfig(host="127.0.0.1", port={broker.port}, topic_prefix="sw", keepalive_s=5)
+            publisher = MqttPublisher(settings, Outbox(Database.open("sqlite:///{tmp_path / "will.db"}")),
+                                      reconnect_initial_s=30)
+            await publisher.run()
+        asyncio.run(main())
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        first = Subscriber(broker.port, "sw/available")
+        first.wait_for("sw/available")
+        first.close()
+        broker.stop()  # a new broker process: it knows nothing of the old connection or its will
+        broker.start()
+        subscriber = Subscriber(broker.port, "sw/available")
+        wait = subscriber.wait_for("sw/available", timeout=30)  # `online` again, from the new connection
+        assert wait[-1].payload == b"online"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        deadline = time.monotonic() + 30
+        while subscriber.on("sw/available")[-1].payload != b"offline":
+            assert time.monotonic() < deadline, "the will did not arrive"
+            time.sleep(0.1)
+        subscriber.close()
+    finally:
+        process.kill()
         broker.stop()

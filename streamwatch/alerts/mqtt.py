@@ -69,8 +69,11 @@ class MqttPublisher:
     def _client_for(self) -> aiomqtt.Client:
         config = self.config
         tls: ssl.SSLContext | None = None
-        if config.tls:  # a missing or unreadable CA file is an OSError/SSLError: logged, retried
-            tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        if config.tls:
+            try:
+                tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+            except (OSError, ssl.SSLError) as exc:  # logged and retried: the file may be put back
+                raise TlsSetupError(f"cannot use mqtt.ca_file {config.ca_file}: {exc.strerror or exc}") from None
         return aiomqtt.Client(
             config.host,
             config.port,
@@ -87,7 +90,7 @@ class MqttPublisher:
         """Connect, announce, relay the outbox; on any failure, log it, back off and reconnect."""
         backoff = self._reconnect_initial_s
         while not self._stopping:
-            refused = False
+            probe = False
             try:
                 async with self._client_for() as client:
                     self._client = client
@@ -102,14 +105,14 @@ class MqttPublisher:
                     self.connected.set()
                     await _until_disconnected(client, self._relay(client))
             except aiomqtt.MqttError as exc:
-                refused = isinstance(exc, MqttConnectError)  # the broker answered and said no
+                probe = not isinstance(exc, MqttConnectError)  # unreachable or lost: watch for its return
                 self._failed(f"{exc}", backoff)
             except Exception as exc:  # TLS set-up (a missing CA file), a database error in the relay, ...
                 self._failed(f"{type(exc).__name__}: {exc}", backoff, error=True)
             finally:
                 self._client = None
                 self.connected.clear()
-            await self._wait_to_retry(backoff * random.uniform(0.8, 1.2), probe=not refused)
+            await self._wait_to_retry(backoff * random.uniform(0.8, 1.2), probe=probe)
             backoff = min(RECONNECT_MAX_S, backoff * 2)
 
     def _failed(self, reason: str, backoff: float, *, error: bool = False) -> None:
@@ -177,6 +180,10 @@ class MqttPublisher:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class TlsSetupError(Exception):
+    """The TLS settings cannot be used as configured (the CA file is missing or not a certificate)."""
 
 
 async def _until_disconnected(client: aiomqtt.Client, work: Coroutine[Any, Any, None]) -> None:

@@ -8,6 +8,7 @@ pixels decoded. Used by web uploads, `streamwatch serve`, image-folder cameras a
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> I
                 return image.convert("RGB")
     except ImageRejected:
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageRejected("the image declares too many pixels", too_large=True) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:  # PIL's own, coarser guard
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(declared.group(1)) / 1e6:g} million" if declared else "too many"
+        raise ImageRejected(f"the image declares {count} pixels; at most {max_pixels / 1e6:g} million pixels are "
+                            "decoded", too_large=True) from None  # fmt: skip
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejected(f"not a readable image (JPEG, PNG, WebP, BMP, ...): {type(exc).__name__}") from None

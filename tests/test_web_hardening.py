@@ -1,0 +1,281 @@
+"""The web UI and API against careless and hostile clients, over a real socket where it matters: nobody is
+made to wait on (or can fill the disk with) a body before authentication, bodies and pixels are bounded,
+Host headers of other sites are refused, pages cannot be framed, logging out ends the session, guessing
+is throttled and a wrong token is cheap to refuse."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+from test_web_api import Site, add_event, jpeg_bytes
+
+import streamwatch.web.guard as guard_module
+from streamwatch.config import WebConfig
+from streamwatch.web.app import bind, create_app, serve
+from streamwatch.web.auth import hash_secret
+from streamwatch.web.gate import Throttle
+
+TOKEN = "tok-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    site = Site(tmp_path)
+    add_event(site.store, "e1", snapshot=jpeg_bytes())
+    yield site
+    site.close()
+
+
+def protected() -> WebConfig:
+    return WebConfig(host="127.0.0.1", password_hash=hash_secret("correct horse"), token_hash=hash_secret(TOKEN))
+
+
+class LiveServer:
+    """The app on a real uvicorn socket in a thread of its own, as the service runs it."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(app,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(20)
+
+    def _run(self, app: FastAPI) -> None:
+        async def main() -> None:
+            self.server, task = await serve(app, bind("127.0.0.1", self.port))
+            self.ready.set()
+            await task
+
+        self.loop.run_until_complete(main())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+
+    def raw(self, head: str, body: bytes = b"") -> tuple[int, bytes]:
+        """Send a request head (and maybe a start of a body) and read the status line and body; the
+        server must answer without waiting for the rest of a body it was told about."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as connection:
+            connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return int(data.split(b" ", 2)[1]), data.split(b"\r\n\r\n", 1)[1]
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+@pytest.fixture
+def live(site: Site) -> Iterator[LiveServer]:
+    server = LiveServer(create_app(site, protected()))
+    yield server
+    server.stop()
+
+
+def head(method: str, path: str, port: int, *lines: str) -> str:
+    return "\n".join([f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *lines, ""])
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "status"),
+    [
+        ("/api/ask", "multipart/form-data; boundary=x", 401),  # a 2 GB upload, no credentials
+        ("/ask", "multipart/form-data; boundary=x", 303),  # the page form: to the login page
+        ("/api/events/e1/review", "application/json", 401),  # a 300 MB JSON document
+        ("/metrics", "text/plain", 401),
+    ],
+)  # fmt: skip
+def test_no_body_is_read_before_authentication(live: LiveServer, path: str, content_type: str, status: int) -> None:
+    code, _ = live.raw(head("POST", path, live.port, f"Content-Type: {content_type}", "Content-Length: 2000000000"),
+                       b"--x\r\n")  # fmt: skip
+    assert code == status
+
+
+@pytest.mark.parametrize(
+    ("path", "length"),
+    [("/api/ask", 50_000_000), ("/api/events/e1/review", 300_000_000), ("/api/events/e1/review", 70_000)],
+)
+def test_bodies_past_their_limit_are_refused_unread(live: LiveServer, path: str, length: int) -> None:
+    code, body = live.raw(head("POST", path, live.port, f"Authorization: Bearer {TOKEN}",
+                               "Content-Type: application/json", f"Content-Length: {length}"), b"{")  # fmt: skip
+    assert code == 413 and b"request body larger than" in body
+
+
+def test_a_chunked_body_is_counted_as_it_arrives(live: LiveServer) -> None:
+    chunk = b"x" * 16384
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"  # 128 KiB
+    code, _ = live.raw(head("POST", "/api/events/e1/review", live.port, f"Authorization: Bearer {TOKEN}",
+                            "Content-Type: application/json", "Transfer-Encoding: chunked"), body)  # fmt: skip
+    assert code == 413
+    small = b'{"verdict": "confirmed"}'
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small)
+    code, _ = live.raw(head("POST", "/api/events/e1/review", live.port, f"Authorization: Bearer {TOKEN}",
+                            "Content-Type: application/json", "Transfer-Encoding: chunked"), body)  # fmt: skip
+    assert code == 200
+
+
+def bomb(format: str, side: int) -> bytes:
+    """A small file that declares `side` x `side` pixels."""
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def client(site: Site) -> Iterator[TestClient]:
+    with TestClient(create_app(site, WebConfig()), base_url="http://127.0.0.1:8080") as client:
+        yield client
+
+
+def csrf_of(client: TestClient) -> str:
+    page = client.get("/ask").text
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+@pytest.mark.parametrize(("format", "side"), [("PNG", 30_000), ("PNG", 12_000), ("GIF", 20_000), ("BMP", 7_000)])
+def test_decompression_bombs_are_refused_before_decoding(client: TestClient, format: str, side: int) -> None:
+    data = bomb(format, side)
+    assert len(data) < 7_000_000
+    response = client.post("/api/ask", files={"image": ("b", data, "image/png")},
+                           data={"question": "Bright?", "csrf": csrf_of(client)})  # fmt: skip
+    assert response.status_code == 413, response.text
+    detail = response.json()["detail"]
+    assert f"{side}x{side} pixels" in detail or f"declares {side * side / 1e6:g} million pixels" in detail
+    assert "at most 36 million pixels are decoded" in detail
+
+
+def test_questions_past_the_limit_are_refused(client: TestClient) -> None:
+    response = client.post("/api/ask", files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
+                           data={"question": "Is it bright? " * 30, "csrf": csrf_of(client)})  # fmt: skip
+    assert response.status_code == 422 and "the question is 420 characters long; at most 200" in response.text
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "127.0.0.1.nip.io:8080", ""])
+def test_a_loopback_instance_answers_only_to_its_own_names(site: Site, host: str) -> None:
+    with TestClient(create_app(site, WebConfig()), base_url="http://127.0.0.1:8080") as client:
+        assert client.get("/api/events", headers={"Host": host}).status_code == 421
+        for own in ("localhost:8080", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST"):
+            assert client.get("/api/events", headers={"Host": own}).status_code == 200, own
+
+
+def test_off_loopback_hosts_may_be_limited(site: Site) -> None:
+    config = WebConfig(host="0.0.0.0", token_hash=hash_secret(TOKEN), allowed_hosts=["cams.example.com"])
+    with TestClient(create_app(site, config)) as client:
+        assert client.get("/api/events", headers=AUTH | {"Host": "cams.example.com"}).status_code == 200
+        assert client.get("/api/events", headers=AUTH | {"Host": "evil.example"}).status_code == 421
+    with TestClient(create_app(site, WebConfig(host="0.0.0.0", token_hash=hash_secret(TOKEN)))) as client:
+        assert client.get("/api/events", headers=AUTH | {"Host": "anything.example"}).status_code == 200
+        assert client.get("/api/events/e1", headers=AUTH).json()["snapshot_url"] == "/api/events/e1/snapshot"
+
+
+def test_pages_cannot_be_framed_and_run_only_their_own_scripts(client: TestClient) -> None:
+    for path in ("/", "/cameras", "/api/events", "/login"):
+        response = client.get(path)
+        assert response.headers["x-frame-options"] == "DENY"
+        policy = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert "<script>" not in client.get("/cameras").text  # the refresh script is a file: no inline scripts
+
+
+def test_api_docs_need_a_login_where_the_ui_does(site: Site) -> None:
+    with TestClient(create_app(site, protected()), base_url="http://127.0.0.1:8080") as client:
+        assert client.get("/docs", follow_redirects=False).status_code == 303
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/openapi.json", headers=AUTH).status_code == 200
+
+
+def test_logging_out_ends_the_session_on_the_server(site: Site) -> None:
+    with TestClient(create_app(site, protected()), base_url="http://127.0.0.1:8080") as client:
+        client.post("/login", data={"password": "correct horse", "next": "/"}, follow_redirects=False)
+        cookie = client.cookies["sw_session"]
+        page = client.get("/")
+        assert page.status_code == 200
+        token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert client.post("/logout", data={"csrf": "forged"}).status_code == 403
+        assert client.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+        client.cookies.set("sw_session", cookie)  # a copy of the cookie kept from before
+        assert client.get("/", follow_redirects=False).status_code == 303
+        assert client.get("/api/events").status_code == 401
+
+
+@pytest.mark.parametrize("query", ["offset=9223372036854775808", "offset=9223372036854775807", "offset=-1",
+                                   "limit=0", "limit=100000"])  # fmt: skip
+def test_paging_out_of_range_is_a_client_error(client: TestClient, query: str) -> None:
+    assert client.get(f"/api/events?{query}").status_code == 422
+
+
+def test_an_out_of_range_page_is_a_client_error(client: TestClient) -> None:
+    assert client.get("/?page=9223372036854775808").status_code == 422
+    assert client.get("/?page=33333").status_code == 200
+
+
+def test_guessing_passwords_locks_the_client_out(site: Site) -> None:
+    with TestClient(create_app(site, protected()), base_url="http://127.0.0.1:8080") as client:
+        wrong = 0
+        for attempt in range(500):  # guesses past the shared hash budget are refused (429) before hashing
+            response = client.post("/login", data={"password": f"guess {attempt}"})
+            assert response.status_code in (401, 429)
+            wrong += response.status_code == 401
+            if wrong == 10:
+                break
+            if response.status_code == 429:
+                time.sleep(0.2)
+        assert wrong == 10
+        locked = client.post("/login", data={"password": "correct horse"}, follow_redirects=False)
+        assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 60  # even the right one, for now
+        assert client.get("/api/events", headers={"Authorization": "Bearer wrong"}).status_code == 429
+
+
+def test_a_wrong_token_is_cheap_and_a_right_one_is_hashed_once(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed: list[str] = []
+    real = guard_module.verify_secret
+
+    def counting(secret: str, stored: str) -> bool:
+        hashed.append(secret)
+        return real(secret, stored)
+
+    monkeypatch.setattr(guard_module, "verify_secret", counting)
+    with TestClient(create_app(site, protected()), base_url="http://127.0.0.1:8080") as client:
+        for _ in range(20):
+            assert client.get("/api/events", headers=AUTH).status_code == 200
+        assert hashed == [TOKEN]  # later requests with the verified token cost one HMAC
+        statuses = [client.get("/api/events", headers={"Authorization": f"Bearer guess-{i}"}).status_code
+                    for i in range(50)]  # fmt: skip
+        assert len(hashed) <= 1 + 10  # at most the lock-out's worth of slow hashes for 50 guesses
+        assert set(statuses) <= {401, 429} and statuses[-1] == 429
+        assert client.get("/api/events", headers=AUTH).status_code == 200  # the verified token still works
+
+
+def test_the_slow_hash_budget_is_shared_and_refills() -> None:
+    now = [100.0]
+    throttle = Throttle(checks_per_s=5, clock=lambda: now[0])
+    assert sum(throttle.may_hash() for _ in range(20)) <= 5  # a burst gets one second's worth
+    now[0] += 1.0
+    assert sum(throttle.may_hash() for _ in range(20)) == 5
+    for _ in range(10):
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") > 0 and throttle.retry_after("10.0.0.2") == 0  # per client
+    now[0] += 601
+    assert throttle.retry_after("10.0.0.1") == 0  # the failures aged out
