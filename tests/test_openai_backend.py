@@ -71,10 +71,9 @@ def test_answers_equal_the_local_model_through_streamwatch_serve(server: ServePr
 
 def test_a_wrong_api_key_is_not_retried(server: ServeProcess) -> None:
     backend = remote(server.url, api_key="wrong", retries=3)
-    started = time.monotonic()
     with pytest.raises(RemoteError, match="HTTP 401: missing or wrong API key"):
         backend.score_yes_no([Prompt(random_image(1), QUESTION)])
-    assert time.monotonic() - started < 5 and backend.endpoints.all[0].requests == 1
+    assert backend.endpoints.all[0].requests == 1
     backend.close()
 
 
@@ -116,7 +115,7 @@ def test_retries_after_5xx_and_malformed_replies() -> None:
 
 def test_a_server_that_hangs_times_out_and_the_error_says_so() -> None:
     def behaviour(handler: BaseHTTPRequestHandler, _body: dict[str, Any]) -> None:
-        time.sleep(3)
+        time.sleep(60)
         reply(handler, 200, answer("yes"))
 
     with FakeServer(behaviour) as fake:
@@ -124,7 +123,7 @@ def test_a_server_that_hangs_times_out_and_the_error_says_so() -> None:
         started = time.monotonic()
         with pytest.raises(RemoteError, match=r"no answer after 2 attempt\(s\).*no reply within 0.5 s"):
             backend.generate([Prompt(random_image(3), "Describe.")], 4)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 30  # gave up long before the server's minute
         backend.close()
 
 

@@ -76,7 +76,7 @@ def test_partial_batch_leaves_after_max_wait() -> None:
     waited = time.monotonic() - started
     queue.stop()
     assert answer.text == "no" and answer.batch_size == 1
-    assert 0.09 <= waited < 5.0
+    assert 0.09 <= waited < 30  # waited for max_wait, then went without a full batch
 
 
 def test_round_robin_keeps_a_busy_camera_from_starving_the_others() -> None:

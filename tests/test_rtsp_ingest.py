@@ -158,7 +158,7 @@ def test_a_listening_socket_that_never_answers_times_out_without_hanging(workers
         stopped = time.monotonic()
         rtsp.stop()
         http.stop()
-        assert time.monotonic() - stopped < 3.0
+        assert time.monotonic() - stopped < 20  # bounded by the timeouts, not stuck in a read
     finally:
         silent.close()
 
@@ -237,13 +237,17 @@ def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(
     worker = start(
         workers, camera("refused", f"rtsp://127.0.0.1:{port}/cam", reconnect_max_s=0.4), backoff_initial_s=0.05
     )
-    wait_for(lambda: worker.status().reconnects >= 7, 10, "7 reconnect attempts")
-    delays = [float(r.getMessage().split("reconnecting in ")[1].split()[0]) for r in caplog.records
-              if "reconnecting in" in r.getMessage()][:7]  # fmt: skip
+
+    def delays() -> list[float]:  # read from the log lines themselves: the counter moves before its line is logged
+        return [float(r.getMessage().split("reconnecting in ")[1].split()[0]) for r in list(caplog.records)
+                if "reconnecting in" in r.getMessage()][:7]  # fmt: skip
+
+    wait_for(lambda: len(delays()) >= 7, 30, "7 reconnect attempts logged")
     expected = [0.05, 0.1, 0.2, 0.4, 0.4, 0.4, 0.4]
-    for delay, nominal in zip(delays, expected, strict=True):
-        assert 0.8 * nominal - 0.001 <= delay <= 1.2 * nominal + 0.001, delays
-    assert len(set(delays[3:])) > 1  # jitter: capped cameras do not retry in lockstep
+    logged = delays()
+    for delay, nominal in zip(logged, expected, strict=True):
+        assert 0.8 * nominal - 0.001 <= delay <= 1.2 * nominal + 0.001, logged
+    assert len(set(logged[3:])) > 1  # jitter: capped cameras do not retry in lockstep
 
 
 def test_http_streams_are_cameras_too(tmp_path: Path, workers: list[CameraWorker]) -> None:
