@@ -234,9 +234,7 @@ def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # connection refused, at once, every time
-    worker = start(
-        workers, camera("refused", f"rtsp://127.0.0.1:{port}/cam", reconnect_max_s=0.4), backoff_initial_s=0.05
-    )
+    start(workers, camera("refused", f"rtsp://127.0.0.1:{port}/cam", reconnect_max_s=0.4), backoff_initial_s=0.05)
 
     def delays() -> list[float]:  # read from the log lines themselves: the counter moves before its line is logged
         return [float(r.getMessage().split("reconnecting in ")[1].split()[0]) for r in list(caplog.records)
