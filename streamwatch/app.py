@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import socket
@@ -28,7 +27,7 @@ from streamwatch.housekeeping import (
     StatusPublisher,
 )
 from streamwatch.inference.backends.base import Backend
-from streamwatch.inference.build import build_backend, build_queue
+from streamwatch.inference.build import build_backend, build_queue, load_backend
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Request
@@ -37,7 +36,7 @@ from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.ingest.status import CameraStatus
-from streamwatch.lifecycle import StartupError, stopped_by_signals, wait_for_stop
+from streamwatch.lifecycle import stopped_by_signals, wait_for_stop
 from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import RuleSet, configured_rules
 from streamwatch.rules.model import Rule
@@ -47,6 +46,7 @@ from streamwatch.shard import Shard
 from streamwatch.store.db import open_database
 from streamwatch.store.events import EventStore, Message
 from streamwatch.store.outbox import Outbox
+from streamwatch.web.app import listen, start_server, stop_server
 from streamwatch.web.context import LastAnswer, RuleView
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Service:
         database = await asyncio.to_thread(open_database, settings)
         self._store = store = EventStore(database, settings.path(settings.storage.snapshot_dir), owner=self.shard.name)
         configured_rules(settings, self.limits)  # a broken rule file fails before the model loads
-        backend = await asyncio.to_thread(load_backend, self._backend_factory, settings)
+        backend = await asyncio.to_thread(load_backend, settings, self._backend_factory)
         self.limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
                                             max_new_tokens=model.max_new_tokens)  # fmt: skip
         self.rules = configured_rules(settings, self.limits)  # and now in the model's tokens
@@ -148,32 +148,33 @@ class Service:
                          first_now=True)  # fmt: skip
         self.loops.start("camera-status", StatusPublisher(self.camera_status, self.publisher, topics).step,
                          STATUS_CHECK_S)  # fmt: skip
-        self.loops.start("model-watchdog", _checked(self.watchdog), STATUS_CHECK_S)
+        self.loops.start("model-watchdog", self.watchdog.step, STATUS_CHECK_S)
         for camera_id, worker in self.cameras.items():
             self.loops.spawn(f"sampler-{camera_id}", functools.partial(self._sample, self.settings_camera(camera_id),
                                                                        worker))  # fmt: skip
 
     def _bind_web(self) -> socket.socket:
         web = self.settings.web
-        return _listen(self.settings, "web", web.host, web.port, "set [web] port to a free port, or enabled = false")
+        return listen(self.settings, "web", web.host, web.port, "set [web] port to a free port, or enabled = false")
 
     async def _start_web(self, listener: socket.socket) -> None:
         from streamwatch.web.app import create_app
 
         web = self.settings.web
-        self._web, self._web_task = await _serve(create_app(self, web), listener)
+        self._web, self._web_task = await start_server(create_app(self, web), listener)
         log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
 
     async def _stop(self) -> None:
         if self._web is not None and self._web_task is not None:
-            await _stop_server(self._web, self._web_task)
+            await stop_server(self._web, self._web_task)
         await self.loops.stop()
         for worker in self.cameras.values():
             worker.request_stop()
         for worker in self.cameras.values():
             await asyncio.to_thread(worker.stop)
-        if self.queue is not None:
-            if await asyncio.to_thread(self.queue.stop, drain=True):
+        if self.queue is not None:  # a model call stuck past the requests' deadline is left behind, unclosed
+            drain_s = self.settings.model.request_timeout_s + 5
+            if await asyncio.to_thread(self.queue.stop, drain=True, timeout=drain_s):
                 self.queue.backend.close()
             self.queue = None
         if self.publisher is not None and self._publisher_task is not None:
@@ -325,85 +326,3 @@ class Service:
         failures = "; ".join(f"{name}: {why}" for name, why in self.loops.failures.items())
         checks["loops"] = failures or None
         return checks
-
-
-def load_backend(factory: Callable[[Settings], Backend], settings: Settings) -> Backend:
-    """The model, or a StartupError naming `model.id` and why it cannot be loaded."""
-    try:
-        return factory(settings)
-    except Exception as exc:
-        log.debug("model load failed", exc_info=True)
-        raise StartupError(settings.problem(("model", "id"), f"cannot load the model {settings.model.id}: "
-                                                             f"{type(exc).__name__}: {exc}")) from None  # fmt: skip
-
-
-async def serve_model(settings: Settings, *, duration_s: float | None = None, stop: asyncio.Event | None = None,
-                      started: Callable[[], None] | None = None) -> None:  # fmt: skip
-    """`streamwatch serve`: the model and its shared queue behind the OpenAI-compatible API (no cameras)."""
-    from streamwatch.config import is_loopback
-    from streamwatch.serve.api import create_openai_app
-
-    config, model = settings.serve, settings.model
-    if not is_loopback(config.host) and config.api_key is None:
-        raise StartupError(f"{settings.source}: serve: listening on {config.host} beyond this machine needs "
-                           "serve.api_key (api_key = \"${STREAMWATCH_API_KEY}\"), or bind to 127.0.0.1")  # fmt: skip
-    listener = _listen(settings, "serve", config.host, config.port, "set [serve] port to a free port")
-    stop = stop or asyncio.Event()
-    with stopped_by_signals(stop):
-        backend = await asyncio.to_thread(load_backend, build_backend, settings)
-        queue = build_queue(settings, backend)
-        queue.start()
-        try:
-            limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
-                                           max_new_tokens=model.max_new_tokens)  # fmt: skip
-            watchdog = ModelWatchdog(queue, model.stall_timeout_s)
-            app = create_openai_app(queue, config, settings.served_model_name(), default_tokens=model.max_new_tokens,
-                                    timeout_s=model.request_timeout_s, limits=limits, watchdog=watchdog)  # fmt: skip
-            server, task = await _serve(app, listener)
-            log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port,
-                     settings.served_model_name())  # fmt: skip
-            if started is not None:
-                started()
-            loops = Loops()
-            loops.start("model-watchdog", _checked(watchdog), STATUS_CHECK_S)
-            await wait_for_stop(stop, duration_s)
-            await loops.stop()
-            await _stop_server(server, task)
-        finally:
-            listener.close()
-            if await asyncio.to_thread(queue.stop, drain=True):
-                queue.backend.close()
-
-
-def _checked(watchdog: ModelWatchdog) -> Callable[[], Any]:
-    async def step() -> None:
-        watchdog.problem()  # logs when a stall begins and ends
-
-    return step
-
-
-def _listen(settings: Settings, section: str, host: str, port: int, hint: str) -> socket.socket:
-    """The bound port, or a StartupError saying which config section to change: done before the slow
-    parts of start-up (loading the model)."""
-    from streamwatch.web.app import bind
-
-    try:
-        return bind(host, port)
-    except OSError as exc:
-        raise StartupError(f"{settings.source}: {section}: cannot listen on {host}:{port} ({exc.strerror}); "
-                           f"{hint}") from None  # fmt: skip
-
-
-async def _serve(app: Any, listener: socket.socket) -> tuple[Any, asyncio.Task[None]]:
-    from streamwatch.web.app import serve
-
-    try:
-        return await serve(app, listener)
-    except RuntimeError as exc:
-        raise StartupError(str(exc)) from None
-
-
-async def _stop_server(server: Any, task: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(task, 10)

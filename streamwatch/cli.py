@@ -82,8 +82,8 @@ def _until_stopped(main: Coroutine[Any, Any, None]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from streamwatch.app import serve_model
     from streamwatch.config import load_settings
+    from streamwatch.serve.command import serve_model
 
     settings = load_settings(args.config)
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
@@ -94,9 +94,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from streamwatch.app import load_backend
     from streamwatch.config import ModelConfig, Settings, load_settings
-    from streamwatch.inference.build import build_backend, build_queue
+    from streamwatch.inference.build import build_queue, load_backend
     from streamwatch.inference.types import AnswerKind, Request
     from streamwatch.ingest.sources import SourceError, grab_frame
 
@@ -111,7 +110,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    backend = load_backend(build_backend, settings)
+    backend = load_backend(settings)
     model = settings.model
     limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
                                    max_new_tokens=model.max_new_tokens)  # fmt: skip

@@ -46,6 +46,7 @@ def test_shipped_config_is_valid(tmp_path: Path) -> None:
     assert settings.model_ref() == str((tmp_path / "models" / "demo-glm4v").resolve())
     assert settings.storage.database_url.startswith("sqlite:///")
     assert settings.cameras[0].url == str(tmp_path / "samples" / "yard.mp4")  # relative to the config file
+    assert not any(c.describe for c in settings.cameras)  # the demo model cannot describe a scene
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 import textwrap
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -219,3 +220,57 @@ def test_events_past_retention_are_deleted_at_start(tmp_path: Path) -> None:
     finally:
         running.stop()
     assert store.get("recent") is not None and not old_snapshot.exists()
+
+
+def test_readiness_follows_the_broker_connection(tmp_path: Path, broker: Broker) -> None:
+    settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), broker.port))
+    url = f"http://127.0.0.1:{settings.web.port}/readyz"
+
+    def ready() -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(url) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+    running = Running(settings)
+    try:
+        wait_for(lambda: ready()[0] == 200, 30, "ready with the broker up")
+        broker.stop()  # nothing needs publishing now: the loss must be noticed anyway
+        wait_for(lambda: ready()[0] == 503, 30, "readiness to say the broker is gone")
+        reasons = ready()[1]["reasons"]
+        assert isinstance(reasons, dict) and f"not connected to 127.0.0.1:{broker.port}" in str(reasons["broker"])
+        broker.start()
+        wait_for(lambda: ready()[0] == 200, 30, "ready again once the broker is back")
+    finally:
+        running.stop()
+
+
+def test_describe_is_not_asked_on_a_camera_that_says_no(tmp_path: Path) -> None:
+    import asyncio
+
+    from streamwatch.alerts.pipeline import AlertPipeline
+    from streamwatch.config import CameraConfig
+    from streamwatch.inference.types import Answer
+    from streamwatch.rules.model import Rule
+
+    store = EventStore(Database.open(f"sqlite:///{tmp_path / 'events.db'}"), tmp_path / "snapshots")
+    asked: list[str] = []
+
+    async def describe(camera: CameraConfig, _rule: Rule, _image: Image.Image) -> str:
+        asked.append(camera.id)
+        return "a person"
+
+    rule = Rule(id="r", title="R", question="Anyone? Answer yes or no.", describe="Describe them.")
+    image = Image.new("RGB", (64, 36))
+
+    async def scenario() -> list[str | None]:
+        pipeline = AlertPipeline(store, None, describe=describe)
+        descriptions = []
+        for camera in (CameraConfig(id="demo", url="a.mp4", describe=False), CameraConfig(id="real", url="b.mp4")):
+            event = await pipeline.handle(camera, rule, "Anyone?", Answer("yes", 0.9, 0.1, 1, "m"), image, 1.0)
+            assert event is not None and event.kind == "open"
+            descriptions.append(event.description)
+        return descriptions
+
+    assert asyncio.run(scenario()) == [None, "a person"] and asked == ["real"]

@@ -37,6 +37,10 @@ class StuckBackend(SceneBackend):
     def __init__(self) -> None:
         self.release = threading.Event()
         self.calls = 0
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
         self.calls += 1
@@ -110,6 +114,24 @@ def test_the_service_says_it_is_not_ready_while_its_model_hangs(tmp_path: Path) 
     finally:
         backend.release.set()
         running.stop()
+
+
+def test_the_service_stops_in_bounded_time_while_a_model_call_hangs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None)
+    config.write_text(config.read_text().replace('id = "test/scene-double"', 'id = "test/scene-double"\n'
+                                                 "stall_timeout_s = 1\nrequest_timeout_s = 2"))  # fmt: skip
+    backend = StuckBackend()
+    running = Running(load_settings(config), backend_factory=lambda _s: backend)
+    try:
+        wait_for(lambda: backend.calls >= 1, 30, "a model call")
+        with caplog.at_level(logging.ERROR, logger="streamwatch.inference.queue"):
+            running.stop()  # asserts the service thread ended (within 60 s)
+        assert "still inside a model call" in caplog.text
+        assert not backend.closed  # never closed under a call that is still running
+    finally:
+        backend.release.set()
 
 
 def test_serve_health_is_503_with_the_reason_while_the_model_hangs() -> None:

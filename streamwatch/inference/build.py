@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from streamwatch.config import Settings
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.queue import InferenceQueue
+from streamwatch.lifecycle import StartupError
+
+log = logging.getLogger(__name__)
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -35,3 +41,13 @@ def build_queue(settings: Settings, backend: Backend) -> InferenceQueue:
     return InferenceQueue(
         backend, max_batch=model.max_batch, max_wait_s=model.max_wait_ms / 1000, workers=model.workers
     )
+
+
+def load_backend(settings: Settings, factory: Callable[[Settings], Backend] | None = None) -> Backend:
+    """The model, or a StartupError naming `model.id` and why it cannot be loaded."""
+    try:
+        return (factory or build_backend)(settings)
+    except Exception as exc:
+        log.debug("model load failed", exc_info=True)
+        raise StartupError(settings.problem(("model", "id"), f"cannot load the model {settings.model.id}: "
+                                                             f"{type(exc).__name__}: {exc}")) from None  # fmt: skip

@@ -21,6 +21,10 @@ class ModelWatchdog:
         self.stall_timeout_s = stall_timeout_s
         self.stalled = False
 
+    async def step(self) -> None:
+        """For a periodic loop: checks, so that a stall is logged when it begins and when it ends."""
+        self.problem()
+
     def problem(self) -> str | None:
         """Why the model is not answering, or None; logs when that changes. Cheap: call it often."""
         waited = self.queue.stalled_for()

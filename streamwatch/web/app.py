@@ -15,7 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from streamwatch import __version__
-from streamwatch.config import WebConfig
+from streamwatch.config import Settings, WebConfig
+from streamwatch.lifecycle import StartupError
 from streamwatch.web.api import DECODING_AT_ONCE, MAX_UPLOAD_BYTES
 from streamwatch.web.context import WebContext
 from streamwatch.web.gate import SMALL_BODY, Gate, allowed_hosts
@@ -111,3 +112,28 @@ async def serve(app: FastAPI, listener: socket.socket) -> tuple[Server, asyncio.
             raise RuntimeError(f"web server could not start on {host}:{port}")
         await asyncio.sleep(0.05)
     return server, task
+
+
+def listen(settings: Settings, section: str, host: str, port: int, hint: str) -> socket.socket:
+    """The bound port, or a StartupError saying which config section to change: done before the slow
+    parts of start-up (loading the model)."""
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        raise StartupError(f"{settings.source}: {section}: cannot listen on {host}:{port} ({exc.strerror}); "
+                           f"{hint}") from None  # fmt: skip
+
+
+async def start_server(app: FastAPI, listener: socket.socket) -> tuple[Server, asyncio.Task[None]]:
+    """`serve`, with a failure to start as a StartupError."""
+    try:
+        return await serve(app, listener)
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def stop_server(server: Server, task: asyncio.Task[None]) -> None:
+    """Stop accepting, finish the requests in flight (at most 10 s)."""
+    server.should_exit = True
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, 10)
