@@ -133,7 +133,7 @@ def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
     if len(data) > limit:
         raise DataFileError([f"{path}: file is larger than {limit // 1024} KiB"])
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark some editors write
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataFileError([f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"]

@@ -179,6 +179,8 @@ def test_events_lists_filters_and_shows_history(demo: Path) -> None:
     assert streamwatch("events", "nope", cwd=demo).returncode == 1
     bad = streamwatch("events", "--since", "yesterday", cwd=demo)
     assert bad.returncode == 2 and "expected e.g. 90m, 2h, 7d" in bad.stderr
+    far = streamwatch("events", "--since", "999999999d", cwd=demo)
+    assert far.returncode == 2 and "reaches back before the year 1" in far.stderr and "Traceback" not in far.stderr
 
 
 def test_run_with_the_web_port_taken_says_so_and_exits(demo: Path) -> None:

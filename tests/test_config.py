@@ -87,7 +87,7 @@ MALFORMED = [
                  "exist (build the offline demo model with: streamwatch model make-tiny ./models/missing)",
                  id="missing-model-dir"),
     pytest.param(VALID_CAMERA + 'sample_interval_s = -2\n', ":4: cameras[0].sample_interval_s: Input should be "
-                 "greater than 0", id="negative-interval"),
+                 "greater than or equal to 0.1", id="negative-interval"),
     pytest.param('[[cameras]]\nid = "Front Door"\nurl = "a.mp4"\n', ":2: cameras[0].id: expected lowercase letters",
                  id="bad-camera-id"),
     pytest.param('[[cameras]]\nid = "a"\nurl = "ftp://x/y"\n', ":3: cameras[0].url: unsupported scheme 'ftp'",
@@ -140,6 +140,9 @@ MALFORMED = [
     pytest.param('[[cameras]]\nid = "a"\nurl = "rtsp://cam/x\\n"\n', ":3: cameras[0].url: contains a control "
                  "character", id="camera-url-newline"),
     pytest.param('[[cameras]]\nid = "a"\nurl = "  "\n', ":3: cameras[0].url: must not be empty", id="camera-blank"),
+    pytest.param(VALID_CAMERA + "sample_interval_s = 0.01\n", ":4: cameras[0].sample_interval_s: Input should be "
+                 "greater than or equal to 0.1", id="sampling-too-fast"),
+    pytest.param('[storage]\nsnapshot_dir = "config.toml"\n', ":2: storage.snapshot_dir: ", id="snapshots-in-a-file"),
     # MQTT
     pytest.param('[mqtt]\nhost = ""\n', ":2: mqtt.host: expected a host name or IP address", id="mqtt-host-empty"),
     pytest.param('[mqtt]\nhost = "mqtt://broker:1883"\n', ":2: mqtt.host: expected a host name or IP address, not "
@@ -220,6 +223,12 @@ def test_bytes_that_are_not_utf8_are_named_by_line(tmp_path: Path, data: bytes, 
     path = tmp_path / "config.toml"
     path.write_bytes(data)
     assert any(p.startswith(str(path)) and expected in p for p in problems(path)), problems(path)
+
+
+def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'\xef\xbb\xbflog_level = "DEBUG"\n[model]\nid = "hub/model"\n')
+    assert load_settings(path).log_level == "DEBUG"
 
 
 def test_files_that_cannot_be_read_safely_are_refused(tmp_path: Path) -> None:

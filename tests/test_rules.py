@@ -71,6 +71,19 @@ MALFORMED = [
         ":4: rules[0].question: must not be blank",
     ),
     (BASE + 'describe = "\\n"\n', ":5: rules[0].describe: must not be blank"),
+    (BASE.replace('title = "T"', f'title = "{"T" * 201}"'), ":3: rules[0].title: String should have at most 200"),
+    (
+        BASE + 'answer = "choice"\nchoices = ["full", " "]\nalert_when = "full"\n',
+        ":1: rules[0]: choices must be different words, none blank",
+    ),
+    (
+        BASE + 'answer = "choice"\nchoices = ["full", "Full "]\nalert_when = "full"\n',
+        ":1: rules[0]: choices must be different words",
+    ),
+    (
+        BASE + "sample_interval_s = 0.001\n",
+        ":5: rules[0].sample_interval_s: Input should be greater than or equal to 0.1",
+    ),
     # schedules that never run
     (BASE + 'schedule = "0 0 31 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),
     (BASE + 'schedule = "30 6 30 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),

@@ -146,6 +146,28 @@ def test_files_that_cannot_be_read_are_rejected_and_the_watcher_goes_on(
     assert questions(watcher) == {"climb": "Still watching? Answer yes or no."}
 
 
+def test_a_file_that_fails_in_an_unforeseen_way_is_rejected_and_the_watcher_goes_on(
+    rules_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamwatch.rules.watch as watch
+
+    watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
+    real = watch.load_rule_file
+
+    def flaky(path: Path, *args: object) -> object:
+        if path.name == "odd.toml":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(watch, "load_rule_file", flaky)
+    write(rules_dir / "odd.toml", rule_file("Odd?", rule_id="odd"))
+    write(rules_dir / "perimeter.toml", rule_file("Edited? Answer yes or no."))
+    with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
+        assert watcher.check() is not None
+    assert questions(watcher) == {"climb": "Edited? Answer yes or no."}  # the other file's edit still applied
+    assert "odd.toml: cannot load: RecursionError" in caplog.text and "odd.toml rejected, not loaded" in caplog.text
+
+
 def test_a_missing_rules_folder_keeps_the_rules_and_comes_back(
     rules_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

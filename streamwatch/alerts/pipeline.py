@@ -74,7 +74,7 @@ class AlertPipeline:
         new = NewEvent(
             uid=uid, alert_id=alert_id or uid, kind=transition.value, camera=camera.id, rule=rule.id,
             severity=rule.severity, title=rule.title, question=question, answer=answer.text,
-            confidence=answer.confidence, latency_s=answer.latency_s, model=answer.model, description=description,
+            confidence=answer.confidence, latency_s=answer.latency_s, model=answer.model[:300], description=description,
             frame_at=datetime.fromtimestamp(frame_at, UTC),
         )  # fmt: skip
         published_snapshot = None if transition is Transition.RESOLVED else snapshot

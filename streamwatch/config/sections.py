@@ -21,7 +21,7 @@ class CameraConfig(_Section):
     url: str = Field(description="rtsp://, http(s):// stream, a video file or a folder of images.")
     name: str = Field("", description="Display name; defaults to the id.")
     enabled: bool = Field(True, description="Disabled cameras are not opened.")
-    sample_interval_s: float = Field(2.0, gt=0, le=3600, description="Seconds between sampled frames.")
+    sample_interval_s: float = Field(2.0, ge=0.1, le=3600, description="Seconds between sampled frames.")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
     loop: bool = Field(True, description="Files and image folders: start again at the end.")
     decode: Literal["auto", "keyframes", "all"] = Field(

@@ -117,6 +117,9 @@ def _with_local_sources(settings: Settings) -> tuple[Settings, list[str]]:
         if not local.exists():
             problems.append(settings.problem(("cameras", index, "url"), f"no such file or folder: {local}"))
         cameras.append(camera.model_copy(update={"url": str(local)}))
+    snapshots = settings.path(settings.storage.snapshot_dir)
+    if snapshots.exists() and not snapshots.is_dir():
+        problems.append(settings.problem(("storage", "snapshot_dir"), f"{snapshots} is a file, not a folder"))
     mqtt = settings.mqtt
     if mqtt.ca_file is not None:
         ca_file = settings.path(mqtt.ca_file)

@@ -66,17 +66,17 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(description="Unique id, used in MQTT topics.")
-    title: str = Field(min_length=1)
+    title: str = Field(min_length=1, max_length=200, description="Shown in events and Home Assistant.")
     severity: Literal["info", "warning", "critical"] = "warning"
-    help: str = Field("", description="What the rule is for and how to tune it.")
+    help: str = Field("", max_length=4000, description="What the rule is for and how to tune it.")
     enabled: bool = True
     cameras: list[str] = Field(default_factory=lambda: ["*"], description="Camera ids, globs or tag:NAME.")
-    sample_interval_s: float | None = Field(None, gt=0, le=86_400, description="Default: the camera's.")
+    sample_interval_s: float | None = Field(None, ge=0.1, le=86_400, description="Default: the camera's.")
     question: str = Field(min_length=1, description="Template; variables like {location} come from the camera.")
     answer: Literal["yes_no", "count", "choice", "text"] = "yes_no"
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="yes_no: alert when P(yes) is at least this.")
     alert_when: str | list[str] | None = Field(None, description="count: '>= 3'; choice: options that alert.")
-    choices: list[str] = Field(default_factory=list, description="choice: the allowed answers.")
+    choices: list[str] = Field(default_factory=list, max_length=100, description="choice: the allowed answers.")
     confirm: Confirm = Field(default_factory=Confirm)
     cooldown_s: float = Field(60.0, ge=0, le=86_400, description="Quiet time after an alert resolves.")
     roi: tuple[float, float, float, float] | None = Field(None, description="Crop x0, y0, x1, y1 in 0..1.")
@@ -144,6 +144,9 @@ class Rule(BaseModel):
         elif self.answer == "choice":
             if len(self.choices) < 2:
                 raise ValueError("choice rules need at least two choices")
+            folded = [choice.strip().lower() for choice in self.choices]
+            if not all(folded) or len(set(folded)) < len(folded):
+                raise ValueError(f"choices must be different words, none blank: {self.choices}")
             alert_on = [self.alert_when] if isinstance(self.alert_when, str) else self.alert_when
             unknown = [c for c in alert_on or [] if c not in self.choices]
             if not alert_on or unknown:

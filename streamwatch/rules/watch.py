@@ -93,6 +93,9 @@ class RuleWatcher:
             problems = contents.clashes(owner)
         except DataFileError as exc:
             problems = exc.problems
+        except Exception as exc:  # whatever a file holds, the watcher goes on: this file is rejected
+            log.exception("rules: %s could not be loaded", path.name)
+            problems = [f"{path}: cannot load: {type(exc).__name__}: {exc}"]
         else:
             if not problems:
                 result.warnings.extend(contents.warnings)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -129,17 +130,16 @@ class Gate:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _too_large(limit)(scope, receive, send_with_headers)
             return
-        if length is None and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
-            body = await _buffered(receive, limit)
-            if body is None:
-                await _too_large(limit)(scope, receive, send_with_headers)
-                return
-            receive = _replay(body)
-        if limit > SMALL_BODY and length is not None and int(length) > SMALL_BODY:
-            async with self._large:
-                await self.app(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
+        chunked = length is None and scope["method"] not in ("GET", "HEAD", "OPTIONS")
+        large = limit > SMALL_BODY and (chunked or (length is not None and int(length) > SMALL_BODY))
+        async with self._large if large else contextlib.nullcontext():
+            if chunked:  # no Content-Length: counted while it is buffered
+                body = await _buffered(receive, limit)
+                if body is None:
+                    await _too_large(limit)(scope, receive, send_with_headers)
+                    return
+                receive = _replay(body)
+            await self.app(scope, receive, send_with_headers)
 
     def _refusal(self, request: Request) -> Response | None:
         if self.hosts is None:
