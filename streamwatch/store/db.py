@@ -84,9 +84,6 @@ class Database:
         folder = os.path.dirname(os.path.abspath(path))
         return None if os.access(folder, os.W_OK) else f"cannot write to {folder}"
 
-    def writable(self) -> bool:
-        return self.problem() is None
-
     def session(self) -> Session:
         return self.sessions()
 

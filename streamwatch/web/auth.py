@@ -40,12 +40,8 @@ def hash_problem(value: str) -> str | None:
     return None
 
 
-def is_hash(value: str) -> bool:
-    return hash_problem(value) is None
-
-
 def verify_secret(secret: str, stored: str) -> bool:
-    if not is_hash(stored) or len(secret) > MAX_SECRET_CHARS:
+    if hash_problem(stored) is not None or len(secret) > MAX_SECRET_CHARS:
         return False
     _, iterations, salt, digest = stored.split("$")
     candidate = hashlib.pbkdf2_hmac("sha256", secret.encode(), _unb64(salt), int(iterations))
