@@ -96,9 +96,14 @@ class Service:
         with stopped_by_signals(stop):
             try:
                 await self._start()
-                log.info("streamwatch running: %d cameras, %d rules%s", len(self.cameras), len(self.rules.rules),
-                         f" (shard {self.shard}: {len(self.my_cameras)} of {len(self.settings.cameras)} cameras)"
-                         if self.shard.count > 1 else "")  # fmt: skip
+                log.info(
+                    "streamwatch running: %d cameras, %d rules%s",
+                    len(self.cameras),
+                    len(self.rules.rules),
+                    f" (shard {self.shard}: {len(self.my_cameras)} of {len(self.settings.cameras)} cameras)"
+                    if self.shard.count > 1
+                    else "",
+                )
                 self.started.set()
                 await wait_for_stop(stop, duration_s)
             finally:
@@ -119,8 +124,11 @@ class Service:
         self._store = store = EventStore(database, settings.path(settings.storage.snapshot_dir), owner=self.shard.name)
         configured_rules(settings, self.limits)  # a broken rule file fails before the model loads
         backend = await asyncio.to_thread(load_backend, settings, self._backend_factory)
-        self.limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
-                                            max_new_tokens=model.max_new_tokens)  # fmt: skip
+        self.limits = backend.prompt_limits(
+            max_chars=model.max_question_chars,
+            max_tokens=model.max_question_tokens,
+            max_new_tokens=model.max_new_tokens,
+        )
         self.rules = configured_rules(settings, self.limits)  # and now in the model's tokens
         for warning in self.rules.warnings:
             log.info("%s", warning)
@@ -129,10 +137,15 @@ class Service:
         self.watchdog = ModelWatchdog(self.queue, model.stall_timeout_s)
         topics = Topics(settings.mqtt, self.shard.name) if settings.mqtt.enabled else None
         if settings.mqtt.enabled:
-            self.publisher = MqttPublisher(settings.mqtt, Outbox(database, owner=self.shard.name),
-                                           on_connect=self._announcements, instance=self.shard.name)  # fmt: skip
-        self.pipeline = AlertPipeline(store, topics, describe=self._describe,
-                                      notify=self.publisher.notify if self.publisher else (lambda: None))  # fmt: skip
+            self.publisher = MqttPublisher(
+                settings.mqtt,
+                Outbox(database, owner=self.shard.name),
+                on_connect=self._announcements,
+                instance=self.shard.name,
+            )
+        self.pipeline = AlertPipeline(
+            store, topics, describe=self._describe, notify=self.publisher.notify if self.publisher else (lambda: None)
+        )
         await self.pipeline.restore(self.watched(), lambda camera: self.shard.of(camera) == self.shard.index)
         if self.publisher is not None:  # after the restore: the first announcement carries the restored states
             self._publisher_task = asyncio.create_task(self.publisher.run(), name="mqtt")
@@ -144,14 +157,17 @@ class Service:
             worker.start()
         watcher = RuleWatcher(settings.path(settings.rules_dir), settings.cameras, self.rules, self.limits)
         self.loops.start("rules-watch", RulesReload(watcher, self._rules_changed).step, RULES_POLL_S)
-        self.loops.start("retention", Retention(store, settings.storage.retention_days).step, RETENTION_S,
-                         first_now=True)  # fmt: skip
-        self.loops.start("camera-status", StatusPublisher(self.camera_status, self.publisher, topics).step,
-                         STATUS_CHECK_S)  # fmt: skip
+        self.loops.start(
+            "retention", Retention(store, settings.storage.retention_days).step, RETENTION_S, first_now=True
+        )
+        self.loops.start(
+            "camera-status", StatusPublisher(self.camera_status, self.publisher, topics).step, STATUS_CHECK_S
+        )
         self.loops.start("model-watchdog", self.watchdog.step, STATUS_CHECK_S)
         for camera_id, worker in self.cameras.items():
-            self.loops.spawn(f"sampler-{camera_id}", functools.partial(self._sample, self.settings_camera(camera_id),
-                                                                       worker))  # fmt: skip
+            self.loops.spawn(
+                f"sampler-{camera_id}", functools.partial(self._sample, self.settings_camera(camera_id), worker)
+            )
 
     def _bind_web(self) -> socket.socket:
         web = self.settings.web
@@ -235,9 +251,13 @@ class Service:
         if self.queue is None:
             raise DroppedError("starting")
         request = Request(
-            image=image, question=question, kind=kind, source=source,
-            deadline=time.monotonic() + self.settings.model.request_timeout_s, max_new_tokens=tokens,
-        )  # fmt: skip
+            image=image,
+            question=question,
+            kind=kind,
+            source=source,
+            deadline=time.monotonic() + self.settings.model.request_timeout_s,
+            max_new_tokens=tokens,
+        )
         answer = await self.queue.ask(request)
         self.metrics.inference_latency.observe(answer.latency_s)
         return answer
@@ -254,8 +274,9 @@ class Service:
             return
         self.decisions += 1
         alert = rule.is_alert(answer.text, answer.confidence)
-        self.last_answers[(camera.id, rule.id)] = LastAnswer(camera.id, answer.text, answer.confidence, alert,
-                                                             time.time())  # fmt: skip
+        self.last_answers[(camera.id, rule.id)] = LastAnswer(
+            camera.id, answer.text, answer.confidence, alert, time.time()
+        )
         try:
             event = await self.pipeline.handle(camera, rule, question, answer, image, frame.captured_at)
         except Exception:  # the database or disk failed: say so loudly, keep watching
@@ -265,9 +286,14 @@ class Service:
             self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
         log.info(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d",
-            camera.id, rule.id, answer.text, "-" if answer.confidence is None else f"{answer.confidence:.3f}",
-            alert, answer.latency_s, answer.batch_size,
-        )  # fmt: skip
+            camera.id,
+            rule.id,
+            answer.text,
+            "-" if answer.confidence is None else f"{answer.confidence:.3f}",
+            alert,
+            answer.latency_s,
+            answer.batch_size,
+        )
         if self._on_decision is not None:
             kind_name = event.kind if event is not None else None
             self._on_decision(Decision(camera.id, rule.id, question, answer, alert, frame.seq, kind_name, frame.pts))
@@ -299,8 +325,19 @@ class Service:
         for rule in self.rules.rules:
             cameras = [c.id for c in self.my_cameras if rule.applies_to(c)]
             answers = [self.last_answers[(c, rule.id)] for c in cameras if (c, rule.id) in self.last_answers]
-            views.append(RuleView(rule.id, rule.title, rule.severity, rule.answer, rule.question, cameras,
-                                  rule.enabled, rule.help, answers))  # fmt: skip
+            views.append(
+                RuleView(
+                    rule.id,
+                    rule.title,
+                    rule.severity,
+                    rule.answer,
+                    rule.question,
+                    cameras,
+                    rule.enabled,
+                    rule.help,
+                    answers,
+                )
+            )
         return views
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
@@ -320,9 +357,14 @@ class Service:
         if self.settings.mqtt.enabled:
             publisher = self.publisher
             connected = publisher is not None and publisher.connected.is_set()
-            checks["broker"] = None if connected else (
-                f"not connected to {self.settings.mqtt.host}:{self.settings.mqtt.port}"
-                + (f": {publisher.last_error}" if publisher is not None else ""))  # fmt: skip
+            checks["broker"] = (
+                None
+                if connected
+                else (
+                    f"not connected to {self.settings.mqtt.host}:{self.settings.mqtt.port}"
+                    + (f": {publisher.last_error}" if publisher is not None else "")
+                )
+            )
         failures = "; ".join(f"{name}: {why}" for name, why in self.loops.failures.items())
         checks["loops"] = failures or None
         return checks

@@ -37,9 +37,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     model = settings.model
     limits, note = PromptLimits(model.max_question_chars, max_new_tokens=model.max_new_tokens), None
     if model.backend == "transformers":
-        limits, note = offline_limits(settings.model_ref(), max_chars=model.max_question_chars,
-                                      max_tokens=model.max_question_tokens, max_image_side=model.max_image_side,
-                                      max_new_tokens=model.max_new_tokens)  # fmt: skip
+        limits, note = offline_limits(
+            settings.model_ref(),
+            max_chars=model.max_question_chars,
+            max_tokens=model.max_question_tokens,
+            max_image_side=model.max_image_side,
+            max_new_tokens=model.max_new_tokens,
+        )
     problems = host_problems(settings)
     try:
         rules = configured_rules(settings, limits)
@@ -112,8 +116,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 2
     backend = load_backend(settings)
     model = settings.model
-    limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
-                                   max_new_tokens=model.max_new_tokens)  # fmt: skip
+    limits = backend.prompt_limits(
+        max_chars=model.max_question_chars, max_tokens=model.max_question_tokens, max_new_tokens=model.max_new_tokens
+    )
     why = limits.problem(args.question)
     if why is not None:
         print(f"error: question: {why}", file=sys.stderr)
@@ -159,8 +164,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
             try:
                 cameras.append(CameraConfig(id=f"cam{index}", url=url))
             except ValidationError as exc:  # the URL was registered as a secret holder: its password is masked
-                print(f"error: {redact_url(url)}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"error: {redact_url(url)}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr
+                )
                 return 2
     else:
         cameras = load_settings(args.config).cameras
@@ -222,8 +228,10 @@ def cmd_events(args: argparse.Namespace) -> int:
     action = list(args.action)
     if action[:1] == ["mark"]:
         if len(action) != 2 or args.verdict is None:
-            print("usage: streamwatch events mark ID --verdict confirmed|false_positive|seen [--note TEXT]",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "usage: streamwatch events mark ID --verdict confirmed|false_positive|seen [--note TEXT]",
+                file=sys.stderr,
+            )
             return 2
         args.event_id = action[1]
         return cmd_events_mark(args)
@@ -241,8 +249,9 @@ def cmd_events(args: argparse.Namespace) -> int:
             return 1
         events = [event]
     else:
-        where = EventFilter(camera=args.camera, rule=args.rule, kind=args.kind, severity=args.severity,
-                            since=args.since)  # fmt: skip
+        where = EventFilter(
+            camera=args.camera, rule=args.rule, kind=args.kind, severity=args.severity, since=args.since
+        )
         events = store.list(where, limit=args.limit)
     payloads = [event_payload(e, str(store.snapshot_path(e)) if e.snapshot else None) for e in events]
     if args.json or args.event_id:

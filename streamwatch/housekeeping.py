@@ -38,8 +38,7 @@ class Loops:
         self.tasks: list[asyncio.Task[None]] = []
         self.failures: dict[str, str] = {}
 
-    def start(self, name: str, step: Callable[[], Awaitable[None]], every_s: float, *, first_now: bool = False
-              ) -> None:  # fmt: skip
+    def start(self, name: str, step: Callable[[], Awaitable[None]], every_s: float, *, first_now: bool = False) -> None:
         """Call `step` every `every_s` seconds (first at once with `first_now`), for ever."""
 
         async def rounds() -> None:
@@ -80,8 +79,9 @@ class Loops:
 class StatusPublisher:
     """Camera status: retained on MQTT when it changes (checked every 2 s) and every 30 s; logged every 5 min."""
 
-    def __init__(self, statuses: Callable[[], list[CameraStatus]], publisher: MqttPublisher | None,
-                 topics: Topics | None) -> None:  # fmt: skip
+    def __init__(
+        self, statuses: Callable[[], list[CameraStatus]], publisher: MqttPublisher | None, topics: Topics | None
+    ) -> None:
         self.statuses = statuses
         self.publisher, self.topics = publisher, topics
         self._last: dict[str, tuple[str, str]] = {}

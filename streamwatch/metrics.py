@@ -23,17 +23,23 @@ class Metrics:
     def __init__(self, live: Callable[[], tuple[QueueStats | None, Sequence[CameraStatus]]]) -> None:
         self.registry = CollectorRegistry()
         self.inference_latency = Histogram(
-            "streamwatch_inference_latency_seconds", "From submit to answer, per request",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry,
-        )  # fmt: skip
+            "streamwatch_inference_latency_seconds",
+            "From submit to answer, per request",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=self.registry,
+        )
         self.sample_age = Histogram(
-            "streamwatch_sample_age_seconds", "Age of the camera frame when it was sampled",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=self.registry,
-        )  # fmt: skip
+            "streamwatch_sample_age_seconds",
+            "Age of the camera frame when it was sampled",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=self.registry,
+        )
         self.alert_events = Counter(
-            "streamwatch_alert_events", "Alert events by camera, rule and kind (open/update/resolved)",
-            ["camera", "rule", "kind"], registry=self.registry,
-        )  # fmt: skip
+            "streamwatch_alert_events",
+            "Alert events by camera, rule and kind (open/update/resolved)",
+            ["camera", "rule", "kind"],
+            registry=self.registry,
+        )
         self.registry.register(_Live(live))
 
     def render(self) -> bytes:
@@ -54,9 +60,11 @@ class _Live(Collector):
 
 def _queue(stats: QueueStats) -> Iterator[Metric]:
     yield GaugeMetricFamily("streamwatch_queue_depth", "Requests waiting for the model", value=stats.pending)
-    yield GaugeMetricFamily("streamwatch_model_stalled_seconds",
-                            "Seconds requests have waited with no model call finishing (0 while answers flow)",
-                            value=stats.stalled_for(time.monotonic()))  # fmt: skip
+    yield GaugeMetricFamily(
+        "streamwatch_model_stalled_seconds",
+        "Seconds requests have waited with no model call finishing (0 while answers flow)",
+        value=stats.stalled_for(time.monotonic()),
+    )
     requests = CounterMetricFamily("streamwatch_requests", "Requests by outcome", labels=["outcome"])
     requests.add_metric(["answered"], stats.answered)
     requests.add_metric(["failed"], stats.failed)
@@ -72,8 +80,9 @@ def _queue(stats: QueueStats) -> Iterator[Metric]:
     total = sum(stats.batch_sizes.values())
     buckets.append(("+Inf", total))
     size_sum = sum(size * n for size, n in stats.batch_sizes.items())
-    yield HistogramMetricFamily("streamwatch_batch_size", "Requests per forward pass", buckets=buckets,
-                                sum_value=size_sum)  # fmt: skip
+    yield HistogramMetricFamily(
+        "streamwatch_batch_size", "Requests per forward pass", buckets=buckets, sum_value=size_sum
+    )
 
 
 def _cameras(cameras: Sequence[CameraStatus]) -> Iterator[Metric]:

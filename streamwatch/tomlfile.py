@@ -136,8 +136,9 @@ def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
         return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark some editors write
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise DataFileError([f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"]
-                            ) from None  # fmt: skip
+        raise DataFileError(
+            [f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"]
+        ) from None
 
 
 def nesting_problem(text: str) -> tuple[int, str] | None:

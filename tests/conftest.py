@@ -98,8 +98,10 @@ def postgres_url() -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"no PostgreSQL at {admin_url.render_as_string()} ({str(exc).splitlines()[0]}); "
-                    "set STREAMWATCH_TEST_POSTGRES")  # fmt: skip
+        pytest.skip(
+            f"no PostgreSQL at {admin_url.render_as_string()} ({str(exc).splitlines()[0]}); "
+            "set STREAMWATCH_TEST_POSTGRES"
+        )
     yield admin_url.set(database=name).render_as_string(hide_password=False).replace("+psycopg", "", 1)
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -42,16 +42,21 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         key = f'api_key = "{api_key}"\n' if api_key else ""
         self.config = folder / "serve.toml"
-        self.config.write_text(f'[model]\nid = "{model}"\nmax_batch = 8\nmax_wait_ms = 20\n\n'
-                               f"[serve]\nport = {self.port}\n{key}{extra}")  # fmt: skip
+        self.config.write_text(
+            f'[model]\nid = "{model}"\nmax_batch = 8\nmax_wait_ms = 20\n\n[serve]\nport = {self.port}\n{key}{extra}'
+        )
         self.log = folder / "serve.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServeProcess:
         env = os.environ | {"PYTHONUNBUFFERED": "1"}
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "streamwatch", "serve", "-c", str(self.config)],
-                                            stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streamwatch", "serve", "-c", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

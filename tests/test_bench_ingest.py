@@ -9,8 +9,28 @@ from pathlib import Path
 
 
 def test_bench_ingest_writes_a_report_comparing_decode_modes(tmp_path: Path) -> None:
-    args = ["--cameras", "2", "--modes", "keyframes,all", "--seconds", "4", "--warmup", "1", "--width", "320",
-            "--height", "180", "--fps", "10", "--gop", "10", "--bitrate", "300000", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "--cameras",
+        "2",
+        "--modes",
+        "keyframes,all",
+        "--seconds",
+        "4",
+        "--warmup",
+        "1",
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--fps",
+        "10",
+        "--gop",
+        "10",
+        "--bitrate",
+        "300000",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "streamwatch", "bench", "ingest", *args], capture_output=True, text=True, timeout=180
     )

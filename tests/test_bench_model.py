@@ -16,10 +16,23 @@ from streamwatch.inference.types import Prompt
 
 
 def test_bench_model_writes_a_report_comparing_naive_and_batched(tmp_path: Path) -> None:
-    args = ["--size", "tiny", "--resolutions", "640x360", "--batches", "1,2,4", "--reps", "2", "--naive-frames", "2",
-            "--out", str(tmp_path)]  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "model", *args], capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    args = [
+        "--size",
+        "tiny",
+        "--resolutions",
+        "640x360",
+        "--batches",
+        "1,2,4",
+        "--reps",
+        "2",
+        "--naive-frames",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "bench", "model", *args], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "model.json").read_text())
     runs = report["runs"]
@@ -56,10 +69,27 @@ def test_the_flop_count_behind_mfu_matches_torchs_flop_counter(tmp_path: Path, r
 
 
 def test_bench_pipeline_finds_how_many_cameras_fit_the_latency_target(tmp_path: Path) -> None:
-    args = ["--size", "tiny", "--frame", "640x360", "--model-sides", "224", "--cameras", "1,2", "--interval", "1",
-            "--seconds", "3", "--warmup", "1", "--out", str(tmp_path)]  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "pipeline", *args], capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    args = [
+        "--size",
+        "tiny",
+        "--frame",
+        "640x360",
+        "--model-sides",
+        "224",
+        "--cameras",
+        "1,2",
+        "--interval",
+        "1",
+        "--seconds",
+        "3",
+        "--warmup",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "bench", "pipeline", *args], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "pipeline.json").read_text())
     one, two = report["runs"]
@@ -74,10 +104,25 @@ def test_bench_pipeline_finds_how_many_cameras_fit_the_latency_target(tmp_path: 
 
 
 def test_bench_levers_reports_each_lever_and_how_far_answers_move(tmp_path: Path) -> None:
-    args = ["--size", "tiny", "--frame", "224x112", "--frames", "2", "--reps", "1", "--peak-tflops", "1",
-            "--steps", "plain,no-kv-cache,fused-kernels,fp8", "--out", str(tmp_path)]  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "levers", *args], capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    args = [
+        "--size",
+        "tiny",
+        "--frame",
+        "224x112",
+        "--frames",
+        "2",
+        "--reps",
+        "1",
+        "--peak-tflops",
+        "1",
+        "--steps",
+        "plain,no-kv-cache,fused-kernels,fp8",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "bench", "levers", *args], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     levers = json.loads((tmp_path / "levers.json").read_text())["levers"]
     chain = {lever["name"]: lever for lever in levers if lever["group"] == "chain"}
@@ -90,10 +135,16 @@ def test_bench_levers_reports_each_lever_and_how_far_answers_move(tmp_path: Path
     assert chain["fused-kernels"]["p_yes_drift"] < 1e-4  # the same function (fp32 on the CPU)
     assert 0 < chain["fp8"]["p_yes_drift"] < 0.05  # quantised: close, not equal
     assert {lever["name"] for lever in levers if lever["group"] == "preprocess"} == {
-        "checkpoint processor (CPU)", "torch_images (cpu)"}  # fmt: skip
+        "checkpoint processor (CPU)",
+        "torch_images (cpu)",
+    }
     roi = [lever for lever in levers if lever["group"] == "roi"]
     assert roi[0]["extra"]["tokens"] >= roi[1]["extra"]["tokens"] > roi[2]["extra"]["tokens"]
     assert "| chain | fused-kernels |" in (tmp_path / "levers.md").read_text()
-    bad = subprocess.run([sys.executable, "-m", "streamwatch", "bench", "levers", "--steps", "warp-drive"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "bench", "levers", "--steps", "warp-drive"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "expected steps among plain," in bad.stderr

@@ -99,15 +99,27 @@ def test_make_tiny_builds_a_loadable_model(tmp_path: Path) -> None:
 
 def test_run_answers_every_rule_of_the_demo_cameras(demo: Path) -> None:
     """Waits for every pair to be answered (however long a busy machine takes), then stops it with SIGTERM."""
-    pairs = [("yard", "fence-climb"), ("yard", "crowding"), ("aisle", "shelf-fill"),
-             ("aisle", "forklift-blocking-aisle"), ("line", "solder-bridge")]  # fmt: skip
+    pairs = [
+        ("yard", "fence-climb"),
+        ("yard", "crowding"),
+        ("aisle", "shelf-fill"),
+        ("aisle", "forklift-blocking-aisle"),
+        ("line", "solder-bridge"),
+    ]
     log_file = demo / "run.log"
     with log_file.open("wb") as log_out:
-        process = subprocess.Popen([sys.executable, "-m", "streamwatch", "run", "-c", "config.toml"], cwd=demo,
-                                   stdout=log_out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamwatch", "run", "-c", "config.toml"],
+            cwd=demo,
+            stdout=log_out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_for(lambda: all(f"camera={c} rule={r} " in log_file.read_text() for c, r in pairs), 240,
-                 "an answer for every camera x rule pair")  # fmt: skip
+        wait_for(
+            lambda: all(f"camera={c} rule={r} " in log_file.read_text() for c, r in pairs),
+            240,
+            "an answer for every camera x rule pair",
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(120) == 0
     finally:
@@ -163,11 +175,25 @@ def test_events_lists_filters_and_shows_history(demo: Path) -> None:
 
     store = EventStore(Database.open(f"sqlite:///{demo / 'data' / 'streamwatch.db'}"), demo / "data" / "snapshots")
     for uid, camera, kind in (("a1", "yard", "open"), ("a2", "yard", "resolved"), ("b1", "dock", "open")):
-        store.record(NewEvent(
-            uid=uid, alert_id="a1" if camera == "yard" else uid, kind=kind, camera=camera, rule="fence-climb",
-            severity="critical", title="Fence", question="Climbing? Answer yes or no.", answer="yes",
-            confidence=0.9, latency_s=0.1, model="m", description=None, frame_at=datetime.now(UTC),
-        ), b"\xff\xd8jpeg" if uid == "a1" else None)  # fmt: skip
+        store.record(
+            NewEvent(
+                uid=uid,
+                alert_id="a1" if camera == "yard" else uid,
+                kind=kind,
+                camera=camera,
+                rule="fence-climb",
+                severity="critical",
+                title="Fence",
+                question="Climbing? Answer yes or no.",
+                answer="yes",
+                confidence=0.9,
+                latency_s=0.1,
+                model="m",
+                description=None,
+                frame_at=datetime.now(UTC),
+            ),
+            b"\xff\xd8jpeg" if uid == "a1" else None,
+        )
     table = streamwatch("events", "--camera", "yard", cwd=demo)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
@@ -202,21 +228,39 @@ def test_run_with_the_web_port_taken_says_so_and_exits(demo: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda d: (d / "config.toml").write_text((d / "config.toml").read_text() + "x = " + "[" * 3000 + "]" * 3000),
-         "arrays or inline tables are nested more than 16 deep"),
-        (lambda d: (d / "config.toml").write_text("[" + ".".join(["a"] * 5000) + "]\n"),
-         "config.toml:1: a dotted key or table name has more than 16 parts"),
+        (
+            lambda d: (d / "config.toml").write_text(
+                (d / "config.toml").read_text() + "x = " + "[" * 3000 + "]" * 3000
+            ),
+            "arrays or inline tables are nested more than 16 deep",
+        ),
+        (
+            lambda d: (d / "config.toml").write_text("[" + ".".join(["a"] * 5000) + "]\n"),
+            "config.toml:1: a dotted key or table name has more than 16 parts",
+        ),
         (lambda d: (d / "rules" / "loop.toml").symlink_to(d / "rules" / "loop.toml"), "loop.toml: cannot read: "),
-        (lambda d: (d / "rules" / "nested.toml").write_text("[[rules]]\ncameras = " + "[" * 2000 + "]" * 2000),
-         "nested.toml:2: arrays or inline tables are nested"),
+        (
+            lambda d: (d / "rules" / "nested.toml").write_text("[[rules]]\ncameras = " + "[" * 2000 + "]" * 2000),
+            "nested.toml:2: arrays or inline tables are nested",
+        ),
         (lambda d: shutil.rmtree(d / "rules"), "config.toml:5: rules_dir: the rules folder"),
-        (lambda d: (d / "config.toml").write_text((d / "config.toml").read_text().replace(
-            'host = "127.0.0.1"\nport', f'password_hash = "{hash_secret("a password")}"\nhost = "192.0.2.77"\nport')),
-         ":82: web.host: cannot listen on 192.0.2.77"),
-        (lambda d: (d / "rules" / "zz-copy.toml").write_text((d / "rules" / "perimeter.toml").read_text()),
-         "zz-copy.toml:7: rules: rule id 'fence-climb' is also defined in"),
+        (
+            lambda d: (d / "config.toml").write_text(
+                (d / "config.toml")
+                .read_text()
+                .replace(
+                    'host = "127.0.0.1"\nport',
+                    f'password_hash = "{hash_secret("a password")}"\nhost = "192.0.2.77"\nport',
+                )
+            ),
+            ":82: web.host: cannot listen on 192.0.2.77",
+        ),
+        (
+            lambda d: (d / "rules" / "zz-copy.toml").write_text((d / "rules" / "perimeter.toml").read_text()),
+            "zz-copy.toml:7: rules: rule id 'fence-climb' is also defined in",
+        ),
     ],
-)  # fmt: skip
+)
 def test_check_reports_bad_files_without_a_traceback(demo: Path, change: Any, expected: str) -> None:
     change(demo)
     result = streamwatch("check", "-c", "config.toml", cwd=demo, timeout=60)
@@ -228,8 +272,9 @@ def test_an_unreachable_database_is_a_clear_error(demo: Path) -> None:
     port = free_port()
     config = demo / "config.toml"
     url = f"postgresql://streamwatch:db-s3cret@127.0.0.1:{port}/events"
-    config.write_text(config.read_text().replace('database_url = "sqlite:///data/streamwatch.db"',
-                                                 f'database_url = "{url}"'))  # fmt: skip
+    config.write_text(
+        config.read_text().replace('database_url = "sqlite:///data/streamwatch.db"', f'database_url = "{url}"')
+    )
     for command in (["run", "--duration", "5"], ["events"]):
         result = streamwatch(*command, "-c", "config.toml", cwd=demo)
         assert result.returncode == 2, result.stderr

@@ -31,8 +31,11 @@ def test_held_out_scenes_are_seeded_and_cover_every_answer() -> None:
 
 def test_the_shipped_model_evaluates_with_whole_answers() -> None:
     tokenizer = load_processor(str(MODEL)).tokenizer
-    longest = max(len(tokenizer(f"<|begin_of_box|>{a}<|end_of_box|>", add_special_tokens=False)["input_ids"])
-                  for t in demo_tasks(RULES) for a in t.answers)  # fmt: skip
+    longest = max(
+        len(tokenizer(f"<|begin_of_box|>{a}<|end_of_box|>", add_special_tokens=False)["input_ids"])
+        for t in demo_tasks(RULES)
+        for a in t.answers
+    )
     assert 4 < longest <= ANSWER_TOKENS  # "partial" is 6 tokens with its box: all of it is read
 
     evaluation = evaluate_model(MODEL, RULES, per_answer=6, seed=HELD_OUT_SEED + 1)

@@ -19,10 +19,15 @@ from streamwatch.vlm.tiny import build_glm4v
 
 # rule, the object kind whose presence answers it "yes"
 ANSWERED_BY = [
-    ("fence-climb", "person climbing"), ("restricted-zone-after-hours", "person inside"),
-    ("empty-shelf-slot", "empty slot"), ("fallen-boxes", "fallen box"), ("forklift-blocking-aisle", "forklift"),
-    ("solder-bridge", "solder bridge"), ("missing-screw", "missing screw"), ("housing-scratch", "scratch"),
-]  # fmt: skip
+    ("fence-climb", "person climbing"),
+    ("restricted-zone-after-hours", "person inside"),
+    ("empty-shelf-slot", "empty slot"),
+    ("fallen-boxes", "fallen box"),
+    ("forklift-blocking-aisle", "forklift"),
+    ("solder-bridge", "solder bridge"),
+    ("missing-screw", "missing screw"),
+    ("housing-scratch", "scratch"),
+]
 
 
 @pytest.fixture(scope="module")

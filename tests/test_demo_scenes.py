@@ -53,8 +53,17 @@ def test_a_forced_object_changes_the_picture_where_it_is_drawn() -> None:
 def test_examples_cover_every_rule_with_balanced_answers() -> None:
     tasks = demo_tasks(REPO / "rules")
     ids = {t.rule.id for t in tasks}
-    assert {"fence-climb", "empty-shelf-slot", "fallen-boxes", "forklift-blocking-aisle", "solder-bridge",
-            "missing-screw", "housing-scratch", "crowding", "shelf-fill"} <= ids  # fmt: skip
+    assert {
+        "fence-climb",
+        "empty-shelf-slot",
+        "fallen-boxes",
+        "forklift-blocking-aisle",
+        "solder-bridge",
+        "missing-screw",
+        "housing-scratch",
+        "crowding",
+        "shelf-fill",
+    } <= ids
     assert all(t.rule.answer != "text" for t in tasks)
     stream = examples(tasks, seed=0)
     drawn = [next(stream) for _ in range(600)]
@@ -72,10 +81,15 @@ def test_an_impossible_request_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("clip", "rule", "window"),
-    [("yard", "fence-climb", (18.0, 30.0)), ("aisle", "fallen-boxes", (10.0, 42.0)),
-     ("aisle", "forklift-blocking-aisle", (22.0, 43.0)), ("line", "solder-bridge", (16.0, 24.0)),
-     ("line", "missing-screw", (32.0, 40.0)), ("line", "housing-scratch", (48.0, 56.0))],
-)  # fmt: skip
+    [
+        ("yard", "fence-climb", (18.0, 30.0)),
+        ("aisle", "fallen-boxes", (10.0, 42.0)),
+        ("aisle", "forklift-blocking-aisle", (22.0, 43.0)),
+        ("line", "solder-bridge", (16.0, 24.0)),
+        ("line", "missing-screw", (32.0, 40.0)),
+        ("line", "housing-scratch", (48.0, 56.0)),
+    ],
+)
 def test_each_clip_shows_its_event_once_then_stops(clip: str, rule: str, window: tuple[float, float]) -> None:
     assert event_window(clip, rule) == pytest.approx(window)
     on = [truth_at(clip, i / FPS)[rule] for i in range(int(SECONDS[clip] * FPS))]

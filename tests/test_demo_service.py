@@ -55,8 +55,11 @@ def test_the_demo_model_opens_and_resolves_the_fence_climb_alert_on_the_yard_cli
             return [d for d in running.decisions if d.rule == "fence-climb" and d.frame_pts is not None]
 
         # the clip is paced to real time: wait until the first pass is 4 s past the climb
-        wait_for(lambda: any(d.frame_pts is not None and d.frame_pts > end + 4 for d in climb()), 120,
-                 "the yard clip to play past the climb")  # fmt: skip
+        wait_for(
+            lambda: any(d.frame_pts is not None and d.frame_pts > end + 4 for d in climb()),
+            120,
+            "the yard clip to play past the climb",
+        )
     finally:
         running.stop()
     first_pass = []

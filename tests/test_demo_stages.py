@@ -26,7 +26,7 @@ from streamwatch.demo.vision import (
     reinit_vision,
     token_features,
     train_vision,
-)  # fmt: skip
+)
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import prompt_style
 from streamwatch.vlm.tiny import build_glm4v
@@ -123,8 +123,9 @@ def test_cached_image_tokens_are_what_the_model_computes(built: tuple[Any, Any, 
     with torch.no_grad():
         direct = model(**inputs, pixel_values=pool.pixel_values(index)).logits
         features = token_features(model.model.visual, pool)[index]
-        cached = model(**inputs, mm_encoder_outputs={"image": BaseModelOutputWithPooling(
-            pooler_output=tuple(features))}).logits  # fmt: skip
+        cached = model(
+            **inputs, mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
+        ).logits
     assert torch.allclose(direct, cached, atol=1e-4)
 
 
@@ -174,8 +175,7 @@ def test_pool_batches_ask_each_scene_what_its_truth_answers(built: tuple[Any, An
 
 
 @pytest.mark.slow
-def test_the_pool_is_the_same_whatever_the_number_of_workers(built: tuple[Any, Any, ScenePool], tmp_path: Path
-                                                              ) -> None:  # fmt: skip
+def test_the_pool_is_the_same_whatever_the_number_of_workers(built: tuple[Any, Any, ScenePool], tmp_path: Path) -> None:
     folder = tmp_path / "model"
     fresh(folder)
     one = build_pool(str(folder), RULES, 10, seed=2, workers=1, chunk=4)

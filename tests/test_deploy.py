@@ -41,15 +41,24 @@ def test_the_compose_file_is_valid(profile: str | None) -> None:
     assert expected <= set(result.stdout.split())  # (docker-compose v1 lists inactive profiles too)
     services = yaml.safe_load((DEPLOY / "x86" / "docker-compose.yml").read_text())["services"]
     assert services["vllm"]["profiles"] == ["vllm"] and "profiles" not in services["streamwatch"]
-    missing = subprocess.run([*compose(), "config", "-q"], cwd=DEPLOY / "x86", capture_output=True, text=True,
-                             env={k: v for k, v in env.items() if k != "STREAMWATCH_WEB_PASSWORD_HASH"})  # fmt: skip
+    missing = subprocess.run(
+        [*compose(), "config", "-q"],
+        cwd=DEPLOY / "x86",
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in env.items() if k != "STREAMWATCH_WEB_PASSWORD_HASH"},
+    )
     assert missing.returncode != 0 and "hash-password" in missing.stderr  # says what to set
 
 
 @pytest.mark.parametrize("dockerfile", ["x86/Dockerfile", "jetson/Dockerfile"])
 def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
-    result = subprocess.run([str(BIN / "hadolint"), "--failure-threshold", "info", str(DEPLOY / dockerfile)],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "--failure-threshold", "info", str(DEPLOY / dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     text = (DEPLOY / dockerfile).read_text()
     assert "HEALTHCHECK" in text and "USER 10001" in text  # non-root, health-checked
@@ -72,8 +81,12 @@ def test_systemd_units_verify(unit: str, tmp_path: Path) -> None:
 
 def test_kubernetes_manifests_match_the_api_schema() -> None:
     files = [str(DEPLOY / "kubernetes" / name) for name in ("streamwatch.yaml", "secret.example.yaml")]
-    result = subprocess.run([str(BIN / "kubernetes-validate"), "--strict", "-k", "1.30.0", *files],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [str(BIN / "kubernetes-validate"), "--strict", "-k", "1.30.0", *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == 6
 
@@ -97,7 +110,12 @@ def test_the_statefulset_shard_formula_covers_every_camera() -> None:
     shards = []
     for pod in range(3):
         script = 'echo "$(( ${HOSTNAME##*-} + 1 ))/${SHARDS}"'
-        out = subprocess.run(["sh", "-c", script], env={"HOSTNAME": f"streamwatch-{pod}", "SHARDS": "3"},
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        out = subprocess.run(
+            ["sh", "-c", script],
+            env={"HOSTNAME": f"streamwatch-{pod}", "SHARDS": "3"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         shards.append(Shard.parse(out))
     assert [str(s) for s in shards] == ["1/3", "2/3", "3/3"]

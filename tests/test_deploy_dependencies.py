@@ -61,10 +61,25 @@ def test_every_dependency_has_a_wheel_for_the_image(image: Image, tmp_path: Path
     requirements = [d for d in PROJECT["dependencies"] if Requirement(d).name != "torch"]
     (tmp_path / "requirements.txt").write_text("\n".join(requirements))
     report = tmp_path / "report.json"
-    args = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
-            "--only-binary=:all:", "--implementation", "cp", "--python-version", image.python,
-            *(option for tag in platforms(image) for option in ("--platform", tag)),
-            "--report", str(report), "-r", str(tmp_path / "requirements.txt")]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--ignore-installed",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        image.python,
+        *(option for tag in platforms(image) for option in ("--platform", tag)),
+        "--report",
+        str(report),
+        "-r",
+        str(tmp_path / "requirements.txt"),
+    ]
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     installs = json.loads(report.read_text())["install"]

@@ -107,7 +107,7 @@ def test_network_failures_all_look_the_same(images: Images) -> None:
         images.url("/redirect?to=/redirect?to=/redirect?to=/redirect?to=/x"),
     ):
         error = refused(url, FetchPolicy(enabled=True, allow_private=True, timeout_s=1.0))
-        assert (error.status, error.message) == (400, NOT_FETCHED), url  # fmt: skip
+        assert (error.status, error.message) == (400, NOT_FETCHED), url
 
 
 def test_redirects_are_checked_again(images: Images) -> None:
@@ -128,11 +128,25 @@ def test_the_allow_list_takes_globs_and_the_size_cap_holds(images: Images) -> No
 
 @pytest.mark.parametrize(
     ("address", "public"),
-    [("8.8.8.8", True), ("2001:4860:4860::8888", True), ("127.0.0.1", False), ("10.1.2.3", False),
-     ("172.16.0.1", False), ("192.168.1.1", False), ("169.254.169.254", False), ("100.64.0.1", False),
-     ("0.0.0.0", False), ("224.0.0.1", False), ("::1", False), ("fe80::1", False), ("fc00::1", False),
-     ("::ffff:127.0.0.1", False), ("::ffff:169.254.169.254", False), ("240.0.0.1", False)],
-)  # fmt: skip
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("240.0.0.1", False),
+    ],
+)
 def test_what_counts_as_a_public_address(address: str, public: bool) -> None:
     assert _public(ipaddress.ip_address(address)) is public
 
@@ -146,8 +160,9 @@ def api(tiny_glm4v: Path) -> Iterator[TestClient]:
     queue = InferenceQueue(backend, max_batch=2, max_wait_s=0.01)
     limits = backend.prompt_limits(max_chars=2000, max_tokens=64, max_new_tokens=16)
     config = ServeConfig(api_key="key-0123456789abcdef", max_image_mb=1.0)
-    app = create_openai_app(queue, config, "tiny", default_tokens=16, timeout_s=30, limits=limits,
-                            watchdog=ModelWatchdog(queue, 60))  # fmt: skip
+    app = create_openai_app(
+        queue, config, "tiny", default_tokens=16, timeout_s=30, limits=limits, watchdog=ModelWatchdog(queue, 60)
+    )
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         client.headers["Authorization"] = "Bearer key-0123456789abcdef"
         yield client
@@ -160,10 +175,12 @@ def chat(text: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("x" * 1_000_000, "the question is 1000000 characters long; at most 2000"),
-     ("Is the gate open? " * 60, "tokens long; at most 64 for"),
-     ("   ", "no question text")],
-)  # fmt: skip
+    [
+        ("x" * 1_000_000, "the question is 1000000 characters long; at most 2000"),
+        ("Is the gate open? " * 60, "tokens long; at most 64 for"),
+        ("   ", "no question text"),
+    ],
+)
 def test_questions_are_bounded(api: TestClient, text: str, message: str) -> None:
     response = api.post("/v1/chat/completions", json=chat(text))
     assert response.status_code == 400 and message in response.json()["error"]["message"]

@@ -155,11 +155,13 @@ def test_nothing_is_lost_while_the_broker_is_down_for_30_s(tmp_path: Path) -> No
 
 def test_retained_state_and_snapshot_reach_a_subscriber_that_connects_later(broker: Broker, tmp_path: Path) -> None:
     box = outbox(tmp_path)
-    box.add([
-        Message("sw/gate/fence/state", b"ON", retain=True),
-        Message("sw/gate/fence/snapshot", b"\xff\xd8", retain=True),
-        Message("sw/events", json.dumps({"type": "open"}).encode()),
-    ])  # fmt: skip
+    box.add(
+        [
+            Message("sw/gate/fence/state", b"ON", retain=True),
+            Message("sw/gate/fence/snapshot", b"\xff\xd8", retain=True),
+            Message("sw/events", json.dumps({"type": "open"}).encode()),
+        ]
+    )
 
     async def scenario() -> None:
         publisher = MqttPublisher(config(broker), box)
@@ -186,8 +188,9 @@ def test_username_and_password_are_used_and_never_logged(tmp_path: Path, caplog:
     try:
 
         async def scenario() -> None:
-            wrong = MqttPublisher(config(broker, username="streamwatch", password="wrong-pw"), outbox(tmp_path),
-                                  reconnect_initial_s=0.2)  # fmt: skip
+            wrong = MqttPublisher(
+                config(broker, username="streamwatch", password="wrong-pw"), outbox(tmp_path), reconnect_initial_s=0.2
+            )
             task = asyncio.create_task(wrong.run())
             await asyncio.sleep(1.5)
             assert not wrong.connected.is_set() and not task.done()  # refused, retrying, not crashed
@@ -208,14 +211,42 @@ def test_tls_with_a_private_ca(tmp_path: Path) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=streamwatch test CA")  # fmt: skip
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=streamwatch test CA",
+    )
     openssl(
         "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"
     )
     (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
     broker = Broker(tmp_path)
     broker.config.write_text(
         broker.config.read_text()
@@ -293,8 +324,9 @@ def test_a_missing_ca_file_is_logged_and_retried_not_fatal(
     broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        publisher = MqttPublisher(config(broker, tls=True, ca_file=tmp_path / "gone.pem"), outbox(tmp_path),
-                                  reconnect_initial_s=0.1)  # fmt: skip
+        publisher = MqttPublisher(
+            config(broker, tls=True, ca_file=tmp_path / "gone.pem"), outbox(tmp_path), reconnect_initial_s=0.1
+        )
         task = asyncio.create_task(publisher.run())
         await until(lambda: "gone.pem" in publisher.last_error)
         await asyncio.sleep(0.5)

@@ -78,8 +78,12 @@ def test_a_wrong_api_key_is_not_retried(server: ServeProcess) -> None:
 
 
 def test_yes_no_from_logprobs_or_from_text() -> None:
-    entries = [{"token": "Yes", "logprob": math.log(0.6)}, {"token": " yes", "logprob": math.log(0.1)},
-               {"token": "No", "logprob": math.log(0.2)}, {"token": "Maybe", "logprob": math.log(0.1)}]  # fmt: skip
+    entries = [
+        {"token": "Yes", "logprob": math.log(0.6)},
+        {"token": " yes", "logprob": math.log(0.1)},
+        {"token": "No", "logprob": math.log(0.2)},
+        {"token": "Maybe", "logprob": math.log(0.1)},
+    ]
 
     def choice(text: str, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         first: dict[str, Any] = answer(text, logprobs)["choices"][0]
@@ -189,11 +193,22 @@ def test_streamwatch_ask_with_the_openai_backend(server: ServeProcess, tiny_glm4
     image = random_image(70)
     image.save(tmp_path / "frame.png")
     config = tmp_path / "remote.toml"
-    config.write_text(f'[model]\nbackend = "openai"\nid = "tiny-glm4v"\n\n[model.remote]\n'
-                      f'base_urls = ["{server.url}"]\napi_key = "${{TEST_MODEL_KEY}}"\n')  # fmt: skip
+    config.write_text(
+        f'[model]\nbackend = "openai"\nid = "tiny-glm4v"\n\n[model.remote]\n'
+        f'base_urls = ["{server.url}"]\napi_key = "${{TEST_MODEL_KEY}}"\n'
+    )
     env = os.environ | {"TEST_MODEL_KEY": "key-0123456789abcdef"}
-    command = [sys.executable, "-m", "streamwatch", "ask", str(tmp_path / "frame.png"), QUESTION, "-c", str(config),
-               "--json"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "streamwatch",
+        "ask",
+        str(tmp_path / "frame.png"),
+        QUESTION,
+        "-c",
+        str(config),
+        "--json",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)

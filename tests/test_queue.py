@@ -237,8 +237,11 @@ def test_questions_about_one_frame_stay_together_in_a_batch() -> None:
     backend = RecordingBackend()
     queue = InferenceQueue(backend, max_batch=6, max_wait_s=0.5)
     frames = {cam: IMAGE.copy() for cam in ("a", "b", "c")}
-    futures = [queue.submit(request(f"{cam}{rule}", source=cam, image=frames[cam]))
-               for cam in ("a", "b", "c") for rule in range(3)]  # fmt: skip
+    futures = [
+        queue.submit(request(f"{cam}{rule}", source=cam, image=frames[cam]))
+        for cam in ("a", "b", "c")
+        for rule in range(3)
+    ]
     queue.start()
     for future in futures:
         future.result(timeout=10)

@@ -38,8 +38,9 @@ def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if "/.venv/" not in p)
     log = tmp_path / "make-run.log"
     with log.open("wb") as out:  # runs until stopped, as a user runs it; stopped with SIGTERM once it answered
-        make = subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        make = subprocess.Popen(
+            ["make", "run"], cwd=clone, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     answered = re.compile(r"camera=yard rule=fence-climb answer='(yes|no)' p_yes=[01]\.\d+")
 
     def done() -> bool:

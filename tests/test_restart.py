@@ -92,8 +92,11 @@ class Site:
     def start(self) -> None:
         self.runs += 1
         log = (self.folder / f"run{self.runs}.log").open("wb")
-        self.process = subprocess.Popen([sys.executable, str(self.folder / "service.py"), str(self.config),
-                                         str(self.flag)], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, str(self.folder / "service.py"), str(self.config), str(self.flag)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def log(self) -> str:
         return (self.folder / f"run{self.runs}.log").read_text()

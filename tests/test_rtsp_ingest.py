@@ -237,8 +237,11 @@ def test_reconnects_back_off_exponentially_with_jitter_up_to_the_cap(
     start(workers, camera("refused", f"rtsp://127.0.0.1:{port}/cam", reconnect_max_s=0.4), backoff_initial_s=0.05)
 
     def delays() -> list[float]:  # read from the log lines themselves: the counter moves before its line is logged
-        return [float(r.getMessage().split("reconnecting in ")[1].split()[0]) for r in list(caplog.records)
-                if "reconnecting in" in r.getMessage()][:7]  # fmt: skip
+        return [
+            float(r.getMessage().split("reconnecting in ")[1].split()[0])
+            for r in list(caplog.records)
+            if "reconnecting in" in r.getMessage()
+        ][:7]
 
     wait_for(lambda: len(delays()) >= 7, 30, "7 reconnect attempts logged")
     expected = [0.05, 0.1, 0.2, 0.4, 0.4, 0.4, 0.4]

@@ -133,8 +133,9 @@ def test_rule_ids_are_unique_across_files(tmp_path: Path) -> None:
     (tmp_path / "b.toml").write_text("# the same rule again\n" + BASE)
     with pytest.raises(DataFileError) as info:
         load_rules(tmp_path, [YARD])
-    assert info.value.problems == [f"{tmp_path / 'b.toml'}:3: rules: rule id 'r1' is also defined in "
-                                   f"{tmp_path / 'a.toml'}"]  # fmt: skip
+    assert info.value.problems == [
+        f"{tmp_path / 'b.toml'}:3: rules: rule id 'r1' is also defined in {tmp_path / 'a.toml'}"
+    ]
 
 
 def test_a_rules_file_holds_at_most_1000_rules_and_a_folder_256_files(tmp_path: Path) -> None:
@@ -152,23 +153,29 @@ def test_a_rules_file_holds_at_most_1000_rules_and_a_folder_256_files(tmp_path: 
 
 def test_every_shipped_choice_fits_its_token_budget_for_the_demo_model() -> None:
     """shelf-fill once had max_new_tokens = 4, so 'partial' (5 tokens with its answer box) came back as 'part'."""
-    limits, note = offline_limits(str(REPO / "models" / "demo-glm4v"), max_chars=2000, max_tokens=512,
-                                  max_image_side=640, max_new_tokens=16)  # fmt: skip
+    limits, note = offline_limits(
+        str(REPO / "models" / "demo-glm4v"), max_chars=2000, max_tokens=512, max_image_side=640, max_new_tokens=16
+    )
     assert note is None and limits.count_answer is not None
     rules = load_rules(REPO / "rules", [YARD, DOCK], limits)  # raises if any choice would be cut off
     choice_rules = [r for r in rules.rules if r.answer == "choice"]
-    assert choice_rules and all(limits.answer_problem(c, r.max_new_tokens) is None for r in choice_rules
-                                for c in r.choices)  # fmt: skip
+    assert choice_rules and all(
+        limits.answer_problem(c, r.max_new_tokens) is None for r in choice_rules for c in r.choices
+    )
     cut = rules.rules[0].model_copy(update={"answer": "choice", "choices": ["empty", "partial"], "max_new_tokens": 4})
     assert "'partial' takes 5 tokens" in str(limits.answer_problem("partial", cut.max_new_tokens))
 
 
 def test_questions_are_bounded_in_the_models_tokens(tiny_glm4v: Path, tmp_path: Path) -> None:
-    limits, _note = offline_limits(str(tiny_glm4v), max_chars=100_000, max_tokens=64, max_image_side=640,
-                                   max_new_tokens=16)  # fmt: skip
+    limits, _note = offline_limits(
+        str(tiny_glm4v), max_chars=100_000, max_tokens=64, max_image_side=640, max_new_tokens=16
+    )
     path = rule_file(tmp_path, BASE.replace("Is a person at {location}?", "Is a person " + "near the gate " * 40 + "?"))
-    with pytest.raises(DataFileError, match=r"r.toml:4: rules\[0\].question: the question is \d+ tokens long; at most "
-                                            r"64 for .*tiny-glm4v"):  # fmt: skip
+    with pytest.raises(
+        DataFileError,
+        match=r"r.toml:4: rules\[0\].question: the question is \d+ tokens long; at most "
+        r"64 for .*tiny-glm4v",
+    ):
         load_rule_file(path, [YARD], limits)
     assert limits.problem("Is a person at the gate? Answer yes or no.") is None
 

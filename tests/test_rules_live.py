@@ -63,13 +63,17 @@ def test_an_edit_applies_and_an_unchanged_folder_is_not_reloaded(rules_dir: Path
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
-        (rule_file("Anyone at {loction}? Answer yes or no."), "perimeter.toml:4: rules[0].question: unknown "
-         "template variable {loction}"),
-        (rule_file("Anyone? Answer yes or no.", extra="threshold = 2"), "perimeter.toml:5: rules[0].threshold: "
-         "Input should be less than or equal to 1"),
+        (
+            rule_file("Anyone at {loction}? Answer yes or no."),
+            "perimeter.toml:4: rules[0].question: unknown template variable {loction}",
+        ),
+        (
+            rule_file("Anyone? Answer yes or no.", extra="threshold = 2"),
+            "perimeter.toml:5: rules[0].threshold: Input should be less than or equal to 1",
+        ),
         ("[[rules]\nid = 'x'\n", "perimeter.toml:1: TOML syntax error"),
     ],
-)  # fmt: skip
+)
 def test_a_broken_edit_is_rejected_and_the_previous_version_stays(
     rules_dir: Path, caplog: pytest.LogCaptureFixture, broken: str, message: str
 ) -> None:

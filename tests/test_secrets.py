@@ -49,8 +49,9 @@ def test_the_log_formatter_masks_registered_secrets_in_messages_and_tracebacks()
     try:
         raise RuntimeError("login with correct-horse-battery failed")
     except RuntimeError:
-        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "password %s", ("correct-horse-battery",),
-                                   sys.exc_info())  # fmt: skip
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "password %s", ("correct-horse-battery",), sys.exc_info()
+        )
     line = formatter.format(record)
     assert "correct-horse-battery" not in line and "Traceback" in line and "***" in line
 
@@ -81,8 +82,9 @@ def test_the_cameras_api_and_page_never_show_the_password(tmp_path: Path) -> Non
     site = Site(tmp_path)
     site.worker.stop()
     password = "s3c/ret#1?"
-    site.worker = CameraWorker(CameraConfig(id="yard", url=f"rtsp://admin:{password}@127.0.0.1:{free_port()}/x",
-                                            open_timeout_s=2))  # fmt: skip
+    site.worker = CameraWorker(
+        CameraConfig(id="yard", url=f"rtsp://admin:{password}@127.0.0.1:{free_port()}/x", open_timeout_s=2)
+    )
     site.worker.start()
     try:
         wait_for(lambda: site.worker.status().last_error != "", 30, "the camera error")
@@ -95,8 +97,9 @@ def test_the_cameras_api_and_page_never_show_the_password(tmp_path: Path) -> Non
 
 
 def streamwatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamwatch", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streamwatch", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("password", ["p#ss/word", "with space", "q?x@y"])
@@ -107,8 +110,9 @@ def test_probe_never_prints_the_password(tmp_path: Path, password: str) -> None:
     assert json.loads(result.stdout)[0]["url"].startswith("rtsp://admin:***@127.0.0.1:")
 
 
-@pytest.mark.parametrize("url", ["ftp://admin:hunter2/x@cam/live", "rtsp://admin:hunter2@cam:99999/x",
-                                 "rtsp://admin:hunter2@/x"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url", ["ftp://admin:hunter2/x@cam/live", "rtsp://admin:hunter2@cam:99999/x", "rtsp://admin:hunter2@/x"]
+)
 def test_probe_refuses_bad_urls_without_a_traceback(tmp_path: Path, url: str) -> None:
     result = streamwatch("probe", url, "--seconds", "1", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "hunter2" not in result.stderr
@@ -118,10 +122,12 @@ def test_probe_refuses_bad_urls_without_a_traceback(tmp_path: Path, url: str) ->
 def test_the_service_log_never_holds_a_camera_password(tmp_path: Path) -> None:
     password = "pa/ss#word?1"
     config = tmp_path / "config.toml"
-    config.write_text(f'rules_dir = "{REPO / "rules"}"\n[model]\nid = "{REPO / "models" / "demo-glm4v"}"\n'
-                      f'[[cameras]]\nid = "gate"\nurl = "rtsp://admin:{password}@127.0.0.1:{free_port()}/live"\n'
-                      'open_timeout_s = 2\ntags = ["perimeter"]\n[mqtt]\nenabled = false\n[web]\nenabled = false\n'
-                      f'[storage]\ndatabase_url = "sqlite:///{tmp_path / "db.sqlite"}"\n')  # fmt: skip
+    config.write_text(
+        f'rules_dir = "{REPO / "rules"}"\n[model]\nid = "{REPO / "models" / "demo-glm4v"}"\n'
+        f'[[cameras]]\nid = "gate"\nurl = "rtsp://admin:{password}@127.0.0.1:{free_port()}/live"\n'
+        'open_timeout_s = 2\ntags = ["perimeter"]\n[mqtt]\nenabled = false\n[web]\nenabled = false\n'
+        f'[storage]\ndatabase_url = "sqlite:///{tmp_path / "db.sqlite"}"\n'
+    )
     result = streamwatch("run", "-c", str(config), "--duration", "6", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "camera gate offline: cannot open rtsp://admin:***@127.0.0.1:" in result.stderr

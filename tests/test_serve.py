@@ -95,8 +95,11 @@ def test_image_urls_are_fetched_only_when_allowed(server: ServeProcess, tiny_glm
     ("body", "status", "message"),
     [
         (chat("data:image/png;base64,!!!", QUESTION), 400, "not valid base64"),
-        (chat("data:image/png;base64," + base64.b64encode(b"not an image").decode(), QUESTION), 400,
-         "does not hold an image"),
+        (
+            chat("data:image/png;base64," + base64.b64encode(b"not an image").decode(), QUESTION),
+            400,
+            "does not hold an image",
+        ),
         (chat("file:///etc/passwd", QUESTION), 400, "data: URI or an http(s) URL"),
         (chat("http://127.0.0.1:9/x.jpg", QUESTION), 400, "does not fetch image URLs"),
         ({"model": "tiny", "messages": [{"role": "user", "content": "hello"}]}, 400, "found 0"),
@@ -105,7 +108,7 @@ def test_image_urls_are_fetched_only_when_allowed(server: ServeProcess, tiny_glm
         (chat(data_uri(random_image(1)), QUESTION, max_tokens=65), 400, "at most 64"),
         ("not a JSON object", 400, "body"),
     ],
-)  # fmt: skip
+)
 def test_bad_requests_get_clear_errors(server: ServeProcess, body: Any, status: int, message: str) -> None:
     response = post(server, body)
     assert response.status_code == status, response.text
@@ -137,6 +140,10 @@ def test_an_api_key_is_required_when_configured(tiny_glm4v: Path, tmp_path: Path
 def test_listening_beyond_this_machine_needs_a_key(tiny_glm4v: Path, tmp_path: Path) -> None:
     config = tmp_path / "open.toml"
     config.write_text(f'[model]\nid = "{tiny_glm4v}"\n')
-    result = subprocess.run([sys.executable, "-m", "streamwatch", "serve", "-c", str(config), "--host", "0.0.0.0"],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "serve", "-c", str(config), "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "serve.api_key" in result.stderr

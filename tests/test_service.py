@@ -205,11 +205,25 @@ def test_events_past_retention_are_deleted_at_start(tmp_path: Path) -> None:
     settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None))
     store = EventStore(Database.open(settings.database_url()), tmp_path / "data" / "snapshots")
     for uid in ("old", "recent"):
-        store.record(NewEvent(
-            uid=uid, alert_id=uid, kind="open", camera="gate", rule="right-side", severity="critical", title="t",
-            question="q", answer="yes", confidence=0.9, latency_s=0.1, model="m", description=None,
-            frame_at=datetime.now(UTC),
-        ), b"jpeg")  # fmt: skip
+        store.record(
+            NewEvent(
+                uid=uid,
+                alert_id=uid,
+                kind="open",
+                camera="gate",
+                rule="right-side",
+                severity="critical",
+                title="t",
+                question="q",
+                answer="yes",
+                confidence=0.9,
+                latency_s=0.1,
+                model="m",
+                description=None,
+                frame_at=datetime.now(UTC),
+            ),
+            b"jpeg",
+        )
     with store.db.session() as session, session.begin():
         old = session.query(Event).filter_by(uid="old").one()
         old.created_at = datetime.now(UTC) - timedelta(days=31)  # retention_days defaults to 30

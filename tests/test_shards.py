@@ -32,9 +32,16 @@ def test_every_camera_is_on_exactly_one_shard_and_stays_there() -> None:
     more = [*ids, "cam-new"]
     assert [Shard(1, 3).of(i) for i in ids] == [Shard(1, 3).of(i) for i in more[:-1]]  # a new camera moves none
     # The same in another process: no per-process hash seed.
-    other = subprocess.run([sys.executable, "-c", "from streamwatch.shard import Shard; "
-                            "print([Shard(1, 3).of(f'cam-{i}') for i in range(20)])"],
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from streamwatch.shard import Shard; print([Shard(1, 3).of(f'cam-{i}') for i in range(20)])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert other.stdout.strip() == str([Shard(1, 3).of(f"cam-{i}") for i in range(20)])
 
 
@@ -45,8 +52,12 @@ def test_bad_shard_settings_are_named(tmp_path: Path, spec: str, message: str) -
     with pytest.raises(DataFileError) as failure:
         load_settings(config)
     assert f"{config}:1: shard:" in str(failure.value) and message in str(failure.value)
-    result = subprocess.run([sys.executable, "-m", "streamwatch", "run", "-c", str(config), "--shard", spec],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "run", "-c", str(config), "--shard", spec],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and message in result.stderr
 
 
@@ -68,9 +79,13 @@ def test_two_shards_share_a_broker_and_a_postgresql_database(tmp_path: Path, pos
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "perimeter.toml").write_text(RULES)
     with Broker(tmp_path) as broker:
-        blocks = "".join(f'[[cameras]]\nid = "{c}"\nurl = "{frames}"\nsample_interval_s = 0.5\ntags = ["perimeter"]\n'
-                         'location = "the fence"\n' for c in cameras)  # fmt: skip
-        (tmp_path / "config.toml").write_text(textwrap.dedent(f"""
+        blocks = "".join(
+            f'[[cameras]]\nid = "{c}"\nurl = "{frames}"\nsample_interval_s = 0.5\ntags = ["perimeter"]\n'
+            'location = "the fence"\n'
+            for c in cameras
+        )
+        (tmp_path / "config.toml").write_text(
+            textwrap.dedent(f"""
             [model]
             id = "test/scene-double"
             [storage]
@@ -82,7 +97,9 @@ def test_two_shards_share_a_broker_and_a_postgresql_database(tmp_path: Path, pos
             port = {broker.port}
             topic_prefix = "sw"
             home_assistant_discovery = true
-        """) + blocks)  # fmt: skip
+        """)
+            + blocks
+        )
         settings = load_settings(tmp_path / "config.toml")
         subscriber = Subscriber(broker.port, "#")
         shards = [Running(settings.model_copy(update={"shard": spec})) for spec in ("1/2", "2/2")]

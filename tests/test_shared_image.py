@@ -40,8 +40,13 @@ def test_prompts_split_after_the_image_and_group_by_image(backends: tuple[Transf
 def test_shared_image_answers_equal_the_plain_path(backends: tuple[TransformersBackend, ...]) -> None:
     shared, plain = backends
     gate, yard = random_image(10, 320, 200), random_image(11, 256, 256)  # different sizes: different prefixes
-    prompts = [Prompt(gate, QUESTIONS[0]), Prompt(gate, QUESTIONS[1]), Prompt(yard, QUESTIONS[2]),
-               Prompt(gate, QUESTIONS[2]), Prompt(yard, QUESTIONS[0])]  # fmt: skip
+    prompts = [
+        Prompt(gate, QUESTIONS[0]),
+        Prompt(gate, QUESTIONS[1]),
+        Prompt(yard, QUESTIONS[2]),
+        Prompt(gate, QUESTIONS[2]),
+        Prompt(yard, QUESTIONS[0]),
+    ]
     together = [a.p_yes for a in shared.score_yes_no(prompts)]
     one_by_one = [plain.score_yes_no([p])[0].p_yes for p in prompts]
     batched_plain = [a.p_yes for a in plain.score_yes_no(prompts)]

@@ -19,10 +19,21 @@ from streamwatch.store.outbox import Outbox
 
 def new_event(uid: str, *, camera: str = "gate", rule: str = "fence", kind: str = "open") -> NewEvent:
     return NewEvent(
-        uid=uid, alert_id=uid, kind=kind, camera=camera, rule=rule, severity="critical", title="Fence climbing",
-        question="Is anyone climbing the fence? Answer yes or no.", answer="yes", confidence=0.93, latency_s=0.12,
-        model="tiny-glm4v", description=None, frame_at=datetime.now(UTC),
-    )  # fmt: skip
+        uid=uid,
+        alert_id=uid,
+        kind=kind,
+        camera=camera,
+        rule=rule,
+        severity="critical",
+        title="Fence climbing",
+        question="Is anyone climbing the fence? Answer yes or no.",
+        answer="yes",
+        confidence=0.93,
+        latency_s=0.12,
+        model="tiny-glm4v",
+        description=None,
+        frame_at=datetime.now(UTC),
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,8 +11,19 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
 from streamwatch.vlm.processor import VideoUnsupported, load_processor
 from streamwatch.vlm.prompts import prompt_style
 
-GLM_SPECIALS = ["<|begin_of_image|>", "<|image|>", "<|end_of_image|>", "<|begin_of_box|>", "<|end_of_box|>",
-                "[gMASK]", "<sop>", "<|user|>", "<|assistant|>", "<think>", "</think>"]  # fmt: skip
+GLM_SPECIALS = [
+    "<|begin_of_image|>",
+    "<|image|>",
+    "<|end_of_image|>",
+    "<|begin_of_box|>",
+    "<|end_of_box|>",
+    "[gMASK]",
+    "<sop>",
+    "<|user|>",
+    "<|assistant|>",
+    "<think>",
+    "</think>",
+]
 
 
 def test_glm4v_checkpoint_has_the_real_layout(tiny_glm4v: Path) -> None:

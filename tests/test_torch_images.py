@@ -20,8 +20,11 @@ CPU = torch.device("cpu")
 
 def _texts(processor: object, count: int) -> list[str]:
     token = processor.image_token  # type: ignore[attr-defined]
-    begin, end = ("<|begin_of_image|>", "<|end_of_image|>") if "begin" in str(processor.tokenizer.all_special_tokens) \
-        else ("<|vision_start|>", "<|vision_end|>")  # type: ignore[attr-defined]  # fmt: skip
+    begin, end = (
+        ("<|begin_of_image|>", "<|end_of_image|>")
+        if "begin" in str(processor.tokenizer.all_special_tokens)
+        else ("<|vision_start|>", "<|vision_end|>")
+    )  # type: ignore[attr-defined]
     return [f"{begin}{token}{end} Is the gate open?"] * count
 
 

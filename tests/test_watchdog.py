@@ -97,8 +97,11 @@ def readyz(port: int) -> tuple[int, dict[str, object]]:
 
 def test_the_service_says_it_is_not_ready_while_its_model_hangs(tmp_path: Path) -> None:
     config = write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None)
-    config.write_text(config.read_text().replace('id = "test/scene-double"', 'id = "test/scene-double"\n'
-                                                 "stall_timeout_s = 1\nrequest_timeout_s = 600"))  # fmt: skip
+    config.write_text(
+        config.read_text().replace(
+            'id = "test/scene-double"', 'id = "test/scene-double"\nstall_timeout_s = 1\nrequest_timeout_s = 600'
+        )
+    )
     settings = load_settings(config)
     backend = StuckBackend()
     running = Running(settings, backend_factory=lambda _s: backend)
@@ -120,8 +123,11 @@ def test_the_service_stops_in_bounded_time_while_a_model_call_hangs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None)
-    config.write_text(config.read_text().replace('id = "test/scene-double"', 'id = "test/scene-double"\n'
-                                                 "stall_timeout_s = 1\nrequest_timeout_s = 2"))  # fmt: skip
+    config.write_text(
+        config.read_text().replace(
+            'id = "test/scene-double"', 'id = "test/scene-double"\nstall_timeout_s = 1\nrequest_timeout_s = 2'
+        )
+    )
     backend = StuckBackend()
     running = Running(load_settings(config), backend_factory=lambda _s: backend)
     try:
@@ -138,8 +144,15 @@ def test_serve_health_is_503_with_the_reason_while_the_model_hangs() -> None:
     backend = StuckBackend()
     queue = InferenceQueue(backend, max_batch=2, max_wait_s=0.01)
     queue.start()
-    app = create_openai_app(queue, ServeConfig(), "stuck", default_tokens=16, timeout_s=600,
-                            limits=PromptLimits(2000), watchdog=ModelWatchdog(queue, 0.3))  # fmt: skip
+    app = create_openai_app(
+        queue,
+        ServeConfig(),
+        "stuck",
+        default_tokens=16,
+        timeout_s=600,
+        limits=PromptLimits(2000),
+        watchdog=ModelWatchdog(queue, 0.3),
+    )
     try:
         with TestClient(app, base_url="http://127.0.0.1:8000") as client:
             assert client.get("/health").json()["status"] == "ok"

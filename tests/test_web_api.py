@@ -66,8 +66,19 @@ class Site:
 
     def rule_views(self) -> list[RuleView]:
         last = LastAnswer("yard", "no", 0.12, False, time.time())
-        return [RuleView("fence-climb", "Fence climbing", "critical", "yes_no", "Climbing at {location}?", ["yard"],
-                         True, "help text", [last])]  # fmt: skip
+        return [
+            RuleView(
+                "fence-climb",
+                "Fence climbing",
+                "critical",
+                "yes_no",
+                "Climbing at {location}?",
+                ["yard"],
+                True,
+                "help text",
+                [last],
+            )
+        ]
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
         return await self.queue.ask(Request(image, question, kind, source="api"))
@@ -83,13 +94,35 @@ class Site:
         self.queue.stop()
 
 
-def add_event(store: EventStore, uid: str, *, camera: str = "yard", rule: str = "fence-climb", kind: str = "open",
-              severity: str = "critical", snapshot: bytes | None = None) -> None:  # fmt: skip
-    store.record(NewEvent(
-        uid=uid, alert_id=uid, kind=kind, camera=camera, rule=rule, severity=severity, title="Fence climbing",
-        question="Is anyone climbing the fence? Answer yes or no.", answer="yes", confidence=0.91, latency_s=0.2,
-        model="m", description=None, frame_at=datetime.now(UTC),
-    ), snapshot)  # fmt: skip
+def add_event(
+    store: EventStore,
+    uid: str,
+    *,
+    camera: str = "yard",
+    rule: str = "fence-climb",
+    kind: str = "open",
+    severity: str = "critical",
+    snapshot: bytes | None = None,
+) -> None:
+    store.record(
+        NewEvent(
+            uid=uid,
+            alert_id=uid,
+            kind=kind,
+            camera=camera,
+            rule=rule,
+            severity=severity,
+            title="Fence climbing",
+            question="Is anyone climbing the fence? Answer yes or no.",
+            answer="yes",
+            confidence=0.91,
+            latency_s=0.2,
+            model="m",
+            description=None,
+            frame_at=datetime.now(UTC),
+        ),
+        snapshot,
+    )
 
 
 def jpeg_bytes(color: tuple[int, int, int] = (200, 200, 200)) -> bytes:
@@ -148,8 +181,11 @@ def test_review_needs_the_csrf_token_and_is_stored(client: TestClient, site: Sit
     refused = client.post("/api/events/e1/review", json={"verdict": "false_positive"})
     assert refused.status_code == 403
     token = csrf_of(client)
-    done = client.post("/api/events/e1/review", json={"verdict": "false_positive", "note": "flag shadow"},
-                       headers={"X-CSRF-Token": token})  # fmt: skip
+    done = client.post(
+        "/api/events/e1/review",
+        json={"verdict": "false_positive", "note": "flag shadow"},
+        headers={"X-CSRF-Token": token},
+    )
     assert done.status_code == 200 and done.json()["verdict"] == "false_positive"
     stored = site.store.get("e1")
     assert stored is not None and stored.verdict == "false_positive" and stored.note == "flag shadow"
@@ -174,14 +210,23 @@ def test_ask_goes_through_the_queue(client: TestClient, site: Site) -> None:
     token = csrf_of(client)
     white = io.BytesIO()
     Image.new("RGB", (32, 32), (255, 255, 255)).save(white, format="PNG")
-    answer = client.post("/api/ask", files={"image": ("w.png", white.getvalue(), "image/png")},
-                         data={"question": "Is it bright? Answer yes or no.", "csrf": token}).json()  # fmt: skip
+    answer = client.post(
+        "/api/ask",
+        files={"image": ("w.png", white.getvalue(), "image/png")},
+        data={"question": "Is it bright? Answer yes or no.", "csrf": token},
+    ).json()
     assert answer["answer"] == "yes" and answer["confidence"] == pytest.approx(1.0) and answer["model"] == "brightness"
-    text = client.post("/api/ask", files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
-                       data={"question": "What is this?", "kind": "text", "csrf": token}).json()  # fmt: skip
+    text = client.post(
+        "/api/ask",
+        files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
+        data={"question": "What is this?", "kind": "text", "csrf": token},
+    ).json()
     assert text["answer"] == "you asked: What is this?" and text["confidence"] is None
-    broken = client.post("/api/ask", files={"image": ("x.jpg", b"not an image", "image/jpeg")},
-                         data={"question": "Is it?", "csrf": token})  # fmt: skip
+    broken = client.post(
+        "/api/ask",
+        files={"image": ("x.jpg", b"not an image", "image/jpeg")},
+        data={"question": "Is it?", "csrf": token},
+    )
     assert broken.status_code == 422 and "not a readable image" in broken.json()["detail"]
     assert site.queue.stats().answered == 2
 
@@ -189,14 +234,20 @@ def test_ask_goes_through_the_queue(client: TestClient, site: Site) -> None:
 def test_metrics_parse_and_move_when_requests_flow(client: TestClient) -> None:
     def samples() -> dict[str, float]:
         text = client.get("/metrics").text
-        return {s.name + str(sorted(s.labels.items())): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+        return {
+            s.name + str(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
 
     before = samples()
     token = csrf_of(client)
     for _ in range(3):
-        client.post("/api/ask", files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
-                    data={"question": "Bright?", "csrf": token})  # fmt: skip
+        client.post(
+            "/api/ask",
+            files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
+            data={"question": "Bright?", "csrf": token},
+        )
     after = samples()
     answered = "streamwatch_requests_total[('outcome', 'answered')]"
     assert after[answered] == before[answered] + 3
@@ -225,8 +276,9 @@ def test_off_loopback_everything_needs_a_login_or_a_token(site: Site) -> None:
         assert review.status_code == 200  # token clients need no CSRF token
         wrong = client.post("/login", data={"password": "nope", "next": "/"}, follow_redirects=False)
         assert wrong.status_code == 401 and "sw_session" not in wrong.cookies
-        right = client.post("/login", data={"password": "correct horse", "next": "//evil.example/"},
-                            follow_redirects=False)  # fmt: skip
+        right = client.post(
+            "/login", data={"password": "correct horse", "next": "//evil.example/"}, follow_redirects=False
+        )
         assert right.status_code == 303 and right.headers["location"] == "/"  # no open redirect
         assert (
             "httponly" in right.headers["set-cookie"].lower()

@@ -23,13 +23,29 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
 def service(tmp_path: Path) -> Iterator[tuple[str, EventStore]]:
     settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None))
     store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
-    for uid, rule, title in (("fence1", "right-side", "Person on the right side of the fence"),
-                             ("gate1", "gate-open", "Gate left open")):  # fmt: skip
-        store.record(NewEvent(
-            uid=uid, alert_id=uid, kind="open", camera="gate", rule=rule, severity="critical", title=title,
-            question=f"{title}? Answer yes or no.", answer="yes", confidence=0.87, latency_s=0.2, model="m",
-            description=None, frame_at=datetime.now(UTC),
-        ), (REPO / "tests" / "data" / "snapshot.jpg").read_bytes())  # fmt: skip
+    for uid, rule, title in (
+        ("fence1", "right-side", "Person on the right side of the fence"),
+        ("gate1", "gate-open", "Gate left open"),
+    ):
+        store.record(
+            NewEvent(
+                uid=uid,
+                alert_id=uid,
+                kind="open",
+                camera="gate",
+                rule=rule,
+                severity="critical",
+                title=title,
+                question=f"{title}? Answer yes or no.",
+                answer="yes",
+                confidence=0.87,
+                latency_s=0.2,
+                model="m",
+                description=None,
+                frame_at=datetime.now(UTC),
+            ),
+            (REPO / "tests" / "data" / "snapshot.jpg").read_bytes(),
+        )
     running = Running(settings)
     try:
         yield f"http://127.0.0.1:{settings.web.port}", store
@@ -85,8 +101,11 @@ def test_pages_fit_a_phone_and_show_live_cameras_and_rules(service: tuple[str, E
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
     phone.goto(base + "/cameras")
-    wait_for(lambda: phone.locator("img.live").evaluate("img => img.complete && img.naturalWidth > 0"), 15,
-             "the latest frame")  # fmt: skip
+    wait_for(
+        lambda: phone.locator("img.live").evaluate("img => img.complete && img.naturalWidth > 0"),
+        15,
+        "the latest frame",
+    )
     assert phone.locator("li.card[data-camera=gate] .badge").inner_text() == "online"
     phone.goto(base + "/rules")
     assert phone.locator("li.card[data-rule=right-side]").count() == 1

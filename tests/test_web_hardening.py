@@ -105,10 +105,11 @@ def head(method: str, path: str, port: int, *lines: str) -> str:
         ("/api/events/e1/review", "application/json", 401),  # a 300 MB JSON document
         ("/metrics", "text/plain", 401),
     ],
-)  # fmt: skip
+)
 def test_no_body_is_read_before_authentication(live: LiveServer, path: str, content_type: str, status: int) -> None:
-    code, _ = live.raw(head("POST", path, live.port, f"Content-Type: {content_type}", "Content-Length: 2000000000"),
-                       b"--x\r\n")  # fmt: skip
+    code, _ = live.raw(
+        head("POST", path, live.port, f"Content-Type: {content_type}", "Content-Length: 2000000000"), b"--x\r\n"
+    )
     assert code == status
 
 
@@ -117,21 +118,48 @@ def test_no_body_is_read_before_authentication(live: LiveServer, path: str, cont
     [("/api/ask", 50_000_000), ("/api/events/e1/review", 300_000_000), ("/api/events/e1/review", 70_000)],
 )
 def test_bodies_past_their_limit_are_refused_unread(live: LiveServer, path: str, length: int) -> None:
-    code, body = live.raw(head("POST", path, live.port, f"Authorization: Bearer {TOKEN}",
-                               "Content-Type: application/json", f"Content-Length: {length}"), b"{")  # fmt: skip
+    code, body = live.raw(
+        head(
+            "POST",
+            path,
+            live.port,
+            f"Authorization: Bearer {TOKEN}",
+            "Content-Type: application/json",
+            f"Content-Length: {length}",
+        ),
+        b"{",
+    )
     assert code == 413 and b"request body larger than" in body
 
 
 def test_a_chunked_body_is_counted_as_it_arrives(live: LiveServer) -> None:
     chunk = b"x" * 16384
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"  # 128 KiB
-    code, _ = live.raw(head("POST", "/api/events/e1/review", live.port, f"Authorization: Bearer {TOKEN}",
-                            "Content-Type: application/json", "Transfer-Encoding: chunked"), body)  # fmt: skip
+    code, _ = live.raw(
+        head(
+            "POST",
+            "/api/events/e1/review",
+            live.port,
+            f"Authorization: Bearer {TOKEN}",
+            "Content-Type: application/json",
+            "Transfer-Encoding: chunked",
+        ),
+        body,
+    )
     assert code == 413
     small = b'{"verdict": "confirmed"}'
     body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small)
-    code, _ = live.raw(head("POST", "/api/events/e1/review", live.port, f"Authorization: Bearer {TOKEN}",
-                            "Content-Type: application/json", "Transfer-Encoding: chunked"), body)  # fmt: skip
+    code, _ = live.raw(
+        head(
+            "POST",
+            "/api/events/e1/review",
+            live.port,
+            f"Authorization: Bearer {TOKEN}",
+            "Content-Type: application/json",
+            "Transfer-Encoding: chunked",
+        ),
+        body,
+    )
     assert code == 200
 
 
@@ -157,8 +185,9 @@ def csrf_of(client: TestClient) -> str:
 def test_decompression_bombs_are_refused_before_decoding(client: TestClient, format: str, side: int) -> None:
     data = bomb(format, side)
     assert len(data) < 7_000_000
-    response = client.post("/api/ask", files={"image": ("b", data, "image/png")},
-                           data={"question": "Bright?", "csrf": csrf_of(client)})  # fmt: skip
+    response = client.post(
+        "/api/ask", files={"image": ("b", data, "image/png")}, data={"question": "Bright?", "csrf": csrf_of(client)}
+    )
     assert response.status_code == 413, response.text
     detail = response.json()["detail"]
     assert f"{side}x{side} pixels" in detail or f"declares {side * side / 1e6:g} million pixels" in detail
@@ -166,8 +195,11 @@ def test_decompression_bombs_are_refused_before_decoding(client: TestClient, for
 
 
 def test_questions_past_the_limit_are_refused(client: TestClient) -> None:
-    response = client.post("/api/ask", files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
-                           data={"question": "Is it bright? " * 30, "csrf": csrf_of(client)})  # fmt: skip
+    response = client.post(
+        "/api/ask",
+        files={"image": ("w.jpg", jpeg_bytes(), "image/jpeg")},
+        data={"question": "Is it bright? " * 30, "csrf": csrf_of(client)},
+    )
     assert response.status_code == 422 and "the question is 420 characters long; at most 200" in response.text
 
 
@@ -220,8 +252,9 @@ def test_logging_out_ends_the_session_on_the_server(site: Site) -> None:
         assert client.get("/api/events").status_code == 401
 
 
-@pytest.mark.parametrize("query", ["offset=9223372036854775808", "offset=9223372036854775807", "offset=-1",
-                                   "limit=0", "limit=100000"])  # fmt: skip
+@pytest.mark.parametrize(
+    "query", ["offset=9223372036854775808", "offset=9223372036854775807", "offset=-1", "limit=0", "limit=100000"]
+)
 def test_paging_out_of_range_is_a_client_error(client: TestClient, query: str) -> None:
     assert client.get(f"/api/events?{query}").status_code == 422
 
@@ -261,8 +294,9 @@ def test_a_wrong_token_is_cheap_and_a_right_one_is_hashed_once(site: Site, monke
         for _ in range(20):
             assert client.get("/api/events", headers=AUTH).status_code == 200
         assert hashed == [TOKEN]  # later requests with the verified token cost one HMAC
-        statuses = [client.get("/api/events", headers={"Authorization": f"Bearer guess-{i}"}).status_code
-                    for i in range(50)]  # fmt: skip
+        statuses = [
+            client.get("/api/events", headers={"Authorization": f"Bearer guess-{i}"}).status_code for i in range(50)
+        ]
         assert len(hashed) <= 1 + 10  # at most the lock-out's worth of slow hashes for 50 guesses
         assert set(statuses) <= {401, 429} and statuses[-1] == 429
         assert client.get("/api/events", headers=AUTH).status_code == 200  # the verified token still works

@@ -119,8 +119,14 @@ class MqttPublisher:
         if self._stopping:
             return
         self.last_error = reason
-        log.log(logging.ERROR if error else logging.WARNING, "mqtt: %s:%d unavailable (%s); retrying within %.0f s",
-                self.config.host, self.config.port, reason, backoff)  # fmt: skip
+        log.log(
+            logging.ERROR if error else logging.WARNING,
+            "mqtt: %s:%d unavailable (%s); retrying within %.0f s",
+            self.config.host,
+            self.config.port,
+            reason,
+            backoff,
+        )
 
     async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
         """Until `delay` has passed, the publisher stops, or (with `probe`) the broker's port accepts a

@@ -72,11 +72,21 @@ class AlertPipeline:
                 description = await self._describe(camera, rule, image)
         snapshot = await asyncio.to_thread(jpeg, image)
         new = NewEvent(
-            uid=uid, alert_id=alert_id or uid, kind=transition.value, camera=camera.id, rule=rule.id,
-            severity=rule.severity, title=rule.title, question=question, answer=answer.text,
-            confidence=answer.confidence, latency_s=answer.latency_s, model=answer.model[:300], description=description,
+            uid=uid,
+            alert_id=alert_id or uid,
+            kind=transition.value,
+            camera=camera.id,
+            rule=rule.id,
+            severity=rule.severity,
+            title=rule.title,
+            question=question,
+            answer=answer.text,
+            confidence=answer.confidence,
+            latency_s=answer.latency_s,
+            model=answer.model[:300],
+            description=description,
             frame_at=datetime.fromtimestamp(frame_at, UTC),
-        )  # fmt: skip
+        )
         published_snapshot = None if transition is Transition.RESOLVED else snapshot
 
         def messages(event: Event) -> list[Message]:
@@ -91,9 +101,14 @@ class AlertPipeline:
         self._notify()
         log.warning(
             "alert %s: camera=%s rule=%s severity=%s answer=%r p_yes=%s event=%s",
-            transition.value, camera.id, rule.id, rule.severity, answer.text,
-            "-" if answer.confidence is None else f"{answer.confidence:.3f}", uid,
-        )  # fmt: skip
+            transition.value,
+            camera.id,
+            rule.id,
+            rule.severity,
+            answer.text,
+            "-" if answer.confidence is None else f"{answer.confidence:.3f}",
+            uid,
+        )
         return event
 
     # -- across restarts and rule changes -------------------------------------------------------------
@@ -106,8 +121,12 @@ class AlertPipeline:
         await self.resolve_unwatched(watched)
         still = [key for key in self.evaluator.open_alerts() if key in watched]
         for camera, rule in still:
-            log.info("alert continues after restart: camera=%s rule=%s alert=%s", camera, rule,
-                     self.evaluator.state(camera, rule).alert_id)  # fmt: skip
+            log.info(
+                "alert continues after restart: camera=%s rule=%s alert=%s",
+                camera,
+                rule,
+                self.evaluator.state(camera, rule).alert_id,
+            )
         return len(still)
 
     async def resolve_unwatched(self, watched: set[tuple[str, str]]) -> None:
@@ -126,11 +145,21 @@ class AlertPipeline:
         uid = uuid.uuid4().hex
         now = time.time()
         new = NewEvent(
-            uid=uid, alert_id=alert_id or uid, kind=Transition.RESOLVED.value, camera=camera, rule=rule,
-            severity=opened.severity if opened else "info", title=opened.title if opened else rule,
-            question=opened.question if opened else "", answer=NO_LONGER_WATCHED, confidence=None, latency_s=0.0,
-            model=opened.model if opened else "", description=None, frame_at=datetime.fromtimestamp(now, UTC),
-        )  # fmt: skip
+            uid=uid,
+            alert_id=alert_id or uid,
+            kind=Transition.RESOLVED.value,
+            camera=camera,
+            rule=rule,
+            severity=opened.severity if opened else "info",
+            title=opened.title if opened else rule,
+            question=opened.question if opened else "",
+            answer=NO_LONGER_WATCHED,
+            confidence=None,
+            latency_s=0.0,
+            model=opened.model if opened else "",
+            description=None,
+            frame_at=datetime.fromtimestamp(now, UTC),
+        )
         closed = SavedAlert(camera, rule, False, None, opened.frame_at.timestamp() if opened else now, now, now)
 
         def messages(event: Event) -> list[Message]:

@@ -29,10 +29,19 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
 
     _logging(args)
     config = IngestBenchConfig(
-        cameras=args.cameras, modes=args.modes, seconds=args.seconds, warmup_s=args.warmup,
-        sample_interval_s=args.sample_interval, width=args.width, height=args.height, fps=args.fps, gop=args.gop,
-        bit_rate=args.bitrate, out_dir=Path(args.out), name=args.name,
-    )  # fmt: skip
+        cameras=args.cameras,
+        modes=args.modes,
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        sample_interval_s=args.sample_interval,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        gop=args.gop,
+        bit_rate=args.bitrate,
+        out_dir=Path(args.out),
+        name=args.name,
+    )
     return _report(run_bench, config)
 
 
@@ -47,10 +56,17 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
         return 0
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
     config = ModelBenchConfig(
-        size=args.size, resolutions=args.resolutions, batches=args.batches, reps=args.reps,
-        naive_frames=args.naive_frames, device=args.device, peak_flops=peak, compile=args.compile,
-        out_dir=Path(args.out), name=args.name,
-    )  # fmt: skip
+        size=args.size,
+        resolutions=args.resolutions,
+        batches=args.batches,
+        reps=args.reps,
+        naive_frames=args.naive_frames,
+        device=args.device,
+        peak_flops=peak,
+        compile=args.compile,
+        out_dir=Path(args.out),
+        name=args.name,
+    )
     return _report(run_bench, config)
 
 
@@ -61,9 +77,17 @@ def cmd_bench_levers(args: argparse.Namespace) -> int:
     ((width, height),) = args.frame
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
     config = LeversBenchConfig(
-        size=args.size, width=width, height=height, frames=args.frames, reps=args.reps, steps=args.steps,
-        device=args.device, peak_flops=peak, out_dir=Path(args.out), name=args.name,
-    )  # fmt: skip
+        size=args.size,
+        width=width,
+        height=height,
+        frames=args.frames,
+        reps=args.reps,
+        steps=args.steps,
+        device=args.device,
+        peak_flops=peak,
+        out_dir=Path(args.out),
+        name=args.name,
+    )
     return _report(run_bench, config)
 
 
@@ -73,11 +97,23 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     _logging(args)
     ((width, height),) = args.frame
     config = PipelineBenchConfig(
-        size=args.size, width=width, height=height, max_image_sides=args.model_sides, cameras=args.cameras,
-        interval_s=args.interval, seconds=args.seconds, warmup_s=args.warmup, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, workers=args.workers, slo_s=args.slo, device=args.device,
-        compile=args.compile, out_dir=Path(args.out), name=args.name,
-    )  # fmt: skip
+        size=args.size,
+        width=width,
+        height=height,
+        max_image_sides=args.model_sides,
+        cameras=args.cameras,
+        interval_s=args.interval,
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        workers=args.workers,
+        slo_s=args.slo,
+        device=args.device,
+        compile=args.compile,
+        out_dir=Path(args.out),
+        name=args.name,
+    )
     return _report(run_bench, config)
 
 

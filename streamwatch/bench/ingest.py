@@ -94,9 +94,15 @@ def bench_clip(config: IngestBenchConfig, cache: Path) -> Path:
         log.info("encoding the %d s camera clip %s (once; cached) ...", seconds, path)
         partial = path.with_suffix(".partial.mp4")
         write_clip(
-            partial, seconds=seconds, fps=config.fps, width=config.width, height=config.height,
-            gop=config.gop, bit_rate=config.bit_rate, grain=6,
-        )  # fmt: skip
+            partial,
+            seconds=seconds,
+            fps=config.fps,
+            width=config.width,
+            height=config.height,
+            gop=config.gop,
+            bit_rate=config.bit_rate,
+            grain=6,
+        )
         partial.rename(path)
     return path
 
@@ -107,12 +113,16 @@ def run_one(
     workers = [
         CameraWorker(
             CameraConfig(
-                id=f"cam-{index:02d}", url=server.url("/cam"), decode=mode,
-                sample_interval_s=config.sample_interval_s, open_timeout_s=20, read_timeout_s=20,
+                id=f"cam-{index:02d}",
+                url=server.url("/cam"),
+                decode=mode,
+                sample_interval_s=config.sample_interval_s,
+                open_timeout_s=20,
+                read_timeout_s=20,
             )
         )
         for index in range(count)
-    ]  # fmt: skip
+    ]
     rss_idle = _rss_mb()
     for worker in workers:
         worker.start()
@@ -209,13 +219,22 @@ def run_bench(config: IngestBenchConfig, progress: Callable[[str], None] = print
 def _markdown(data: dict[str, Any], runs: list[IngestRun], config: IngestBenchConfig) -> str:
     m = data["machine"]
     columns = [
-        ("mode", "decode"), ("cameras", "cameras"), ("online", "online"), ("cores_used", "cores used"),
-        ("server_cores", "RTSP server cores"), ("decode_ms", "decode CPU ms/frame"),
-        ("decoded_fps_per_camera", "decoded fps/camera"), ("stream_fps_per_camera", "received fps/camera"),
-        ("keeps_up", "keeps up"), ("convert_ms", "RGB convert CPU ms"), ("sample_age_p50_ms", "sample age p50 ms"),
-        ("sample_age_p95_ms", "sample age p95 ms"), ("missed_samples", "missed samples"),
-        ("rss_peak_mb", "RSS MB"), ("rss_growth_mb", "RSS growth MB"),
-    ]  # fmt: skip
+        ("mode", "decode"),
+        ("cameras", "cameras"),
+        ("online", "online"),
+        ("cores_used", "cores used"),
+        ("server_cores", "RTSP server cores"),
+        ("decode_ms", "decode CPU ms/frame"),
+        ("decoded_fps_per_camera", "decoded fps/camera"),
+        ("stream_fps_per_camera", "received fps/camera"),
+        ("keeps_up", "keeps up"),
+        ("convert_ms", "RGB convert CPU ms"),
+        ("sample_age_p50_ms", "sample age p50 ms"),
+        ("sample_age_p95_ms", "sample age p95 ms"),
+        ("missed_samples", "missed samples"),
+        ("rss_peak_mb", "RSS MB"),
+        ("rss_growth_mb", "RSS growth MB"),
+    ]
     keyframe_runs = [r for r in runs if r.mode == "keyframes"]
     verdict = ""
     if keyframe_runs:
@@ -260,9 +279,13 @@ def _plot(runs: list[IngestRun], path: Path, config: IngestBenchConfig) -> Path:
         cores.plot(counts, [r.cores_used for r in points], marker="o", color=color, label=mode)
         ages.plot(counts, [r.sample_age_p95_ms or 0 for r in points], marker="o", color=color, label=f"{mode} p95")
         ages.plot(
-            counts, [r.sample_age_p50_ms or 0 for r in points], marker=".", linestyle=":", color=color,
+            counts,
+            [r.sample_age_p50_ms or 0 for r in points],
+            marker=".",
+            linestyle=":",
+            color=color,
             label=f"{mode} p50",
-        )  # fmt: skip
+        )
     cores.axhline(TARGET_CORES, color="grey", linestyle="--", label="target: 1 core")
     cores.set(xlabel="cameras", ylabel="CPU cores used", title=f"{config.width}x{config.height} H.264 decode")
     ages.set(xlabel="cameras", ylabel="ms", title="sample age")

@@ -89,8 +89,13 @@ def run_bench(config: LeversBenchConfig, progress: Callable[[str], None] = print
         levers = measure(backend, config, progress)
         peak = peak_flops(backend.device, config.peak_flops)
         del backend
-    data = {"benchmark": "levers", "machine": machine() | _gpu(), "config": _config_dict(config), "peak_flops": peak,
-            "levers": [asdict(lever) for lever in levers]}  # fmt: skip
+    data = {
+        "benchmark": "levers",
+        "machine": machine() | _gpu(),
+        "config": _config_dict(config),
+        "peak_flops": peak,
+        "levers": [asdict(lever) for lever in levers],
+    }
     return write_report(config.out_dir, config.name, data, _markdown(data, levers))
 
 
@@ -109,12 +114,19 @@ def measure(backend: TransformersBackend, config: LeversBenchConfig, progress: C
             logits = model(**inputs, logits_to_keep=1, use_cache=use_cache).logits[:, -1].float()
             return torch.tensor([a.p_yes for a in backend._p_yes(logits)])
 
-    def lever(group: str, name: str, fn: Callable[[], torch.Tensor], reference: torch.Tensor | None,
-              note: str = "") -> Lever:  # fmt: skip
+    def lever(
+        group: str, name: str, fn: Callable[[], torch.Tensor], reference: torch.Tensor | None, note: str = ""
+    ) -> Lever:
         seconds = _timed(fn, device, config.reps)
         drift = None if reference is None else round(float((fn() - reference).abs().max()), 4)
-        result = Lever(group, name, round(1000 * seconds / config.frames, 2),
-                       round(flops / seconds / peak, 3) if peak else None, drift, note)  # fmt: skip
+        result = Lever(
+            group,
+            name,
+            round(1000 * seconds / config.frames, 2),
+            round(flops / seconds / peak, 3) if peak else None,
+            drift,
+            note,
+        )
         progress(f"{group:>10} {name:<16} {result.ms_per_frame:8.2f} ms/frame  MFU {result.mfu}  drift {drift}")
         return result
 
@@ -159,14 +171,21 @@ def _apply(step: str, backend: TransformersBackend) -> str:
     raise ValueError(f"unknown lever {step!r}; known: {', '.join(CHAIN)}")
 
 
-def _attention(backend: TransformersBackend, forward: Callable[[bool], torch.Tensor], reference: torch.Tensor,
-               lever: Callable[..., Lever]) -> list[Lever]:  # fmt: skip
+def _attention(
+    backend: TransformersBackend,
+    forward: Callable[[bool], torch.Tensor],
+    reference: torch.Tensor,
+    lever: Callable[..., Lever],
+) -> list[Lever]:
     if backend.device.type != "cuda":
         return []
     kinds = torch.nn.attention.SDPBackend
     results = []
-    for name, kind in (("flash", kinds.FLASH_ATTENTION), ("cudnn", kinds.CUDNN_ATTENTION),
-                       ("efficient", kinds.EFFICIENT_ATTENTION)):  # fmt: skip
+    for name, kind in (
+        ("flash", kinds.FLASH_ATTENTION),
+        ("cudnn", kinds.CUDNN_ATTENTION),
+        ("efficient", kinds.EFFICIENT_ATTENTION),
+    ):
 
         def run(kind: Any = kind) -> torch.Tensor:
             with torch.nn.attention.sdpa_kernel(kind):
@@ -179,8 +198,9 @@ def _attention(backend: TransformersBackend, forward: Callable[[bool], torch.Ten
     return results
 
 
-def _preprocess(backend: TransformersBackend, images: list[Any], config: LeversBenchConfig,
-                progress: Callable[[str], None]) -> list[Lever]:  # fmt: skip
+def _preprocess(
+    backend: TransformersBackend, images: list[Any], config: LeversBenchConfig, progress: Callable[[str], None]
+) -> list[Lever]:
     device, texts = backend.device, [backend._text(QUESTION)] * len(images)
     ways: dict[str, Callable[[], Any]] = {
         "checkpoint processor (CPU)": lambda: backend.encode(images, texts, backend.processor)
@@ -198,12 +218,16 @@ def _preprocess(backend: TransformersBackend, images: list[Any], config: LeversB
     return results
 
 
-def _roi(backend: TransformersBackend, image: Any, config: LeversBenchConfig,
-         progress: Callable[[str], None]) -> list[Lever]:  # fmt: skip
+def _roi(
+    backend: TransformersBackend, image: Any, config: LeversBenchConfig, progress: Callable[[str], None]
+) -> list[Lever]:
     """One rule asked about a region of the frame: fewer image tokens, less work."""
     results = []
-    for name, roi in (("whole frame", None), ("half-width ROI", (0.0, 0.0, 0.5, 1.0)),
-                      ("quarter ROI", (0.0, 0.0, 0.5, 0.5))):  # fmt: skip
+    for name, roi in (
+        ("whole frame", None),
+        ("half-width ROI", (0.0, 0.0, 0.5, 1.0)),
+        ("quarter ROI", (0.0, 0.0, 0.5, 0.5)),
+    ):
         prompts = [Prompt(crop_roi(image, roi), QUESTION)] * config.frames
         inputs = backend._inputs(prompts, backend.style.answer_prefix)
 
@@ -227,10 +251,19 @@ def _markdown(data: dict[str, Any], levers: list[Lever]) -> str:
     m, c = data["machine"], data["config"]
     measured = [lever for lever in levers if lever.group == "chain" and not math.isnan(lever.ms_per_frame)]
     first = measured[0].ms_per_frame if measured else None
-    rows = [asdict(lever) | {"speedup": f"{first / lever.ms_per_frame:.2f}x" if first and lever in measured else ""}
-            for lever in levers]  # fmt: skip
-    columns = [("group", "group"), ("name", "lever"), ("ms_per_frame", "GPU ms/frame"), ("speedup", "vs plain"),
-               ("mfu", "MFU"), ("p_yes_drift", "max P(yes) change"), ("note", "note")]  # fmt: skip
+    rows = [
+        asdict(lever) | {"speedup": f"{first / lever.ms_per_frame:.2f}x" if first and lever in measured else ""}
+        for lever in levers
+    ]
+    columns = [
+        ("group", "group"),
+        ("name", "lever"),
+        ("ms_per_frame", "GPU ms/frame"),
+        ("speedup", "vs plain"),
+        ("mfu", "MFU"),
+        ("p_yes_drift", "max P(yes) change"),
+        ("note", "note"),
+    ]
     return f"""# GPU levers
 
 GLM-4V at `{c["size"]}` size with random weights, {c["frames"]} frames of {c["width"]}x{c["height"]} per batch, one

@@ -31,8 +31,11 @@ from streamwatch.vlm.tiny import GLM46V_FLASH, TinySize, build_glm4v
 log = logging.getLogger(__name__)
 
 QUESTION = "Is any person climbing over the fence? Answer yes or no."
-RULES = (QUESTION, "Is a vehicle stopped at the gate? Answer yes or no.",
-         "Are more than five people standing together? Answer yes or no.")  # fmt: skip
+RULES = (
+    QUESTION,
+    "Is a vehicle stopped at the gate? Answer yes or no.",
+    "Are more than five people standing together? Answer yes or no.",
+)
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}  # dense
 
 
@@ -97,10 +100,16 @@ def build(config: ModelBenchConfig, folder: Path) -> TransformersBackend:
     torch.manual_seed(0)
     model = build_glm4v(folder, size, device=str(device), dtype=dtype)
     model.config._attn_implementation = "sdpa"
-    log.info("built %s (%s params) on %s in %.0f s", config.size, f"{sum(p.numel() for p in model.parameters()):,}",
-             device, time.monotonic() - started)  # fmt: skip
-    backend = TransformersBackend.from_parts(f"glm4v-{config.size}-random", load_processor(str(folder)), model,
-                                             max_image_side=4096)  # fmt: skip
+    log.info(
+        "built %s (%s params) on %s in %.0f s",
+        config.size,
+        f"{sum(p.numel() for p in model.parameters()):,}",
+        device,
+        time.monotonic() - started,
+    )
+    backend = TransformersBackend.from_parts(
+        f"glm4v-{config.size}-random", load_processor(str(folder)), model, max_image_side=4096
+    )
     if config.compile:
         backend.compile_layers()
     return backend
@@ -115,8 +124,13 @@ def run_bench(config: ModelBenchConfig, progress: Callable[[str], None] = print)
         for width, height in config.resolutions:
             runs += _resolution(backend, width, height, config, peak, progress)
         del backend
-    data = {"benchmark": "model", "machine": machine() | _gpu(), "config": _config_dict(config), "peak_flops": peak,
-            "runs": [asdict(r) for r in runs]}  # fmt: skip
+    data = {
+        "benchmark": "model",
+        "machine": machine() | _gpu(),
+        "config": _config_dict(config),
+        "peak_flops": peak,
+        "runs": [asdict(r) for r in runs],
+    }
     paths = write_report(config.out_dir, config.name, data, markdown(data, runs))
     try:
         paths.append(plot(runs, config.out_dir / f"{config.name}.png"))
@@ -126,9 +140,13 @@ def run_bench(config: ModelBenchConfig, progress: Callable[[str], None] = print)
 
 
 def _resolution(
-    backend: TransformersBackend, width: int, height: int, config: ModelBenchConfig, peak: float | None,
+    backend: TransformersBackend,
+    width: int,
+    height: int,
+    config: ModelBenchConfig,
+    peak: float | None,
     progress: Callable[[str], None],
-) -> list[ModelRun]:  # fmt: skip
+) -> list[ModelRun]:
     label = f"{width}x{height}"
     pool = frames(width, height, max(config.batches) + config.naive_frames)
     probe = backend._inputs([Prompt(pool[0], QUESTION)], backend.style.answer_prefix)
@@ -143,11 +161,9 @@ def _resolution(
     runs = [_naive(backend, pool, config, label, flops, preprocess_ms, tokens, patches, peak)]
     progress(_line(runs[-1]))
     measures: dict[str, Callable[[list[Image.Image]], ModelRun]] = {
-        "batched": lambda images: _batched(backend, images, config, label, flops, preprocess_ms, tokens, patches,
-                                           peak),
-        "shared3": lambda images: _shared(backend, images, config, label, flops, preprocess_ms, tokens, patches,
-                                          runs),
-    }  # fmt: skip
+        "batched": lambda images: _batched(backend, images, config, label, flops, preprocess_ms, tokens, patches, peak),
+        "shared3": lambda images: _shared(backend, images, config, label, flops, preprocess_ms, tokens, patches, runs),
+    }
     for mode, measure in measures.items():
         for batch in config.batches:
             try:
@@ -161,9 +177,16 @@ def _resolution(
 
 
 def _shared(
-    backend: TransformersBackend, images: list[Image.Image], config: ModelBenchConfig, label: str, flops: float,
-    preprocess_ms: float, tokens: int, patches: int, earlier: list[ModelRun],
-) -> ModelRun:  # fmt: skip
+    backend: TransformersBackend,
+    images: list[Image.Image],
+    config: ModelBenchConfig,
+    label: str,
+    flops: float,
+    preprocess_ms: float,
+    tokens: int,
+    patches: int,
+    earlier: list[ModelRun],
+) -> ModelRun:
     """Three rules on every frame, answered with one pass over each image (shared_image.py)."""
     device = backend.device
     if device.type == "cuda":
@@ -181,12 +204,28 @@ def _shared(
     overlapped = _two_workers(backend, prompts, config.reps)
     one_rule = next(r for r in earlier if r.resolution == label and r.mode == "batched" and r.batch == batch)
     cost = seconds / (batch / one_rule.frames_per_s)  # against one rule on the same frames, end to end
-    return ModelRun(label, "shared3", batch, round(batch / seconds, 2), round(len(prompts) / seconds, 2),
-                    _ms(percentile(times, 50)), _ms(percentile(times, 95)), round(1000 * seconds / batch, 1),
-                    round(preprocess_ms, 1), round(flops / 1e12, 2), None, _memory(device), tokens, patches,
-                    {"rules_per_frame": len(RULES), "cost_vs_one_rule": round(cost, 3),
-                     "workers2_decisions_per_s": round(len(prompts) / overlapped, 2)},
-                    round(batch / overlapped, 2))  # fmt: skip
+    return ModelRun(
+        label,
+        "shared3",
+        batch,
+        round(batch / seconds, 2),
+        round(len(prompts) / seconds, 2),
+        _ms(percentile(times, 50)),
+        _ms(percentile(times, 95)),
+        round(1000 * seconds / batch, 1),
+        round(preprocess_ms, 1),
+        round(flops / 1e12, 2),
+        None,
+        _memory(device),
+        tokens,
+        patches,
+        {
+            "rules_per_frame": len(RULES),
+            "cost_vs_one_rule": round(cost, 3),
+            "workers2_decisions_per_s": round(len(prompts) / overlapped, 2),
+        },
+        round(batch / overlapped, 2),
+    )
 
 
 def _two_workers(backend: TransformersBackend, prompts: list[Prompt], reps: int) -> float:
@@ -215,9 +254,16 @@ def _memory(device: torch.device) -> float | None:
 
 
 def _naive(
-    backend: TransformersBackend, pool: list[Image.Image], config: ModelBenchConfig, label: str, flops: float,
-    preprocess_ms: float, tokens: int, patches: int, peak: float | None,
-) -> ModelRun:  # fmt: skip
+    backend: TransformersBackend,
+    pool: list[Image.Image],
+    config: ModelBenchConfig,
+    label: str,
+    flops: float,
+    preprocess_ms: float,
+    tokens: int,
+    patches: int,
+    peak: float | None,
+) -> ModelRun:
     """One request at a time, answered by `generate` (what a per-frame script would do)."""
     device = backend.device
     backend.generate([Prompt(pool[0], QUESTION)], config.naive_tokens)  # warm-up
@@ -230,16 +276,36 @@ def _naive(
         latencies.append(time.perf_counter() - started)
     total = sum(latencies)
     rate = len(latencies) / total
-    return ModelRun(label, "naive", 1, round(rate, 2), round(rate, 2), _ms(percentile(latencies, 50)),
-                    _ms(percentile(latencies, 95)), round(1000 * total / len(latencies), 1), round(preprocess_ms, 1),
-                    round(flops / 1e12, 2), None, _memory(device), tokens, patches,
-                    {"generated_tokens": config.naive_tokens})  # fmt: skip
+    return ModelRun(
+        label,
+        "naive",
+        1,
+        round(rate, 2),
+        round(rate, 2),
+        _ms(percentile(latencies, 50)),
+        _ms(percentile(latencies, 95)),
+        round(1000 * total / len(latencies), 1),
+        round(preprocess_ms, 1),
+        round(flops / 1e12, 2),
+        None,
+        _memory(device),
+        tokens,
+        patches,
+        {"generated_tokens": config.naive_tokens},
+    )
 
 
 def _batched(
-    backend: TransformersBackend, images: list[Image.Image], config: ModelBenchConfig, label: str, flops: float,
-    preprocess_ms: float, tokens: int, patches: int, peak: float | None,
-) -> ModelRun:  # fmt: skip
+    backend: TransformersBackend,
+    images: list[Image.Image],
+    config: ModelBenchConfig,
+    label: str,
+    flops: float,
+    preprocess_ms: float,
+    tokens: int,
+    patches: int,
+    peak: float | None,
+) -> ModelRun:
     """The service path: one forward pass with logits_to_keep=1 for the whole batch."""
     device = backend.device
     if device.type == "cuda":
@@ -266,11 +332,25 @@ def _batched(
     mfu = round(flops * batch / model_s / peak, 3) if peak else None
     overlapped = _two_workers(backend, prompts, config.reps)
     service_mfu = round(flops * batch / overlapped / peak, 3) if peak else None
-    return ModelRun(label, "batched", batch, round(rate, 2), round(rate, 2), _ms(percentile(end_to_end, 50)),
-                    _ms(percentile(end_to_end, 95)), round(1000 * model_s / batch, 1), round(preprocess_ms, 1),
-                    round(flops / 1e12, 2), mfu, _memory(device), tokens, patches,
-                    {"model_frames_per_s": round(batch / model_s, 2)}, round(batch / overlapped, 2),
-                    service_mfu)  # fmt: skip
+    return ModelRun(
+        label,
+        "batched",
+        batch,
+        round(rate, 2),
+        round(rate, 2),
+        _ms(percentile(end_to_end, 50)),
+        _ms(percentile(end_to_end, 95)),
+        round(1000 * model_s / batch, 1),
+        round(preprocess_ms, 1),
+        round(flops / 1e12, 2),
+        mfu,
+        _memory(device),
+        tokens,
+        patches,
+        {"model_frames_per_s": round(batch / model_s, 2)},
+        round(batch / overlapped, 2),
+        service_mfu,
+    )
 
 
 def _ms(seconds: float | None) -> float:
@@ -279,9 +359,11 @@ def _ms(seconds: float | None) -> float:
 
 def _line(run: ModelRun) -> str:
     mfu = "-" if run.mfu is None else f"{run.mfu:.2f}"
-    return (f"{run.resolution:>9} {run.mode:>7} x{run.batch:<3} {run.frames_per_s:8.2f} frames/s  "
-            f"model {run.model_ms_per_frame:7.1f} ms/frame  p95 {run.latency_p95_ms:8.1f} ms  MFU {mfu}  "
-            f"mem {run.gpu_memory_gb} GB")  # fmt: skip
+    return (
+        f"{run.resolution:>9} {run.mode:>7} x{run.batch:<3} {run.frames_per_s:8.2f} frames/s  "
+        f"model {run.model_ms_per_frame:7.1f} ms/frame  p95 {run.latency_p95_ms:8.1f} ms  MFU {mfu}  "
+        f"mem {run.gpu_memory_gb} GB"
+    )
 
 
 def _gpu() -> dict[str, Any]:
@@ -289,8 +371,12 @@ def _gpu() -> dict[str, Any]:
         return {"gpu": None, "torch": torch.__version__}
     import transformers
 
-    return {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "transformers": transformers.__version__}  # fmt: skip
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+    }
 
 
 def _config_dict(config: ModelBenchConfig) -> dict[str, Any]:

@@ -41,27 +41,41 @@ def replot(report: Path) -> Path:
 def markdown(data: dict[str, Any], runs: list[ModelRun]) -> str:
     m = data["machine"]
     columns = [
-        ("resolution", "frame"), ("mode", "path"), ("batch", "frames/batch"), ("frames_per_s", "frames/s (end to end)"),
+        ("resolution", "frame"),
+        ("mode", "path"),
+        ("batch", "frames/batch"),
+        ("frames_per_s", "frames/s (end to end)"),
         ("decisions_per_s", "decisions/s"),
-        ("model_ms_per_frame", "GPU ms/frame"), ("preprocess_ms_per_frame", "preprocess ms/frame"),
-        ("latency_p50_ms", "latency p50 ms"), ("latency_p95_ms", "latency p95 ms"), ("mfu", "MFU"),
-        ("workers2_frames_per_s", "frames/s (2 workers)"), ("service_mfu", "MFU (2 workers, end to end)"),
-        ("tflop_per_frame", "TFLOP/frame"), ("tokens_per_frame", "tokens"), ("gpu_memory_gb", "GPU GB"),
-    ]  # fmt: skip
+        ("model_ms_per_frame", "GPU ms/frame"),
+        ("preprocess_ms_per_frame", "preprocess ms/frame"),
+        ("latency_p50_ms", "latency p50 ms"),
+        ("latency_p95_ms", "latency p95 ms"),
+        ("mfu", "MFU"),
+        ("workers2_frames_per_s", "frames/s (2 workers)"),
+        ("service_mfu", "MFU (2 workers, end to end)"),
+        ("tflop_per_frame", "TFLOP/frame"),
+        ("tokens_per_frame", "tokens"),
+        ("gpu_memory_gb", "GPU GB"),
+    ]
     lines = []
     for resolution in dict.fromkeys(r.resolution for r in runs):
         naive = next(r for r in runs if r.resolution == resolution and r.mode == "naive")
-        best = max((r for r in runs if r.resolution == resolution and r.mode == "batched"),
-                   key=lambda r: r.decisions_per_s)  # fmt: skip
-        lines.append(f"- {resolution}: best batched {best.decisions_per_s:g} decisions/s at batch {best.batch} = "
-                     f"{best.decisions_per_s / naive.decisions_per_s:.1f}x the naive {naive.decisions_per_s:g}/s; "
-                     f"MFU {best.mfu} (model only), {best.service_mfu} end to end with two workers")  # fmt: skip
+        best = max(
+            (r for r in runs if r.resolution == resolution and r.mode == "batched"), key=lambda r: r.decisions_per_s
+        )
+        lines.append(
+            f"- {resolution}: best batched {best.decisions_per_s:g} decisions/s at batch {best.batch} = "
+            f"{best.decisions_per_s / naive.decisions_per_s:.1f}x the naive {naive.decisions_per_s:g}/s; "
+            f"MFU {best.mfu} (model only), {best.service_mfu} end to end with two workers"
+        )
         shared = [r for r in runs if r.resolution == resolution and r.mode == "shared3"]
         if shared:
             top = max(shared, key=lambda r: r.decisions_per_s)
-            lines.append(f"- {resolution}, 3 rules per frame sharing the image: {top.decisions_per_s:g} decisions/s at "
-                         f"{top.batch} frames per batch = {top.decisions_per_s / naive.decisions_per_s:.1f}x naive; "
-                         f"3 rules cost {top.extra['cost_vs_one_rule']:.2f}x one rule")  # fmt: skip
+            lines.append(
+                f"- {resolution}, 3 rules per frame sharing the image: {top.decisions_per_s:g} decisions/s at "
+                f"{top.batch} frames per batch = {top.decisions_per_s / naive.decisions_per_s:.1f}x naive; "
+                f"3 rules cost {top.extra['cost_vs_one_rule']:.2f}x one rule"
+            )
     return f"""# Model benchmark
 
 GLM-4V architecture at `{data["config"]["size"]}` size with random weights; GPU {m.get("gpu")}, torch {m.get("torch")},
@@ -96,18 +110,36 @@ def plot(runs: list[ModelRun], path: Path) -> Path:
         naive = next(r for r in runs if r.resolution == resolution and r.mode == "naive")
         sizes = [r.batch for r in batched]
         rate.plot(sizes, [r.frames_per_s for r in batched], marker="o", color=color, label=f"{resolution} batched")
-        rate.plot(sizes, [r.extra.get("model_frames_per_s", 0) for r in batched], marker=".", linestyle=":",
-                  color=color, label=f"{resolution} GPU only")  # fmt: skip
+        rate.plot(
+            sizes,
+            [r.extra.get("model_frames_per_s", 0) for r in batched],
+            marker=".",
+            linestyle=":",
+            color=color,
+            label=f"{resolution} GPU only",
+        )
         rate.axhline(naive.frames_per_s, color=color, linestyle="--", label=f"{resolution} naive")
         shared = [r for r in runs if r.resolution == resolution and r.mode == "shared3"]
         if shared:
-            rate.plot([r.batch for r in shared], [r.decisions_per_s for r in shared], marker="^", linestyle="-.",
-                      color=color, label=f"{resolution} 3 rules/frame: decisions/s")  # fmt: skip
+            rate.plot(
+                [r.batch for r in shared],
+                [r.decisions_per_s for r in shared],
+                marker="^",
+                linestyle="-.",
+                color=color,
+                label=f"{resolution} 3 rules/frame: decisions/s",
+            )
         if any(r.mfu is not None for r in batched):
             mfu.plot(sizes, [r.mfu or 0 for r in batched], marker="o", color=color, label=f"{resolution} model only")
         if any(r.service_mfu is not None for r in batched):
-            mfu.plot(sizes, [r.service_mfu or 0 for r in batched], marker="s", linestyle="--", color=color,
-                     label=f"{resolution} end to end, 2 workers")  # fmt: skip
+            mfu.plot(
+                sizes,
+                [r.service_mfu or 0 for r in batched],
+                marker="s",
+                linestyle="--",
+                color=color,
+                label=f"{resolution} end to end, 2 workers",
+            )
     rate.set(xscale="log", xlabel="frames per batch", ylabel="per second", title="frames and yes/no decisions")
     mfu.set(xscale="log", xlabel="batch size", ylabel="MFU", title="model FLOPs utilisation")
     for axis in (rate, mfu):

@@ -65,9 +65,16 @@ class PipelineRun:
 
 
 async def _camera(
-    queue: InferenceQueue, pool: list[Image.Image], index: int, count: int, config: PipelineBenchConfig,
-    start: float, end: float, latencies: list[float], drops: list[int],
-) -> None:  # fmt: skip
+    queue: InferenceQueue,
+    pool: list[Image.Image],
+    index: int,
+    count: int,
+    config: PipelineBenchConfig,
+    start: float,
+    end: float,
+    latencies: list[float],
+    drops: list[int],
+) -> None:
     """One camera: every interval, a fresh frame and its rules; records sample -> decision latency."""
     phase = config.interval_s * index / count  # cameras are not synchronised
     tick = 0
@@ -79,8 +86,9 @@ async def _camera(
         tick += 1
         image = pool[(index + tick) % len(pool)].copy()  # a new frame object: rules share it, cameras do not
         sampled = time.monotonic()
-        requests = [Request(image, rule, source=f"cam{index}", deadline=sampled + 10.0)
-                    for rule in RULES[: config.rules]]  # fmt: skip
+        requests = [
+            Request(image, rule, source=f"cam{index}", deadline=sampled + 10.0) for rule in RULES[: config.rules]
+        ]
         results = await asyncio.gather(*(queue.ask(r) for r in requests), return_exceptions=True)
         done = time.monotonic()
         for result in results:
@@ -92,10 +100,12 @@ async def _camera(
                 latencies.append(done - sampled)
 
 
-async def _run_n(backend: TransformersBackend, pool: list[Image.Image], count: int, config: PipelineBenchConfig
-                 ) -> PipelineRun:  # fmt: skip
-    queue = InferenceQueue(backend, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
-                           workers=config.workers)  # fmt: skip
+async def _run_n(
+    backend: TransformersBackend, pool: list[Image.Image], count: int, config: PipelineBenchConfig
+) -> PipelineRun:
+    queue = InferenceQueue(
+        backend, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, workers=config.workers
+    )
     queue.start()
     latencies: list[float] = []
     drops: list[int] = []
@@ -111,12 +121,17 @@ async def _run_n(backend: TransformersBackend, pool: list[Image.Image], count: i
     p95 = percentile(latencies, 95)
     passes = sum(stats.batch_sizes.values())
     return PipelineRun(
-        max_image_side=backend.max_image_side, cameras=count, decisions=len(latencies), dropped=len(drops),
-        decisions_per_s=round(len(latencies) / config.seconds, 2), latency_p50_ms=_ms(percentile(latencies, 50)),
-        latency_p95_ms=_ms(p95), latency_max_ms=_ms(max(latencies) if latencies else None),
+        max_image_side=backend.max_image_side,
+        cameras=count,
+        decisions=len(latencies),
+        dropped=len(drops),
+        decisions_per_s=round(len(latencies) / config.seconds, 2),
+        latency_p50_ms=_ms(percentile(latencies, 50)),
+        latency_p95_ms=_ms(p95),
+        latency_max_ms=_ms(max(latencies) if latencies else None),
         mean_batch=round(sum(k * n for k, n in stats.batch_sizes.items()) / passes, 1) if passes else 0.0,
         within_slo=bool(latencies) and not drops and p95 is not None and p95 <= config.slo_s,
-    )  # fmt: skip
+    )
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -146,11 +161,15 @@ def run_bench(config: PipelineBenchConfig, progress: Callable[[str], None] = pri
                 if failures >= 2:
                     break
     data: dict[str, Any] = {
-        "benchmark": "pipeline", "machine": machine() | _gpu(),
-        "config": {**asdict(config), "out_dir": str(config.out_dir)}, "runs": [asdict(r) for r in runs],
-        "largest_within_slo": {str(side): max((r.cameras for r in runs if r.max_image_side == side and r.within_slo),
-                                              default=0) for side in config.max_image_sides},
-    }  # fmt: skip
+        "benchmark": "pipeline",
+        "machine": machine() | _gpu(),
+        "config": {**asdict(config), "out_dir": str(config.out_dir)},
+        "runs": [asdict(r) for r in runs],
+        "largest_within_slo": {
+            str(side): max((r.cameras for r in runs if r.max_image_side == side and r.within_slo), default=0)
+            for side in config.max_image_sides
+        },
+    }
     paths = write_report(config.out_dir, config.name, data, _markdown(data, runs, config))
     try:
         paths.append(_plot(runs, config, config.out_dir / f"{config.name}.png"))
@@ -169,10 +188,16 @@ def _markdown(data: dict[str, Any], runs: list[PipelineRun], config: PipelineBen
     m = data["machine"]
     best = ", ".join(f"**{n} cameras** with the model at {side} px" for side, n in data["largest_within_slo"].items())
     columns = [
-        ("max_image_side", "model image side"), ("cameras", "cameras"), ("decisions_per_s", "decisions/s"),
-        ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"), ("latency_max_ms", "max ms"),
-        ("dropped", "dropped"), ("mean_batch", "questions/pass"), ("within_slo", f"p95 <= {config.slo_s:g} s"),
-    ]  # fmt: skip
+        ("max_image_side", "model image side"),
+        ("cameras", "cameras"),
+        ("decisions_per_s", "decisions/s"),
+        ("latency_p50_ms", "p50 ms"),
+        ("latency_p95_ms", "p95 ms"),
+        ("latency_max_ms", "max ms"),
+        ("dropped", "dropped"),
+        ("mean_batch", "questions/pass"),
+        ("within_slo", f"p95 <= {config.slo_s:g} s"),
+    ]
     return f"""# Pipeline benchmark
 
 {config.width}x{config.height} camera frames (already decoded), {config.rules} yes/no rules per frame, one sample
@@ -198,11 +223,20 @@ def _plot(runs: list[PipelineRun], config: PipelineBenchConfig, path: Path) -> P
     figure, axis = plt.subplots(figsize=(6, 4))
     for index, side in enumerate(config.max_image_sides):
         points = [r for r in runs if r.max_image_side == side]
-        axis.plot([r.cameras for r in points], [(r.latency_p95_ms or 0) / 1000 for r in points], marker="o",
-                  color=f"C{index}", label=f"p95, model image {side} px")  # fmt: skip
+        axis.plot(
+            [r.cameras for r in points],
+            [(r.latency_p95_ms or 0) / 1000 for r in points],
+            marker="o",
+            color=f"C{index}",
+            label=f"p95, model image {side} px",
+        )
     axis.axhline(config.slo_s, color="grey", linestyle="--", label=f"target {config.slo_s:g} s")
-    axis.set(xlabel="cameras (3 rules, 1 sample / 2 s)", ylabel="sample -> decision (s)", yscale="log",
-             title="cameras per GPU")  # fmt: skip
+    axis.set(
+        xlabel="cameras (3 rules, 1 sample / 2 s)",
+        ylabel="sample -> decision (s)",
+        yscale="log",
+        title="cameras per GPU",
+    )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()

@@ -33,10 +33,18 @@ def host_name(value: str) -> str:
 
 
 def topic(value: str) -> str:
-    if (not value or any(c in value for c in "#+\x00") or value.startswith("/") or value.endswith("/")
-            or "//" in value or len(value.encode()) > 200):  # fmt: skip
-        raise ValueError("expected a topic like 'streamwatch' or 'site/a': no '#', '+', empty levels or "
-                         "leading/trailing '/', at most 200 bytes")  # fmt: skip
+    if (
+        not value
+        or any(c in value for c in "#+\x00")
+        or value.startswith("/")
+        or value.endswith("/")
+        or "//" in value
+        or len(value.encode()) > 200
+    ):
+        raise ValueError(
+            "expected a topic like 'streamwatch' or 'site/a': no '#', '+', empty levels or "
+            "leading/trailing '/', at most 200 bytes"
+        )
     return value
 
 

@@ -142,20 +142,27 @@ def _problems(settings: Settings) -> list[str]:
         seen.add(camera.id)
     web = settings.web
     if web.enabled and not web.loopback and web.password_hash is None and web.token_hash is None:
-        problems.append(settings.problem(
-            ("web", "host"),
-            f"the web UI would listen on {web.host}, beyond this machine, without a password: set "
-            "web.password_hash or web.token_hash (streamwatch hash-password), or bind to 127.0.0.1",
-        ))  # fmt: skip
+        problems.append(
+            settings.problem(
+                ("web", "host"),
+                f"the web UI would listen on {web.host}, beyond this machine, without a password: set "
+                "web.password_hash or web.token_hash (streamwatch hash-password), or bind to 127.0.0.1",
+            )
+        )
     ref = settings.model.id
     if settings.model.backend == "openai" and not settings.model.remote.base_urls:
-        problems.append(settings.problem(("model", "remote", "base_urls"),
-                                         'model.backend = "openai" needs at least one server URL, e.g. '
-                                         '["http://gpu1:8000/v1"]'))  # fmt: skip
+        problems.append(
+            settings.problem(
+                ("model", "remote", "base_urls"),
+                'model.backend = "openai" needs at least one server URL, e.g. ["http://gpu1:8000/v1"]',
+            )
+        )
     elif settings.model.backend == "transformers" and _missing_dir(settings, ref):
-        problems.append(settings.problem(
-            ("model", "id"),
-            f"local model directory {ref} does not exist "
-            f"(build the offline demo model with: streamwatch model make-tiny {ref})",
-        ))  # fmt: skip
+        problems.append(
+            settings.problem(
+                ("model", "id"),
+                f"local model directory {ref} does not exist "
+                f"(build the offline demo model with: streamwatch model make-tiny {ref})",
+            )
+        )
     return problems

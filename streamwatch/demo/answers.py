@@ -30,8 +30,10 @@ def check_cached_tokens(model: Any) -> None:
     """Stage 2 feeds image tokens through `mm_encoder_outputs`. A transformers without that argument
     takes it silently into **kwargs and the language model would learn blind: refuse instead."""
     if "mm_encoder_outputs" not in inspect.signature(model.model.forward).parameters:
-        raise RuntimeError(f"transformers {transformers.__version__} cannot take precomputed image tokens "
-                           "(mm_encoder_outputs); train-demo needs a newer one (5.23 is tested)")  # fmt: skip
+        raise RuntimeError(
+            f"transformers {transformers.__version__} cannot take precomputed image tokens "
+            "(mm_encoder_outputs); train-demo needs a newer one (5.23 is tested)"
+        )
 
 
 class Prompts:
@@ -53,8 +55,10 @@ class Prompts:
             text = self.style.render(self.processor, question) + target
             out = self.processor(images=[self.frame], text=[text], return_tensors="pt")
             if not torch.equal(out["image_grid_thw"][0], self.grid_thw):
-                raise ValueError(f"frames encode to a {out['image_grid_thw'][0].tolist()} grid, the pool's to "
-                                 f"{self.grid_thw.tolist()}")  # fmt: skip
+                raise ValueError(
+                    f"frames encode to a {out['image_grid_thw'][0].tolist()} grid, the pool's to "
+                    f"{self.grid_thw.tolist()}"
+                )
             length = len(self.processor.tokenizer(target, add_special_tokens=False)["input_ids"])
             self.cache[key] = (out["input_ids"][0], out["mm_token_type_ids"][0], length)
         return self.cache[key]
@@ -71,17 +75,30 @@ class Prompts:
             ids[row, width - len(row_ids) :] = row_ids
             types[row, width - len(row_ids) :] = row_types
             attention[row, width - len(row_ids) :] = 1
-        return {"input_ids": ids, "attention_mask": attention, "mm_token_type_ids": types,
-                "image_grid_thw": self.grid_thw.unsqueeze(0).repeat(len(items), 1),
-                "target_mask": target_mask([length for _, _, length in encoded])}  # fmt: skip
+        return {
+            "input_ids": ids,
+            "attention_mask": attention,
+            "mm_token_type_ids": types,
+            "image_grid_thw": self.grid_thw.unsqueeze(0).repeat(len(items), 1),
+            "target_mask": target_mask([length for _, _, length in encoded]),
+        }
 
 
 class PoolBatches:
     """Endless seeded batches over the pool: a rule (rules whose answer varies more often), one of the
     answers the pool has for it (evenly), a scene with that answer, a question from the rule's template."""
 
-    def __init__(self, pool: ScenePool, features: torch.Tensor, tasks: Sequence[Task], prompts: Prompts, *,
-                 batch: int, seed: int, constant_weight: float = 0.25) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pool: ScenePool,
+        features: torch.Tensor,
+        tasks: Sequence[Task],
+        prompts: Prompts,
+        *,
+        batch: int,
+        seed: int,
+        constant_weight: float = 0.25,
+    ) -> None:
         self.features, self.prompts, self.size = features, prompts, batch
         self.rng = np.random.default_rng(seed)
         self.scenes: list[tuple[Task, list[tuple[str, np.ndarray]]]] = []  # per rule: (answer, its scenes)

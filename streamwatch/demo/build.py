@@ -28,9 +28,16 @@ from streamwatch.vlm.tiny import TinySize, build_glm4v
 # 280 x 168 pixels per 640 x 360 frame (GLM-4V counts pixels twice: two frames per temporal patch):
 # 60 image tokens, enough to see a missing screw, small enough to train on a CPU.
 DEMO_SIZE = TinySize(
-    text_hidden=128, text_layers=3, text_heads=4, text_kv_heads=2,
-    vision_hidden=128, vision_layers=2, vision_heads=4, max_pixels=2 * 300 * 169, min_pixels=2 * 56 * 56,
-)  # fmt: skip
+    text_hidden=128,
+    text_layers=3,
+    text_heads=4,
+    text_kv_heads=2,
+    vision_hidden=128,
+    vision_layers=2,
+    vision_heads=4,
+    max_pixels=2 * 300 * 169,
+    min_pixels=2 * 56 * 56,
+)
 HELD_OUT_SEED = 1_000_003  # far from any training seed
 MANIFEST = "streamwatch_demo.json"
 
@@ -50,9 +57,14 @@ class DemoRecipe:
 
 
 def train_demo(
-    out_dir: Path, rules_dir: Path, recipe: DemoRecipe, *, per_answer: int = 100, device: str = "cpu",
+    out_dir: Path,
+    rules_dir: Path,
+    recipe: DemoRecipe,
+    *,
+    per_answer: int = 100,
+    device: str = "cpu",
     progress: Callable[[str], None] = print,
-) -> Evaluation:  # fmt: skip
+) -> Evaluation:
     """Train (on `device`), save and evaluate (on the CPU, as a laptop would serve it) the demo model in
     `out_dir`; returns the held-out evaluation."""
     tasks = demo_tasks(rules_dir)
@@ -84,33 +96,41 @@ def train_demo(
     progress("objects found in held-out scenes: " + ", ".join(f"{k} {v:.0%}" for k, v in found.items()))
     answers = recipe.answers
     progress(f"{elapsed()}: stage 2, the language model learns to answer: {answers.steps} steps of {answers.batch}")
-    batches = PoolBatches(pool, features, tasks, Prompts(processor, pool.grid_thw), batch=answers.batch,
-                          seed=answers.seed)  # fmt: skip
+    batches = PoolBatches(
+        pool, features, tasks, Prompts(processor, pool.grid_thw), batch=answers.batch, seed=answers.seed
+    )
     answer_loss = train(model, batches.next, answers, stepped("answer"))
     minutes = (time.monotonic() - started) / 60
     model.cpu().save_pretrained(out_dir)
     manifest = {
         "note": "trained on synthetic scenes by `streamwatch model train-demo`; answers the demo rules only",
-        "recipe": asdict(recipe), "minutes": round(minutes, 1), "threads": torch.get_num_threads(), "device": device,
+        "recipe": asdict(recipe),
+        "minutes": round(minutes, 1),
+        "threads": torch.get_num_threads(),
+        "device": device,
         "rules": {t.rule.id: {"question": t.rule.question, "answers": list(t.answers)} for t in tasks},
-        "vision_loss": vision_loss, "objects_found": found, "answer_loss": answer_loss,
-    }  # fmt: skip
+        "vision_loss": vision_loss,
+        "objects_found": found,
+        "answer_loss": answer_loss,
+    }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     progress(f"trained in {minutes:.1f} min; evaluating on held-out scenes")
     evaluation = evaluate_model(out_dir, rules_dir, per_answer=per_answer)
     where = f"{torch.get_num_threads()} CPU threads" if device == "cpu" else device
-    notes = [f"Model: GLM-4V, {count / 1e6:.2f} M parameters, trained from scratch in {minutes:.1f} min on "
-             f"{where} (seed {recipe.seed}): {recipe.scenes} generated scenes; "
-             f"stage 1 (vision tower, object labels per image token) {vision.steps} steps x {vision.batch}; "
-             f"stage 2 (language model, answers) {answers.steps} steps x {answers.batch}.",
-             f"Held-out: {per_answer} scenes per answer of each rule, seed {HELD_OUT_SEED}."]  # fmt: skip
-    (out_dir / "REPORT.md").write_text(report(evaluation, title="Demo model: held-out evaluation", notes=notes),
-                                       encoding="utf-8")  # fmt: skip
+    notes = [
+        f"Model: GLM-4V, {count / 1e6:.2f} M parameters, trained from scratch in {minutes:.1f} min on "
+        f"{where} (seed {recipe.seed}): {recipe.scenes} generated scenes; "
+        f"stage 1 (vision tower, object labels per image token) {vision.steps} steps x {vision.batch}; "
+        f"stage 2 (language model, answers) {answers.steps} steps x {answers.batch}.",
+        f"Held-out: {per_answer} scenes per answer of each rule, seed {HELD_OUT_SEED}.",
+    ]
+    (out_dir / "REPORT.md").write_text(
+        report(evaluation, title="Demo model: held-out evaluation", notes=notes), encoding="utf-8"
+    )
     return evaluation
 
 
-def evaluate_model(model_dir: Path, rules_dir: Path, *, per_answer: int = 100, seed: int = HELD_OUT_SEED
-                   ) -> Evaluation:  # fmt: skip
+def evaluate_model(model_dir: Path, rules_dir: Path, *, per_answer: int = 100, seed: int = HELD_OUT_SEED) -> Evaluation:
     """Load `model_dir` as the service does (transformers backend, CPU, frames at 640 px) and evaluate."""
     from streamwatch.inference.backends.transformers import TransformersBackend
 

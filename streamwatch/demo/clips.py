@@ -138,6 +138,7 @@ def write_demo_clips(folder: Path) -> list[Path]:
             for index in range(int(SECONDS[name] * FPS)):
                 yield frame_at(name, index / FPS, noise_seed=0)  # fixed-pattern sensor noise: cheap to encode
 
-        written.append(encode_clip(folder / f"{name}.mp4", frames(), fps=FPS, width=WIDTH, height=HEIGHT, gop=2 * FPS,
-                                   crf=34))  # fmt: skip
+        written.append(
+            encode_clip(folder / f"{name}.mp4", frames(), fps=FPS, width=WIDTH, height=HEIGHT, gop=2 * FPS, crf=34)
+        )
     return written

@@ -44,12 +44,16 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     default = DemoRecipe()
     recipe = replace(
-        default, scenes=args.scenes or default.scenes, workers=args.workers or default.workers, seed=args.seed,
+        default,
+        scenes=args.scenes or default.scenes,
+        workers=args.workers or default.workers,
+        seed=args.seed,
         vision=replace(default.vision, steps=args.vision_steps or default.vision.steps, seed=args.seed),
         answers=replace(default.answers, steps=args.steps or default.answers.steps, seed=args.seed),
-    )  # fmt: skip
-    evaluation = train_demo(out, rules, recipe, per_answer=args.per_answer, device=args.device,
-                            progress=lambda s: print(s, flush=True))  # fmt: skip
+    )
+    evaluation = train_demo(
+        out, rules, recipe, per_answer=args.per_answer, device=args.device, progress=lambda s: print(s, flush=True)
+    )
     return _verdict(evaluation, out / "REPORT.md")
 
 
@@ -64,8 +68,10 @@ def cmd_evaluate_demo(args: argparse.Namespace) -> int:
         return 2
     seed = HELD_OUT_SEED if args.seed is None else args.seed
     evaluation = evaluate_model(model, Path(args.rules), per_answer=args.per_answer, seed=seed)
-    notes = [f"Model {model}; {args.per_answer} scenes per answer of each rule, seed {seed}"
-             f"{' (the report seed)' if seed == HELD_OUT_SEED else ''}."]  # fmt: skip
+    notes = [
+        f"Model {model}; {args.per_answer} scenes per answer of each rule, seed {seed}"
+        f"{' (the report seed)' if seed == HELD_OUT_SEED else ''}."
+    ]
     print(report(evaluation, title="Demo model: held-out evaluation", notes=notes))
     return _verdict(evaluation, None)
 
@@ -73,8 +79,10 @@ def cmd_evaluate_demo(args: argparse.Namespace) -> int:
 def _verdict(evaluation: Evaluation, path: Path | None) -> int:
     below = [r for r in evaluation.rules if r.kind == "yes_no" and r.varies and r.accuracy < ACCURACY_BAR]
     yes_no = [r.accuracy for r in evaluation.rules if r.kind == "yes_no" and r.varies]
-    print(f"yes/no rules: lowest accuracy {min(yes_no):.1%}; calibration error {evaluation.calibration_error:.3f}"
-          + (f"; report: {path}" if path else ""))  # fmt: skip
+    print(
+        f"yes/no rules: lowest accuracy {min(yes_no):.1%}; calibration error {evaluation.calibration_error:.3f}"
+        + (f"; report: {path}" if path else "")
+    )
     for r in below:
         print(f"below {ACCURACY_BAR:.0%}: {r.rule} {r.accuracy:.1%}", file=sys.stderr)
     return 1 if below else 0

@@ -21,10 +21,23 @@ from streamwatch.rules.loader import load_rules
 from streamwatch.rules.model import Rule
 
 LOCATIONS = (
-    "the north yard", "the main gate", "the east fence", "the back lot", "the loading dock", "aisle 3",
-    "rack B", "the cold store", "line 2", "station 4", "the inspection bench", "the test cell",
-    "the car park", "bay 7", "the south perimeter", "the assembly line",
-)  # fmt: skip
+    "the north yard",
+    "the main gate",
+    "the east fence",
+    "the back lot",
+    "the loading dock",
+    "aisle 3",
+    "rack B",
+    "the cold store",
+    "line 2",
+    "station 4",
+    "the inspection bench",
+    "the test cell",
+    "the car park",
+    "bay 7",
+    "the south perimeter",
+    "the assembly line",
+)
 ZONES = ("fence line", "secured yard", "restricted area", "storage yard", "inner compound", "monitored area")
 
 
@@ -41,16 +54,36 @@ class Domain:
 
 
 DOMAINS = {
-    "perimeter": Domain("perimeter", perimeter.random_perimeter, perimeter.render_perimeter, perimeter.perimeter_truth,
-                        {"fence-climb": "climbing", "restricted-zone-after-hours": "inside", "crowding": "count"},
-                        perimeter.perimeter_parts),
-    "warehouse": Domain("warehouse", warehouse.random_warehouse, warehouse.render_warehouse, warehouse.warehouse_truth,
-                        {"empty-shelf-slot": "empty_slot", "fallen-boxes": "fallen",
-                         "forklift-blocking-aisle": "forklift", "shelf-fill": "fill"}, warehouse.warehouse_parts),
-    "defect": Domain("defect", defect.random_defect, defect.render_defect, defect.defect_truth,
-                     {"solder-bridge": "bridge", "missing-screw": "missing_screw", "housing-scratch": "scratch"},
-                     defect.defect_parts),
-}  # fmt: skip
+    "perimeter": Domain(
+        "perimeter",
+        perimeter.random_perimeter,
+        perimeter.render_perimeter,
+        perimeter.perimeter_truth,
+        {"fence-climb": "climbing", "restricted-zone-after-hours": "inside", "crowding": "count"},
+        perimeter.perimeter_parts,
+    ),
+    "warehouse": Domain(
+        "warehouse",
+        warehouse.random_warehouse,
+        warehouse.render_warehouse,
+        warehouse.warehouse_truth,
+        {
+            "empty-shelf-slot": "empty_slot",
+            "fallen-boxes": "fallen",
+            "forklift-blocking-aisle": "forklift",
+            "shelf-fill": "fill",
+        },
+        warehouse.warehouse_parts,
+    ),
+    "defect": Domain(
+        "defect",
+        defect.random_defect,
+        defect.render_defect,
+        defect.defect_truth,
+        {"solder-bridge": "bridge", "missing-screw": "missing_screw", "housing-scratch": "scratch"},
+        defect.defect_parts,
+    ),
+}
 COUNTS = (0, 1, 2, 3, 4)
 
 

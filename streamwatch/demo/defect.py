@@ -31,9 +31,12 @@ class Board:
 
 
 def random_defect(
-    rng: np.random.Generator, *, bridge: bool | None = None, missing_screw: bool | None = None,
+    rng: np.random.Generator,
+    *,
+    bridge: bool | None = None,
+    missing_screw: bool | None = None,
     scratch: bool | None = None,
-) -> Board:  # fmt: skip
+) -> Board:
     """A board in its housing; the keyword arguments force which defects it has."""
     w, h = int(WIDTH * rng.uniform(0.46, 0.62)), int(HEIGHT * rng.uniform(0.56, 0.72))
     x0, y0 = int(rng.integers(70, WIDTH - w - 70)), int(rng.integers(20, HEIGHT - h - 20))
@@ -47,17 +50,26 @@ def random_defect(
     joined = (int(rng.integers(2)), int(rng.integers(pads - 1))) if has_bridge else None
     has_scratch = scratch if scratch is not None else bool(rng.random() < 0.5)
     left_side = x0 < WIDTH - (x0 + w)  # the narrower margin takes the label; the scratch goes on the wider
-    label = (int(rng.integers(8, x0 - 58)), int(rng.integers(20, HEIGHT - 60))) if left_side else (
-        int(rng.integers(x0 + w + 8, WIDTH - 58)), int(rng.integers(20, HEIGHT - 60)))  # fmt: skip
+    label = (
+        (int(rng.integers(8, x0 - 58)), int(rng.integers(20, HEIGHT - 60)))
+        if left_side
+        else (int(rng.integers(x0 + w + 8, WIDTH - 58)), int(rng.integers(20, HEIGHT - 60)))
+    )
     band = (x0 + w + 6, WIDTH - 6) if left_side else (6, x0 - 6)
     lines = _scratch(rng, band) if has_scratch else ()
     return Board(
         housing=jitter(rng, _HOUSINGS[int(rng.integers(len(_HOUSINGS)))], 15),
         board=jitter(rng, _BOARDS[int(rng.integers(len(_BOARDS)))], 12),
         pad=jitter(rng, _PADS[int(rng.integers(len(_PADS)))], 12),
-        rect=(x0, y0, x0 + w, y0 + h), pads=pads, pad_size=(pad_w, pad_h), gap=gap, screws=tuple(screws),
-        bridge=joined, scratch=lines, label=label,
-    )  # fmt: skip
+        rect=(x0, y0, x0 + w, y0 + h),
+        pads=pads,
+        pad_size=(pad_w, pad_h),
+        gap=gap,
+        screws=tuple(screws),
+        bridge=joined,
+        scratch=lines,
+        label=label,
+    )
 
 
 def _scratch(rng: np.random.Generator, band: tuple[int, int]) -> tuple[tuple[int, int], ...]:
@@ -130,8 +142,17 @@ def _draw_pads(img: np.ndarray, board: Board) -> None:
         row, index = board.bridge
         x, y = xs[index] + pad_w // 2, ys[row] + pad_h // 2
         solder = (235, 235, 240)
-        cv2.ellipse(img, (x + (pad_w + board.gap) // 2, y), ((pad_w + board.gap) // 2 + 4, max(6, pad_h // 2)), 0, 0,
-                    360, solder, -1, AA)  # fmt: skip
+        cv2.ellipse(
+            img,
+            (x + (pad_w + board.gap) // 2, y),
+            ((pad_w + board.gap) // 2 + 4, max(6, pad_h // 2)),
+            0,
+            0,
+            360,
+            solder,
+            -1,
+            AA,
+        )
 
 
 def _draw_label(img: np.ndarray, corner: tuple[int, int]) -> None:

@@ -14,9 +14,15 @@ WIDTH, HEIGHT = 640, 360  # every scene and demo clip
 
 # Named clothing colours (RGB): a person's description names them.
 CLOTHES: dict[str, Colour] = {
-    "red": (200, 40, 40), "blue": (40, 70, 200), "yellow": (230, 200, 40), "white": (235, 235, 235),
-    "black": (25, 25, 30), "green": (40, 150, 60), "orange": (240, 130, 30), "grey": (128, 128, 128),
-}  # fmt: skip
+    "red": (200, 40, 40),
+    "blue": (40, 70, 200),
+    "yellow": (230, 200, 40),
+    "white": (235, 235, 235),
+    "black": (25, 25, 30),
+    "green": (40, 150, 60),
+    "orange": (240, 130, 30),
+    "grey": (128, 128, 128),
+}
 SKIN: tuple[Colour, ...] = ((230, 190, 160), (200, 150, 110), (150, 100, 70), (95, 65, 45))
 
 
@@ -59,8 +65,9 @@ def draw_figure(img: np.ndarray, f: Figure) -> None:
         hands = [(x - 0.16 * h - 0.5 * stride, hip + 0.02 * h), (x + 0.16 * h + 0.5 * stride, hip + 0.02 * h)]
     for foot in (left_foot, right_foot):
         _line(img, (x, hip), foot, trousers, limb)
-    cv2.ellipse(img, _pt(x, (hip + shoulder) / 2), (max(2, int(0.13 * h)), max(3, int(0.2 * h))), 0, 0, 360,
-                shirt, -1, AA)  # fmt: skip
+    cv2.ellipse(
+        img, _pt(x, (hip + shoulder) / 2), (max(2, int(0.13 * h)), max(3, int(0.2 * h))), 0, 0, 360, shirt, -1, AA
+    )
     for hand in hands:
         _line(img, (x, shoulder + 0.03 * h), hand, shirt, max(2, int(0.06 * h)))
     cv2.circle(img, _pt(x, shoulder - 0.1 * h), head_r, skin, -1, AA)

@@ -55,23 +55,31 @@ def random_yard(rng: np.random.Generator) -> Yard:
     sky_top = jitter(rng, (120, 160, 215), 30)
     ground = jitter(rng, (95, 130, 75), 30) if rng.random() < 0.6 else jitter(rng, (140, 130, 110), 25)
     return Yard(
-        horizon=horizon, fence_base=fence_base, fence_height=HEIGHT * rng.uniform(0.2, 0.3),
+        horizon=horizon,
+        fence_base=fence_base,
+        fence_height=HEIGHT * rng.uniform(0.2, 0.3),
         sky=(sky_top, jitter(rng, (200, 210, 220), 20)),
         ground=(tuple(int(c * 0.8) for c in ground), ground),  # type: ignore[arg-type]
         fence=jitter(rng, _FENCES[int(rng.integers(len(_FENCES)))], 15),
-        mesh="chain" if rng.random() < 0.6 else "bars", mesh_step=int(rng.integers(8, 15)),
-        post_step=int(rng.integers(60, 140)), night=bool(rng.random() < 0.3),
-    )  # fmt: skip
+        mesh="chain" if rng.random() < 0.6 else "bars",
+        mesh_step=int(rng.integers(8, 15)),
+        post_step=int(rng.integers(60, 140)),
+        night=bool(rng.random() < 0.3),
+    )
 
 
 def random_person(rng: np.random.Generator, state: str, night: bool) -> Person:
     names = _NIGHT_CLOTHES if night else tuple(CLOTHES)
     figure = Figure(
-        x=0.0, feet_y=0.0, height=0.0,
-        shirt=names[int(rng.integers(len(names)))], trousers=names[int(rng.integers(len(names)))],
-        skin=int(rng.integers(4)), pose="climb" if state == "climbing" else ("walk" if rng.random() < 0.6 else "stand"),
+        x=0.0,
+        feet_y=0.0,
+        height=0.0,
+        shirt=names[int(rng.integers(len(names)))],
+        trousers=names[int(rng.integers(len(names)))],
+        skin=int(rng.integers(4)),
+        pose="climb" if state == "climbing" else ("walk" if rng.random() < 0.6 else "stand"),
         phase=float(rng.random()),
-    )  # fmt: skip
+    )
     return Person(x=WIDTH * rng.uniform(0.05, 0.95), state=state, depth=float(rng.random()), figure=figure)
 
 

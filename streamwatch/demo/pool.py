@@ -26,9 +26,17 @@ from streamwatch.ingest.preprocess import fit_longest_side
 
 # Every kind of object the scene domains draw, in the order of the vision tower's object channels.
 OBJECTS = (
-    "person outside", "person inside", "person climbing", "empty slot", "shelved box", "fallen box", "forklift",
-    "solder bridge", "missing screw", "scratch",
-)  # fmt: skip
+    "person outside",
+    "person inside",
+    "person climbing",
+    "empty slot",
+    "shelved box",
+    "fallen box",
+    "forklift",
+    "solder bridge",
+    "missing screw",
+    "scratch",
+)
 OBJECT_DOMAINS = {
     name: domain
     for domain, names in (("perimeter", OBJECTS[:3]), ("warehouse", OBJECTS[3:7]), ("defect", OBJECTS[7:]))
@@ -105,17 +113,22 @@ class ScenePool:
         return cls(
             patches=patches[:, :, :, 0].to(torch.float16).contiguous(),  # the frame is repeated in time
             labels=torch.from_numpy(np.stack([token_objects(s.objects, token_grid) for s in scenes])),
-            grid_thw=grid[0], temporal=temporal, scenes=[(s.task, s.answer, s.truth) for s in scenes],
-        )  # fmt: skip
+            grid_thw=grid[0],
+            temporal=temporal,
+            scenes=[(s.task, s.answer, s.truth) for s in scenes],
+        )
 
     @classmethod
     def concat(cls, pools: Sequence[ScenePool]) -> ScenePool:
         if any(not torch.equal(p.grid_thw, pools[0].grid_thw) for p in pools):
             raise ValueError("the pools' scenes must all have one size")
         return cls(
-            patches=torch.cat([p.patches for p in pools]), labels=torch.cat([p.labels for p in pools]),
-            grid_thw=pools[0].grid_thw, temporal=pools[0].temporal, scenes=[s for p in pools for s in p.scenes],
-        )  # fmt: skip
+            patches=torch.cat([p.patches for p in pools]),
+            labels=torch.cat([p.labels for p in pools]),
+            grid_thw=pools[0].grid_thw,
+            temporal=pools[0].temporal,
+            scenes=[s for p in pools for s in p.scenes],
+        )
 
     @property
     def tokens(self) -> int:
@@ -152,14 +165,17 @@ def draw_scenes(tasks: Sequence[Task], count: int, seed: int | Sequence[int]) ->
     return scenes
 
 
-def build_pool(model_dir: str, rules_dir: Path, count: int, seed: int, *, workers: int = 2, chunk: int = 200
-               ) -> ScenePool:  # fmt: skip
+def build_pool(
+    model_dir: str, rules_dir: Path, count: int, seed: int, *, workers: int = 2, chunk: int = 200
+) -> ScenePool:
     """`count` scenes for the demo rules in `rules_dir`, encoded by `model_dir`'s processor, drawn in
     chunks by `workers` processes. Chunk i is seeded (seed, i): the pool is the same whatever the number
     of workers. Only encoded patches and token labels come back from the workers (full-resolution
     images and object maps of thousands of scenes would take gigabytes)."""
-    jobs = [(model_dir, str(rules_dir), min(chunk, count - start), (seed, i))
-            for i, start in enumerate(range(0, count, chunk))]  # fmt: skip
+    jobs = [
+        (model_dir, str(rules_dir), min(chunk, count - start), (seed, i))
+        for i, start in enumerate(range(0, count, chunk))
+    ]
     if workers <= 1:
         return ScenePool.concat([_encode_chunk(job) for job in jobs])
     with multiprocessing.get_context("spawn").Pool(workers) as processes:

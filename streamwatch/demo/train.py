@@ -41,8 +41,12 @@ class TrainSettings:
     # image tokens; frozen, its random features keep what a patch shows (a random projection of the
     # pixels, mixed by residual blocks) and the trained projector (downsample + merger) and language
     # model learn to read them. Fine-tuning a pretrained checkpoint passes () or its own choice.
-    freeze: tuple[str, ...] = ("model.visual.patch_embed", "model.visual.embeddings", "model.visual.blocks",
-                               "model.visual.post_conv_layernorm")  # fmt: skip
+    freeze: tuple[str, ...] = (
+        "model.visual.patch_embed",
+        "model.visual.embeddings",
+        "model.visual.blocks",
+        "model.visual.post_conv_layernorm",
+    )
 
 
 class Batches:
@@ -90,16 +94,18 @@ def answer_target(style: PromptStyle, suffix: str, answer: str) -> str:
     return f"{style.answer_prefix}{answer}{suffix}"
 
 
-def encode(processor: Any, style: PromptStyle, suffix: str, batch: Sequence[Example], max_image_side: int
-           ) -> dict[str, Any]:  # fmt: skip
+def encode(
+    processor: Any, style: PromptStyle, suffix: str, batch: Sequence[Example], max_image_side: int
+) -> dict[str, Any]:
     """Model inputs plus `target_mask`: which positions' next token is an answer token (left padding puts
     every row's answer at the end)."""
     images = [fit_longest_side(Image.fromarray(ex.image), max_image_side) for ex in batch]
     targets = [answer_target(style, suffix, ex.answer) for ex in batch]
     texts = [style.render(processor, ex.question) + target for ex, target in zip(batch, targets, strict=True)]
     inputs = dict(processor(images=images, text=texts, return_tensors="pt", padding=True))
-    inputs["target_mask"] = target_mask([len(processor.tokenizer(t, add_special_tokens=False)["input_ids"])
-                                         for t in targets])  # fmt: skip
+    inputs["target_mask"] = target_mask(
+        [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in targets]
+    )
     return inputs
 
 
@@ -123,9 +129,11 @@ def answer_loss(model: Any, inputs: dict[str, Any]) -> torch.Tensor:
 
 
 def train(
-    model: Any, next_batch: Callable[[], dict[str, Any]], settings: TrainSettings,
+    model: Any,
+    next_batch: Callable[[], dict[str, Any]],
+    settings: TrainSettings,
     progress: Callable[[int, float, float], None] | None = None,
-) -> list[tuple[int, float]]:  # fmt: skip
+) -> list[tuple[int, float]]:
     """Train in place on `next_batch()` (model inputs plus `target_mask`, as `encode` makes them); returns
     (step, mean loss) every `log_every` steps. `progress(step, loss, seconds)`."""
     torch.manual_seed(settings.seed)
@@ -158,9 +166,11 @@ class Schedule(Protocol):
 
 
 def optimise(
-    groups: list[dict[str, Any]], schedule: Schedule, step_loss: Callable[[], torch.Tensor],
+    groups: list[dict[str, Any]],
+    schedule: Schedule,
+    step_loss: Callable[[], torch.Tensor],
     progress: Callable[[int, float, float], None] | None = None,
-) -> list[tuple[int, float]]:  # fmt: skip
+) -> list[tuple[int, float]]:
     """The training loop every stage shares: AdamW over the parameter `groups`, warm-up then cosine decay,
     gradients clipped at norm 1, `step_loss()` per step. Returns (step, mean loss) every `log_every`
     steps and at the end; `progress(step, loss, seconds)` is called with each."""

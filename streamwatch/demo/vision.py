@@ -66,9 +66,11 @@ def object_weights(labels: torch.Tensor, balance: float) -> torch.Tensor:
 
 
 def train_vision(
-    visual: nn.Module, pool: ScenePool, settings: VisionSettings,
+    visual: nn.Module,
+    pool: ScenePool,
+    settings: VisionSettings,
     progress: Callable[[int, float, float], None] | None = None,
-) -> tuple[nn.Linear, list[tuple[int, float]]]:  # fmt: skip
+) -> tuple[nn.Linear, list[tuple[int, float]]]:
     """Train `visual` in place on the pool's token labels; returns the object head and (step, mean loss)
     every `log_every` steps. `progress(step, loss, seconds)`."""
     torch.manual_seed(settings.seed)
@@ -94,8 +96,9 @@ def train_vision(
     visual.train()
     try:
         with still_frames(visual):  # open for every step: its position maps are computed once
-            history = optimise([{"params": parameters, "weight_decay": settings.weight_decay}], settings,
-                               step_loss, progress)  # fmt: skip
+            history = optimise(
+                [{"params": parameters, "weight_decay": settings.weight_decay}], settings, step_loss, progress
+            )
     finally:
         visual.eval()
     return head, history
@@ -105,8 +108,12 @@ def train_vision(
 def token_features(visual: nn.Module, pool: ScenePool, batch: int = 64) -> torch.Tensor:
     """(scenes, tokens, hidden) float32: the trained tower's output for every scene of the pool."""
     with still_frames(visual):
-        return torch.cat([image_tokens(visual, pool, torch.arange(start, min(start + batch, len(pool))))
-                          for start in range(0, len(pool), batch)])  # fmt: skip
+        return torch.cat(
+            [
+                image_tokens(visual, pool, torch.arange(start, min(start + batch, len(pool))))
+                for start in range(0, len(pool), batch)
+            ]
+        )
 
 
 @torch.no_grad()

@@ -39,9 +39,13 @@ class Aisle:
 
 
 def random_warehouse(
-    rng: np.random.Generator, *, empty_slot: bool | None = None, fallen: bool | None = None,
-    forklift: bool | None = None, fill: str | None = None,
-) -> Aisle:  # fmt: skip
+    rng: np.random.Generator,
+    *,
+    empty_slot: bool | None = None,
+    fallen: bool | None = None,
+    forklift: bool | None = None,
+    fill: str | None = None,
+) -> Aisle:
     """A rack and an aisle; the keyword arguments force what the scene shows."""
     levels, slots = int(rng.integers(2, 5)), int(rng.integers(3, 7))
     n = levels * slots
@@ -56,8 +60,9 @@ def random_warehouse(
     else:
         missing = 1 if rng.random() < 0.5 else int(rng.integers(1, n))
     gone = set(rng.choice(n, size=missing, replace=False).tolist())
-    boxes = tuple(None if i in gone else jitter(rng, _CARDBOARD[int(rng.integers(len(_CARDBOARD)))], 15)
-                  for i in range(n))  # fmt: skip
+    boxes = tuple(
+        None if i in gone else jitter(rng, _CARDBOARD[int(rng.integers(len(_CARDBOARD)))], 15) for i in range(n)
+    )
     has_forklift = bool(rng.random() < 0.4) if forklift is None else forklift
     truck = None
     if has_forklift:
@@ -74,11 +79,17 @@ def random_warehouse(
             on_floor = tuple(_floor_box(rng, truck) for _ in range(int(rng.integers(1, 3))))
     return Aisle(
         rack=(WIDTH * rng.uniform(0.02, 0.14), WIDTH * rng.uniform(0.8, 0.98), HEIGHT * rng.uniform(0.03, 0.1)),
-        floor_y=HEIGHT * rng.uniform(0.58, 0.68), levels=levels, slots=slots,
-        wall=jitter(rng, (200, 200, 195), 25), floor=jitter(rng, (150, 150, 145), 30),
-        beam=jitter(rng, _BEAMS[int(rng.integers(len(_BEAMS)))], 15), boxes=boxes, tilted=tilted,
-        fallen=on_floor, forklift=truck,
-    )  # fmt: skip
+        floor_y=HEIGHT * rng.uniform(0.58, 0.68),
+        levels=levels,
+        slots=slots,
+        wall=jitter(rng, (200, 200, 195), 25),
+        floor=jitter(rng, (150, 150, 145), 30),
+        beam=jitter(rng, _BEAMS[int(rng.integers(len(_BEAMS)))], 15),
+        boxes=boxes,
+        tilted=tilted,
+        fallen=on_floor,
+        forklift=truck,
+    )
 
 
 def _floor_box(rng: np.random.Generator, truck: Forklift | None) -> tuple[float, float, float]:
@@ -141,13 +152,19 @@ def _draw_forklift(img: np.ndarray, truck: Forklift, ground: float, scale: float
     body = (int(x0), int(ground - h * 0.55), int(x0 + w * 0.75), int(ground - h * 0.1))
     cv2.rectangle(img, body[:2], body[2:], truck.colour, -1)
     cab_x = x0 + w * 0.1
-    cv2.rectangle(img, (int(cab_x), int(ground - h)), (int(cab_x + w * 0.45), int(ground - h * 0.55)), dark,
-                  max(2, int(4 * scale)))  # fmt: skip
+    cv2.rectangle(
+        img,
+        (int(cab_x), int(ground - h)),
+        (int(cab_x + w * 0.45), int(ground - h * 0.55)),
+        dark,
+        max(2, int(4 * scale)),
+    )
     mast_x = int(x0 + w * 0.8) if truck.facing > 0 else int(x0 - w * 0.08)
     cv2.rectangle(img, (mast_x, int(ground - h * 1.15)), (mast_x + int(w * 0.08), int(ground - h * 0.05)), dark, -1)
     fork_end = mast_x + int(w * 0.35) if truck.facing > 0 else mast_x - int(w * 0.3)
-    cv2.rectangle(img, (min(mast_x, fork_end), int(ground - h * 0.12)), (max(mast_x, fork_end), int(ground - h * 0.05)),
-                  dark, -1)  # fmt: skip
+    cv2.rectangle(
+        img, (min(mast_x, fork_end), int(ground - h * 0.12)), (max(mast_x, fork_end), int(ground - h * 0.05)), dark, -1
+    )
     for wx in (x0 + w * 0.15, x0 + w * 0.6):
         cv2.circle(img, (int(wx), int(ground - h * 0.08)), max(3, int(h * 0.14)), (20, 20, 20), -1, AA)
 

@@ -49,5 +49,6 @@ def load_backend(settings: Settings, factory: Callable[[Settings], Backend] | No
         return (factory or build_backend)(settings)
     except Exception as exc:
         log.debug("model load failed", exc_info=True)
-        raise StartupError(settings.problem(("model", "id"), f"cannot load the model {settings.model.id}: "
-                                                             f"{type(exc).__name__}: {exc}")) from None  # fmt: skip
+        raise StartupError(
+            settings.problem(("model", "id"), f"cannot load the model {settings.model.id}: {type(exc).__name__}: {exc}")
+        ) from None

@@ -41,8 +41,10 @@ class PromptLimits:
         tokens, allowed = self.count_answer(answer), budget or self.max_new_tokens
         if tokens <= allowed:
             return None
-        return (f"the answer {answer!r} takes {tokens} tokens of {self.model} (with its answer wrapper) but "
-                f"max_new_tokens is {allowed}: it would be cut off")  # fmt: skip
+        return (
+            f"the answer {answer!r} takes {tokens} tokens of {self.model} (with its answer wrapper) but "
+            f"max_new_tokens is {allowed}: it would be cut off"
+        )
 
     def problem(self, text: str) -> str | None:
         if not text.strip():
@@ -52,8 +54,10 @@ class PromptLimits:
         if self.count_tokens is not None and self.max_tokens is not None:
             tokens = self.count_tokens(text)
             if tokens > self.max_tokens:
-                return (f"the question is {tokens} tokens long; at most {self.max_tokens} for {self.model} "
-                        "(model.max_question_tokens, within the model's context)")  # fmt: skip
+                return (
+                    f"the question is {tokens} tokens long; at most {self.max_tokens} for {self.model} "
+                    "(model.max_question_tokens, within the model's context)"
+                )
         return None
 
 
@@ -76,8 +80,16 @@ def image_tokens(config: Any, side: int) -> int:
     return cells * cells
 
 
-def token_limits(tokenizer: Any, config: Any, *, model: str, max_chars: int, max_tokens: int, max_image_side: int,
-                 max_new_tokens: int) -> PromptLimits:  # fmt: skip
+def token_limits(
+    tokenizer: Any,
+    config: Any,
+    *,
+    model: str,
+    max_chars: int,
+    max_tokens: int,
+    max_image_side: int,
+    max_new_tokens: int,
+) -> PromptLimits:
     """Limits counting with the model's own tokenizer, within its context."""
     budget = max_tokens
     context = context_tokens(config)
@@ -93,8 +105,9 @@ def token_limits(tokenizer: Any, config: Any, *, model: str, max_chars: int, max
     return PromptLimits(max_chars, budget, count, model, lambda answer: count(prefix + answer), max_new_tokens)
 
 
-def offline_limits(model_ref: str, *, max_chars: int, max_tokens: int, max_image_side: int, max_new_tokens: int
-                   ) -> tuple[PromptLimits, str | None]:  # fmt: skip
+def offline_limits(
+    model_ref: str, *, max_chars: int, max_tokens: int, max_image_side: int, max_new_tokens: int
+) -> tuple[PromptLimits, str | None]:
     """The limits `streamwatch check` applies before any model is loaded: the checkpoint's tokenizer and
     config read from disk (a local directory or the hub cache, never the network); characters only when
     they are not there, with a note saying so."""
@@ -107,6 +120,13 @@ def offline_limits(model_ref: str, *, max_chars: int, max_tokens: int, max_image
         log.debug("no tokenizer for %s offline: %s", model_ref, exc)
         note = f"question lengths checked in characters only: the tokenizer of {model_ref} is not available offline"
         return PromptLimits(max_chars, max_new_tokens=max_new_tokens), note
-    limits = token_limits(tokenizer, config, model=model_ref, max_chars=max_chars, max_tokens=max_tokens,
-                          max_image_side=max_image_side, max_new_tokens=max_new_tokens)  # fmt: skip
+    limits = token_limits(
+        tokenizer,
+        config,
+        model=model_ref,
+        max_chars=max_chars,
+        max_tokens=max_tokens,
+        max_image_side=max_image_side,
+        max_new_tokens=max_new_tokens,
+    )
     return limits, None

@@ -44,9 +44,16 @@ class QueueStats:
 
     def copy(self) -> QueueStats:
         return QueueStats(
-            self.submitted, self.answered, self.failed, Counter(self.dropped), Counter(self.batch_sizes),
-            self.pending, self.last_latency_s, self.in_flight, self.progress_at,
-        )  # fmt: skip
+            self.submitted,
+            self.answered,
+            self.failed,
+            Counter(self.dropped),
+            Counter(self.batch_sizes),
+            self.pending,
+            self.last_latency_s,
+            self.in_flight,
+            self.progress_at,
+        )
 
     def stalled_for(self, now: float) -> float:
         """Seconds that requests have been waiting (queued or on the model) with no model call finishing."""

@@ -34,8 +34,10 @@ class ModelWatchdog:
                 self.stalled = False
             return None
         stats = self.queue.stats()
-        reason = (f"no model call finished for {waited:.0f} s while {stats.pending + stats.in_flight} requests "
-                  f"wait (model.stall_timeout_s = {self.stall_timeout_s:g})")  # fmt: skip
+        reason = (
+            f"no model call finished for {waited:.0f} s while {stats.pending + stats.in_flight} requests "
+            f"wait (model.stall_timeout_s = {self.stall_timeout_s:g})"
+        )
         if not self.stalled:
             log.error("model: %s; cameras are not being watched", reason)
             self.stalled = True

@@ -130,9 +130,13 @@ class CameraWorker:
             status = self.stats
             log.info(
                 "camera %s online: %dx%d %s, decoding %s, keyframe interval %s",
-                self.camera.id, frame.width, frame.height, status.decoder or "image", status.decode_mode or "all",
+                self.camera.id,
+                frame.width,
+                frame.height,
+                status.decoder or "image",
+                status.decode_mode or "all",
                 "-" if status.keyframe_interval_s is None else f"{status.keyframe_interval_s:g} s",
-            )  # fmt: skip
+            )
 
     def _read_video(self) -> bool:
         """Decode until the stream ends or fails; files are paced to real time."""
@@ -161,13 +165,17 @@ class CameraWorker:
                     break
                 if frame.width * frame.height > MAX_IMAGE_PIXELS:
                     size = f"{frame.width}x{frame.height}"
-                    raise SourceError(f"{self.stats.url}: {size} pictures are more than {MAX_IMAGE_PIXELS / 1e6:g} "
-                                      "million pixels; choose a smaller stream")  # fmt: skip
+                    raise SourceError(
+                        f"{self.stats.url}: {size} pictures are more than {MAX_IMAGE_PIXELS / 1e6:g} "
+                        "million pixels; choose a smaller stream"
+                    )
                 self.stats.decoded(decode_s)
                 self.stats.stream_info(
-                    decoder=stream.decoder, mode=stream.mode,
-                    keyframe_interval_s=stream.keyframe_interval_s, fps=stream.nominal_fps,
-                )  # fmt: skip
+                    decoder=stream.decoder,
+                    mode=stream.mode,
+                    keyframe_interval_s=stream.keyframe_interval_s,
+                    fps=stream.nominal_fps,
+                )
                 pts = float(frame.time) if frame.time is not None else None
                 if paced and pts is not None:
                     first_pts = pts if first_pts is None else first_pts

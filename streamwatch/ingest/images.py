@@ -34,8 +34,11 @@ def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> I
             with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise ImageRejected(f"the image is {width}x{height} pixels; at most {max_pixels / 1e6:g} "
-                                        "million pixels are decoded", too_large=True)  # fmt: skip
+                    raise ImageRejected(
+                        f"the image is {width}x{height} pixels; at most {max_pixels / 1e6:g} "
+                        "million pixels are decoded",
+                        too_large=True,
+                    )
                 image.load()
                 return image.convert("RGB")
     except ImageRejected:
@@ -43,7 +46,9 @@ def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> I
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:  # PIL's own, coarser guard
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(declared.group(1)) / 1e6:g} million" if declared else "too many"
-        raise ImageRejected(f"the image declares {count} pixels; at most {max_pixels / 1e6:g} million pixels are "
-                            "decoded", too_large=True) from None  # fmt: skip
+        raise ImageRejected(
+            f"the image declares {count} pixels; at most {max_pixels / 1e6:g} million pixels are decoded",
+            too_large=True,
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejected(f"not a readable image (JPEG, PNG, WebP, BMP, ...): {type(exc).__name__}") from None

@@ -24,6 +24,10 @@ def crop_roi(image: Image.Image, roi: tuple[float, float, float, float] | None) 
         return image
     width, height = image.size
     x0, y0, x1, y1 = roi
-    box = (int(x0 * width), int(y0 * height), max(int(x0 * width) + 1, round(x1 * width)),
-           max(int(y0 * height) + 1, round(y1 * height)))  # fmt: skip
+    box = (
+        int(x0 * width),
+        int(y0 * height),
+        max(int(x0 * width) + 1, round(x1 * width)),
+        max(int(y0 * height) + 1, round(y1 * height)),
+    )
     return image.crop(box)

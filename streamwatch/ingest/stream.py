@@ -166,9 +166,11 @@ class VideoStream:
         if want != self.keyframes_only:
             log.info(
                 "%s: keyframe interval %.2f s, sample interval %.2f s: decoding %s",
-                redact_url(self.url), interval or 0.0, self.sample_interval_s,
+                redact_url(self.url),
+                interval or 0.0,
+                self.sample_interval_s,
                 "keyframes only" if want else "all frames",
-            )  # fmt: skip
+            )
             self.keyframes_only = want
             self.stream.codec_context.skip_frame = "NONKEY" if want else "DEFAULT"
 

@@ -53,14 +53,21 @@ def write_clip(
                 pixels = np.clip(pixels + noise[index % len(noise)], 0, 255).astype(np.uint8)
             yield pixels
 
-    return encode_clip(path, frames(), fps=fps, width=width, height=height, gop=gop, bframes=bframes,
-                       bit_rate=bit_rate)  # fmt: skip
+    return encode_clip(path, frames(), fps=fps, width=width, height=height, gop=gop, bframes=bframes, bit_rate=bit_rate)
 
 
 def encode_clip(
-    path: Path, frames: Iterable[np.ndarray], *, fps: int, width: int, height: int, gop: int | None = None,
-    bframes: int = 0, bit_rate: int | None = None, crf: int | None = None,
-) -> Path:  # fmt: skip
+    path: Path,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: int,
+    width: int,
+    height: int,
+    gop: int | None = None,
+    bframes: int = 0,
+    bit_rate: int | None = None,
+    crf: int | None = None,
+) -> Path:
     """Encode RGB frames of `width` x `height` as H.264 (yuv420p, keyframe every `gop` frames, default 1 s)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:

@@ -81,16 +81,20 @@ class Evaluator:
     def saved(self, camera: str, rule: str) -> SavedAlert:
         """What to store for this alert now (its confirmation window starts afresh after a restart)."""
         state = self.state(camera, rule)
-        return SavedAlert(camera, rule, state.open, state.alert_id, state.opened_at, state.last_event_at,
-                          state.cooldown_until)  # fmt: skip
+        return SavedAlert(
+            camera, rule, state.open, state.alert_id, state.opened_at, state.last_event_at, state.cooldown_until
+        )
 
     def restore(self, saved: SavedAlert) -> None:
         """Continue where a previous run left off: an open alert stays open under its id (the normal
         confirmation resolves it when the condition no longer holds), a cooldown keeps running."""
         self._states[(saved.camera, saved.rule)] = AlertState(
-            open=saved.open, alert_id=saved.alert_id if saved.open else None, opened_at=saved.opened_at,
-            last_event_at=saved.last_event_at, cooldown_until=saved.cooldown_until,
-        )  # fmt: skip
+            open=saved.open,
+            alert_id=saved.alert_id if saved.open else None,
+            opened_at=saved.opened_at,
+            last_event_at=saved.last_event_at,
+            cooldown_until=saved.cooldown_until,
+        )
 
     def open_alerts(self) -> list[tuple[str, str]]:
         return [key for key, state in self._states.items() if state.open]

@@ -37,8 +37,11 @@ class RuleFileContents:
 
     def clashes(self, owner: dict[str, Path]) -> list[str]:
         """Problems for the ids of this file that another file (in `owner`) already defines."""
-        return [f"{self.id_lines[rule.id]}: rules: rule id {rule.id!r} is also defined in {owner[rule.id]}"
-                for rule in self.rules if rule.id in owner and owner[rule.id] != self.path]  # fmt: skip
+        return [
+            f"{self.id_lines[rule.id]}: rules: rule id {rule.id!r} is also defined in {owner[rule.id]}"
+            for rule in self.rules
+            if rule.id in owner and owner[rule.id] != self.path
+        ]
 
 
 def rule_files(rules_dir: Path) -> list[Path]:
@@ -51,8 +54,7 @@ def rule_files(rules_dir: Path) -> list[Path]:
     return found
 
 
-def load_rule_file(path: Path, cameras: Sequence[CameraConfig], limits: PromptLimits = CHARS_ONLY
-                   ) -> RuleFileContents:  # fmt: skip
+def load_rule_file(path: Path, cameras: Sequence[CameraConfig], limits: PromptLimits = CHARS_ONLY) -> RuleFileContents:
     """Rules of one file and warnings; raises DataFileError listing every problem in the file."""
     parsed, lines = load_model(RuleFile, path, env=False)
     if len(parsed.rules) > MAX_RULES:
@@ -74,15 +76,22 @@ def load_rule_file(path: Path, cameras: Sequence[CameraConfig], limits: PromptLi
     return RuleFileContents(path, parsed.rules, warnings, id_lines)
 
 
-def _question_problems(path: Path, lines: dict[Loc, int], loc: Loc, rule: Rule, cameras: Sequence[CameraConfig],
-                       limits: PromptLimits) -> list[str]:  # fmt: skip
+def _question_problems(
+    path: Path, lines: dict[Loc, int], loc: Loc, rule: Rule, cameras: Sequence[CameraConfig], limits: PromptLimits
+) -> list[str]:
     """Unknown template variables, and questions (as rendered for each camera) past the limits."""
     for camera in cameras:
         missing = rule.missing_variables(camera)
         if missing:
-            return [problem(path, lines, (*loc, "question"),
-                            f"unknown template variable {{{missing[0]}}} for camera {camera.id!r}; "
-                            "use camera, camera_name, location, zone or a key of the camera's vars")]  # fmt: skip
+            return [
+                problem(
+                    path,
+                    lines,
+                    (*loc, "question"),
+                    f"unknown template variable {{{missing[0]}}} for camera {camera.id!r}; "
+                    "use camera, camera_name, location, zone or a key of the camera's vars",
+                )
+            ]
     found: list[str] = []
     choices = rule.choices if rule.answer == "choice" else []
     cut = next((why for choice in choices if (why := limits.answer_problem(choice, rule.max_new_tokens))), None)

@@ -39,8 +39,9 @@ def signature(rules_dir: Path) -> Signature:
 
 
 class RuleWatcher:
-    def __init__(self, rules_dir: Path, cameras: Sequence[CameraConfig], current: RuleSet,
-                 limits: PromptLimits = CHARS_ONLY) -> None:  # fmt: skip
+    def __init__(
+        self, rules_dir: Path, cameras: Sequence[CameraConfig], current: RuleSet, limits: PromptLimits = CHARS_ONLY
+    ) -> None:
         self.rules_dir = rules_dir
         self.cameras = cameras
         self.current = current

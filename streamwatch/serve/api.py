@@ -34,14 +34,26 @@ log = logging.getLogger(__name__)
 DECODING_AT_ONCE = 2
 
 
-def create_openai_app(queue: InferenceQueue, config: ServeConfig, model_name: str, *, default_tokens: int,
-                      timeout_s: float, limits: PromptLimits, watchdog: ModelWatchdog) -> FastAPI:  # fmt: skip
+def create_openai_app(
+    queue: InferenceQueue,
+    config: ServeConfig,
+    model_name: str,
+    *,
+    default_tokens: int,
+    timeout_s: float,
+    limits: PromptLimits,
+    watchdog: ModelWatchdog,
+) -> FastAPI:
     app = FastAPI(title="streamwatch OpenAI-compatible API", version="1")
     key = config.api_key.get_secret_value().encode() if config.api_key else None
     created = int(time.time())
-    policy = FetchPolicy(enabled=config.fetch_image_urls, allow_hosts=tuple(config.fetch_allow_hosts),
-                         allow_private=config.fetch_allow_private, max_bytes=int(config.max_image_mb * 1e6),
-                         timeout_s=config.fetch_timeout_s)  # fmt: skip
+    policy = FetchPolicy(
+        enabled=config.fetch_image_urls,
+        allow_hosts=tuple(config.fetch_allow_hosts),
+        allow_private=config.fetch_allow_private,
+        max_bytes=int(config.max_image_mb * 1e6),
+        timeout_s=config.fetch_timeout_s,
+    )
     chat_body = int(config.max_image_mb * 1e6 * 4 / 3) + 1024 * 1024  # one base64 image and the JSON around it
     throttle = Throttle()
     decoding = asyncio.Semaphore(DECODING_AT_ONCE)
@@ -59,9 +71,13 @@ def create_openai_app(queue: InferenceQueue, config: ServeConfig, model_name: st
             return ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)").response()
         return None
 
-    app.add_middleware(Gate, check=authorise, hosts=allowed_hosts(config.host, []),
-                       body_limit=lambda path: chat_body if path == "/v1/chat/completions" else SMALL_BODY,
-                       headers=lambda _path: {"X-Content-Type-Options": "nosniff"})  # fmt: skip
+    app.add_middleware(
+        Gate,
+        check=authorise,
+        hosts=allowed_hosts(config.host, []),
+        body_limit=lambda path: chat_body if path == "/v1/chat/completions" else SMALL_BODY,
+        headers=lambda _path: {"X-Content-Type-Options": "nosniff"},
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -71,14 +87,22 @@ def create_openai_app(queue: InferenceQueue, config: ServeConfig, model_name: st
     async def health() -> JSONResponse:
         stats = queue.stats()
         stalled = watchdog.problem()
-        body = {"status": "stalled" if stalled else "ok", "model": model_name, "pending": stats.pending,
-                "answered": stats.answered, "dropped": sum(stats.dropped.values()), "failed": stats.failed}  # fmt: skip
+        body = {
+            "status": "stalled" if stalled else "ok",
+            "model": model_name,
+            "pending": stats.pending,
+            "answered": stats.answered,
+            "dropped": sum(stats.dropped.values()),
+            "failed": stats.failed,
+        }
         return JSONResponse(body | ({"reason": stalled} if stalled else {}), status_code=503 if stalled else 200)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
-                                            "owned_by": "streamwatch"}]}  # fmt: skip
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "streamwatch"}],
+        }
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
@@ -98,8 +122,16 @@ def create_openai_app(queue: InferenceQueue, config: ServeConfig, model_name: st
         source = client_of(request)  # round-robin fairness between clients
         try:
             deadline = time.monotonic() + timeout_s
-            answer = await queue.ask(Query(image, query.question, kind, source=f"api:{source}", deadline=deadline,
-                                           max_new_tokens=query.max_tokens))  # fmt: skip
+            answer = await queue.ask(
+                Query(
+                    image,
+                    query.question,
+                    kind,
+                    source=f"api:{source}",
+                    deadline=deadline,
+                    max_new_tokens=query.max_tokens,
+                )
+            )
         except DroppedError as exc:
             raise ApiError(503, f"the engine is overloaded or stopping ({exc.reason}); retry later") from None
         except RuntimeError:

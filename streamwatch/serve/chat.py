@@ -68,24 +68,36 @@ def parse_chat(body: Any, *, default_tokens: int, max_tokens: int) -> ChatQuery:
     index = user["index"]
     images = _images(user.get("content"), index)
     if len(images) != 1:
-        raise ApiError(400, f"messages[{index}].content: expected exactly one image_url part, found {len(images)} "
-                            "(one image per question)", f"messages[{index}].content")  # fmt: skip
+        raise ApiError(
+            400,
+            f"messages[{index}].content: expected exactly one image_url part, found {len(images)} "
+            "(one image per question)",
+            f"messages[{index}].content",
+        )
     question = "\n".join([*system, *_texts(user.get("content"), index)]).strip()
     if not question:
         raise ApiError(400, f"messages[{index}].content: no question text", f"messages[{index}].content")
     tokens = request.max_completion_tokens or request.max_tokens or default_tokens
     if tokens > max_tokens:
         raise ApiError(400, f"max_tokens: at most {max_tokens} (serve.max_tokens)", "max_tokens")
-    return ChatQuery(images[0], question, tokens, request.logprobs and tokens == 1, request.top_logprobs or 0,
-                     request.stream, request.model)  # fmt: skip
+    return ChatQuery(
+        images[0],
+        question,
+        tokens,
+        request.logprobs and tokens == 1,
+        request.top_logprobs or 0,
+        request.stream,
+        request.model,
+    )
 
 
 def _parts(content: Any, index: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if not isinstance(content, list) or not all(isinstance(part, dict) for part in content):
-        raise ApiError(400, f"messages[{index}].content: expected a string or a list of parts",
-                       f"messages[{index}].content")  # fmt: skip
+        raise ApiError(
+            400, f"messages[{index}].content: expected a string or a list of parts", f"messages[{index}].content"
+        )
     return content
 
 
@@ -100,8 +112,9 @@ def _images(content: Any, index: int) -> list[str]:
             value = part.get("image_url")
             url = value.get("url") if isinstance(value, dict) else value
             if not isinstance(url, str) or not url:
-                raise ApiError(400, f"messages[{index}].content: image_url part without a url",
-                               f"messages[{index}].content")  # fmt: skip
+                raise ApiError(
+                    400, f"messages[{index}].content: image_url part without a url", f"messages[{index}].content"
+                )
             urls.append(url)
     return urls
 
@@ -119,11 +132,19 @@ def yes_no_logprobs(p_yes: float, top: int) -> dict[str, Any]:
 
 def completion(model: str, text: str, logprobs: dict[str, Any] | None) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
-                     "finish_reason": "stop"}],
-    }  # fmt: skip
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": logprobs,
+                "finish_reason": "stop",
+            }
+        ],
+    }
 
 
 def stream_chunks(reply: dict[str, Any]) -> Iterator[str]:

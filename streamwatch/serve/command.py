@@ -17,13 +17,20 @@ from streamwatch.web.app import listen, start_server, stop_server
 log = logging.getLogger(__name__)
 
 
-async def serve_model(settings: Settings, *, duration_s: float | None = None, stop: asyncio.Event | None = None,
-                      started: Callable[[], None] | None = None) -> None:  # fmt: skip
+async def serve_model(
+    settings: Settings,
+    *,
+    duration_s: float | None = None,
+    stop: asyncio.Event | None = None,
+    started: Callable[[], None] | None = None,
+) -> None:
     """`streamwatch serve`: the model and its shared queue behind the OpenAI-compatible API (no cameras)."""
     config, model = settings.serve, settings.model
     if not is_loopback(config.host) and config.api_key is None:
-        raise StartupError(f"{settings.source}: serve: listening on {config.host} beyond this machine needs "
-                           "serve.api_key (api_key = \"${STREAMWATCH_API_KEY}\"), or bind to 127.0.0.1")  # fmt: skip
+        raise StartupError(
+            f"{settings.source}: serve: listening on {config.host} beyond this machine needs "
+            'serve.api_key (api_key = "${STREAMWATCH_API_KEY}"), or bind to 127.0.0.1'
+        )
     listener = listen(settings, "serve", config.host, config.port, "set [serve] port to a free port")
     stop = stop or asyncio.Event()
     with stopped_by_signals(stop):
@@ -31,14 +38,28 @@ async def serve_model(settings: Settings, *, duration_s: float | None = None, st
         queue = build_queue(settings, backend)
         queue.start()
         try:
-            limits = backend.prompt_limits(max_chars=model.max_question_chars, max_tokens=model.max_question_tokens,
-                                           max_new_tokens=model.max_new_tokens)  # fmt: skip
+            limits = backend.prompt_limits(
+                max_chars=model.max_question_chars,
+                max_tokens=model.max_question_tokens,
+                max_new_tokens=model.max_new_tokens,
+            )
             watchdog = ModelWatchdog(queue, model.stall_timeout_s)
-            app = create_openai_app(queue, config, settings.served_model_name(), default_tokens=model.max_new_tokens,
-                                    timeout_s=model.request_timeout_s, limits=limits, watchdog=watchdog)  # fmt: skip
+            app = create_openai_app(
+                queue,
+                config,
+                settings.served_model_name(),
+                default_tokens=model.max_new_tokens,
+                timeout_s=model.request_timeout_s,
+                limits=limits,
+                watchdog=watchdog,
+            )
             server, task = await start_server(app, listener)
-            log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port,
-                     settings.served_model_name())  # fmt: skip
+            log.info(
+                "OpenAI-compatible API on http://%s:%d/v1 (model %s)",
+                config.host,
+                config.port,
+                settings.served_model_name(),
+            )
             if started is not None:
                 started()
             loops = Loops()

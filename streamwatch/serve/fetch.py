@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
 PARAM = "messages[].content[].image_url"
-NOT_FETCHED = ("image_url could not be fetched: this server fetches only public http(s) image URLs it is "
-               "allowed to, that answer with an image; send the image as a data: URI instead")  # fmt: skip
+NOT_FETCHED = (
+    "image_url could not be fetched: this server fetches only public http(s) image URLs it is "
+    "allowed to, that answer with an image; send the image as a data: URI instead"
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,11 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
     """The body of an allowed image URL, or ApiError: 400 with what to change (fetching off, a
     scheme or host the policy names), the uniform 400 for everything else, 413 when too large."""
     if not policy.enabled:
-        raise ApiError(400, "this server does not fetch image URLs (serve.fetch_image_urls = false): "
-                            "send the image as a data: URI", PARAM)  # fmt: skip
+        raise ApiError(
+            400,
+            "this server does not fetch image URLs (serve.fetch_image_urls = false): send the image as a data: URI",
+            PARAM,
+        )
     deadline = time.monotonic() + policy.timeout_s
     try:
         for _hop in range(MAX_REDIRECTS + 1):
@@ -83,8 +88,11 @@ def _get(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str | Non
     connection = _Pinned(host, port, address, _remaining(deadline), tls=scheme == "https")
     try:
         target = parts.path or "/"
-        connection.request("GET", f"{target}?{parts.query}" if parts.query else target,
-                           headers={"User-Agent": "streamwatch", "Accept": "image/*"})  # fmt: skip
+        connection.request(
+            "GET",
+            f"{target}?{parts.query}" if parts.query else target,
+            headers={"User-Agent": "streamwatch", "Accept": "image/*"},
+        )
         response = connection.getresponse()
         if response.status in (301, 302, 303, 307, 308):
             return response.status, response.getheader("location") or "", b""

@@ -41,5 +41,6 @@ def _decode(data: bytes, max_bytes: int) -> Image.Image:
     try:
         return decode_image(data)
     except ImageRejected as exc:
-        raise ApiError(413 if exc.too_large else 400, f"image_url does not hold an image this server can read: {exc}",
-                       PARAM) from None  # fmt: skip
+        raise ApiError(
+            413 if exc.too_large else 400, f"image_url does not hold an image this server can read: {exc}", PARAM
+        ) from None

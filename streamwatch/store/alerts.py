@@ -42,5 +42,7 @@ def load(database: Database) -> list[SavedAlert]:
     """Every saved alert (open ones and those cooling down or closed)."""
     with database.session() as session:
         rows = session.scalars(select(AlertRecord).order_by(AlertRecord.camera, AlertRecord.rule))
-        return [SavedAlert(r.camera, r.rule, r.open, r.alert_id, r.opened_at, r.last_event_at, r.cooldown_until)
-                for r in rows]  # fmt: skip
+        return [
+            SavedAlert(r.camera, r.rule, r.open, r.alert_id, r.opened_at, r.last_event_at, r.cooldown_until)
+            for r in rows
+        ]

@@ -100,8 +100,9 @@ def open_database(settings: Settings) -> Database:
     except (SQLAlchemyError, OSError) as exc:
         reason = scrub(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         shown = make_url(url).render_as_string(hide_password=True)
-        raise StartupError(settings.problem(("storage", "database_url"),
-                                            f"cannot open the database {shown}: {reason}")) from None  # fmt: skip
+        raise StartupError(
+            settings.problem(("storage", "database_url"), f"cannot open the database {shown}: {reason}")
+        ) from None
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

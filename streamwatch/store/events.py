@@ -55,8 +55,13 @@ class EventFilter:
 
 
 def _filtered(query: Select[Any], where: EventFilter) -> Select[Any]:
-    for column, value in ((Event.camera, where.camera), (Event.rule, where.rule), (Event.kind, where.kind),
-                          (Event.severity, where.severity), (Event.verdict, where.verdict)):  # fmt: skip
+    for column, value in (
+        (Event.camera, where.camera),
+        (Event.rule, where.rule),
+        (Event.kind, where.kind),
+        (Event.severity, where.severity),
+        (Event.verdict, where.verdict),
+    ):
         if value is not None:
             query = query.where(column == value)
     if where.since is not None:
@@ -102,8 +107,15 @@ class EventStore:
             session.add(event)
             session.flush()
             for message in messages(event):
-                session.add(OutboxMessage(topic=message.topic, payload=message.payload, qos=message.qos,
-                                          retain=message.retain, owner=self.owner))  # fmt: skip
+                session.add(
+                    OutboxMessage(
+                        topic=message.topic,
+                        payload=message.payload,
+                        qos=message.qos,
+                        retain=message.retain,
+                        owner=self.owner,
+                    )
+                )
             if alert is not None:
                 save(session, alert)
         return event

@@ -19,11 +19,28 @@ from transformers import PreTrainedTokenizerFast
 from streamwatch.vlm.tokenizer import build_tokenizer
 
 GLM4V_SPECIAL_TOKENS = (
-    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>",
-    "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>",
-    "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>",
-    "<|image|>", "<|video|>", "<think>", "</think>", "<|begin_of_box|>", "<|end_of_box|>", "/nothink",
-)  # fmt: skip
+    "<|endoftext|>",
+    "[MASK]",
+    "[gMASK]",
+    "[sMASK]",
+    "<sop>",
+    "<eop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|image|>",
+    "<|video|>",
+    "<think>",
+    "</think>",
+    "<|begin_of_box|>",
+    "<|end_of_box|>",
+    "/nothink",
+)
 
 # The GLM-4.5V / 4.6V conversation layout: `[gMASK]<sop>`, role tokens, image wrapped in
 # begin/end markers, and an empty think block when thinking is switched off. (transformers renders
@@ -47,9 +64,15 @@ GLM4V_CHAT_TEMPLATE = (
 )
 
 QWEN2VL_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-)  # fmt: skip
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 
 QWEN2VL_CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n"
@@ -84,10 +107,19 @@ class TinySize:
 
 # GLM-4.6V-Flash / GLM-4.1V-9B dimensions (transformers' Glm4vConfig defaults): ~9.4 B text, ~0.9 B vision.
 GLM46V_FLASH = TinySize(
-    text_hidden=4096, text_layers=40, text_heads=32, text_kv_heads=2, text_intermediate=13696, vocab_size=151552,
-    vision_hidden=1536, vision_layers=24, vision_heads=12, vision_intermediate=13696,
-    max_pixels=11_760_000, min_pixels=12_544,
-)  # fmt: skip
+    text_hidden=4096,
+    text_layers=40,
+    text_heads=32,
+    text_kv_heads=2,
+    text_intermediate=13696,
+    vocab_size=151552,
+    vision_hidden=1536,
+    vision_layers=24,
+    vision_heads=12,
+    vision_intermediate=13696,
+    max_pixels=11_760_000,
+    min_pixels=12_544,
+)
 
 
 def build_glm4v(
@@ -99,9 +131,12 @@ def build_glm4v(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(
-        GLM4V_SPECIAL_TOKENS, eos_token="<|endoftext|>", pad_token="<|endoftext|>", chat_template=GLM4V_CHAT_TEMPLATE,
+        GLM4V_SPECIAL_TOKENS,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        chat_template=GLM4V_CHAT_TEMPLATE,
         extra_text=corpus,
-    )  # fmt: skip
+    )
     tokenizer.save_pretrained(out)
     _glm4v_image_processor(size).save_pretrained(out)
     (out / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
@@ -129,16 +164,20 @@ def make_tiny(out_dir: str | Path, family: str = "glm4v", *, seed: int = 0, size
     torch.manual_seed(seed)
     if family == "glm4v":
         tokenizer = build_tokenizer(
-            GLM4V_SPECIAL_TOKENS, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+            GLM4V_SPECIAL_TOKENS,
+            eos_token="<|endoftext|>",
+            pad_token="<|endoftext|>",
             chat_template=GLM4V_CHAT_TEMPLATE,
-        )  # fmt: skip
+        )
         model = _glm4v_model(tokenizer, size)
         image_processor = _glm4v_image_processor(size)
     else:
         tokenizer = build_tokenizer(
-            QWEN2VL_SPECIAL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+            QWEN2VL_SPECIAL_TOKENS,
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
             chat_template=QWEN2VL_CHAT_TEMPLATE,
-        )  # fmt: skip
+        )
         model = _qwen2vl_model(tokenizer, size)
         image_processor = _qwen2vl_image_processor(size)
     model.generation_config.do_sample = False
@@ -166,9 +205,14 @@ def _glm4v_model(tokenizer: PreTrainedTokenizerFast, s: TinySize) -> Any:
     quarter = head_dim // 4  # GLM-4V rotates half of each head; mrope splits that half's frequencies
     mrope = [quarter - 2 * (quarter * 3 // 8), quarter * 3 // 8, quarter * 3 // 8]
     image, video, boi, eoi, bov, eov = _ids(
-        tokenizer, "<|image|>", "<|video|>", "<|begin_of_image|>", "<|end_of_image|>",
-        "<|begin_of_video|>", "<|end_of_video|>",
-    )  # fmt: skip
+        tokenizer,
+        "<|image|>",
+        "<|video|>",
+        "<|begin_of_image|>",
+        "<|end_of_image|>",
+        "<|begin_of_video|>",
+        "<|end_of_video|>",
+    )
     config = Glm4vConfig(
         text_config={
             "vocab_size": max(len(tokenizer), s.vocab_size or 0),

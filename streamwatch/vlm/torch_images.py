@@ -72,8 +72,9 @@ class TorchImages:
         if self.max_image_side > 0 and max(width, height) > self.max_image_side:
             scale = self.max_image_side / max(width, height)
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        resized = self._resize_rule(height, width, self.patch_size * self.merge_size, self.temporal_patch_size,
-                                    self.min_pixels, self.max_pixels)  # fmt: skip
+        resized = self._resize_rule(
+            height, width, self.patch_size * self.merge_size, self.temporal_patch_size, self.min_pixels, self.max_pixels
+        )
         return int(resized[0]), int(resized[1])
 
     def __call__(self, images: Sequence[Image.Image | np.ndarray], **kwargs: Any) -> BatchFeature:
@@ -96,8 +97,9 @@ class TorchImages:
         """uint8 (n, 3, H, W) -> (n, grid_h * grid_w, 3 * T * P * P) normalised patches in self.dtype."""
         x = images.float()
         if x.shape[-2:] != (height, width):
-            x = torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", antialias=True,
-                                                align_corners=False)  # fmt: skip
+            x = torch.nn.functional.interpolate(
+                x, size=(height, width), mode="bicubic", antialias=True, align_corners=False
+            )
             x = x.round_().clamp_(0, 255)  # the checkpoint's processor resizes 8-bit images
         x = (x * self._a + self._b).to(self.dtype)
         n, p, m, t = x.shape[0], self.patch_size, self.merge_size, self.temporal_patch_size
@@ -138,8 +140,15 @@ def _smart_resize(image_processor: Any) -> Any:
 
     def resize(height: int, width: int, factor: int, temporal: int, min_pixels: int, max_pixels: int) -> Any:
         if takes_frames:  # GLM-4V: the still image counts as `temporal` frames
-            return rule(num_frames=temporal, height=height, width=width, temporal_factor=temporal, factor=factor,
-                        min_pixels=min_pixels, max_pixels=max_pixels)  # fmt: skip
+            return rule(
+                num_frames=temporal,
+                height=height,
+                width=width,
+                temporal_factor=temporal,
+                factor=factor,
+                min_pixels=min_pixels,
+                max_pixels=max_pixels,
+            )
         return rule(height=height, width=width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
     return resize

@@ -48,8 +48,16 @@ def event_filter(
     reviewed: bool | None = None,
     verdict: Literal["confirmed", "false_positive"] | None = None,
 ) -> EventFilter:
-    return EventFilter(camera=camera, rule=rule, kind=kind, severity=severity, since=since, until=until,
-                       reviewed=reviewed, verdict=verdict)  # fmt: skip
+    return EventFilter(
+        camera=camera,
+        rule=rule,
+        kind=kind,
+        severity=severity,
+        since=since,
+        until=until,
+        reviewed=reviewed,
+        verdict=verdict,
+    )
 
 
 @router.get("/events")
@@ -65,8 +73,12 @@ async def list_events(
         asyncio.to_thread(store.list, where, limit=limit, offset=offset), asyncio.to_thread(store.count, where)
     )
     following = offset + len(events)
-    return {"total": total, "offset": offset, "next_offset": following if following < total else None,
-            "items": [event_json(request, e) for e in events]}  # fmt: skip
+    return {
+        "total": total,
+        "offset": offset,
+        "next_offset": following if following < total else None,
+        "items": [event_json(request, e) for e in events],
+    }
 
 
 def _event(request: Request, event_id: str) -> Event:
@@ -136,8 +148,10 @@ async def camera_frame(request: Request, camera_id: str) -> Response:
 @router.get("/rules")
 async def rules(request: Request) -> list[dict[str, Any]]:
     """Active rules with the cameras they apply to and their latest answers."""
-    return [view.__dict__ | {"last_answers": [a.__dict__ for a in view.last_answers]}
-            for view in context(request).rule_views()]  # fmt: skip
+    return [
+        view.__dict__ | {"last_answers": [a.__dict__ for a in view.last_answers]}
+        for view in context(request).rule_views()
+    ]
 
 
 async def read_image(request: Request, upload: UploadFile) -> Image.Image:
@@ -178,5 +192,10 @@ async def ask(
         answer = await context(request).ask(picture, question, answer_kind)
     except DroppedError as exc:
         raise HTTPException(503, f"the model is too busy: {exc}") from None
-    return {"answer": answer.text, "confidence": answer.confidence, "latency_ms": round(answer.latency_s * 1000, 1),
-            "model": answer.model, "batch_size": answer.batch_size}  # fmt: skip
+    return {
+        "answer": answer.text,
+        "confidence": answer.confidence,
+        "latency_ms": round(answer.latency_s * 1000, 1),
+        "model": answer.model,
+        "batch_size": answer.batch_size,
+    }

@@ -34,8 +34,10 @@ def security_headers(path: str) -> dict[str, str]:
     return headers | {"Content-Security-Policy": CSP}
 
 
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
-       "base-uri 'self'; form-action 'self'; frame-ancestors 'none'")  # fmt: skip
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def body_limit(path: str) -> int:
@@ -49,8 +51,13 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.context, app.state.guard, app.state.templates = context, guard, templates
     app.state.decoding = asyncio.Semaphore(DECODING_AT_ONCE)
-    app.add_middleware(Gate, check=guard.check, body_limit=body_limit,
-                       hosts=allowed_hosts(config.host, config.allowed_hosts), headers=security_headers)  # fmt: skip
+    app.add_middleware(
+        Gate,
+        check=guard.check,
+        body_limit=body_limit,
+        hosts=allowed_hosts(config.host, config.allowed_hosts),
+        headers=security_headers,
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -120,8 +127,9 @@ def listen(settings: Settings, section: str, host: str, port: int, hint: str) ->
     try:
         return bind(host, port)
     except OSError as exc:
-        raise StartupError(f"{settings.source}: {section}: cannot listen on {host}:{port} ({exc.strerror}); "
-                           f"{hint}") from None  # fmt: skip
+        raise StartupError(
+            f"{settings.source}: {section}: cannot listen on {host}:{port} ({exc.strerror}); {hint}"
+        ) from None
 
 
 async def start_server(app: FastAPI, listener: socket.socket) -> tuple[Server, asyncio.Task[None]]:

@@ -75,8 +75,11 @@ def client_of(request: Request) -> str:
 
 
 def too_many(retry_after: float) -> Response:
-    return JSONResponse({"detail": "too many failed attempts; try again later"}, status_code=429,
-                        headers={"Retry-After": str(max(1, round(retry_after)))})  # fmt: skip
+    return JSONResponse(
+        {"detail": "too many failed attempts; try again later"},
+        status_code=429,
+        headers={"Retry-After": str(max(1, round(retry_after)))},
+    )
 
 
 def allowed_hosts(bind_host: str, extra: list[str]) -> set[str] | None:
@@ -96,8 +99,15 @@ def _host_name(header: str) -> str:
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, *, check: Check | None, body_limit: Callable[[str], int],
-                 hosts: set[str] | None, headers: Callable[[str], dict[str, str]]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        check: Check | None,
+        body_limit: Callable[[str], int],
+        hosts: set[str] | None,
+        headers: Callable[[str], dict[str, str]],
+    ) -> None:
         self.app = app
         self.check = check
         self.body_limit = body_limit
@@ -114,8 +124,10 @@ class Gate:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      *((k.lower().encode(), v.encode()) for k, v in extra.items())]  # fmt: skip
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+                ]
             await send(message)
 
         request = Request(scope)

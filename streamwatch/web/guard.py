@@ -53,8 +53,9 @@ class Guard:
             if refusal is not None:
                 return refusal
         if path.startswith("/api/") or path in ("/metrics", "/openapi.json"):
-            return JSONResponse({"detail": "login or an API token required"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            return JSONResponse(
+                {"detail": "login or an API token required"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return RedirectResponse(f"/login?next={path}", status_code=303)
 
     async def verify(self, request: Request, secret: str, stored: str | None) -> tuple[bool, Response | None]:

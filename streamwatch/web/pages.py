@@ -24,8 +24,7 @@ MAX_PAGE = MAX_OFFSET // PAGE_SIZE
 def render(request: Request, template: str, **values: Any) -> HTMLResponse:
     guard = request.app.state.guard
     session = guard.session(request)
-    values |= {"csrf": guard.signer.csrf(session), "logged_in": session is not None,
-               "auth": guard.config.auth_required}  # fmt: skip
+    values |= {"csrf": guard.signer.csrf(session), "logged_in": session is not None, "auth": guard.config.auth_required}
     response: HTMLResponse = request.app.state.templates.TemplateResponse(request, template, values)
     return response
 
@@ -50,9 +49,13 @@ async def timeline(
     except ValueError:
         since_time = None
     where = EventFilter(
-        camera=_blank(camera), rule=_blank(rule), severity=_blank(severity), kind=_blank(kind), since=since_time,
+        camera=_blank(camera),
+        rule=_blank(rule),
+        severity=_blank(severity),
+        kind=_blank(kind),
+        since=since_time,
         reviewed={"yes": True, "no": False}.get(reviewed or ""),
-    )  # fmt: skip
+    )
     store = context(request).store
     events, total = await asyncio.gather(
         asyncio.to_thread(store.list, where, limit=PAGE_SIZE, offset=page * PAGE_SIZE),
@@ -61,10 +64,25 @@ async def timeline(
     seen_cameras, seen_rules = await asyncio.to_thread(store.facets)
     cameras = sorted({s.id for s in context(request).camera_status()} | set(seen_cameras))
     rules = sorted({r.id for r in context(request).rule_views()} | set(seen_rules))
-    query = {"camera": camera or "", "rule": rule or "", "severity": severity or "", "kind": kind or "",
-             "reviewed": reviewed or "", "since": since or ""}  # fmt: skip
-    return render(request, "events.html", events=events, total=total, page=page, pages=(total - 1) // PAGE_SIZE + 1,
-                  query=query, cameras=cameras, rules=rules)  # fmt: skip
+    query = {
+        "camera": camera or "",
+        "rule": rule or "",
+        "severity": severity or "",
+        "kind": kind or "",
+        "reviewed": reviewed or "",
+        "since": since or "",
+    }
+    return render(
+        request,
+        "events.html",
+        events=events,
+        total=total,
+        page=page,
+        pages=(total - 1) // PAGE_SIZE + 1,
+        query=query,
+        cameras=cameras,
+        rules=rules,
+    )
 
 
 @router.get("/events/{event_id}", response_class=HTMLResponse)
@@ -135,8 +153,11 @@ async def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 
 @login_router.post("/login")
-async def login(request: Request, password: Annotated[str, Form(max_length=MAX_SECRET_CHARS)],
-                next: Annotated[str, Form(max_length=2000)] = "/") -> Response:  # fmt: skip
+async def login(
+    request: Request,
+    password: Annotated[str, Form(max_length=MAX_SECRET_CHARS)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
     guard: Guard = request.app.state.guard
     right, throttled = await guard.verify(request, password, guard.config.password_hash)
     if not right:
@@ -147,8 +168,14 @@ async def login(request: Request, password: Annotated[str, Form(max_length=MAX_S
             refused.headers["Retry-After"] = throttled.headers["Retry-After"]
         return refused
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, guard.signer.session(), max_age=int(guard.signer.max_age_s), httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        guard.signer.session(),
+        max_age=int(guard.signer.max_age_s),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 

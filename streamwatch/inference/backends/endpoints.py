@@ -44,16 +44,22 @@ class Endpoint:
         self.failures += 1
         if self.failures >= self._threshold:
             if self.failures == self._threshold:
-                log.warning("model server %s failed %d times in a row (%s): not used for %.0f s", self.shown,
-                            self.failures, why, self._reset_s)  # fmt: skip
+                log.warning(
+                    "model server %s failed %d times in a row (%s): not used for %.0f s",
+                    self.shown,
+                    self.failures,
+                    why,
+                    self._reset_s,
+                )
             self.open_until = now + self._reset_s  # half-open after this: one failure re-opens it
 
 
 class Endpoints:
     """Round-robin over the usable servers; `check` polls each server's health in a thread."""
 
-    def __init__(self, urls: list[str], *, failures: int, reset_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self, urls: list[str], *, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.all = [Endpoint(url, failures=failures, reset_s=reset_s) for url in urls]
         self._cycle = itertools.cycle(self.all)
         self._lock = threading.Lock()

@@ -97,9 +97,13 @@ class Fp8Linear(nn.Module):
         scale = flat.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
         quantised = (flat.float() / scale).to(FP8)
         out = torch._scaled_mm(
-            quantised, self.weight.t(), scale_a=scale, scale_b=self.weight_scale, bias=self.bias,
+            quantised,
+            self.weight.t(),
+            scale_a=scale,
+            scale_b=self.weight_scale,
+            bias=self.bias,
             out_dtype=x.dtype,
-        )  # fmt: skip
+        )
         return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

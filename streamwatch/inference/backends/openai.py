@@ -70,13 +70,18 @@ class OpenAIBackend(Backend):
         self.config = config
         self.max_image_side = max_image_side
         headers = {"Authorization": f"Bearer {config.api_key.get_secret_value()}"} if config.api_key else {}
-        self._client = httpx.Client(headers=headers, timeout=config.timeout_s,
-                                    limits=httpx.Limits(max_connections=config.concurrency))  # fmt: skip
+        self._client = httpx.Client(
+            headers=headers, timeout=config.timeout_s, limits=httpx.Limits(max_connections=config.concurrency)
+        )
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="remote-model")
         self.endpoints = Endpoints(config.base_urls, failures=config.breaker_failures, reset_s=config.breaker_reset_s)
         self.endpoints.start_health_checks(self._healthy, config.health_interval_s)
-        log.info("model %s on %d server(s): %s", model, len(self.endpoints.all),
-                 ", ".join(e.shown for e in self.endpoints.all))  # fmt: skip
+        log.info(
+            "model %s on %d server(s): %s",
+            model,
+            len(self.endpoints.all),
+            ", ".join(e.shown for e in self.endpoints.all),
+        )
 
     def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
         extra = {"logprobs": True, "top_logprobs": self.config.top_logprobs} if self.config.top_logprobs else {}
@@ -95,10 +100,16 @@ class OpenAIBackend(Backend):
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
     def _complete(self, prompt: Prompt, max_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
-        content = [{"type": "image_url", "image_url": {"url": self._image_url(prompt.image)}},
-                   {"type": "text", "text": prompt.question}]  # fmt: skip
-        body = {"model": self.name, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-                "temperature": 0} | extra  # fmt: skip
+        content = [
+            {"type": "image_url", "image_url": {"url": self._image_url(prompt.image)}},
+            {"type": "text", "text": prompt.question},
+        ]
+        body = {
+            "model": self.name,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        } | extra
         attempts, why = self.config.retries + 1, ""
         for attempt in range(attempts):
             if attempt:
@@ -124,8 +135,9 @@ class OpenAIBackend(Backend):
         if response.status_code == 429 or response.status_code >= 500:
             raise _Retry(f"{endpoint.shown}: HTTP {response.status_code}")
         if response.status_code >= 400:  # the request's fault: another attempt would fail the same way
-            raise RemoteError(f"{endpoint.shown} refused the request: HTTP {response.status_code}: "
-                              f"{_message(response)}")  # fmt: skip
+            raise RemoteError(
+                f"{endpoint.shown} refused the request: HTTP {response.status_code}: {_message(response)}"
+            )
         try:
             choice = response.json()["choices"][0]
             if not isinstance(choice, dict) or "message" not in choice:

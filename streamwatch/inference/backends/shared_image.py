@@ -96,8 +96,9 @@ def _right_padded(tokenizer: Any, texts: list[str], device: torch.device) -> dic
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
-def _forward(model: Any, prompts: Sequence[Prompt], groups: list[list[int]], prefix_inputs: Any, suffix: Any
-             ) -> torch.Tensor:  # fmt: skip
+def _forward(
+    model: Any, prompts: Sequence[Prompt], groups: list[list[int]], prefix_inputs: Any, suffix: Any
+) -> torch.Tensor:
     device = prefix_inputs["input_ids"].device
     inner = model.model
     inner.rope_deltas = None
@@ -120,9 +121,12 @@ def _forward(model: Any, prompts: Sequence[Prompt], groups: list[list[int]], pre
     positions = start + torch.arange(suffix_mask.shape[1], device=device)[None, :]
     positions = positions[None].expand(3, -1, -1)  # text tokens: the same position on all three axes
     hidden = inner(
-        input_ids=suffix["input_ids"], attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1),
-        position_ids=positions, use_cache=True, **{_cache_argument(inner): cache},
-    ).last_hidden_state  # fmt: skip
+        input_ids=suffix["input_ids"],
+        attention_mask=torch.cat([prefix_mask, suffix_mask], dim=1),
+        position_ids=positions,
+        use_cache=True,
+        **{_cache_argument(inner): cache},
+    ).last_hidden_state
     last = suffix_mask.sum(dim=1) - 1
     rows = torch.arange(len(prompts), device=device)
     logits: torch.Tensor = model.lm_head(hidden[rows, last])

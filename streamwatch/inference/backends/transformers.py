@@ -109,8 +109,9 @@ class TransformersBackend(Backend):
         # Image preprocessing in torch on the model's device (vlm/torch_images.py): "auto" on CUDA.
         self.torch_processor = None
         if preprocess == "torch" or (preprocess == "auto" and self.device.type == "cuda"):
-            self.torch_processor = with_torch_images(processor, device=self.device, dtype=self.dtype,
-                                                     max_image_side=self.max_image_side)  # fmt: skip
+            self.torch_processor = with_torch_images(
+                processor, device=self.device, dtype=self.dtype, max_image_side=self.max_image_side
+            )
             if self.torch_processor is None:
                 log.info("%s: its image processor has no torch equivalent here; preprocessing on the CPU", self.name)
 
@@ -155,17 +156,24 @@ class TransformersBackend(Backend):
     def quantize_fp8(self) -> int:
         """FP8 weights for the language model's and vision tower's linear layers (kernels.quantize_fp8)."""
         if not fp8_supported(self.device):
-            raise RuntimeError(f"model.quantize = 'fp8' needs a GPU with FP8 tensor cores (Ada/Hopper); {self.device} "
-                               "has none")  # fmt: skip
+            raise RuntimeError(
+                f"model.quantize = 'fp8' needs a GPU with FP8 tensor cores (Ada/Hopper); {self.device} has none"
+            )
         count = quantize_fp8(self.model)
         log.info("quantised %d linear layers of %s to fp8", count, self.name)
         return count
 
     def prompt_limits(self, *, max_chars: int, max_tokens: int, max_new_tokens: int) -> PromptLimits:
         """Questions counted in this model's tokens, within its context (inference/limits.py)."""
-        return token_limits(self.processor.tokenizer, self.model.config, model=self.name, max_chars=max_chars,
-                            max_tokens=max_tokens, max_image_side=self.max_image_side,
-                            max_new_tokens=max_new_tokens)  # fmt: skip
+        return token_limits(
+            self.processor.tokenizer,
+            self.model.config,
+            model=self.name,
+            max_chars=max_chars,
+            max_tokens=max_tokens,
+            max_image_side=self.max_image_side,
+            max_new_tokens=max_new_tokens,
+        )
 
     def _text(self, question: str) -> str:
         text = self._rendered.get(question)
@@ -177,8 +185,9 @@ class TransformersBackend(Backend):
         texts = [self._text(p.question) + suffix for p in prompts]
         return self.encode([p.image for p in prompts], texts, positions=positions)
 
-    def encode(self, images: Sequence[Any], texts: Sequence[str], processor: Any = None, *, positions: bool = False
-               ) -> Any:  # fmt: skip
+    def encode(
+        self, images: Sequence[Any], texts: Sequence[str], processor: Any = None, *, positions: bool = False
+    ) -> Any:
         """Model inputs on the model's device: images through the torch preprocessing where enabled
         (resized once, on the device), else downscaled here and through the checkpoint's processor.
         `processor` overrides the configured choice (benchmarks compare both). `positions`: also the
