@@ -278,7 +278,7 @@ class Service:
             camera.id, answer.text, answer.confidence, alert, time.time()
         )
         try:
-            event = await self.pipeline.handle(camera, rule, question, answer, image, frame.captured_at)
+            event = await self.pipeline.handle(camera, rule, question, answer, alert, image, frame.captured_at)
         except Exception:  # the database or disk failed: say so loudly, keep watching
             log.exception("camera %s rule %s: could not record the alert event", camera.id, rule.id)
             event = None

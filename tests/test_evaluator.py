@@ -16,7 +16,8 @@ def play(evaluator: Evaluator, r: Rule, answers: str, *, start: float = 0.0, ste
     """answers: 'y'/'n' per sample, `step` seconds apart; returns the transitions as 'o', 'u', 'r' or '.'."""
     marks = []
     for index, answer in enumerate(answers):
-        result = evaluator.observe("gate", r, answer == "y", start + index * step)
+        change = evaluator.observe("gate", r, answer == "y", start + index * step)
+        result = change.transition if change is not None else None
         marks.append({Transition.OPEN: "o", Transition.UPDATE: "u", Transition.RESOLVED: "r", None: "."}[result])
     return marks and "".join(marks)  # type: ignore[return-value]
 
@@ -52,36 +53,47 @@ def test_cooldown_suppresses_a_new_alert_then_allows_it() -> None:
 def test_state_is_kept_per_camera_and_rule() -> None:
     evaluator = Evaluator()
     r1, r2 = rule(), rule(id="gate")
-    assert evaluator.observe("gate", r1, True, 0) == Transition.OPEN
+    opened = evaluator.observe("gate", r1, True, 0)
+    assert opened is not None and opened.transition == Transition.OPEN
     assert evaluator.observe("yard", r1, False, 0) is None
     assert evaluator.observe("gate", r2, False, 0) is None
     assert evaluator.is_open("gate", "fence") and not evaluator.is_open("yard", "fence")
     assert evaluator.open_alerts() == [("gate", "fence")]
-    assert evaluator.close("gate", "fence") is None  # no alert id: the pipeline gives one when it records
+    assert evaluator.close("gate", "fence") == opened.alert_id
     assert not evaluator.is_open("gate", "fence") and evaluator.open_alerts() == []
+
+
+def test_an_alert_keeps_its_id_from_open_to_resolved() -> None:
+    evaluator = Evaluator(update_every_s=0)
+    r = rule(confirm={"n": 1, "m": 2})
+    changes = [evaluator.observe("gate", r, answer, float(t)) for t, answer in enumerate([True, True, False, False])]
+    opened, updated, _, resolved = changes
+    assert opened is not None and updated is not None and resolved is not None
+    assert [c.transition for c in (opened, updated, resolved)] == [
+        Transition.OPEN,
+        Transition.UPDATE,
+        Transition.RESOLVED,
+    ]
+    assert opened.alert_id == updated.alert_id == resolved.alert_id and len(opened.alert_id) == 32
+    again = evaluator.observe("gate", r.model_copy(update={"cooldown_s": 0}), True, 100.0)
+    assert again is not None and again.alert_id != opened.alert_id  # a new incident, a new id
 
 
 def test_a_restored_alert_continues_and_resolves_through_the_normal_confirmation() -> None:
     r = rule(confirm={"n": 2, "m": 3}, cooldown_s=30)
     before = Evaluator(update_every_s=10)
     assert play(before, r, "yy") == ".o"
-    before.state("gate", "fence").alert_id = "a1"
     saved = before.saved("gate", "fence")
-    assert (saved.open, saved.alert_id, saved.opened_at) == (True, "a1", 2.0)
+    assert saved.open and saved.alert_id is not None and saved.opened_at == 2.0
     after = Evaluator(update_every_s=10)  # a new process
     after.restore(saved)
-    assert after.is_open("gate", "fence") and after.state("gate", "fence").alert_id == "a1"
+    assert after.is_open("gate", "fence") and after.state("gate", "fence").alert_id == saved.alert_id
     # still positive: an update of the same alert (not a new one), then three negatives resolve it
-    assert play(after, r, "ynnn", start=12.0) == "u..r"
+    changes = [after.observe("gate", r, answer == "y", 12.0 + 2 * index) for index, answer in enumerate("ynnn")]
+    assert [c.transition if c else None for c in changes] == [Transition.UPDATE, None, None, Transition.RESOLVED]
+    assert {c.alert_id for c in changes if c} == {saved.alert_id}
     cooling = after.saved("gate", "fence")
     assert not cooling.open and cooling.cooldown_until == 18.0 + 30
     again = Evaluator()
     again.restore(cooling)  # the cooldown survives a restart too
     assert play(again, r, "yyyy", start=20.0, step=10.0) == "...o"  # t=20,30,40 cooling; t=50 opens
-
-
-def test_closing_an_unwatched_open_alert_returns_its_id() -> None:
-    evaluator = Evaluator()
-    evaluator.observe("gate", rule(), True, 0)
-    evaluator.state("gate", "fence").alert_id = "a1"
-    assert evaluator.close("gate", "fence") == "a1" and evaluator.close("gate", "fence") is None

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -226,3 +226,32 @@ def test_an_alert_whose_rule_is_gone_is_resolved_at_start(site: Site, broker: Br
     wait(lambda: subscriber.on("sw/gate/flag/state")[-1].payload == b"OFF", "the state OFF")
     site.stop(signal.SIGTERM)
     subscriber.close()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda rules: (rules / "flag.toml").unlink(),
+        lambda rules: (rules / "flag.toml").write_text(RULE + "enabled = false\n"),
+        lambda rules: (rules / "flag.toml").write_text(RULE + 'cameras = ["another-camera"]\n'),
+    ],
+    ids=["removed", "disabled", "retargeted"],
+)
+def test_an_open_alert_whose_rule_goes_away_while_running_is_resolved(
+    site: Site, broker: Broker, edit: Callable[[Path], None]
+) -> None:
+    subscriber = Subscriber(broker.port, "sw/#")
+    site.flag.touch()  # the condition keeps holding: only the rule change can end the alert
+    site.start()
+    wait(lambda: len(event_payloads(subscriber)) >= 1, "the alert to open")
+    edit(site.folder / "rules")
+    wait(lambda: len(event_payloads(subscriber)) >= 2, "the resolve of the alert whose rule went away")
+    opened, resolved = event_payloads(subscriber)[:2]
+    assert (opened["type"], resolved["type"]) == ("open", "resolved") and resolved["alert_id"] == opened["alert_id"]
+    assert resolved["answer"] == "(no longer watched)"
+    wait(lambda: subscriber.on("sw/gate/flag/state")[-1].payload == b"OFF", "the retained state OFF")
+    site.stop(signal.SIGTERM)
+    later = Subscriber(broker.port, "sw/gate/flag/state")
+    assert later.wait_for("sw/gate/flag/state")[0].payload == b"OFF"  # what Home Assistant sees now
+    subscriber.close()
+    later.close()

@@ -282,7 +282,8 @@ def test_describe_is_not_asked_on_a_camera_that_says_no(tmp_path: Path) -> None:
         pipeline = AlertPipeline(store, None, describe=describe)
         descriptions = []
         for camera in (CameraConfig(id="demo", url="a.mp4", describe=False), CameraConfig(id="real", url="b.mp4")):
-            event = await pipeline.handle(camera, rule, "Anyone?", Answer("yes", 0.9, 0.1, 1, "m"), image, 1.0)
+            answer = Answer("yes", 0.9, 0.1, 1, "m")
+            event = await pipeline.handle(camera, rule, "Anyone?", answer, True, image, 1.0)
             assert event is not None and event.kind == "open"
             descriptions.append(event.description)
         return descriptions

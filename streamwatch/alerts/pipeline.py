@@ -55,25 +55,30 @@ class AlertPipeline:
         self.events = 0
 
     async def handle(
-        self, camera: CameraConfig, rule: Rule, question: str, answer: Answer, image: Image.Image, frame_at: float
+        self,
+        camera: CameraConfig,
+        rule: Rule,
+        question: str,
+        answer: Answer,
+        positive: bool,
+        image: Image.Image,
+        frame_at: float,
     ) -> Event | None:
-        """Feed one answer to the evaluator; record and announce the event it causes, if any."""
-        positive = rule.is_alert(answer.text, answer.confidence)
-        state = self.evaluator.state(camera.id, rule.id)
-        alert_id = state.alert_id
-        transition = self.evaluator.observe(camera.id, rule, positive, frame_at)
-        if transition is None:
+        """Feed one answer (and whether it meets the rule's condition) to the evaluator; record and
+        announce the event it causes, if any."""
+        change = self.evaluator.observe(camera.id, rule, positive, frame_at)
+        if change is None:
             return None
-        uid = uuid.uuid4().hex
+        transition = change.transition
+        # the open event's uid is the alert's id; its updates and its resolve get their own
+        uid = change.alert_id if transition is Transition.OPEN else uuid.uuid4().hex
         description = None
-        if transition is Transition.OPEN:
-            state.alert_id = alert_id = uid
-            if rule.describe and camera.describe and self._describe is not None:
-                description = await self._describe(camera, rule, image)
+        if transition is Transition.OPEN and rule.describe and camera.describe and self._describe is not None:
+            description = await self._describe(camera, rule, image)
         snapshot = await asyncio.to_thread(jpeg, image)
         new = NewEvent(
             uid=uid,
-            alert_id=alert_id or uid,
+            alert_id=change.alert_id,
             kind=transition.value,
             camera=camera.id,
             rule=rule.id,

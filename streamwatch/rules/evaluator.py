@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,15 @@ class Transition(StrEnum):
     OPEN = "open"
     UPDATE = "update"
     RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one answer did to an alert: the transition, and the alert's id (the uid of its `open` event,
+    which ties its update and resolved events to it)."""
+
+    transition: Transition
+    alert_id: str
 
 
 @dataclass
@@ -54,8 +64,8 @@ class Evaluator:
         state = self._states.get((camera, rule))
         return bool(state and state.open)
 
-    def observe(self, camera: str, rule: Rule, positive: bool, at: float) -> Transition | None:
-        """Record one answer; returns the transition it causes, if any."""
+    def observe(self, camera: str, rule: Rule, positive: bool, at: float) -> Change | None:
+        """Record one answer; returns the change it causes, if any. An alert gets its id when it opens."""
         state = self.state(camera, rule.id)
         m = rule.confirm.m
         state.window.append(positive)
@@ -64,17 +74,19 @@ class Evaluator:
         if not state.open:
             if state.positives() >= rule.confirm.n and at >= state.cooldown_until:
                 state.open, state.opened_at, state.last_event_at = True, at, at
-                return Transition.OPEN
+                state.alert_id = uuid.uuid4().hex
+                return Change(Transition.OPEN, state.alert_id)
             return None
+        alert_id = state.alert_id or uuid.uuid4().hex
         if len(state.window) >= m and state.positives() == 0:
             state.open, state.alert_id = False, None
             state.cooldown_until = at + rule.cooldown_s
             state.last_event_at = at
             state.window.clear()
-            return Transition.RESOLVED
+            return Change(Transition.RESOLVED, alert_id)
         if positive and at - state.last_event_at >= self.update_every_s:
             state.last_event_at = at
-            return Transition.UPDATE
+            return Change(Transition.UPDATE, alert_id)
         return None
 
     # -- persistence: the alert's state survives restarts (store/alerts.py) -------------------------
