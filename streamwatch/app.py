@@ -30,7 +30,7 @@ from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.build import build_backend, build_queue, load_backend
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
-from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Request
+from streamwatch.inference.types import Answer, AnswerKind, DroppedError, InferenceError, Request
 from streamwatch.inference.watchdog import ModelWatchdog
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
@@ -269,7 +269,7 @@ class Service:
         tokens = rule.max_new_tokens or self.settings.model.max_new_tokens
         try:
             answer = await self._query(camera.id, question, crop_roi(image, rule.roi), kind, tokens)
-        except (DroppedError, RuntimeError) as exc:
+        except (DroppedError, InferenceError) as exc:
             log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
             return
         self.decisions += 1
@@ -305,7 +305,7 @@ class Service:
         tokens = max(48, rule.max_new_tokens or 0)
         try:
             return (await self._query(camera.id, question, crop_roi(image, rule.roi), AnswerKind.GENERATE, tokens)).text
-        except (DroppedError, RuntimeError) as exc:
+        except (DroppedError, InferenceError) as exc:
             log.warning("camera %s rule %s: describe failed: %s", camera.id, rule.id, exc)
             return None
 

@@ -18,6 +18,7 @@ from streamwatch.bench.commands import add_bench_parser
 from streamwatch.demo.commands import add_model_parser
 from streamwatch.logs import setup_logging
 from streamwatch.tomlfile import DataFileError
+from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
 
 if TYPE_CHECKING:
     from streamwatch.store.events import EventStore
@@ -271,8 +272,7 @@ def cmd_events_mark(args: argparse.Namespace) -> int:
     from streamwatch.alerts.topics import event_payload, review_fields
 
     store = _event_store(args.config)
-    verdict = None if args.verdict == "seen" else args.verdict
-    event = store.review(args.event_id, verdict, args.note)
+    event = store.review(args.event_id, ReviewChoice(args.verdict).verdict, args.note)
     if event is None:
         print(f"error: no event {args.event_id!r}", file=sys.stderr)
         return 1
@@ -346,13 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
         "events", help="alert event history: list (newest first), `show ID`, `mark ID --verdict V [--note N]`"
     )
     events.add_argument("action", nargs="*", metavar="show ID | mark ID", help="default: list")
-    events.add_argument("--verdict", choices=["confirmed", "false_positive", "seen"], help="with mark")
+    events.add_argument("--verdict", choices=[choice.value for choice in ReviewChoice], help="with mark")
     events.add_argument("--note", default=None, help="with mark")
     events.add_argument("-c", "--config", default="config.toml")
     events.add_argument("--camera")
     events.add_argument("--rule")
-    events.add_argument("--kind", choices=["open", "update", "resolved"])
-    events.add_argument("--severity", choices=["info", "warning", "critical"])
+    events.add_argument("--kind", choices=[kind.value for kind in EventKind])
+    events.add_argument("--severity", choices=[severity.value for severity in Severity])
     events.add_argument("--since", type=_since, help="e.g. 90m, 2h, 7d or 2026-11-21T08:00")
     events.add_argument("--limit", type=int, default=50)
     events.add_argument("--json", action="store_true")

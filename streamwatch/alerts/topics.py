@@ -11,6 +11,7 @@ from streamwatch.ingest.status import CameraStatus
 from streamwatch.rules.model import Rule
 from streamwatch.store.events import Message
 from streamwatch.store.models import Event
+from streamwatch.vocabulary import EventKind, Severity
 
 
 class Topics:
@@ -50,7 +51,7 @@ class Topics:
     def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
         """What one event publishes, in order: the event, the state, the snapshot (all QoS 1)."""
         messages = [Message(self.events, json.dumps(event_payload(event, snapshot_file)).encode())]
-        on = event.kind != "resolved"
+        on = event.kind != EventKind.RESOLVED
         messages.append(Message(self.state(event.camera, event.rule), b"ON" if on else b"OFF", retain=True))
         if snapshot_jpeg is not None:
             messages.append(Message(self.snapshot(event.camera, event.rule), snapshot_jpeg, retain=True))
@@ -82,7 +83,7 @@ class Topics:
             "availability_topic": self.available,
             "payload_available": "online",
             "payload_not_available": "offline",
-            "device_class": "safety" if rule.severity == "critical" else "problem",
+            "device_class": "safety" if rule.severity is Severity.CRITICAL else "problem",
             "device": {
                 "identifiers": [f"{self.prefix.replace('/', '_')}_{camera.id}"],
                 "name": camera.display_name,

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from streamwatch.inference.backends.base import Backend
-from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Request
+from streamwatch.inference.types import Answer, AnswerKind, DroppedError, InferenceError, Request
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class InferenceQueue:
                     for _request, future in batch:
                         if not future.done():
                             self._stats.failed += 1
-                            future.set_exception(RuntimeError("inference failed; see the service log"))
+                            future.set_exception(InferenceError("inference failed; see the service log"))
             finally:
                 with self._cond:
                     self._stats.in_flight -= len(batch)
@@ -252,7 +252,7 @@ class InferenceQueue:
             log.exception("inference failed for a request from %s", group[0][0].source)
             with self._cond:
                 self._stats.failed += 1
-            group[0][1].set_exception(RuntimeError("inference failed; see the service log"))
+            group[0][1].set_exception(InferenceError("inference failed; see the service log"))
             return
         done = self._clock()
         with self._cond:

@@ -52,6 +52,10 @@ class Answer:
     model: str
 
 
+class InferenceError(RuntimeError):
+    """A model call failed for this request (the service log says why); other requests are unaffected."""
+
+
 class DroppedError(Exception):
     """A request the queue did not answer; `reason` says why (deadline, overflow, shutdown)."""
 

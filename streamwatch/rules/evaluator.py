@@ -5,18 +5,15 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from streamwatch.rules.model import Rule
 from streamwatch.store.alerts import SavedAlert
+from streamwatch.vocabulary import EventKind
 
 UPDATE_EVERY_S = 60.0  # while an alert holds, at most one `update` event per this many seconds
 
 
-class Transition(StrEnum):
-    OPEN = "open"
-    UPDATE = "update"
-    RESOLVED = "resolved"
+Transition = EventKind  # what the evaluator returns is what the events are called
 
 
 @dataclass(frozen=True)

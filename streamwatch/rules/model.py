@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamwatch.config import CameraConfig, identifier
+from streamwatch.vocabulary import Severity
 
 BUILTIN_VARIABLES = ("camera", "camera_name", "location", "zone")
 _COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+)\s*$")
@@ -72,7 +73,7 @@ class Rule(BaseModel):
 
     id: str = Field(description="Unique id, used in MQTT topics.")
     title: str = Field(min_length=1, max_length=200, description="Shown in events and Home Assistant.")
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = Severity.WARNING
     help: str = Field("", max_length=4000, description="What the rule is for and how to tune it.")
     enabled: bool = True
     cameras: list[str] = Field(default_factory=lambda: ["*"], description="Camera ids, globs or tag:NAME.")

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from streamwatch.config import ServeConfig
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
-from streamwatch.inference.types import AnswerKind, DroppedError
+from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError
 from streamwatch.inference.types import Request as Query
 from streamwatch.inference.watchdog import ModelWatchdog
 from streamwatch.serve.chat import completion, parse_chat, stream_chunks, yes_no_logprobs
@@ -134,7 +134,7 @@ def create_openai_app(
             )
         except DroppedError as exc:
             raise ApiError(503, f"the engine is overloaded or stopping ({exc.reason}); retry later") from None
-        except RuntimeError:
+        except InferenceError:
             raise ApiError(500, "inference failed; see the server log") from None
         logprobs = yes_no_logprobs(answer.confidence or 0.0, query.top_logprobs) if query.yes_no else None
         reply = completion(model_name, answer.text, logprobs)

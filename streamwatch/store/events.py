@@ -15,6 +15,7 @@ from sqlalchemy import Select, delete, func, select
 from streamwatch.store.alerts import SavedAlert, save
 from streamwatch.store.db import Database
 from streamwatch.store.models import Event, OutboxMessage, utcnow
+from streamwatch.vocabulary import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,6 @@ class NewEvent:
     model: str
     description: str | None
     frame_at: datetime
-
-
-VERDICTS = (None, "confirmed", "false_positive")
 
 
 @dataclass(frozen=True)
@@ -155,10 +153,10 @@ class EventStore:
             rules = sorted(session.scalars(select(Event.rule).distinct()))
         return cameras, rules
 
-    def review(self, uid: str, verdict: str | None, note: str | None) -> Event | None:
-        """Mark an event reviewed: verdict "confirmed" or "false_positive" (None: just seen), optional note."""
-        if verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {', '.join(str(v) for v in VERDICTS)}")
+    def review(self, uid: str, verdict: Verdict | None, note: str | None) -> Event | None:
+        """Mark an event reviewed: a verdict (None: just seen), optional note."""
+        if verdict is not None and verdict not in set(Verdict):
+            raise ValueError(f"verdict must be one of {', '.join(Verdict)} or None")
         with self.db.session() as session, session.begin():
             event = session.scalar(select(Event).where(Event.uid == uid))
             if event is None:

@@ -17,6 +17,7 @@ from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.ingest.images import ImageRejected, decode_image
 from streamwatch.store.events import EventFilter
 from streamwatch.store.models import Event
+from streamwatch.vocabulary import EventKind, Severity, Verdict
 from streamwatch.web.context import WebContext
 
 router = APIRouter()
@@ -41,12 +42,12 @@ def event_json(request: Request, event: Event) -> dict[str, Any]:
 def event_filter(
     camera: str | None = None,
     rule: str | None = None,
-    severity: Literal["info", "warning", "critical"] | None = None,
-    kind: Literal["open", "update", "resolved"] | None = None,
+    severity: Severity | None = None,
+    kind: EventKind | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     reviewed: bool | None = None,
-    verdict: Literal["confirmed", "false_positive"] | None = None,
+    verdict: Verdict | None = None,
 ) -> EventFilter:
     return EventFilter(
         camera=camera,
@@ -103,9 +104,7 @@ async def event_snapshot(request: Request, event_id: str) -> FileResponse:
 
 
 class Review(BaseModel):
-    verdict: Literal["confirmed", "false_positive"] | None = Field(
-        None, description="confirmed, false_positive, or null to mark it seen"
-    )
+    verdict: Verdict | None = Field(None, description="confirmed, false_positive, or null to mark it seen")
     note: str | None = Field(None, max_length=2000)
 
 

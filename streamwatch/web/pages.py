@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.store.events import EventFilter
+from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
 from streamwatch.web.api import MAX_OFFSET, context, question_checked, read_image
 from streamwatch.web.auth import MAX_SECRET_CHARS
 from streamwatch.web.guard import SESSION_COOKIE, Guard
@@ -82,6 +83,8 @@ async def timeline(
         query=query,
         cameras=cameras,
         rules=rules,
+        severities=list(reversed(Severity)),
+        kinds=list(EventKind),
     )
 
 
@@ -90,21 +93,20 @@ async def event_detail(request: Request, event_id: str) -> HTMLResponse:
     event = await asyncio.to_thread(context(request).store.get, event_id)
     if event is None:
         raise HTTPException(404, f"no event {event_id!r}")
-    return render(request, "event.html", event=event)
+    return render(request, "event.html", event=event, choices=ReviewChoice)
 
 
 @router.post("/events/{event_id}/review")
 async def review_form(
     request: Request,
     event_id: str,
-    verdict: Annotated[Literal["confirmed", "false_positive", "seen"], Form()],
+    verdict: Annotated[ReviewChoice, Form()],
     csrf: Annotated[str, Form()],
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     if not request.app.state.guard.csrf_ok(request, csrf):
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
-    stored = None if verdict == "seen" else verdict
-    event = await asyncio.to_thread(context(request).store.review, event_id, stored, note)
+    event = await asyncio.to_thread(context(request).store.review, event_id, verdict.verdict, note)
     if event is None:
         raise HTTPException(404, f"no event {event_id!r}")
     return RedirectResponse(f"/events/{event_id}", status_code=303)

@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from streamwatch.inference.types import InferenceError
 from streamwatch.redact import redact_url
 
 log = logging.getLogger(__name__)
 
 
-class NoServerError(RuntimeError):
+class NoServerError(InferenceError):
     """Every configured server is unhealthy or has its breaker open."""
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 from streamwatch.config import RemoteConfig
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.endpoints import Endpoint, Endpoints
-from streamwatch.inference.types import Prompt
+from streamwatch.inference.types import InferenceError, Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.prompts import clean_answer
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 _BACKOFF_S, _BACKOFF_MAX_S = 0.5, 8.0
 
 
-class RemoteError(RuntimeError):
+class RemoteError(InferenceError):
     """The servers gave no usable answer; the message names the server and what went wrong."""
 
 

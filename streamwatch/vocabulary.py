@@ -1,0 +1,38 @@
+"""The words events are made of, spelled once: severities, event kinds, review verdicts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class EventKind(StrEnum):
+    """What happened to an alert: it opened, it holds (an update at most once a minute), it resolved."""
+
+    OPEN = "open"
+    UPDATE = "update"
+    RESOLVED = "resolved"
+
+
+class Verdict(StrEnum):
+    """An operator's review of an event; an event reviewed without a verdict was just `seen`."""
+
+    CONFIRMED = "confirmed"
+    FALSE_POSITIVE = "false_positive"
+
+
+class ReviewChoice(StrEnum):
+    """What an operator can answer when reviewing (web form, `events mark`): a verdict, or just seen."""
+
+    CONFIRMED = "confirmed"
+    FALSE_POSITIVE = "false_positive"
+    SEEN = "seen"
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return None if self is ReviewChoice.SEEN else Verdict(self.value)
