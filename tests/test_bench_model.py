@@ -59,7 +59,7 @@ def test_bench_model_writes_a_report_comparing_naive_and_batched(tmp_path: Path)
 def test_the_flop_count_behind_mfu_matches_torchs_flop_counter(tmp_path: Path, resolution: tuple[int, int]) -> None:
     backend = build(ModelBenchConfig(size="tiny", device="cpu"), tmp_path)
     image = frames(*resolution, 1)[0]
-    inputs = backend._inputs([Prompt(image, QUESTION)], backend.style.answer_prefix)
+    inputs = backend.yes_no_inputs([Prompt(image, QUESTION)])
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         backend.model(**inputs, logits_to_keep=1)

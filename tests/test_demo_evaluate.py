@@ -61,7 +61,7 @@ def test_the_shipped_model_sees_each_line_board_as_it_is() -> None:
     """Mid-way through each board of samples/line.mp4, as the clip file shows it: every defect rule is
     answered as the board's truth says (a retrained model must still suit the demo clip)."""
     rules = [t.rule for t in demo_tasks(RULES) if t.rule.id in ("solder-bridge", "missing-screw", "housing-scratch")]
-    backend = TransformersBackend(str(MODEL), device="cpu", max_image_side=640)
+    backend = TransformersBackend.load(str(MODEL), device="cpu", max_image_side=640)
     try:
         for board in range(8):
             t = board * 8 + 4.0

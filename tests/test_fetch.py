@@ -156,7 +156,7 @@ def api(tiny_glm4v: Path) -> Iterator[TestClient]:
     """The serve app in process, on a queue with nothing behind it: these requests never reach the model."""
     from streamwatch.inference.backends.transformers import TransformersBackend
 
-    backend = TransformersBackend(str(tiny_glm4v), device="cpu")
+    backend = TransformersBackend.load(str(tiny_glm4v), device="cpu")
     queue = InferenceQueue(backend, max_batch=2, max_wait_s=0.01)
     limits = backend.prompt_limits(max_chars=2000, max_tokens=64, max_new_tokens=16)
     config = ServeConfig(api_key="key-0123456789abcdef", max_image_mb=1.0)

@@ -22,7 +22,7 @@ QUESTIONS = ["Is any person climbing the fence? Answer yes or no.", "Is the gate
 
 
 def _logits(backend: TransformersBackend, model: torch.nn.Module, prompts: list[Prompt]) -> torch.Tensor:
-    inputs = backend._inputs(prompts, backend.style.answer_prefix)
+    inputs = backend.yes_no_inputs(prompts)
     with torch.inference_mode():
         return model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1].float()  # type: ignore[operator]
 
@@ -41,7 +41,7 @@ def prompts() -> list[Prompt]:
 
 
 def test_fused_kernels_give_the_same_logits_as_transformers_modules(tiny_model: Path, prompts: list[Prompt]) -> None:
-    backend = TransformersBackend(str(tiny_model), device="cpu")  # loads with the kernels swapped in
+    backend = TransformersBackend.load(str(tiny_model), device="cpu")  # loads with the kernels swapped in
     original = AutoModelForImageTextToText.from_pretrained(str(tiny_model), dtype=torch.float32).eval()
     assert fuse_rms_norms(backend.model) == 0  # already swapped at load: nothing left to swap
     _random_norm_weights(backend.model)
@@ -86,7 +86,7 @@ def test_fp8_linear_is_close_to_the_bf16_product() -> None:
 
 
 def test_fp8_model_answers_close_to_the_plain_model(tiny_glm4v: Path, prompts: list[Prompt]) -> None:
-    backend = TransformersBackend(str(tiny_glm4v), device="cpu")
+    backend = TransformersBackend.load(str(tiny_glm4v), device="cpu")
     original = AutoModelForImageTextToText.from_pretrained(str(tiny_glm4v), dtype=torch.float32).eval()
     plain = [a.p_yes for a in backend.score_yes_no(prompts)]
     linears = sum(type(m) is torch.nn.Linear for m in backend.model.model.modules())

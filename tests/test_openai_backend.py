@@ -50,7 +50,7 @@ def test_answers_equal_the_local_model_through_streamwatch_serve(server: ServePr
     images = [random_image(60 + i) for i in range(4)]
     prompts = [Prompt(image, QUESTION) for image in images]
     backend = remote(server.url, api_key="key-0123456789abcdef")
-    local = TransformersBackend(str(tiny_glm4v), device="cpu")
+    local = TransformersBackend.load(str(tiny_glm4v), device="cpu")
     try:
         got = [s.p_yes for s in backend.score_yes_no(prompts)]
         want = [s.p_yes for s in local.score_yes_no([Prompt(as_sent(i), QUESTION) for i in images])]
@@ -212,6 +212,6 @@ def test_streamwatch_ask_with_the_openai_backend(server: ServeProcess, tiny_glm4
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)
-    want = TransformersBackend(str(tiny_glm4v), device="cpu").score_yes_no([Prompt(as_sent(image), QUESTION)])[0]
+    want = TransformersBackend.load(str(tiny_glm4v), device="cpu").score_yes_no([Prompt(as_sent(image), QUESTION)])[0]
     assert got["model"] == "tiny-glm4v" and got["confidence"] == pytest.approx(want.p_yes, abs=1e-3)
     assert "key-0123456789abcdef" not in result.stdout + result.stderr

@@ -15,11 +15,11 @@ QUESTIONS = ["Is any person climbing the fence? Answer yes or no.", "Is the gate
 
 
 def test_precomputed_positions_give_the_models_own_answers(tiny_model: Path) -> None:
-    backend = TransformersBackend(str(tiny_model), device="cpu")
+    backend = TransformersBackend.load(str(tiny_model), device="cpu")
     # Two image sizes and two questions: rows of different lengths, so the shorter one is left-padded.
     prompts = [Prompt(random_image(40, 320, 200), QUESTIONS[0]), Prompt(random_image(41, 256, 256), QUESTIONS[1])]
-    plain = backend._inputs(prompts, backend.style.answer_prefix)
-    given = backend._inputs(prompts, backend.style.answer_prefix, positions=True)
+    plain = backend.yes_no_inputs(prompts)
+    given = backend.yes_no_inputs(prompts, positions=True)
     assert "position_ids" not in plain and given["position_ids"].shape == (3, *given["input_ids"].shape)
     assert (given["attention_mask"] == 0).any(), "the test needs a padded row"
     inner = backend.model.model
@@ -41,7 +41,7 @@ def test_precomputed_positions_give_the_models_own_answers(tiny_model: Path) -> 
 
 
 def test_inputs_without_images_are_left_to_the_model(tiny_model: Path) -> None:
-    backend = TransformersBackend(str(tiny_model), device="cpu")
+    backend = TransformersBackend.load(str(tiny_model), device="cpu")
     text_only = backend.processor.tokenizer(["Is the gate open?"], return_tensors="pt")
     assert add_positions(backend.model, text_only) is False
     assert "position_ids" not in text_only

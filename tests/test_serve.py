@@ -52,7 +52,7 @@ def test_yes_no_with_logprobs_is_the_engines_yes_no_score(server: ServeProcess, 
     p = {entry["token"]: math.exp(entry["logprob"]) for entry in first["top_logprobs"]}
     assert set(p) == {"yes", "no"} and p["yes"] + p["no"] == pytest.approx(1.0)
     assert choice["message"]["content"] == first["token"] == max(p, key=p.__getitem__)
-    local = TransformersBackend(str(tiny_glm4v), device="cpu").score_yes_no([Prompt(image, QUESTION)])[0]
+    local = TransformersBackend.load(str(tiny_glm4v), device="cpu").score_yes_no([Prompt(image, QUESTION)])[0]
     assert p["yes"] == pytest.approx(local.p_yes, abs=1e-4)
 
 

@@ -20,15 +20,15 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def backends(tiny_model: Path) -> tuple[TransformersBackend, TransformersBackend]:
-    shared = TransformersBackend(str(tiny_model), device="cpu")
-    plain = TransformersBackend(str(tiny_model), device="cpu")
+    shared = TransformersBackend.load(str(tiny_model), device="cpu")
+    plain = TransformersBackend.load(str(tiny_model), device="cpu")
     plain.share_images = False
     return shared, plain
 
 
 def test_prompts_split_after_the_image_and_group_by_image(backends: tuple[TransformersBackend, ...]) -> None:
     shared, _ = backends
-    text = shared._text(QUESTIONS[0])
+    text = shared.prompt_text(QUESTIONS[0])
     split = split_prompt(text)
     assert split is not None and split.prefix + split.suffix == text
     assert split.suffix.startswith(QUESTIONS[0]) and QUESTIONS[0] not in split.prefix
@@ -88,8 +88,8 @@ def test_two_queue_workers_sharing_the_backend_get_the_same_answers(backends: tu
 
 
 def test_compiled_layers_answer_like_the_plain_model(tiny_glm4v: Path) -> None:
-    compiled = TransformersBackend(str(tiny_glm4v), device="cpu")
-    plain = TransformersBackend(str(tiny_glm4v), device="cpu")
+    compiled = TransformersBackend.load(str(tiny_glm4v), device="cpu")
+    plain = TransformersBackend.load(str(tiny_glm4v), device="cpu")
     frame = random_image(40, 320, 200)
     prompts = [Prompt(frame, QUESTIONS[0]), Prompt(frame, QUESTIONS[1]), Prompt(random_image(41), QUESTIONS[2])]
     expected = [a.p_yes for a in plain.score_yes_no(prompts)]

@@ -61,7 +61,7 @@ def test_large_frames_are_fitted_like_the_cpu_path(tiny_glm4v: Path) -> None:
     processor = load_processor(str(tiny_glm4v))
     images = TorchImages(processor.image_processor, device=CPU, dtype=torch.float32, max_image_side=100)
     big = Image.fromarray(np.full((1000, 2000, 3), 128, dtype=np.uint8))
-    cpu = TransformersBackend(str(tiny_glm4v), device="cpu", max_image_side=100, preprocess="processor")
+    cpu = TransformersBackend.load(str(tiny_glm4v), device="cpu", max_image_side=100, preprocess="processor")
     expected = cpu._inputs([Prompt(big, "Is it day?")])
     assert torch.equal(images([big])["image_grid_thw"], expected["image_grid_thw"])
     assert torch.equal(images([np.asarray(big)])["image_grid_thw"], expected["image_grid_thw"])  # arrays too
@@ -72,8 +72,8 @@ def test_large_frames_are_fitted_like_the_cpu_path(tiny_glm4v: Path) -> None:
 
 
 def test_backend_answers_agree_with_either_preprocessing(tiny_model: Path) -> None:
-    on_cpu = TransformersBackend(str(tiny_model), device="cpu", preprocess="processor")
-    in_torch = TransformersBackend(str(tiny_model), device="cpu", preprocess="torch")
+    on_cpu = TransformersBackend.load(str(tiny_model), device="cpu", preprocess="processor")
+    in_torch = TransformersBackend.load(str(tiny_model), device="cpu", preprocess="torch")
     assert on_cpu.torch_processor is None and in_torch.torch_processor is not None
     gate, yard = random_image(5, 320, 200), random_image(6, 400, 300)
     prompts = [Prompt(gate, "Is the gate open?"), Prompt(gate, "Is a person there?"), Prompt(yard, "Is it day?")]

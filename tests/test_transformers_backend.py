@@ -24,8 +24,8 @@ QUESTIONS = [
 @pytest.fixture(scope="module")
 def backends(tiny_glm4v: Path, tiny_qwen2vl: Path) -> dict[str, TransformersBackend]:
     return {
-        "glm4v": TransformersBackend(str(tiny_glm4v), device="cpu", max_image_side=256),
-        "qwen2_vl": TransformersBackend(str(tiny_qwen2vl), device="cpu", max_image_side=256),
+        "glm4v": TransformersBackend.load(str(tiny_glm4v), device="cpu", max_image_side=256),
+        "qwen2_vl": TransformersBackend.load(str(tiny_qwen2vl), device="cpu", max_image_side=256),
     }
 
 
@@ -75,8 +75,8 @@ def test_yes_no_uses_every_single_token_variant(backends: dict[str, Transformers
 
 def test_images_are_downscaled_to_the_configured_side(backends: dict[str, TransformersBackend]) -> None:
     backend = backends["glm4v"]
-    big = backend._inputs([Prompt(random_image(1, 1600, 900), "q")])
-    small = backend._inputs([Prompt(random_image(1, 256, 144), "q")])
+    big = backend.yes_no_inputs([Prompt(random_image(1, 1600, 900), "q")])
+    small = backend.yes_no_inputs([Prompt(random_image(1, 256, 144), "q")])
     # Same grid: the 1600x900 frame was shrunk to 256 px before the processor saw it.
     assert big["image_grid_thw"].tolist() == small["image_grid_thw"].tolist()
 

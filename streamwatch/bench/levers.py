@@ -103,7 +103,7 @@ def measure(backend: TransformersBackend, config: LeversBenchConfig, progress: C
     device, model = backend.device, backend.model
     images = frames(config.width, config.height, config.frames)
     prompts = [Prompt(image, QUESTION) for image in images]
-    inputs = backend._inputs(prompts, backend.style.answer_prefix)
+    inputs = backend.yes_no_inputs(prompts)
     tokens, patches = int(inputs["input_ids"].shape[1]), int(inputs["pixel_values"].shape[0]) // config.frames
     flops = flops_per_frame(model, tokens, patches) * config.frames
     peak = peak_flops(device, config.peak_flops)
@@ -112,7 +112,7 @@ def measure(backend: TransformersBackend, config: LeversBenchConfig, progress: C
     def forward(use_cache: bool) -> torch.Tensor:
         with torch.inference_mode():
             logits = model(**inputs, logits_to_keep=1, use_cache=use_cache).logits[:, -1].float()
-            return torch.tensor([a.p_yes for a in backend._p_yes(logits)])
+            return torch.tensor([a.p_yes for a in backend.p_yes(logits)])
 
     def lever(
         group: str, name: str, fn: Callable[[], torch.Tensor], reference: torch.Tensor | None, note: str = ""
@@ -201,7 +201,7 @@ def _attention(
 def _preprocess(
     backend: TransformersBackend, images: list[Any], config: LeversBenchConfig, progress: Callable[[str], None]
 ) -> list[Lever]:
-    device, texts = backend.device, [backend._text(QUESTION)] * len(images)
+    device, texts = backend.device, [backend.prompt_text(QUESTION)] * len(images)
     ways: dict[str, Callable[[], Any]] = {
         "checkpoint processor (CPU)": lambda: backend.encode(images, texts, backend.processor)
     }
@@ -229,7 +229,7 @@ def _roi(
         ("quarter ROI", (0.0, 0.0, 0.5, 0.5)),
     ):
         prompts = [Prompt(crop_roi(image, roi), QUESTION)] * config.frames
-        inputs = backend._inputs(prompts, backend.style.answer_prefix)
+        inputs = backend.yes_no_inputs(prompts)
 
         def run(inputs: Any = inputs) -> Any:
             with torch.inference_mode():

@@ -107,7 +107,7 @@ def build(config: ModelBenchConfig, folder: Path) -> TransformersBackend:
         device,
         time.monotonic() - started,
     )
-    backend = TransformersBackend.from_parts(
+    backend = TransformersBackend(
         f"glm4v-{config.size}-random", load_processor(str(folder)), model, max_image_side=4096
     )
     if config.compile:
@@ -149,13 +149,13 @@ def _resolution(
 ) -> list[ModelRun]:
     label = f"{width}x{height}"
     pool = frames(width, height, max(config.batches) + config.naive_frames)
-    probe = backend._inputs([Prompt(pool[0], QUESTION)], backend.style.answer_prefix)
+    probe = backend.yes_no_inputs([Prompt(pool[0], QUESTION)])
     tokens, patches = int(probe["input_ids"].shape[1]), int(probe["pixel_values"].shape[0])
     flops = flops_per_frame(backend.model, tokens, patches)
-    backend._inputs([Prompt(image, QUESTION) for image in pool[:8]], backend.style.answer_prefix)  # warm-up
+    backend.yes_no_inputs([Prompt(image, QUESTION) for image in pool[:8]])  # warm-up
     _sync(backend.device)
     started = time.perf_counter()
-    backend._inputs([Prompt(image, QUESTION) for image in pool[:8]], backend.style.answer_prefix)
+    backend.yes_no_inputs([Prompt(image, QUESTION) for image in pool[:8]])
     _sync(backend.device)
     preprocess_ms = (time.perf_counter() - started) / 8 * 1000
     runs = [_naive(backend, pool, config, label, flops, preprocess_ms, tokens, patches, peak)]
@@ -312,7 +312,7 @@ def _batched(
         torch.cuda.reset_peak_memory_stats(device)
     prompts = [Prompt(image, QUESTION) for image in images]
     backend.score_yes_no(prompts)  # warm-up, end to end
-    inputs = backend._inputs(prompts, backend.style.answer_prefix, positions=True)  # as score_yes_no prepares them
+    inputs = backend.yes_no_inputs(prompts, positions=True)  # as score_yes_no prepares them
     model_times, end_to_end = [], []
     with torch.inference_mode():
         for _ in range(config.reps):

@@ -135,7 +135,7 @@ def evaluate_model(model_dir: Path, rules_dir: Path, *, per_answer: int = 100, s
     from streamwatch.inference.backends.transformers import TransformersBackend
 
     tasks = demo_tasks(rules_dir)
-    backend = TransformersBackend(str(model_dir), device="cpu", max_image_side=640)
+    backend = TransformersBackend.load(str(model_dir), device="cpu", max_image_side=640)
     try:
         return evaluate(backend, tasks, held_out(tasks, per_answer, seed))
     finally:

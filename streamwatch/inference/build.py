@@ -22,7 +22,7 @@ def build_backend(settings: Settings) -> Backend:
         return OpenAIBackend(model.id, model.remote, max_image_side=model.max_image_side)
     from streamwatch.inference.backends.transformers import TransformersBackend
 
-    backend = TransformersBackend(
+    backend = TransformersBackend.load(
         settings.model_ref(),
         device=model.device,
         dtype=model.dtype,

@@ -25,7 +25,13 @@ from streamwatch.inference.types import Answer, AnswerKind, DroppedError, Infere
 
 log = logging.getLogger(__name__)
 
-_Item = tuple[Request, "Future[Answer]"]
+
+@dataclass(frozen=True)
+class _Item:
+    """A submitted request and the future its producer waits on."""
+
+    request: Request
+    future: Future[Answer]
 
 
 @dataclass
@@ -104,10 +110,10 @@ class InferenceQueue:
                 self._stats.progress_at = self._clock()  # idle until now: nothing was overdue
             lane = self._pending.setdefault(request.source, deque())
             if len(lane) >= self.max_pending_per_source:
-                _old, old_future = lane.popleft()
+                old_future = lane.popleft().future
                 self._stats.pending -= 1
                 self._drop(old_future, "overflow", f"more than {self.max_pending_per_source} waiting")
-            lane.append((request, future))
+            lane.append(_Item(request, future))
             self._stats.pending += 1
             self._cond.notify()
         return future
@@ -166,10 +172,10 @@ class InferenceQueue:
             except Exception:  # the worker must outlive any bug in one batch
                 log.exception("inference worker: unexpected error; failing the batch")
                 with self._cond:
-                    for _request, future in batch:
-                        if not future.done():
+                    for item in batch:
+                        if not item.future.done():
                             self._stats.failed += 1
-                            future.set_exception(InferenceError("inference failed; see the service log"))
+                            item.future.set_exception(InferenceError("inference failed; see the service log"))
             finally:
                 with self._cond:
                     self._stats.in_flight -= len(batch)
@@ -190,7 +196,7 @@ class InferenceQueue:
             return self._take_round_robin()
 
     def _oldest_submit(self) -> float:
-        return min(lane[0][0].submitted_at for lane in self._pending.values() if lane)
+        return min(lane[0].request.submitted_at for lane in self._pending.values() if lane)
 
     def _take_round_robin(self) -> list[_Item]:
         """Up to max_batch live requests, one frame per producer per round; expired ones are dropped.
@@ -203,9 +209,9 @@ class InferenceQueue:
         while len(batch) < self.max_batch and self._pending:
             for source in list(self._pending):
                 lane = self._pending[source]
-                image = lane[0][0].image
-                while lane and lane[0][0].image is image and len(batch) < self.max_batch:
-                    self._admit(*lane.popleft(), now, batch)
+                image = lane[0].request.image
+                while lane and lane[0].request.image is image and len(batch) < self.max_batch:
+                    self._admit(lane.popleft(), now, batch)
                 if not lane:
                     del self._pending[source]
                 if source not in served:
@@ -218,28 +224,28 @@ class InferenceQueue:
                 self._pending[source] = self._pending.pop(source)
         return batch
 
-    def _admit(self, request: Request, future: Future[Answer], now: float, batch: list[_Item]) -> None:
+    def _admit(self, item: _Item, now: float, batch: list[_Item]) -> None:
         self._stats.pending -= 1
-        if request.deadline <= now:
-            self._drop(future, "deadline", f"waited {now - request.submitted_at:.2f} s")
-        elif future.set_running_or_notify_cancel():
-            batch.append((request, future))
+        if item.request.deadline <= now:
+            self._drop(item.future, "deadline", f"waited {now - item.request.submitted_at:.2f} s")
+        elif item.future.set_running_or_notify_cancel():
+            batch.append(item)
             self._stats.in_flight += 1
         else:
             self._stats.dropped["cancelled"] += 1
 
     def _execute(self, batch: Sequence[_Item]) -> None:
         for kind in AnswerKind:
-            group = [item for item in batch if item[0].kind is kind]
+            group = [item for item in batch if item.request.kind is kind]
             if group and kind is AnswerKind.GENERATE:  # one length per generate call: nobody gets more than asked
-                for tokens in sorted({request.max_new_tokens for request, _ in group}):
-                    self._run_group(kind, [item for item in group if item[0].max_new_tokens == tokens])
+                for tokens in sorted({item.request.max_new_tokens for item in group}):
+                    self._run_group(kind, [item for item in group if item.request.max_new_tokens == tokens])
             elif group:
                 self._run_group(kind, group)
 
     def _run_group(self, kind: AnswerKind, group: Sequence[_Item]) -> None:
         try:
-            texts, confidences = self._call_backend(kind, [request for request, _ in group])
+            texts, confidences = self._call_backend(kind, [item.request for item in group])
         except Exception:
             with self._cond:
                 self._stats.progress_at = self._clock()  # the model answered, if with an error
@@ -249,20 +255,20 @@ class InferenceQueue:
                 for item in group:
                     self._run_group(kind, [item])
                 return
-            log.exception("inference failed for a request from %s", group[0][0].source)
+            log.exception("inference failed for a request from %s", group[0].request.source)
             with self._cond:
                 self._stats.failed += 1
-            group[0][1].set_exception(InferenceError("inference failed; see the service log"))
+            group[0].future.set_exception(InferenceError("inference failed; see the service log"))
             return
         done = self._clock()
         with self._cond:
             self._stats.progress_at = done
             self._stats.batch_sizes[len(group)] += 1
             self._stats.answered += len(group)
-            self._stats.last_latency_s = done - group[-1][0].submitted_at
-        for (request, future), text, confidence in zip(group, texts, confidences, strict=True):
-            latency = done - request.submitted_at
-            future.set_result(Answer(text, confidence, latency, len(group), self.backend.name))
+            self._stats.last_latency_s = done - group[-1].request.submitted_at
+        for item, text, confidence in zip(group, texts, confidences, strict=True):
+            latency = done - item.request.submitted_at
+            item.future.set_result(Answer(text, confidence, latency, len(group), self.backend.name))
 
     def _call_backend(self, kind: AnswerKind, requests: Sequence[Request]) -> tuple[list[str], list[float | None]]:
         prompts = [r.prompt for r in requests]
@@ -280,7 +286,7 @@ class InferenceQueue:
 
     def _drop_all(self, reason: str) -> None:
         for lane in self._pending.values():
-            for _request, future in lane:
+            for item in lane:
                 self._stats.pending -= 1
-                self._drop(future, reason)
+                self._drop(item.future, reason)
         self._pending.clear()

@@ -10,9 +10,10 @@ ended (multimodal RoPE included), so the answers equal those of the plain path (
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -48,8 +49,21 @@ def group_by_image(prompts: Sequence[Prompt]) -> list[list[int]]:
     return list(groups.values())
 
 
+class ImageModel(Protocol):
+    """What the shared pass needs of a backend (TransformersBackend is one)."""
+
+    model: Any  # an image-text-to-text model of transformers
+    processor: Any  # its processor (for the tokenizer)
+    device: torch.device
+    model_lock: threading.Lock  # one batch on the model at a time
+
+    def encode(
+        self, images: Sequence[Any], texts: Sequence[str], processor: Any = None, *, positions: bool = False
+    ) -> Any: ...
+
+
 @torch.inference_mode()
-def last_token_logits(backend: Any, prompts: Sequence[Prompt], texts: Sequence[str]) -> torch.Tensor | None:
+def last_token_logits(backend: ImageModel, prompts: Sequence[Prompt], texts: Sequence[str]) -> torch.Tensor | None:
     """Logits at the answer position of every prompt (rows in `prompts` order), computed with one prefix
     pass per distinct image; None when the prompts cannot be split (the caller uses the plain path)."""
     splits = [split_prompt(text) for text in texts]

@@ -46,10 +46,12 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 class TransformersBackend(Backend):
-    """Batched yes/no scoring in one forward pass, and batched greedy generation."""
+    """Batched yes/no scoring in one forward pass, and batched greedy generation, on a model and its
+    processor (`load` reads a checkpoint; a model built in memory works the same way)."""
 
-    def __init__(
-        self,
+    @classmethod
+    def load(
+        cls,
         model_id: str,
         *,
         device: str = "auto",
@@ -58,36 +60,30 @@ class TransformersBackend(Backend):
         attn_implementation: str = "sdpa",
         quantize: str = "none",
         preprocess: str = "auto",
-    ) -> None:
-        self.name = model_id
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.max_image_side = max_image_side
+    ) -> TransformersBackend:
+        """A checkpoint from a local directory or the hub, on the configured device and dtype."""
+        on = resolve_device(device)
+        precision = resolve_dtype(dtype, on)
         started = time.monotonic()
-        log.info("loading model %s on %s (%s)", model_id, self.device, str(self.dtype).removeprefix("torch."))
+        log.info("loading model %s on %s (%s)", model_id, on, str(precision).removeprefix("torch."))
         processor = load_processor(model_id)
         model = AutoModelForImageTextToText.from_pretrained(
-            model_id, dtype=self.dtype, attn_implementation=attn_implementation
+            model_id, dtype=precision, attn_implementation=attn_implementation
         )
-        self._setup(processor, model.to(self.device), preprocess)
+        backend = cls(model_id, processor, model.to(on), max_image_side=max_image_side, preprocess=preprocess)
         if quantize == "fp8":
-            self.quantize_fp8()
+            backend.quantize_fp8()
         log.info("model %s loaded in %.1f s", model_id, time.monotonic() - started)
-
-    @classmethod
-    def from_parts(
-        cls, name: str, processor: Any, model: Any, *, max_image_side: int = 1280, preprocess: str = "auto"
-    ) -> TransformersBackend:
-        """A backend around a model built in memory (benchmarks: real architectures, random weights)."""
-        backend = cls.__new__(cls)
-        backend.name = name
-        parameter = next(model.parameters())
-        backend.device, backend.dtype = parameter.device, parameter.dtype
-        backend.max_image_side = max_image_side
-        backend._setup(processor, model, preprocess)
         return backend
 
-    def _setup(self, processor: Any, model: Any, preprocess: str = "auto") -> None:
+    def __init__(
+        self, name: str, processor: Any, model: Any, *, max_image_side: int = 1280, preprocess: str = "auto"
+    ) -> None:
+        self.name = name
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self.torch_processor = None
+        self.max_image_side = max_image_side
         self.share_images = True
         # One batch on the model at a time (it keeps per-call state, e.g. RoPE deltas); image processing
         # of the next batch runs outside this lock, in another queue worker, meanwhile.
@@ -107,7 +103,6 @@ class TransformersBackend(Backend):
             raise ValueError(f"{self.name}: the tokenizer has no single-token 'yes'/'no'; yes/no scoring needs them")
         self._rendered: dict[str, str] = {}
         # Image preprocessing in torch on the model's device (vlm/torch_images.py): "auto" on CUDA.
-        self.torch_processor = None
         if preprocess == "torch" or (preprocess == "auto" and self.device.type == "cuda"):
             self.torch_processor = with_torch_images(
                 processor, device=self.device, dtype=self.dtype, max_image_side=self.max_image_side
@@ -175,14 +170,19 @@ class TransformersBackend(Backend):
             max_new_tokens=max_new_tokens,
         )
 
-    def _text(self, question: str) -> str:
+    def prompt_text(self, question: str) -> str:
+        """The question as the model sees it: its chat template around an image and the question."""
         text = self._rendered.get(question)
         if text is None:
             text = self._rendered[question] = self.style.render(self.processor, question)
         return text
 
+    def yes_no_inputs(self, prompts: Sequence[Prompt], *, positions: bool = False) -> Any:
+        """Model inputs of a one-pass yes/no batch (the answer opened after each question)."""
+        return self._inputs(prompts, self.style.answer_prefix, positions=positions)
+
     def _inputs(self, prompts: Sequence[Prompt], suffix: str = "", *, positions: bool = False) -> Any:
-        texts = [self._text(p.question) + suffix for p in prompts]
+        texts = [self.prompt_text(p.question) + suffix for p in prompts]
         return self.encode([p.image for p in prompts], texts, positions=positions)
 
     def encode(
@@ -213,16 +213,17 @@ class TransformersBackend(Backend):
         it (inference/backends/shared_image.py); otherwise one plain batched pass."""
         logits = None
         if self.share_images and len(group_by_image(prompts)) < len(prompts):
-            texts = [self._text(p.question) + self.style.answer_prefix for p in prompts]
+            texts = [self.prompt_text(p.question) + self.style.answer_prefix for p in prompts]
             logits = last_token_logits(self, prompts, texts)
         if logits is None:
-            inputs = self._inputs(prompts, self.style.answer_prefix, positions=True)  # CPU work, outside the lock
+            inputs = self.yes_no_inputs(prompts, positions=True)  # CPU work, outside the lock
             with self.model_lock:
                 logits = self.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]
-                return self._p_yes(logits.float())
-        return self._p_yes(logits.float())
+                return self.p_yes(logits.float())
+        return self.p_yes(logits.float())
 
-    def _p_yes(self, logits: torch.Tensor) -> list[YesNo]:
+    def p_yes(self, logits: torch.Tensor) -> list[YesNo]:
+        """P(yes) from the answer position's logits: softmax over the yes and no token variants."""
         log_yes = torch.logsumexp(logits[:, self.yes_ids], dim=-1)
         log_no = torch.logsumexp(logits[:, self.no_ids], dim=-1)
         p_yes = torch.sigmoid(log_yes - log_no)  # softmax over {yes, no}
