@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamwatch import __version__
-from streamwatch.bench.commands import add_bench_parser
-from streamwatch.demo.commands import add_model_parser
 from streamwatch.logs import setup_logging
 from streamwatch.tomlfile import DataFileError
 from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
@@ -294,7 +292,12 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+RUNTIME_COMMANDS = ("run", "serve", "check", "ask", "probe", "events", "hash-password")
+
+
+def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
+    """The command line; `tools`: also `model ...` and `bench ...`, whose modules (demo/, bench/) the
+    runtime commands never import."""
     parser = argparse.ArgumentParser(prog="streamwatch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"streamwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -358,8 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
 
-    add_model_parser(sub)
-    add_bench_parser(sub)
+    if tools:
+        from streamwatch.bench.commands import add_bench_parser
+        from streamwatch.demo.commands import add_model_parser
+
+        add_model_parser(sub)
+        add_bench_parser(sub)
     return parser
 
 
@@ -367,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     from streamwatch.lifecycle import StartupError
     from streamwatch.redact import SECRETS
 
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = build_parser(tools=not arguments or arguments[0] not in RUNTIME_COMMANDS).parse_args(arguments)
     for value in vars(args).values():  # URLs given on the command line may carry passwords
         for url in value if isinstance(value, list) else [value]:
             if isinstance(url, str) and "://" in url:

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from streamwatch.bench.rtsp import RtspServer, free_port
+from streamwatch.bench.rtsp import RtspServer
 from streamwatch.vlm.tiny import make_tiny
-
-__all__ = ["REPO", "free_port", "random_image", "wait_for"]
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -33,20 +26,6 @@ def tiny_qwen2vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model(request: pytest.FixtureRequest) -> Iterator[Path]:
     name = "tiny_glm4v" if request.param == "glm4v" else "tiny_qwen2vl"
     yield request.getfixturevalue(name)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll until `condition()` holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def random_image(seed: int, width: int = 320, height: int = 200) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
 
 
 @pytest.fixture(scope="session")

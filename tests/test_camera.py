@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_for
 from PIL import Image
+from support.helpers import wait_for
 
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.camera import CameraWorker

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, free_port, random_image, wait_for
+from support.helpers import REPO, free_port, random_image, wait_for
 
 from streamwatch.web.auth import hash_secret
 
@@ -288,3 +288,23 @@ def test_events_does_not_need_the_other_sections_secrets(demo: Path) -> None:
     assert "MQTT_PASSWORD is not set" in streamwatch("check", "-c", "config.toml", cwd=demo).stderr
     result = streamwatch("events", "-c", "config.toml", cwd=demo)
     assert result.returncode == 0 and result.stdout.strip() == "no events"
+
+
+@pytest.mark.parametrize("command", [["run", "--duration", "4"], ["serve", "--duration", "4"], ["check"]])
+def test_the_runtime_commands_import_nothing_from_the_tools(demo: Path, command: list[str]) -> None:
+    """demo/ and bench/ are tools: `run`, `serve` and `check` never load them (-X importtime lists every import)."""
+    config = demo / "config.toml"
+    config.write_text(config.read_text() + f"\n[serve]\nport = {free_port()}\n")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "streamwatch", *command, "-c", "config.toml"],
+        cwd=demo,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "streamwatch.app" in imported or command[0] != "run"
+    assert not {name for name in imported if name.startswith(("streamwatch.bench", "streamwatch.demo"))}

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.helpers import REPO
 
 from streamwatch.config import load_settings
 from streamwatch.tomlfile import DataFileError

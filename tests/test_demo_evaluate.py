@@ -4,8 +4,8 @@ answers compared with the generator's truth, whole multi-token answers, and the 
 from __future__ import annotations
 
 import numpy as np
-from conftest import REPO
 from PIL import Image
+from support.helpers import REPO
 
 from streamwatch.demo.build import HELD_OUT_SEED, evaluate_model
 from streamwatch.demo.clips import frame_at, truth_at

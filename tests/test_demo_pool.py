@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from support.helpers import REPO
 
 from streamwatch.demo.build import DEMO_SIZE
 from streamwatch.demo.dataset import Task, demo_tasks

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import REPO
+from support.helpers import REPO
 
 from streamwatch.demo.clips import CLIPS, FPS, SECONDS, event_window, frame_at, truth_at, write_demo_clips
 from streamwatch.demo.dataset import DOMAINS, demo_tasks, example, examples

@@ -9,8 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, wait_for
-from test_service import Running
+from support.helpers import REPO, wait_for
+from support.service import Running
 
 from streamwatch.alerts.pipeline import Decision
 from streamwatch.config import load_settings

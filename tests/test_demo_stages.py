@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from support.helpers import REPO
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from streamwatch.demo.answers import PoolBatches, Prompts, check_cached_tokens

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from support.helpers import REPO
 
 from streamwatch.demo.build import DEMO_SIZE
 from streamwatch.demo.dataset import demo_tasks

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from support.helpers import REPO
 
 from streamwatch.config import load_settings
 from streamwatch.shard import Shard

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, random_image
 from fastapi.testclient import TestClient
-from serve_helpers import data_uri
+from support.helpers import free_port, random_image
+from support.serve import data_uri
 
 from streamwatch.config import ServeConfig
 from streamwatch.inference.queue import InferenceQueue

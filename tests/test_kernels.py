@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_image
+from support.helpers import random_image
 from transformers import AutoModelForImageTextToText
 
 from streamwatch.inference.backends.kernels import (

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mqtt_helpers import Broker, Subscriber
+from support.mqtt import Broker, Subscriber
 
 from streamwatch.alerts.mqtt import MqttPublisher
 from streamwatch.config import MqttConfig

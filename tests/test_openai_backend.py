@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import random_image, wait_for
 from PIL import Image
-from serve_helpers import FakeServer, ServeProcess, answer, reply
+from support.helpers import random_image, wait_for
+from support.serve import FakeServer, ServeProcess, answer, reply
 
 from streamwatch.config import RemoteConfig
 from streamwatch.inference.backends.endpoints import NoServerError

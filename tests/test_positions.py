@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from conftest import random_image
+from support.helpers import random_image
 
 from streamwatch.inference.backends.positions import add_positions, rope_deltas
 from streamwatch.inference.backends.transformers import TransformersBackend

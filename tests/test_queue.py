@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from conftest import random_image
 from PIL import Image
+from support.helpers import random_image
 
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.queue import InferenceQueue

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.helpers import REPO
 
 
 def readme_commands() -> list[str]:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from mqtt_helpers import Broker, Subscriber
+from support.helpers import REPO
+from support.mqtt import Broker, Subscriber
 
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore

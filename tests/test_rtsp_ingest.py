@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from support.helpers import wait_for
 
 from streamwatch.bench.rtsp import RtspServer
 from streamwatch.config import CameraConfig

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.helpers import REPO
 
 from streamwatch.config import CameraConfig
 from streamwatch.inference.limits import offline_limits

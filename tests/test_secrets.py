@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port, wait_for
 from fastapi.testclient import TestClient
+from support.helpers import REPO, free_port, wait_for
 
 from streamwatch.alerts.topics import Topics
 from streamwatch.config import CameraConfig, MqttConfig

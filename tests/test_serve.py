@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import random_image
-from serve_helpers import FakeServer, ServeProcess, chat, data_uri, reply
+from support.helpers import random_image
+from support.serve import FakeServer, ServeProcess, chat, data_uri, reply
 
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
-from mqtt_helpers import Broker, Subscriber
 from PIL import Image, ImageDraw
-from test_service import RULES, Running
+from support.helpers import wait_for
+from support.mqtt import Broker, Subscriber
+from support.service import RULES, Running
 
 from streamwatch.config import load_settings
 from streamwatch.shard import Shard

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import random_image
+from support.helpers import random_image
 
 from streamwatch.inference.backends.shared_image import group_by_image, split_prompt
 from streamwatch.inference.backends.transformers import TransformersBackend

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import random_image
 from PIL import Image
+from support.helpers import random_image
 
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt

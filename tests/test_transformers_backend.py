@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import random_image
+from support.helpers import random_image
 
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.queue import InferenceQueue

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import REPO, random_image, wait_for
 from fastapi.testclient import TestClient
-from test_service import Running, SceneBackend, write_site
+from support.helpers import REPO, random_image, wait_for
+from support.service import Running, SceneBackend, write_site
 
 from streamwatch.config import ServeConfig, load_settings
 from streamwatch.inference.backends.base import YesNo

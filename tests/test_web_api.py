@@ -7,128 +7,20 @@ driven through the browser in test_web_browser.py); the answering backend is the
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import REPO, wait_for
 from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from support.helpers import wait_for
+from support.web import Site, add_event, jpeg_bytes
 
-from streamwatch.config import CameraConfig, WebConfig
-from streamwatch.inference.backends.base import Backend, YesNo
-from streamwatch.inference.limits import PromptLimits
-from streamwatch.inference.queue import InferenceQueue
-from streamwatch.inference.types import Answer, AnswerKind, Prompt, Request
-from streamwatch.ingest.camera import CameraWorker
-from streamwatch.ingest.frame import Frame
-from streamwatch.ingest.status import CameraStatus
-from streamwatch.metrics import Metrics
-from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore, NewEvent
+from streamwatch.config import WebConfig
 from streamwatch.web.app import create_app
 from streamwatch.web.auth import hash_secret
-from streamwatch.web.context import LastAnswer, RuleView
-
-
-class BrightnessBackend(Backend):
-    """P(yes) = mean brightness of the image; generation echoes the question."""
-
-    name = "brightness"
-
-    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
-        return [YesNo(float(np.asarray(p.image.convert("L")).mean()) / 255) for p in prompts]
-
-    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
-        return [f"you asked: {p.question}" for p in prompts]
-
-
-class Site:
-    """A service-shaped context: events in SQLite, one camera worker on the sample clip, the real queue."""
-
-    def __init__(self, folder: Path) -> None:
-        self.store = EventStore(Database.open(f"sqlite:///{folder / 'events.db'}"), folder / "snapshots")
-        self.queue = InferenceQueue(BrightnessBackend(), max_batch=4, max_wait_s=0.01)
-        self.queue.start()
-        self.worker = CameraWorker(CameraConfig(id="yard", url=str(REPO / "samples" / "yard.mp4"), name="Yard"))
-        self.worker.start()
-        self.metrics = Metrics(lambda: (self.queue.stats(), self.camera_status()))
-
-    def camera_status(self) -> list[CameraStatus]:
-        return [self.worker.status()]
-
-    def latest_frame(self, camera_id: str) -> Frame | None:
-        return self.worker.latest() if camera_id == "yard" else None
-
-    def rule_views(self) -> list[RuleView]:
-        last = LastAnswer("yard", "no", 0.12, False, time.time())
-        return [
-            RuleView(
-                "fence-climb",
-                "Fence climbing",
-                "critical",
-                "yes_no",
-                "Climbing at {location}?",
-                ["yard"],
-                True,
-                "help text",
-                [last],
-            )
-        ]
-
-    async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
-        return await self.queue.ask(Request(image, question, kind, source="api"))
-
-    def question_problem(self, question: str) -> str | None:
-        return PromptLimits(max_chars=200).problem(question)
-
-    def readiness(self) -> dict[str, str | None]:
-        return {"model": None, "database": None}
-
-    def close(self) -> None:
-        self.worker.stop()
-        self.queue.stop()
-
-
-def add_event(
-    store: EventStore,
-    uid: str,
-    *,
-    camera: str = "yard",
-    rule: str = "fence-climb",
-    kind: str = "open",
-    severity: str = "critical",
-    snapshot: bytes | None = None,
-) -> None:
-    store.record(
-        NewEvent(
-            uid=uid,
-            alert_id=uid,
-            kind=kind,
-            camera=camera,
-            rule=rule,
-            severity=severity,
-            title="Fence climbing",
-            question="Is anyone climbing the fence? Answer yes or no.",
-            answer="yes",
-            confidence=0.91,
-            latency_s=0.2,
-            model="m",
-            description=None,
-            frame_at=datetime.now(UTC),
-        ),
-        snapshot,
-    )
-
-
-def jpeg_bytes(color: tuple[int, int, int] = (200, 200, 200)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 36), color).save(buffer, format="JPEG")
-    return buffer.getvalue()
 
 
 @pytest.fixture

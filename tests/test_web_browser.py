@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO, wait_for
-from test_service import Running, write_site
+from support.helpers import REPO, wait_for
+from support.service import Running, write_site
 
 from streamwatch.config import load_settings
 from streamwatch.store.db import Database

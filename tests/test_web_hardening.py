@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_web_api import Site, add_event, jpeg_bytes
+from support.helpers import free_port
+from support.web import Site, add_event, jpeg_bytes
 
 import streamwatch.web.guard as guard_module
 from streamwatch.config import WebConfig

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamwatch.bench.chain import CHAIN
 from streamwatch.logs import setup_logging
 
 
@@ -142,9 +143,6 @@ def _modes(text: str) -> list[str]:
     if not modes or any(m not in ("keyframes", "all", "auto") for m in modes):
         raise argparse.ArgumentTypeError(f"expected keyframes, all or auto separated by commas, got {text!r}")
     return modes
-
-
-CHAIN = ("plain", "no-kv-cache", "fused-kernels", "compile", "compile-static", "fp8")  # bench/levers.py
 
 
 def _steps(text: str) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from streamwatch.bench.commands import CHAIN
+from streamwatch.bench.chain import CHAIN
 from streamwatch.bench.model import (
     QUESTION,
     ModelBenchConfig,

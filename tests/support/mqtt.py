@@ -13,7 +13,7 @@ from types import TracebackType
 
 import paho.mqtt.client as mqtt
 
-from streamwatch.bench.rtsp import free_port
+from support.helpers import free_port
 
 
 class Broker:

@@ -19,8 +19,9 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from conftest import free_port
 from PIL import Image
+
+from support.helpers import free_port
 
 
 def data_uri(image: Image.Image, fmt: str = "JPEG") -> str:

@@ -1,0 +1,102 @@
+"""`streamwatch run`'s Service in a thread of its own, on a backend double that sees the synthetic scene
+(its answer depends on the frame: "yes" while the walking figure is right of centre). The real backend
+is tested in test_transformers_backend.py."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from streamwatch.app import Decision, Service
+from streamwatch.config import Settings
+from streamwatch.inference.backends.base import Backend, YesNo
+from streamwatch.inference.types import Prompt
+from support.helpers import free_port, wait_for
+
+
+def figure_on_the_right(image: Image.Image) -> bool:
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    red = (pixels[..., 0] > 140) & (pixels[..., 1] < 90) & (pixels[..., 2] < 90)
+    columns = np.nonzero(red.any(axis=0))[0]
+    return bool(columns.size) and float(columns.mean()) > image.width / 2
+
+
+class SceneBackend(Backend):
+    """P(yes) 0.95 when the figure is right of centre, else 0.05; describes what it sees."""
+
+    name = "scene-double"
+
+    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
+        return [YesNo(0.95 if figure_on_the_right(p.image) else 0.05) for p in prompts]
+
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        return ["A person in red walks along the fence." for _ in prompts]
+
+
+RULES = """
+[[rules]]
+id = "right-side"
+title = "Person on the right side of the fence"
+severity = "critical"
+cameras = ["tag:perimeter"]
+question = "Is a person standing at the right side of {location}? Answer yes or no."
+threshold = 0.5
+confirm = { n = 2, m = 2 }
+cooldown_s = 0
+describe = "Describe the person in one sentence."
+"""
+
+
+def write_site(folder: Path, camera_url: str, mqtt_port: int | None) -> Path:
+    (folder / "rules").mkdir(exist_ok=True)
+    (folder / "rules" / "perimeter.toml").write_text(RULES, encoding="utf-8")
+    mqtt = f"host = '127.0.0.1'\nport = {mqtt_port}\n" if mqtt_port else "enabled = false\n"
+    config = textwrap.dedent(f"""
+        [model]
+        id = "test/scene-double"
+        [[cameras]]
+        id = "gate"
+        name = "Gate"
+        url = "{camera_url}"
+        sample_interval_s = 1
+        tags = ["perimeter"]
+        location = "the fence"
+        [storage]
+        database_url = "sqlite:///data/events.db"
+        snapshot_dir = "data/snapshots"
+        [web]
+        port = {free_port()}
+        [mqtt]
+        topic_prefix = "sw"
+        home_assistant_discovery = true
+    """).lstrip()
+    (folder / "config.toml").write_text(config + mqtt, encoding="utf-8")
+    return folder / "config.toml"
+
+
+class Running:
+    """The service on its own event loop in a thread, as `streamwatch run` would run it."""
+
+    def __init__(self, settings: Settings, backend_factory: Callable[[Settings], Backend] | None = None) -> None:
+        self.decisions: list[Decision] = []
+        factory = backend_factory or (lambda _s: SceneBackend())
+        self.service = Service(settings, backend_factory=factory, on_decision=self.decisions.append)
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = asyncio.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.service.started.is_set(), 30, "the service to start")
+
+    def _run(self) -> None:
+        self.loop.run_until_complete(self.service.run(stop=self.stop_event))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(60)
+        assert not self.thread.is_alive()
