@@ -140,7 +140,13 @@ def wait(condition: object, what: str, timeout: float = 60.0) -> None:
 
 
 def event_payloads(subscriber: Subscriber) -> list[dict[str, str]]:
-    return [json.loads(m.payload) for m in subscriber.on("sw/events")]
+    """Each event once, in the order it first arrived: delivery is at least once, so a message whose
+    acknowledgement was lost in a SIGKILL arrives again after the restart."""
+    events: dict[str, dict[str, str]] = {}
+    for message in subscriber.on("sw/events"):
+        event = json.loads(message.payload)
+        events.setdefault(event["event_id"], event)
+    return list(events.values())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
