@@ -75,6 +75,16 @@ class Loops:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
 
+    async def __aenter__(self) -> Loops:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    def problem(self) -> str | None:
+        """None while every loop runs, else which are down and why (for readiness)."""
+        return "; ".join(f"{name}: {why}" for name, why in self.failures.items()) or None
+
 
 class StatusPublisher:
     """Camera status: retained on MQTT when it changes (checked every 2 s) and every 30 s; logged every 5 min."""

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 import aiomqtt
@@ -61,6 +61,22 @@ class MqttPublisher:
         self.connected = asyncio.Event()
         self.delivered = 0
         self.last_error = "not connected yet"  # why it is not connected (for readiness)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[MqttPublisher]:
+        """Connected (and reconnecting) inside; at exit the outbox is drained for a few seconds, then
+        `offline` is said and the connection closed."""
+        task = asyncio.create_task(self.run(), name="mqtt")
+        try:
+            yield self
+        finally:
+            await self.stop(task)
+
+    def problem(self) -> str | None:
+        """None while connected to the broker, else why not (for readiness)."""
+        if self.connected.is_set():
+            return None
+        return f"not connected to {self.config.host}:{self.config.port}: {self.last_error}"
 
     def notify(self) -> None:
         """New outbox messages were committed: deliver them now rather than at the next poll."""

@@ -26,6 +26,20 @@ class RuleSet:
         return [r for r in self.rules if r.enabled and r.applies_to(camera)]
 
 
+class ActiveRules:
+    """The rule set in force; hot reload replaces it as a whole."""
+
+    def __init__(self, current: RuleSet) -> None:
+        self.current = current
+
+    def for_camera(self, camera: CameraConfig) -> list[Rule]:
+        return self.current.for_camera(camera)
+
+    def watched(self, cameras: Sequence[CameraConfig]) -> set[tuple[str, str]]:
+        """Every (camera, rule) watched now: the enabled cameras x the enabled rules that apply to them."""
+        return {(c.id, r.id) for c in cameras if c.enabled for r in self.for_camera(c)}
+
+
 @dataclass(frozen=True)
 class RuleFileContents:
     """One file's rules, the notes about them, and where each rule's id is written."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,16 @@ def open_database(settings: Settings) -> Database:
         raise StartupError(
             settings.problem(("storage", "database_url"), f"cannot open the database {shown}: {reason}")
         ) from None
+
+
+@contextlib.asynccontextmanager
+async def opened_database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database (migrated, off the event loop) for the life of the block."""
+    database = await asyncio.to_thread(open_database, settings)
+    try:
+        yield database
+    finally:
+        database.close()
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

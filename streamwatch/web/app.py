@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import uvicorn
@@ -138,6 +138,16 @@ async def start_server(app: FastAPI, listener: socket.socket) -> tuple[Server, a
         return await serve(app, listener)
     except RuntimeError as exc:
         raise StartupError(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, listener: socket.socket) -> AsyncIterator[None]:
+    """The app served on `listener` for the life of the block."""
+    server, task = await start_server(app, listener)
+    try:
+        yield
+    finally:
+        await stop_server(server, task)
 
 
 async def stop_server(server: Server, task: asyncio.Task[None]) -> None:

@@ -1,0 +1,89 @@
+"""The model behind the shared queue, as the service holds it: every question goes through `ask`.
+
+Two lifetimes, because shutdown must drain the queue before the outputs stop (answers in flight still
+become events) but close the model only after: `loaded_model` holds the model (closed last), and
+`Engine.answering` runs the queue's workers (started late, drained first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from streamwatch.config import Settings
+from streamwatch.inference.backends.base import Backend
+from streamwatch.inference.build import build_queue, load_backend
+from streamwatch.inference.limits import PromptLimits
+from streamwatch.inference.queue import InferenceQueue
+from streamwatch.inference.types import Answer, AnswerKind, Request
+from streamwatch.inference.watchdog import ModelWatchdog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Model:
+    """A loaded backend; `in_use` when a model call outlived the queue's drain (it is then never closed
+    under that call)."""
+
+    backend: Backend
+    in_use: bool = False
+
+
+@contextlib.asynccontextmanager
+async def loaded_model(settings: Settings, factory: Callable[[Settings], Backend]) -> AsyncIterator[Model]:
+    """The configured model, loaded off the event loop (a StartupError when it cannot be), released at exit."""
+    model = Model(await asyncio.to_thread(load_backend, settings, factory))
+    try:
+        yield model
+    finally:
+        if not model.in_use:
+            model.backend.close()
+
+
+class Engine:
+    """The queue in front of a loaded backend, its watchdog and its question limits."""
+
+    def __init__(self, settings: Settings, model: Model, *, latency: Callable[[float], None] = lambda _s: None) -> None:
+        self.settings, self.model = settings, model
+        config = settings.model
+        self.queue: InferenceQueue = build_queue(settings, model.backend)
+        self.watchdog = ModelWatchdog(self.queue, config.stall_timeout_s)
+        self.limits: PromptLimits = model.backend.prompt_limits(
+            max_chars=config.max_question_chars,
+            max_tokens=config.max_question_tokens,
+            max_new_tokens=config.max_new_tokens,
+        )
+        self._latency = latency
+
+    @contextlib.asynccontextmanager
+    async def answering(self) -> AsyncIterator[Engine]:
+        """The queue's workers run inside; at exit what is pending is answered, waiting at most until
+        the requests' deadline (a model call stuck longer is left behind, and the model not closed)."""
+        self.queue.start()
+        try:
+            yield self
+        finally:
+            drain_s = self.settings.model.request_timeout_s + 5
+            if not await asyncio.to_thread(self.queue.stop, drain=True, timeout=drain_s):
+                self.model.in_use = True
+
+    async def ask(self, source: str, question: str, image: Image.Image, kind: AnswerKind, tokens: int) -> Answer:
+        """Every model request (rules, describe, web/API) goes through here and the shared queue."""
+        request = Request(
+            image=image,
+            question=question,
+            kind=kind,
+            source=source,
+            deadline=time.monotonic() + self.settings.model.request_timeout_s,
+            max_new_tokens=tokens,
+        )
+        answer = await self.queue.ask(request)
+        self._latency(answer.latency_s)
+        return answer

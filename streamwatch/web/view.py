@@ -1,0 +1,78 @@
+"""What the web UI and API read of the running service (streamwatch.web.context.WebContext)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from PIL import Image
+
+from streamwatch.config import CameraConfig
+from streamwatch.inference.engine import Engine
+from streamwatch.inference.types import Answer, AnswerKind
+from streamwatch.ingest.cameras import Cameras
+from streamwatch.ingest.frame import Frame
+from streamwatch.ingest.status import CameraStatus
+from streamwatch.metrics import Metrics
+from streamwatch.rules.loader import ActiveRules
+from streamwatch.sampling import AnswerLog
+from streamwatch.store.events import EventStore
+from streamwatch.web.context import RuleView
+
+Check = Callable[[], str | None]  # None when it works, else why not
+
+
+class ServiceView:
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        cameras: Cameras,
+        my_cameras: Sequence[CameraConfig],
+        rules: ActiveRules,
+        answers: AnswerLog,
+        engine: Engine,
+        metrics: Metrics,
+        checks: Mapping[str, Check],
+    ) -> None:
+        self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
+        self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
+        self.checks = checks
+
+    def camera_status(self) -> list[CameraStatus]:
+        return self.cameras.statuses()
+
+    def latest_frame(self, camera_id: str) -> Frame | None:
+        return self.cameras.latest(camera_id)
+
+    def rule_views(self) -> list[RuleView]:
+        views = []
+        for rule in self.rules.current.rules:
+            cameras = [c.id for c in self.my_cameras if rule.applies_to(c)]
+            answers = [self.answers.latest[(c, rule.id)] for c in cameras if (c, rule.id) in self.answers.latest]
+            views.append(
+                RuleView(
+                    rule.id,
+                    rule.title,
+                    rule.severity,
+                    rule.answer,
+                    rule.question,
+                    cameras,
+                    rule.enabled,
+                    rule.help,
+                    answers,
+                )
+            )
+        return views
+
+    async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
+        """A one-off question (web/API) through the same shared queue as the cameras."""
+        return await self.engine.ask("api", question, image, kind, self.engine.settings.model.max_new_tokens)
+
+    def question_problem(self, question: str) -> str | None:
+        return self.engine.limits.problem(question)
+
+    def readiness(self) -> dict[str, str | None]:
+        """What works now, each None when it does or the reason when it does not: the model answering
+        within model.stall_timeout_s, the database writable, the broker connected (with MQTT on), every
+        background loop running."""
+        return {name: check() for name, check in self.checks.items()}
