@@ -8,10 +8,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from streamwatch.alerts.announce import Announcer
-from streamwatch.alerts.mqtt import MqttPublisher
 from streamwatch.alerts.pipeline import AlertPipeline, Decision
-from streamwatch.alerts.topics import Topics
 from streamwatch.config import Settings
 from streamwatch.housekeeping import (
     RETENTION_S,
@@ -30,14 +27,17 @@ from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.cameras import Cameras
 from streamwatch.lifecycle import stopped_by_signals, wait_for_stop
 from streamwatch.metrics import Metrics
+from streamwatch.outputs.announce import Announcer
+from streamwatch.outputs.build import build_outputs
+from streamwatch.outputs.mqtt import MqttOutput
+from streamwatch.outputs.topics import Topics
 from streamwatch.rules.evaluator import Evaluator
 from streamwatch.rules.loader import ActiveRules, RuleSet, configured_rules
 from streamwatch.rules.watch import RuleWatcher
 from streamwatch.sampling import AnswerLog, Sampler, describer
 from streamwatch.shard import Shard
-from streamwatch.store.db import Database, opened_database
+from streamwatch.store.db import opened_database
 from streamwatch.store.events import EventStore
-from streamwatch.store.outbox import Outbox
 from streamwatch.web.app import create_app, listen, serving
 from streamwatch.web.view import Check, ServiceView
 
@@ -45,14 +45,15 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    """`streamwatch run`: cameras -> sampled frames x due rules -> shared queue -> alerts -> DB + MQTT.
+    """`streamwatch run`: cameras -> sampled frames x due rules -> shared queue -> alerts -> DB -> outputs.
 
     Start-up, in this order: the web port (taken before anything slow), the database (migrated), the
     rules, the model (the rules checked again in its tokens), the alert pipeline with the previous
-    run's alert states, MQTT, the queue, the cameras, the web UI, the loops (a sampler per camera, rules
-    hot reload, camera status, retention, the model watchdog). Stopping runs it backwards: the loops,
-    the web UI and the cameras end, the queue drains (answers in flight still become events), the
-    outbox drains for a few seconds and MQTT says `offline`, then the model and the database close.
+    run's alert states, the outputs (MQTT, the event log), the queue, the cameras, the web UI, the
+    loops (a sampler per camera, rules hot reload, camera status, retention, the model watchdog).
+    Stopping runs it backwards: the loops, the web UI and the cameras end, the queue drains (answers
+    in flight still become events), the outputs deliver what waits for a few seconds (MQTT then says
+    `offline`), the model and the database close.
     """
 
     def __init__(
@@ -100,42 +101,31 @@ class Service:
             log.info("%s", warning)
 
         evaluator = Evaluator()
-        topics = Topics(settings.mqtt, self.shard.name) if settings.mqtt.enabled else None
-        announcer = (
-            Announcer(
-                topics,
-                cameras=self.my_cameras,
-                rules=rules,
-                is_open=evaluator.is_open,
-                statuses=self._cameras.statuses,
-                discovery=settings.mqtt.home_assistant_discovery,
-            )
-            if topics
-            else None
+        announcer = Announcer(
+            Topics(settings.mqtt, self.shard.name),
+            cameras=self.my_cameras,
+            rules=rules,
+            is_open=evaluator.is_open,
+            statuses=self._cameras.statuses,
+            discovery=settings.mqtt.home_assistant_discovery,
         )
-        publisher = self._publisher(database, announcer)
-        pipeline = AlertPipeline(
-            store,
-            topics,
-            describe=describer(engine),
-            evaluator=evaluator,
-            notify=publisher.notify if publisher else (lambda: None),
-        )
+        outputs = build_outputs(settings, database, owner=self.shard.name, announcements=announcer.messages)
+        mqtt = next((output for output in outputs if isinstance(output, MqttOutput)), None)
+        pipeline = AlertPipeline(store, outputs, describe=describer(engine), evaluator=evaluator)
         running.callback(
             lambda: log.info(
                 "streamwatch stopped after %d decisions, %d alert events", self.answers.decisions, pipeline.events
             )
         )
         await pipeline.restore(rules.watched(self.my_cameras), lambda camera: self.shard.of(camera) == self.shard.index)
-        if publisher is not None:  # after the restore: the first announcement carries the restored states
-            await running.enter_async_context(publisher.running())
+        for output in outputs:  # after the restore: MQTT's first announcement carries the restored states
+            await running.enter_async_context(output.running())
         await running.enter_async_context(engine.answering())
         await running.enter_async_context(self._cameras)
 
         loops = Loops()
         checks: dict[str, Check] = {"model": engine.watchdog.problem, "database": database.problem}
-        if publisher is not None:
-            checks["broker"] = publisher.problem
+        checks |= {output.check: output.problem for output in outputs}
         checks["loops"] = loops.problem
         view = ServiceView(
             store=store,
@@ -154,15 +144,15 @@ class Service:
         async def rules_changed(new: RuleSet) -> None:
             rules.current = new
             await pipeline.resolve_unwatched(rules.watched(self.my_cameras))  # alerts whose rule went away
-            if publisher is not None and announcer is not None and publisher.connected.is_set():
+            if mqtt is not None and mqtt.connected.is_set():
                 for message in announcer.messages():
-                    await publisher.publish_now(message)
+                    await mqtt.publish_now(message)
 
         await running.enter_async_context(loops)
         watcher = RuleWatcher(settings.path(settings.rules_dir), settings.cameras, rules.current, engine.limits)
         loops.start("rules-watch", RulesReload(watcher, rules_changed).step, RULES_POLL_S)
         loops.start("retention", Retention(store, settings.storage.retention_days).step, RETENTION_S, first_now=True)
-        loops.start("camera-status", StatusPublisher(self._cameras.statuses, publisher, topics).step, STATUS_CHECK_S)
+        loops.start("camera-status", StatusPublisher(self._cameras.statuses, mqtt).step, STATUS_CHECK_S)
         loops.start("model-watchdog", engine.watchdog.step, STATUS_CHECK_S)
         for camera in self.my_cameras:
             sampler = Sampler(
@@ -176,9 +166,3 @@ class Service:
                 on_decision=self._on_decision,
             )
             loops.spawn(f"sampler-{camera.id}", sampler.run)
-
-    def _publisher(self, database: Database, announcer: Announcer | None) -> MqttPublisher | None:
-        if announcer is None:
-            return None
-        outbox = Outbox(database, owner=self.shard.name)
-        return MqttPublisher(self.settings.mqtt, outbox, on_connect=announcer.messages, instance=self.shard.name)

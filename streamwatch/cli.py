@@ -221,7 +221,7 @@ def _event_store(config: str) -> EventStore:
 
 def cmd_events(args: argparse.Namespace) -> int:
     """Event history from the database of the config: newest first, filtered."""
-    from streamwatch.alerts.topics import event_payload
+    from streamwatch.alerts.payload import event_payload
     from streamwatch.store.events import EventFilter
 
     action = list(args.action)
@@ -267,7 +267,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def cmd_events_mark(args: argparse.Namespace) -> int:
     """Review an event from the command line, as the web UI does."""
-    from streamwatch.alerts.topics import event_payload, review_fields
+    from streamwatch.alerts.payload import event_payload, review_fields
 
     store = _event_store(args.config)
     event = store.review(args.event_id, ReviewChoice(args.verdict).verdict, args.note)

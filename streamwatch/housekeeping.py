@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streamwatch.alerts.mqtt import MqttPublisher
-from streamwatch.alerts.topics import Topics
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.rules.loader import RuleSet
 from streamwatch.rules.watch import RuleWatcher
 from streamwatch.store.events import EventStore
@@ -89,11 +88,8 @@ class Loops:
 class StatusPublisher:
     """Camera status: retained on MQTT when it changes (checked every 2 s) and every 30 s; logged every 5 min."""
 
-    def __init__(
-        self, statuses: Callable[[], list[CameraStatus]], publisher: MqttPublisher | None, topics: Topics | None
-    ) -> None:
-        self.statuses = statuses
-        self.publisher, self.topics = publisher, topics
+    def __init__(self, statuses: Callable[[], list[CameraStatus]], mqtt: MqttOutput | None) -> None:
+        self.statuses, self.mqtt = statuses, mqtt
         self._last: dict[str, tuple[str, str]] = {}
         self._published = self._logged = time.monotonic()
 
@@ -102,9 +98,9 @@ class StatusPublisher:
         statuses = self.statuses()
         changed = [s for s in statuses if self._last.get(s.id) != (s.state, s.quality)]
         due = now - self._published >= STATUS_PUBLISH_S
-        if self.publisher is not None and self.topics is not None:
+        if self.mqtt is not None:
             for status in statuses if due else changed:
-                await self.publisher.publish_now(self.topics.status_message(status))
+                await self.mqtt.publish_now(self.mqtt.topics.status_message(status))
         self._last = {s.id: (s.state, s.quality) for s in statuses}
         self._published = now if due else self._published
         if now - self._logged >= STATUS_LOG_S:

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from support.mqtt import Broker, Subscriber
 
-from streamwatch.alerts.mqtt import MqttPublisher
 from streamwatch.config import MqttConfig
+from streamwatch.outputs.mqtt import MqttOutput
+from streamwatch.outputs.topics import mqtt_message
 from streamwatch.store.db import Database
-from streamwatch.store.events import Message
 from streamwatch.store.outbox import Outbox
 
 
@@ -50,8 +50,8 @@ def test_online_retained_on_connect_and_offline_on_clean_stop(broker: Broker, tm
     subscriber = Subscriber(broker.port, "sw/#")
 
     async def scenario() -> None:
-        discovery = [Message("sw/hello", b"config", retain=True)]
-        publisher = MqttPublisher(config(broker), outbox(tmp_path), on_connect=lambda: discovery)
+        discovery = [mqtt_message("sw/hello", b"config", retain=True)]
+        publisher = MqttOutput(config(broker), outbox(tmp_path), on_connect=lambda: discovery)
         task = asyncio.create_task(publisher.run())
         await asyncio.wait_for(publisher.connected.wait(), 10)
         await asyncio.to_thread(subscriber.wait_for, "sw/hello")
@@ -70,13 +70,13 @@ def test_online_retained_on_connect_and_offline_on_clean_stop(broker: Broker, tm
 def test_the_last_will_says_offline_when_the_process_dies(broker: Broker, tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio
-        from streamwatch.alerts.mqtt import MqttPublisher
+        from streamwatch.outputs.mqtt import MqttOutput
         from streamwatch.config import MqttConfig
         from streamwatch.store.db import Database
         from streamwatch.store.outbox import Outbox
         async def main():
             settings = MqttConfig(host="127.0.0.1", port={broker.port}, topic_prefix="sw", keepalive_s=5)
-            publisher = MqttPublisher(settings, Outbox(Database.open("sqlite:///{tmp_path / "will.db"}")))
+            publisher = MqttOutput(settings, Outbox(Database.open("sqlite:///{tmp_path / "will.db"}")))
             task = asyncio.create_task(publisher.run())
             await publisher.connected.wait()
             print("connected", flush=True)
@@ -100,13 +100,13 @@ def test_the_last_will_says_offline_when_the_process_dies(broker: Broker, tmp_pa
 def test_outbox_messages_are_delivered_in_commit_order_and_removed(broker: Broker, tmp_path: Path) -> None:
     subscriber = Subscriber(broker.port, "sw/seq")
     box = outbox(tmp_path)
-    box.add([Message("sw/seq", str(index).encode()) for index in range(20)])
+    box.add([mqtt_message("sw/seq", str(index).encode()) for index in range(20)])
 
     async def scenario() -> None:
-        publisher = MqttPublisher(config(broker), box)
+        publisher = MqttOutput(config(broker), box)
         task = asyncio.create_task(publisher.run())
         await until(lambda: publisher.delivered == 20)
-        box.add([Message("sw/seq", b"20")])
+        box.add([mqtt_message("sw/seq", b"20")])
         publisher.notify()
         await until(lambda: publisher.delivered == 21)
         await publisher.stop(task)
@@ -128,15 +128,15 @@ def test_nothing_is_lost_while_the_broker_is_down_for_30_s(tmp_path: Path) -> No
     box = outbox(tmp_path)
 
     async def scenario() -> None:
-        publisher = MqttPublisher(config(broker), box, reconnect_initial_s=0.5)
+        publisher = MqttOutput(config(broker), box, reconnect_initial_s=0.5)
         task = asyncio.create_task(publisher.run())
         await asyncio.wait_for(publisher.connected.wait(), 10)
-        box.add([Message("sw/events", b"0")])
+        box.add([mqtt_message("sw/events", b"0")])
         publisher.notify()
         await until(lambda: publisher.delivered == 1)
         await asyncio.to_thread(broker.stop)
         for index in range(1, 21):  # events keep happening during the outage
-            box.add([Message("sw/events", str(index).encode())])
+            box.add([mqtt_message("sw/events", str(index).encode())])
             publisher.notify()
             await asyncio.sleep(1.5)
         assert box.size() == 20 and publisher.delivered == 1  # all waiting in the database
@@ -157,14 +157,14 @@ def test_retained_state_and_snapshot_reach_a_subscriber_that_connects_later(brok
     box = outbox(tmp_path)
     box.add(
         [
-            Message("sw/gate/fence/state", b"ON", retain=True),
-            Message("sw/gate/fence/snapshot", b"\xff\xd8", retain=True),
-            Message("sw/events", json.dumps({"type": "open"}).encode()),
+            mqtt_message("sw/gate/fence/state", b"ON", retain=True),
+            mqtt_message("sw/gate/fence/snapshot", b"\xff\xd8", retain=True),
+            mqtt_message("sw/events", json.dumps({"type": "open"}).encode()),
         ]
     )
 
     async def scenario() -> None:
-        publisher = MqttPublisher(config(broker), box)
+        publisher = MqttOutput(config(broker), box)
         task = asyncio.create_task(publisher.run())
         await until(lambda: publisher.delivered == 3)
         await publisher.stop(task)
@@ -188,14 +188,14 @@ def test_username_and_password_are_used_and_never_logged(tmp_path: Path, caplog:
     try:
 
         async def scenario() -> None:
-            wrong = MqttPublisher(
+            wrong = MqttOutput(
                 config(broker, username="streamwatch", password="wrong-pw"), outbox(tmp_path), reconnect_initial_s=0.2
             )
             task = asyncio.create_task(wrong.run())
             await asyncio.sleep(1.5)
             assert not wrong.connected.is_set() and not task.done()  # refused, retrying, not crashed
             await wrong.stop(task)
-            right = MqttPublisher(config(broker, username="streamwatch", password="hunter2"), outbox(tmp_path))
+            right = MqttOutput(config(broker, username="streamwatch", password="hunter2"), outbox(tmp_path))
             task = asyncio.create_task(right.run())
             await asyncio.wait_for(right.connected.wait(), 10)
             await right.stop(task)
@@ -256,11 +256,11 @@ def test_tls_with_a_private_ca(tmp_path: Path) -> None:
     try:
 
         async def scenario() -> None:
-            secure = MqttPublisher(config(broker, tls=True, ca_file=tmp_path / "ca.crt"), outbox(tmp_path))
+            secure = MqttOutput(config(broker, tls=True, ca_file=tmp_path / "ca.crt"), outbox(tmp_path))
             task = asyncio.create_task(secure.run())
             await asyncio.wait_for(secure.connected.wait(), 10)
             await secure.stop(task)
-            untrusted = MqttPublisher(config(broker, tls=True), outbox(tmp_path), reconnect_initial_s=0.2)
+            untrusted = MqttOutput(config(broker, tls=True), outbox(tmp_path), reconnect_initial_s=0.2)
             task = asyncio.create_task(untrusted.run())  # system CAs do not know the private CA: refused
             await asyncio.sleep(1.5)
             assert not untrusted.connected.is_set()
@@ -275,12 +275,12 @@ def test_the_backlog_goes_out_before_the_announcements(broker: Broker, tmp_path:
     """After a crash the outbox may still hold an old ON; the state announced on reconnect is newer and
     must be the last word (the retained state a subscriber sees)."""
     box = outbox(tmp_path)
-    box.add([Message("sw/gate/fence/state", b"ON", retain=True), Message("sw/events", b'{"type": "open"}')])
+    box.add([mqtt_message("sw/gate/fence/state", b"ON", retain=True), mqtt_message("sw/events", b'{"type": "open"}')])
     subscriber = Subscriber(broker.port, "sw/#")
 
     async def scenario() -> None:
-        announcements = [Message("sw/gate/fence/state", b"OFF", retain=True)]
-        publisher = MqttPublisher(config(broker), box, on_connect=lambda: announcements)
+        announcements = [mqtt_message("sw/gate/fence/state", b"OFF", retain=True)]
+        publisher = MqttOutput(config(broker), box, on_connect=lambda: announcements)
         task = asyncio.create_task(publisher.run())
         await until(lambda: publisher.connected.is_set() and publisher.delivered == 2)
         await publisher.stop(task)
@@ -301,7 +301,7 @@ def test_a_lost_broker_is_noticed_without_publishing_and_the_reconnect_is_prompt
 
     async def scenario() -> None:
         # a long backoff: without probing the broker's port, the reconnect would wait 24-36 s
-        publisher = MqttPublisher(config(broker), outbox(tmp_path), reconnect_initial_s=30)
+        publisher = MqttOutput(config(broker), outbox(tmp_path), reconnect_initial_s=30)
         task = asyncio.create_task(publisher.run())
         await until(publisher.connected.is_set)
         await asyncio.to_thread(broker.stop)  # nothing is published meanwhile: the relay is idle
@@ -313,7 +313,7 @@ def test_a_lost_broker_is_noticed_without_publishing_and_the_reconnect_is_prompt
         await publisher.stop(task)
 
     try:
-        with caplog.at_level(logging.INFO, logger="streamwatch.alerts.mqtt"):
+        with caplog.at_level(logging.INFO, logger="streamwatch.outputs.mqtt"):
             asyncio.run(scenario())
     finally:
         broker.stop()
@@ -324,7 +324,7 @@ def test_a_missing_ca_file_is_logged_and_retried_not_fatal(
     broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        publisher = MqttPublisher(
+        publisher = MqttOutput(
             config(broker, tls=True, ca_file=tmp_path / "gone.pem"), outbox(tmp_path), reconnect_initial_s=0.1
         )
         task = asyncio.create_task(publisher.run())
@@ -333,7 +333,7 @@ def test_a_missing_ca_file_is_logged_and_retried_not_fatal(
         assert not task.done() and not publisher.connected.is_set()  # still trying, not dead
         await publisher.stop(task)
 
-    with caplog.at_level(logging.ERROR, logger="streamwatch.alerts.mqtt"):
+    with caplog.at_level(logging.ERROR, logger="streamwatch.outputs.mqtt"):
         asyncio.run(scenario())
     assert f"cannot use mqtt.ca_file {tmp_path / 'gone.pem'}: No such file or directory" in caplog.text
     assert caplog.text.count("unavailable") < 10  # backing off, not spinning
@@ -344,13 +344,13 @@ def test_the_last_will_is_registered_again_on_a_restarted_broker(tmp_path: Path)
     broker.start()
     script = textwrap.dedent(f"""
         import asyncio
-        from streamwatch.alerts.mqtt import MqttPublisher
+        from streamwatch.outputs.mqtt import MqttOutput
         from streamwatch.config import MqttConfig
         from streamwatch.store.db import Database
         from streamwatch.store.outbox import Outbox
         async def main():
             settings = MqttConfig(host="127.0.0.1", port={broker.port}, topic_prefix="sw", keepalive_s=5)
-            publisher = MqttPublisher(settings, Outbox(Database.open("sqlite:///{tmp_path / "will.db"}")),
+            publisher = MqttOutput(settings, Outbox(Database.open("sqlite:///{tmp_path / "will.db"}")),
                                       reconnect_initial_s=30)
             await publisher.run()
         asyncio.run(main())

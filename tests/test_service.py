@@ -191,7 +191,7 @@ def test_describe_is_not_asked_on_a_camera_that_says_no(tmp_path: Path) -> None:
     image = Image.new("RGB", (64, 36))
 
     async def scenario() -> list[str | None]:
-        pipeline = AlertPipeline(store, None, describe=describe)
+        pipeline = AlertPipeline(store, describe=describe)
         descriptions = []
         for camera in (CameraConfig(id="demo", url="a.mp4", describe=False), CameraConfig(id="real", url="b.mp4")):
             answer = Answer("yes", 0.9, 0.1, 1, "m")

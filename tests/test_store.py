@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from streamwatch.outputs.message import Message
 from streamwatch.store.db import Database
-from streamwatch.store.events import EventFilter, EventStore, Message, NewEvent
+from streamwatch.store.events import EventFilter, EventStore, NewEvent, Outgoing
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 
@@ -58,26 +59,29 @@ def test_a_new_database_is_migrated_to_the_newest_schema_in_wal_mode(tmp_path: P
     database.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0005"
     Database.open(f"sqlite:///{path}").close()  # opening again is a no-op migration
 
 
 def test_an_event_its_snapshot_and_its_messages_are_recorded_together(store: EventStore) -> None:
     outbox = Outbox(store.db)
 
-    def messages(event: Event) -> list[Message]:
-        return [Message("sw/events", event.uid.encode()), Message("sw/gate/fence/state", b"ON", retain=True)]
+    def messages(event: Event) -> Outgoing:
+        return {
+            "mqtt": [Message("sw/events", event.uid.encode()), Message("sw/gate/fence/state", b"ON", {"retain": True})]
+        }
 
     event = store.record(new_event("e1"), b"\xff\xd8jpeg", messages)
     assert event.snapshot == f"gate/{event.frame_at:%Y-%m-%d}/e1.jpg"
     assert store.snapshot_path(event).read_bytes() == b"\xff\xd8jpeg"  # type: ignore[union-attr]
-    assert [m.topic for m in outbox.pending()] == ["sw/events", "sw/gate/fence/state"]
+    assert [m.message.address for m in outbox.pending()] == ["sw/events", "sw/gate/fence/state"]
+    assert outbox.pending()[1].message.options == {"retain": True}
     assert store.get("e1").confidence == 0.93  # type: ignore[union-attr]
     assert store.get("e1").created_at.tzinfo is not None  # type: ignore[union-attr]
 
 
 def test_a_failing_message_builder_leaves_neither_event_nor_messages(store: EventStore) -> None:
-    def broken(_event: object) -> list[Message]:
+    def broken(_event: object) -> Outgoing:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -152,23 +156,23 @@ def test_outbox_keeps_commit_order_and_forgets_delivered_messages(store: EventSt
     outbox = Outbox(store.db)
     outbox.add([Message(f"t/{index}", b"x") for index in range(5)])
     first = outbox.pending(2)
-    assert [m.topic for m in first] == ["t/0", "t/1"]
+    assert [m.message.address for m in first] == ["t/0", "t/1"]
     outbox.failed(first[0].id)
     outbox.delivered(first[0].id)
-    assert [m.topic for m in outbox.pending()] == ["t/1", "t/2", "t/3", "t/4"]
+    assert [m.message.address for m in outbox.pending()] == ["t/1", "t/2", "t/3", "t/4"]
 
 
 def test_instances_sharing_a_database_relay_only_their_own_messages(store: EventStore, tmp_path: Path) -> None:
     shard2 = EventStore(store.db, tmp_path / "snapshots", owner="shard-2-of-2")
 
-    def messages(event: Event) -> list[Message]:
-        return [Message("sw/events", event.uid.encode())]
+    def messages(event: Event) -> Outgoing:
+        return {"mqtt": [Message("sw/events", event.uid.encode())]}
 
     store.record(new_event("a"), None, messages)
     shard2.record(new_event("b", camera="dock"), None, messages)
     Outbox(store.db).add([Message("sw/available", b"online")])
-    assert [m.payload for m in Outbox(store.db).pending()] == [b"a", b"online"]
-    assert [m.payload for m in Outbox(store.db, owner="shard-2-of-2").pending()] == [b"b"]
+    assert [m.message.payload for m in Outbox(store.db).pending()] == [b"a", b"online"]
+    assert [m.message.payload for m in Outbox(store.db, owner="shard-2-of-2").pending()] == [b"b"]
     assert Outbox(store.db).size() == 2 and Outbox(store.db, owner="shard-2-of-2").size() == 1
     assert {e.uid for e in store.list(EventFilter())} == {"a", "b"}  # the history is shared
 
@@ -192,7 +196,7 @@ def test_instances_starting_together_migrate_a_new_postgresql_database_once(post
     assert errors == []
     database = Database.open(postgres_url)
     with database.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
     database.close()
 
 
@@ -207,3 +211,30 @@ def test_retention_deletes_old_rows_and_their_snapshots(store: EventStore) -> No
     assert store.get("old") is None and store.get("new") is not None
     assert not store.snapshot_path(old).exists()  # type: ignore[union-attr]
     assert store.snapshot_path(fresh).exists()  # type: ignore[union-attr]
+
+
+def test_messages_waiting_in_an_old_outbox_become_mqtt_messages_with_their_options(
+    database_url: str, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from streamwatch.store.db import alembic_config
+
+    database = Database.open(database_url, migrate=False)
+    with database.engine.begin() as connection:
+        config = alembic_config(database_url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+        for topic, retain in (("sw/events", False), ("sw/gate/fence/state", True)):
+            connection.exec_driver_sql(
+                "INSERT INTO outbox (topic, payload, qos, retain, attempts, created_at, owner) VALUES "
+                f"('{topic}', '{topic}', 1, {'true' if retain else 'false'}, 0, '2026-11-29 00:00:00', '')"
+            )
+    database.migrate()  # to 0005: one queue per output
+    waiting = Outbox(database, sink="mqtt").pending()
+    assert [(q.message.address, dict(q.message.options)) for q in waiting] == [
+        ("sw/events", {"qos": 1, "retain": False}),
+        ("sw/gate/fence/state", {"qos": 1, "retain": True}),
+    ]
+    assert Outbox(database, sink="event_log").size() == 0
+    database.close()

@@ -1,4 +1,4 @@
-"""From an answered rule to an alert event: evaluate, describe, snapshot, record with its MQTT messages."""
+"""From an answered rule to an alert event: evaluate, describe, snapshot, record with every output's messages."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from PIL import Image
 
-from streamwatch.alerts.topics import Topics
 from streamwatch.config import CameraConfig
 from streamwatch.inference.types import Answer
+from streamwatch.outputs.base import Output
 from streamwatch.rules.evaluator import Evaluator, Transition
 from streamwatch.rules.model import Rule
 from streamwatch.store.alerts import SavedAlert
 from streamwatch.store.alerts import load as load_alerts
-from streamwatch.store.events import EventStore, Message, NewEvent
+from streamwatch.store.events import EventStore, NewEvent, Outgoing
 from streamwatch.store.models import Event
 
 log = logging.getLogger(__name__)
@@ -35,24 +35,31 @@ def jpeg(image: Image.Image, quality: int = 85) -> bytes:
 
 
 class AlertPipeline:
-    """Owns the evaluator. Every event is committed (row + snapshot + outbox messages) before
-    anything is published; `notify` then wakes the MQTT relay."""
+    """Owns the evaluator. Every event is committed (row + snapshot + each output's messages) before
+    anything is delivered; then every output is told to deliver."""
 
     def __init__(
         self,
         store: EventStore,
-        topics: Topics | None,
+        outputs: Sequence[Output] = (),
         *,
         describe: Describe | None = None,
-        notify: Callable[[], None] = lambda: None,
         evaluator: Evaluator | None = None,
     ) -> None:
         self.store = store
-        self.topics = topics
+        self.outputs = list(outputs)
         self.evaluator = evaluator or Evaluator()
         self._describe = describe
-        self._notify = notify
         self.events = 0
+
+    def _messages(self, event: Event, snapshot_jpeg: bytes | None) -> Outgoing:
+        path = self.store.snapshot_path(event)
+        shown = str(path) if path else None
+        return {output.name: output.event_messages(event, snapshot_jpeg, shown) for output in self.outputs}
+
+    def _notify(self) -> None:
+        for output in self.outputs:
+            output.notify()
 
     async def handle(
         self,
@@ -94,11 +101,8 @@ class AlertPipeline:
         )
         published_snapshot = None if transition is Transition.RESOLVED else snapshot
 
-        def messages(event: Event) -> list[Message]:
-            if self.topics is None:
-                return []
-            path = self.store.snapshot_path(event)
-            return self.topics.event_messages(event, published_snapshot, str(path) if path else None)
+        def messages(event: Event) -> Outgoing:
+            return self._messages(event, published_snapshot)
 
         saved = self.evaluator.saved(camera.id, rule.id)
         event = await asyncio.to_thread(self.store.record, new, snapshot, messages, saved)
@@ -167,10 +171,7 @@ class AlertPipeline:
         )
         closed = SavedAlert(camera, rule, False, None, opened.frame_at.timestamp() if opened else now, now, now)
 
-        def messages(event: Event) -> list[Message]:
-            return self.topics.event_messages(event, None, None) if self.topics is not None else []
-
-        self.store.record(new, None, messages, closed)
+        self.store.record(new, None, lambda event: self._messages(event, None), closed)
 
 
 NO_LONGER_WATCHED = "(no longer watched)"

@@ -3,6 +3,7 @@
 from streamwatch.config.fields import identifier, is_loopback
 from streamwatch.config.sections import (
     CameraConfig,
+    EventLogConfig,
     ModelConfig,
     MqttConfig,
     RemoteConfig,
@@ -14,6 +15,7 @@ from streamwatch.config.settings import Settings, load_settings
 
 __all__ = [
     "CameraConfig",
+    "EventLogConfig",
     "ModelConfig",
     "MqttConfig",
     "RemoteConfig",

@@ -173,6 +173,13 @@ class StorageConfig(_Section):
         return value
 
 
+class EventLogConfig(_Section):
+    """The event log output: every event as a line of JSON appended to a file."""
+
+    enabled: bool = Field(False, description="Append every event to `path` as one line of JSON.")
+    path: Path = Field(Path("data/events.jsonl"), description="The file (relative to the config file).")
+
+
 class WebConfig(_Section):
     enabled: bool = True
     host: str = Field("127.0.0.1", description="Bind address; off-loopback needs authentication.")

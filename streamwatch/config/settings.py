@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from streamwatch.config.fields import LOCAL_PREFIXES, NETWORK_PREFIXES
 from streamwatch.config.sections import (
     CameraConfig,
+    EventLogConfig,
     ModelConfig,
     MqttConfig,
     ServeConfig,
@@ -29,6 +30,7 @@ class Settings(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     cameras: list[CameraConfig] = Field(default_factory=list)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    event_log: EventLogConfig = Field(default_factory=EventLogConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +12,11 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, select
 
+from streamwatch.outputs.message import Message
+from streamwatch.store import outbox
 from streamwatch.store.alerts import SavedAlert, save
 from streamwatch.store.db import Database
-from streamwatch.store.models import Event, OutboxMessage, utcnow
+from streamwatch.store.models import Event, utcnow
 from streamwatch.vocabulary import Verdict
 
 log = logging.getLogger(__name__)
@@ -71,14 +73,7 @@ def _filtered(query: Select[Any], where: EventFilter) -> Select[Any]:
     return query
 
 
-@dataclass(frozen=True)
-class Message:
-    """An MQTT message to deliver through the outbox."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = False
+Outgoing = Mapping[str, Sequence[Message]]  # each output's messages for one event, by the output's name
 
 
 class EventStore:
@@ -93,7 +88,7 @@ class EventStore:
         self,
         new: NewEvent,
         snapshot_jpeg: bytes | None = None,
-        messages: Callable[[Event], Sequence[Message]] = lambda _event: (),
+        messages: Callable[[Event], Outgoing] = lambda _event: {},
         alert: SavedAlert | None = None,
     ) -> Event:
         """Write the snapshot, then commit the event, its outbox messages and the alert's new state
@@ -104,16 +99,8 @@ class EventStore:
             event = Event(**new.__dict__, snapshot=relative)
             session.add(event)
             session.flush()
-            for message in messages(event):
-                session.add(
-                    OutboxMessage(
-                        topic=message.topic,
-                        payload=message.payload,
-                        qos=message.qos,
-                        retain=message.retain,
-                        owner=self.owner,
-                    )
-                )
+            for sink, outgoing in messages(event).items():
+                session.add_all(outbox.row(message, owner=self.owner, sink=sink) for message in outgoing)
             if alert is not None:
                 save(session, alert)
         return event

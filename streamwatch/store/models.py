@@ -65,20 +65,20 @@ class Event(Base):
 
 
 class OutboxMessage(Base):
-    """An MQTT message committed with its event, deleted once the broker acknowledged it."""
+    """A message for one output (`sink`), committed with its event, deleted once that output delivered it."""
 
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # delivery order
-    topic: Mapped[str] = mapped_column(String(300))
+    address: Mapped[str] = mapped_column(String(300))  # an MQTT topic, a file, ...
     payload: Mapped[bytes] = mapped_column(LargeBinary)
-    qos: Mapped[int] = mapped_column(Integer, default=1)
-    retain: Mapped[bool] = mapped_column(Boolean, default=False)
+    options: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # JSON: the output's own
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     owner: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the instance that relays it
+    sink: Mapped[str] = mapped_column(String(32), default="mqtt", server_default="mqtt")  # the output it is for
 
-    __table_args__ = (Index("ix_outbox_owner_id", "owner", "id"),)
+    __table_args__ = (Index("ix_outbox_owner_sink_id", "owner", "sink", "id"),)
 
 
 class AlertRecord(Base):

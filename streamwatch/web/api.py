@@ -11,8 +11,8 @@ from fastapi.responses import FileResponse, Response
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from streamwatch.alerts.payload import event_payload, review_fields
 from streamwatch.alerts.pipeline import jpeg
-from streamwatch.alerts.topics import event_payload, review_fields
 from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.ingest.images import ImageRejected, decode_image
 from streamwatch.store.events import EventFilter

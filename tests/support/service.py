@@ -100,3 +100,18 @@ class Running:
         self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(60)
         assert not self.thread.is_alive()
+
+
+class FlagBackend(Backend):
+    """P(yes) 0.95 while the flag file exists, else 0.05: the test decides when a condition holds."""
+
+    name = "flag-double"
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
+        return [YesNo(0.95 if self.flag.exists() else 0.05) for _ in prompts]
+
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        return ["-" for _ in prompts]

@@ -6,12 +6,18 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from streamwatch.alerts.payload import event_payload
 from streamwatch.config import CameraConfig, MqttConfig
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.outputs.message import Message
 from streamwatch.rules.model import Rule
-from streamwatch.store.events import Message
 from streamwatch.store.models import Event
 from streamwatch.vocabulary import EventKind, Severity
+
+
+def mqtt_message(topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> Message:
+    """A message for the MQTT output: QoS 1 (delivered at least once) unless told otherwise."""
+    return Message(topic, payload, {"qos": qos, "retain": retain})
 
 
 class Topics:
@@ -50,11 +56,11 @@ class Topics:
     # -- messages ----------------------------------------------------------------------------------
     def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
         """What one event publishes, in order: the event, the state, the snapshot (all QoS 1)."""
-        messages = [Message(self.events, json.dumps(event_payload(event, snapshot_file)).encode())]
+        messages = [mqtt_message(self.events, json.dumps(event_payload(event, snapshot_file)).encode())]
         on = event.kind != EventKind.RESOLVED
-        messages.append(Message(self.state(event.camera, event.rule), b"ON" if on else b"OFF", retain=True))
+        messages.append(mqtt_message(self.state(event.camera, event.rule), b"ON" if on else b"OFF", retain=True))
         if snapshot_jpeg is not None:
-            messages.append(Message(self.snapshot(event.camera, event.rule), snapshot_jpeg, retain=True))
+            messages.append(mqtt_message(self.snapshot(event.camera, event.rule), snapshot_jpeg, retain=True))
         return messages
 
     def announcements(
@@ -66,11 +72,11 @@ class Topics:
         for camera, rule, is_open in pairs:
             if discovery:
                 messages.append(self.discovery_message(camera, rule))
-            messages.append(Message(self.state(camera.id, rule.id), b"ON" if is_open else b"OFF", retain=True))
+            messages.append(mqtt_message(self.state(camera.id, rule.id), b"ON" if is_open else b"OFF", retain=True))
         return messages + [self.status_message(status) for status in statuses]
 
     def status_message(self, status: CameraStatus) -> Message:
-        return Message(self.status(status.id), json.dumps(status.as_dict()).encode(), retain=True)
+        return mqtt_message(self.status(status.id), json.dumps(status.as_dict()).encode(), retain=True)
 
     def discovery_message(self, camera: CameraConfig, rule: Rule) -> Message:
         config: dict[str, Any] = {
@@ -91,36 +97,4 @@ class Topics:
                 "model": "VLM camera monitor",
             },
         }
-        return Message(self.discovery(camera.id, rule.id), json.dumps(config).encode(), retain=True)
-
-
-def event_payload(event: Event, snapshot_file: str | None) -> dict[str, Any]:
-    """The JSON published on `<prefix>/events` (and shown by `streamwatch events --json`)."""
-    return {
-        "type": event.kind,
-        "event_id": event.uid,
-        "alert_id": event.alert_id,
-        "camera": event.camera,
-        "rule": event.rule,
-        "title": event.title,
-        "severity": event.severity,
-        "question": event.question,
-        "answer": event.answer,
-        "confidence": event.confidence,
-        "description": event.description,
-        "latency_s": round(event.latency_s, 3),
-        "model": event.model,
-        "frame_at": event.frame_at.isoformat(),
-        "created_at": event.created_at.isoformat(),
-        "snapshot": event.snapshot,
-        "snapshot_file": snapshot_file,
-    }
-
-
-def review_fields(event: Event) -> dict[str, Any]:
-    """An operator's review of the event (web API, `streamwatch events mark`)."""
-    return {
-        "verdict": event.verdict,
-        "note": event.note,
-        "reviewed_at": event.reviewed_at.isoformat() if event.reviewed_at else None,
-    }
+        return mqtt_message(self.discovery(camera.id, rule.id), json.dumps(config).encode(), retain=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from streamwatch.alerts.topics import Topics
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.outputs.message import Message
+from streamwatch.outputs.topics import Topics
 from streamwatch.rules.loader import ActiveRules
-from streamwatch.store.events import Message
 
 
 class Announcer:

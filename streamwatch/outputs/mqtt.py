@@ -1,7 +1,7 @@
-"""MQTT via aiomqtt: availability with a last will, the outbox relayed in order, best-effort state.
+"""The MQTT output via aiomqtt: availability with a last will, the outbox relayed in order, best-effort state.
 
 Events reach the broker only through the outbox (store/outbox.py): they are committed to the
-database first, and this relay publishes the oldest undelivered message with QoS 1, deletes it when
+database first, and this output publishes the oldest undelivered message with QoS 1, deletes it when
 the broker acknowledged it, and only then takes the next. If the broker is down, messages wait in the
 database and go out in order after the reconnect (at least once: a message whose acknowledgement
 was lost in a disconnect is sent again).
@@ -28,9 +28,12 @@ from typing import Any
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from streamwatch.alerts.topics import Topics
 from streamwatch.config import MqttConfig
-from streamwatch.store.events import Message
+from streamwatch.outputs.base import Output
+from streamwatch.outputs.message import Message
+from streamwatch.outputs.relay import deliver_waiting
+from streamwatch.outputs.topics import Topics
+from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,10 @@ RECONNECT_MAX_S = 30.0
 PROBE_INTERVAL_S = 0.5
 
 
-class MqttPublisher:
+class MqttOutput(Output):
+    name = "mqtt"
+    check = "broker"
+
     def __init__(
         self,
         config: MqttConfig,
@@ -62,8 +68,11 @@ class MqttPublisher:
         self.delivered = 0
         self.last_error = "not connected yet"  # why it is not connected (for readiness)
 
+    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
+        return self.topics.event_messages(event, snapshot_jpeg, snapshot_file)
+
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[MqttPublisher]:
+    async def running(self) -> AsyncIterator[MqttOutput]:
         """Connected (and reconnecting) inside; at exit the outbox is drained for a few seconds, then
         `offline` is said and the connection closed."""
         task = asyncio.create_task(self.run(), name="mqtt")
@@ -117,7 +126,7 @@ class MqttPublisher:
                     if backlog is not None:  # what waited before this connection goes out first
                         await self._deliver(client, until=backlog)
                     for message in self._on_connect():
-                        await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+                        await _publish(client, message)
                     self.connected.set()
                     await _until_disconnected(client, self._relay(client))
             except aiomqtt.MqttError as exc:
@@ -155,17 +164,12 @@ class MqttPublisher:
 
     async def _deliver(self, client: aiomqtt.Client, until: int | None = None) -> int:
         """Publish pending outbox messages in order (those up to id `until`, when given); returns how many."""
-        sent = 0
-        while not self._stopping:
-            batch = [m for m in await asyncio.to_thread(self.outbox.pending, 100) if until is None or m.id <= until]
-            if not batch:
-                return sent
-            for message in batch:
-                await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
-                await asyncio.to_thread(self.outbox.delivered, message.id)
-                self.delivered += 1
-                sent += 1
-        return sent
+
+        async def send(message: Message) -> None:
+            await _publish(client, message)
+            self.delivered += 1
+
+        return await deliver_waiting(self.outbox, send, until=until, stopping=lambda: self._stopping)
 
     async def _relay(self, client: aiomqtt.Client) -> None:
         while not self._stopping:
@@ -180,7 +184,7 @@ class MqttPublisher:
         if client is None or not self.connected.is_set():
             return False
         try:
-            await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            await _publish(client, message)
         except aiomqtt.MqttError:
             return False
         return True
@@ -202,6 +206,15 @@ class MqttPublisher:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _publish(client: aiomqtt.Client, message: Message) -> None:
+    """Publish with the message's MQTT options (QoS 1 unless it says otherwise); with QoS 1 this returns
+    once the broker acknowledged it."""
+    options = message.options
+    await client.publish(
+        message.address, message.payload, qos=int(options.get("qos", 1)), retain=bool(options.get("retain", False))
+    )
 
 
 class TlsSetupError(Exception):
