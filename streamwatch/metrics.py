@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streamwatch.inference.queue import QueueStats
+from streamwatch.inference.lanes import QueueStats
 from streamwatch.ingest.status import CameraStatus
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

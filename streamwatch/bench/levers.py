@@ -33,9 +33,11 @@ from streamwatch.bench.model import (
 )
 from streamwatch.bench.report import machine, markdown_table, write_report
 from streamwatch.inference.backends.kernels import (
+    compile_layers,
     fp8_supported,
     fuse_rms_norms,
     linear_patch_embeddings,
+    quantize_fp8,
     restore_modules,
 )
 from streamwatch.inference.backends.transformers import TransformersBackend
@@ -161,13 +163,13 @@ def _apply(step: str, backend: TransformersBackend) -> str:
     if step in ("compile", "compile-static"):
         torch._dynamo.reset()
         dynamic = step == "compile"
-        backend.compile_layers(dynamic=dynamic)
+        compile_layers(backend.model, dynamic=dynamic)
         return "torch.compile per layer, dynamic shapes" if dynamic else "torch.compile per layer, static shapes"
     if step == "fp8":
         if not fp8_supported(backend.device):
             return "skipped: this GPU has no FP8 tensor cores"
         torch._dynamo.reset()
-        return f"{backend.quantize_fp8()} linear layers in FP8 (rowwise scales), compiled"
+        return f"{quantize_fp8(backend.model)} linear layers in FP8 (rowwise scales), compiled"
     raise ValueError(f"unknown lever {step!r}; known: {', '.join(CHAIN)}")
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from streamwatch.bench.model_report import ModelRun, markdown, plot
 from streamwatch.bench.report import machine, percentile, write_report
+from streamwatch.inference.backends.kernels import compile_layers
 from streamwatch.inference.backends.transformers import TransformersBackend, resolve_device, resolve_dtype
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.synthetic import scene
@@ -111,7 +112,7 @@ def build(config: ModelBenchConfig, folder: Path) -> TransformersBackend:
         f"glm4v-{config.size}-random", load_processor(str(folder)), model, max_image_side=4096
     )
     if config.compile:
-        backend.compile_layers()
+        compile_layers(backend.model)
     return backend
 
 

@@ -20,6 +20,7 @@ def build_backend(settings: Settings) -> Backend:
         from streamwatch.inference.backends.openai import OpenAIBackend
 
         return OpenAIBackend(model.id, model.remote, max_image_side=model.max_image_side)
+    from streamwatch.inference.backends.kernels import compile_layers
     from streamwatch.inference.backends.transformers import TransformersBackend
 
     backend = TransformersBackend.load(
@@ -32,7 +33,7 @@ def build_backend(settings: Settings) -> Backend:
         preprocess=model.preprocess,
     )
     if model.compile:
-        backend.compile_layers()
+        compile_layers(backend.model)
     return backend
 
 

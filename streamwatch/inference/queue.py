@@ -15,55 +15,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 
 from streamwatch.inference.backends.base import Backend
-from streamwatch.inference.types import Answer, AnswerKind, DroppedError, InferenceError, Request
+from streamwatch.inference.lanes import Item, Lanes, QueueStats
+from streamwatch.inference.types import Answer, AnswerKind, InferenceError, Request
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Item:
-    """A submitted request and the future its producer waits on."""
-
-    request: Request
-    future: Future[Answer]
-
-
-@dataclass
-class QueueStats:
-    """Counters since start. `submitted == answered + failed + sum(dropped) + pending`."""
-
-    submitted: int = 0
-    answered: int = 0
-    failed: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)  # by reason
-    batch_sizes: Counter[int] = field(default_factory=Counter)  # forward passes by batch size
-    pending: int = 0
-    last_latency_s: float = 0.0
-    in_flight: int = 0  # taken into a batch, not yet answered or failed
-    progress_at: float = 0.0  # monotonic: the last model call that finished, or when work arrived at an idle queue
-
-    def copy(self) -> QueueStats:
-        return QueueStats(
-            self.submitted,
-            self.answered,
-            self.failed,
-            Counter(self.dropped),
-            Counter(self.batch_sizes),
-            self.pending,
-            self.last_latency_s,
-            self.in_flight,
-            self.progress_at,
-        )
-
-    def stalled_for(self, now: float) -> float:
-        """Seconds that requests have been waiting (queued or on the model) with no model call finishing."""
-        return max(0.0, now - self.progress_at) if self.pending or self.in_flight else 0.0
 
 
 class InferenceQueue:
@@ -91,9 +50,9 @@ class InferenceQueue:
         self.max_wait_s = max_wait_s
         self.max_pending_per_source = max_pending_per_source
         self._clock = clock
-        self._pending: dict[str, deque[_Item]] = {}
         self._cond = threading.Condition()
         self._stats = QueueStats()
+        self._lanes = Lanes(self._stats, max_pending_per_source)
         self._stopping = False
         self._threads: list[threading.Thread] = []
 
@@ -104,17 +63,11 @@ class InferenceQueue:
         with self._cond:
             self._stats.submitted += 1
             if self._stopping:
-                self._drop(future, "shutdown")
+                self._lanes.drop(future, "shutdown")
                 return future
             if not self._stats.pending and not self._stats.in_flight:
                 self._stats.progress_at = self._clock()  # idle until now: nothing was overdue
-            lane = self._pending.setdefault(request.source, deque())
-            if len(lane) >= self.max_pending_per_source:
-                old_future = lane.popleft().future
-                self._stats.pending -= 1
-                self._drop(old_future, "overflow", f"more than {self.max_pending_per_source} waiting")
-            lane.append(_Item(request, future))
-            self._stats.pending += 1
+            self._lanes.add(Item(request, future))
             self._cond.notify()
         return future
 
@@ -147,7 +100,7 @@ class InferenceQueue:
         with self._cond:
             self._stopping = True
             if not drain:
-                self._drop_all("shutdown")
+                self._lanes.drop_all("shutdown")
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
         stopped = True
@@ -158,7 +111,7 @@ class InferenceQueue:
                 stopped = False
         self._threads = []
         with self._cond:
-            self._drop_all("shutdown")
+            self._lanes.drop_all("shutdown")
         return stopped
 
     # -- worker side ---------------------------------------------------------------------------
@@ -180,61 +133,22 @@ class InferenceQueue:
                 with self._cond:
                     self._stats.in_flight -= len(batch)
 
-    def _next_batch(self) -> list[_Item] | None:
+    def _next_batch(self) -> list[Item] | None:
         """Block until a batch is due; None once stopping with nothing left to drain."""
         with self._cond:
             while not self._stats.pending:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            window_end = self._oldest_submit() + self.max_wait_s
+            window_end = self._lanes.oldest_submit() + self.max_wait_s
             while self._stats.pending < self.max_batch and not self._stopping:
                 remaining = window_end - self._clock()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            return self._take_round_robin()
+            return self._lanes.take(self.max_batch, self._clock())
 
-    def _oldest_submit(self) -> float:
-        return min(lane[0].request.submitted_at for lane in self._pending.values() if lane)
-
-    def _take_round_robin(self) -> list[_Item]:
-        """Up to max_batch live requests, one frame per producer per round; expired ones are dropped.
-
-        A producer's consecutive requests about the same image (several rules on one frame) are taken
-        together, so the backend can share one pass over that image between them."""
-        now = self._clock()
-        batch: list[_Item] = []
-        served: list[str] = []
-        while len(batch) < self.max_batch and self._pending:
-            for source in list(self._pending):
-                lane = self._pending[source]
-                image = lane[0].request.image
-                while lane and lane[0].request.image is image and len(batch) < self.max_batch:
-                    self._admit(lane.popleft(), now, batch)
-                if not lane:
-                    del self._pending[source]
-                if source not in served:
-                    served.append(source)
-                if len(batch) >= self.max_batch:
-                    break
-        # Producers served this time go to the back of the line for the next batch.
-        for source in served:
-            if source in self._pending:
-                self._pending[source] = self._pending.pop(source)
-        return batch
-
-    def _admit(self, item: _Item, now: float, batch: list[_Item]) -> None:
-        self._stats.pending -= 1
-        if item.request.deadline <= now:
-            self._drop(item.future, "deadline", f"waited {now - item.request.submitted_at:.2f} s")
-        elif item.future.set_running_or_notify_cancel():
-            batch.append(item)
-            self._stats.in_flight += 1
-        else:
-            self._stats.dropped["cancelled"] += 1
-
-    def _execute(self, batch: Sequence[_Item]) -> None:
+    def _execute(self, batch: Sequence[Item]) -> None:
         for kind in AnswerKind:
             group = [item for item in batch if item.request.kind is kind]
             if group and kind is AnswerKind.GENERATE:  # one length per generate call: nobody gets more than asked
@@ -243,7 +157,7 @@ class InferenceQueue:
             elif group:
                 self._run_group(kind, group)
 
-    def _run_group(self, kind: AnswerKind, group: Sequence[_Item]) -> None:
+    def _run_group(self, kind: AnswerKind, group: Sequence[Item]) -> None:
         try:
             texts, confidences = self._call_backend(kind, [item.request for item in group])
         except Exception:
@@ -277,16 +191,3 @@ class InferenceQueue:
             return [s.text for s in scores], [s.p_yes for s in scores]
         texts = self.backend.generate(prompts, requests[0].max_new_tokens)
         return texts, [None] * len(texts)
-
-    # -- helpers (call with the lock held) --------------------------------------------------------
-    def _drop(self, future: Future[Answer], reason: str, detail: str = "") -> None:
-        self._stats.dropped[reason] += 1
-        if future.set_running_or_notify_cancel():
-            future.set_exception(DroppedError(reason, detail))
-
-    def _drop_all(self, reason: str) -> None:
-        for lane in self._pending.values():
-            for item in lane:
-                self._stats.pending -= 1
-                self._drop(item.future, reason)
-        self._pending.clear()

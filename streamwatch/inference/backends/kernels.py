@@ -144,3 +144,30 @@ def fp8_supported(device: torch.device) -> bool:
     if device.type != "cuda":
         return False
     return torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+def compile_layers(model: Any, mode: str | None = None, *, dynamic: bool = True) -> int:
+    """torch.compile every vision block and decoder layer (fuses the norms, rotary embeddings and
+    elementwise work around the matmuls); shapes vary with batch and image size, so dynamic unless
+    told otherwise (benchmarks of one fixed batch). Returns how many modules were compiled.
+
+    One compiled code object serves all layers, but transformers' code makes dynamo guard on things
+    that differ per call: each layer's KV-cache slot (cached passes: describe questions, shared
+    images) and the number of images in a batch (vision attention loops over them). Dynamo's default
+    of 8 variants per function then sends every later variant to eager mode, so the limit is raised
+    to cover one variant per layer for each kind of pass (no cache; prefill; one-token decode; question
+    suffixes after a shared image; a batch of one or more), each compiled once, at first use. (At
+    2 x layers, one `generate` used the limit up and the yes/no passes after it ran eager.)"""
+    layers = 0
+    compiled = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.endswith(("blocks", "layers")):
+            layers = max(layers, len(module))
+            for layer in module:
+                layer.compile(dynamic=dynamic, mode=mode)
+                compiled += 1
+    limit = max(64, 8 * layers + 16)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 16 * limit)
+    log.info("compiled %d layers", compiled)
+    return compiled

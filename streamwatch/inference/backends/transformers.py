@@ -72,7 +72,11 @@ class TransformersBackend(Backend):
         )
         backend = cls(model_id, processor, model.to(on), max_image_side=max_image_side, preprocess=preprocess)
         if quantize == "fp8":
-            backend.quantize_fp8()
+            if not fp8_supported(on):
+                raise RuntimeError(
+                    f"model.quantize = 'fp8' needs a GPU with FP8 tensor cores (Ada/Hopper); {on} has none"
+                )
+            log.info("quantised %d linear layers of %s to fp8", quantize_fp8(model), model_id)
         log.info("model %s loaded in %.1f s", model_id, time.monotonic() - started)
         return backend
 
@@ -110,34 +114,6 @@ class TransformersBackend(Backend):
             if self.torch_processor is None:
                 log.info("%s: its image processor has no torch equivalent here; preprocessing on the CPU", self.name)
 
-    def compile_layers(self, mode: str | None = None, *, dynamic: bool = True) -> int:
-        """torch.compile every vision block and decoder layer (fuses the norms, rotary embeddings and
-        elementwise work around the matmuls); shapes vary with batch and image size, so dynamic unless
-        told otherwise (benchmarks of one fixed batch). Returns how many modules were compiled.
-
-        One compiled code object serves all layers, but transformers' code makes dynamo guard on things
-        that differ per call: each layer's KV-cache slot (cached passes: describe questions, shared
-        images) and the number of images in a batch (vision attention loops over them). Dynamo's default
-        of 8 variants per function then sends every later variant to eager mode, so the limit is raised
-        to cover one variant per layer for each kind of pass (no cache; prefill; one-token decode; question
-        suffixes after a shared image; a batch of one or more), each compiled once, at first use. (At
-        2 x layers, one `generate` used the limit up and the yes/no passes after it ran eager.)"""
-        layers = 0
-        compiled = 0
-        for name, module in self.model.named_modules():
-            if isinstance(module, torch.nn.ModuleList) and name.endswith(("blocks", "layers")):
-                layers = max(layers, len(module))
-                for layer in module:
-                    layer.compile(dynamic=dynamic, mode=mode)
-                    compiled += 1
-        limit = max(64, 8 * layers + 16)
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
-        torch._dynamo.config.accumulated_recompile_limit = max(
-            torch._dynamo.config.accumulated_recompile_limit, 16 * limit
-        )
-        log.info("compiled %d layers of %s", compiled, self.name)
-        return compiled
-
     @property
     def max_image_side(self) -> int:
         return self._max_image_side
@@ -147,16 +123,6 @@ class TransformersBackend(Backend):
         self._max_image_side = side
         if getattr(self, "torch_processor", None) is not None:
             self.torch_processor.image_processor.max_image_side = side  # type: ignore[union-attr]
-
-    def quantize_fp8(self) -> int:
-        """FP8 weights for the language model's and vision tower's linear layers (kernels.quantize_fp8)."""
-        if not fp8_supported(self.device):
-            raise RuntimeError(
-                f"model.quantize = 'fp8' needs a GPU with FP8 tensor cores (Ada/Hopper); {self.device} has none"
-            )
-        count = quantize_fp8(self.model)
-        log.info("quantised %d linear layers of %s to fp8", count, self.name)
-        return count
 
     def prompt_limits(self, *, max_chars: int, max_tokens: int, max_new_tokens: int) -> PromptLimits:
         """Questions counted in this model's tokens, within its context (inference/limits.py)."""
@@ -234,18 +200,12 @@ class TransformersBackend(Backend):
         inputs = self._inputs(prompts)
         tokenizer = self.processor.tokenizer
         with self.model_lock:
-            output = self._generate(inputs, max_new_tokens, tokenizer.pad_token_id)
+            output = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [clean_answer(t) for t in texts]
-
-    def _generate(self, inputs: Any, max_new_tokens: int, pad_token_id: int) -> Any:
-        return self.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad_token_id,
-        )
 
     def close(self) -> None:
         del self.model
