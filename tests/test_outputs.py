@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.helpers import REPO, free_port, wait_for
+from support.helpers import REPO, free_port, get_json, wait_for
 from support.mqtt import Broker, Subscriber
 from support.service import FlagBackend, Running
 
@@ -110,23 +110,12 @@ def test_mqtt_goes_on_while_the_event_log_cannot_be_written(tmp_path: Path, brok
         flag.touch()
         subscriber.wait_for("sw/events", 1, timeout=30)  # MQTT delivered the open event
         wait_for(lambda: waiting(tmp_path, "event_log") >= 1, 30, "the log's line to wait in the outbox")
-        wait_for(lambda: "event_log" in readiness(ready)["reasons"], 30, "readiness to name the event log")
-        assert "event log cannot deliver: IsADirectoryError" in readiness(ready)["reasons"]["event_log"]
+        wait_for(lambda: "event_log" in get_json(ready)[1]["reasons"], 30, "readiness to name the event log")
+        assert "event log cannot deliver: IsADirectoryError" in get_json(ready)[1]["reasons"]["event_log"]
         log.rmdir()  # fixed: the waiting lines go out, in order
         wait_for(lambda: len(lines(log)) >= 1 and waiting(tmp_path, "event_log") == 0, 60, "the log to catch up")
         assert lines(log)[0]["event_id"] == json.loads(subscriber.on("sw/events")[0].payload)["event_id"]
-        wait_for(lambda: "event_log" not in readiness(ready)["reasons"], 30, "readiness to clear")
+        wait_for(lambda: "event_log" not in get_json(ready)[1]["reasons"], 30, "readiness to clear")
     finally:
         running.stop()
         subscriber.close()
-
-
-def readiness(url: str) -> dict[str, dict[str, str]]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url) as response:
-            return json.load(response)  # type: ignore[no-any-return]
-    except urllib.error.HTTPError as error:
-        return json.load(error)  # type: ignore[no-any-return]

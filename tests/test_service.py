@@ -14,10 +14,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
-from support.helpers import REPO, wait_for
+from support.helpers import REPO, get_json, wait_for
 from support.mqtt import Broker, Subscriber
 from support.service import RULES, Running, figure_on_the_right, write_site
 
@@ -153,12 +154,8 @@ def test_readiness_follows_the_broker_connection(tmp_path: Path, broker: Broker)
     settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), broker.port))
     url = f"http://127.0.0.1:{settings.web.port}/readyz"
 
-    def ready() -> tuple[int, dict[str, object]]:
-        try:
-            with urllib.request.urlopen(url) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as error:
-            return error.code, json.load(error)
+    def ready() -> tuple[int, dict[str, Any]]:
+        return get_json(url)
 
     running = Running(settings)
     try:

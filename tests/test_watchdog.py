@@ -8,18 +8,16 @@ their own tests); the queue, watchdog, web app and service around it are the rea
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from support.helpers import REPO, random_image, wait_for
+from support.helpers import REPO, get_json, random_image, wait_for
 from support.service import Running, SceneBackend, write_site
 
 from streamwatch.config import ServeConfig, load_settings
@@ -87,12 +85,8 @@ def test_a_slow_but_moving_queue_is_not_a_stall() -> None:
         queue.stop()
 
 
-def readyz(port: int) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+def readyz(port: int) -> tuple[int, dict[str, Any]]:
+    return get_json(f"http://127.0.0.1:{port}/readyz")
 
 
 def test_the_service_says_it_is_not_ready_while_its_model_hangs(tmp_path: Path) -> None:
