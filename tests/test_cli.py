@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.events import new_event
 from support.helpers import REPO, free_port, random_image, wait_for
 
 from streamwatch.web.auth import hash_secret
@@ -168,32 +169,15 @@ def test_probe_checks_the_cameras_of_the_config(demo: Path) -> None:
 
 
 def test_events_lists_filters_and_shows_history(demo: Path) -> None:
-    from datetime import UTC, datetime
 
     from streamwatch.store.db import Database
-    from streamwatch.store.events import EventStore, NewEvent
+    from streamwatch.store.events import EventStore
 
     store = EventStore(Database.open(f"sqlite:///{demo / 'data' / 'streamwatch.db'}"), demo / "data" / "snapshots")
     for uid, camera, kind in (("a1", "yard", "open"), ("a2", "yard", "resolved"), ("b1", "dock", "open")):
-        store.record(
-            NewEvent(
-                uid=uid,
-                alert_id="a1" if camera == "yard" else uid,
-                kind=kind,
-                camera=camera,
-                rule="fence-climb",
-                severity="critical",
-                title="Fence",
-                question="Climbing? Answer yes or no.",
-                answer="yes",
-                confidence=0.9,
-                latency_s=0.1,
-                model="m",
-                description=None,
-                frame_at=datetime.now(UTC),
-            ),
-            b"\xff\xd8jpeg" if uid == "a1" else None,
-        )
+        alert_id = "a1" if camera == "yard" else uid
+        event = new_event(uid, alert_id=alert_id, kind=kind, camera=camera, rule="fence-climb", confidence=0.9)
+        store.record(event, b"\xff\xd8jpeg" if uid == "a1" else None)
     table = streamwatch("events", "--camera", "yard", cwd=demo)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()

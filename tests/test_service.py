@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from support.events import new_event
 from support.helpers import REPO, get_json, wait_for
 from support.mqtt import Broker, Subscriber
 from support.service import RULES, Running, figure_on_the_right, write_site
@@ -113,31 +114,12 @@ def test_rule_edits_apply_while_running_and_broken_files_are_rejected(
 def test_events_past_retention_are_deleted_at_start(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from streamwatch.store.events import NewEvent
     from streamwatch.store.models import Event
 
     settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None))
     store = EventStore(Database.open(settings.database_url()), tmp_path / "data" / "snapshots")
     for uid in ("old", "recent"):
-        store.record(
-            NewEvent(
-                uid=uid,
-                alert_id=uid,
-                kind="open",
-                camera="gate",
-                rule="right-side",
-                severity="critical",
-                title="t",
-                question="q",
-                answer="yes",
-                confidence=0.9,
-                latency_s=0.1,
-                model="m",
-                description=None,
-                frame_at=datetime.now(UTC),
-            ),
-            b"jpeg",
-        )
+        store.record(new_event(uid, rule="right-side"), b"jpeg")
     with store.db.session() as session, session.begin():
         old = session.query(Event).filter_by(uid="old").one()
         old.created_at = datetime.now(UTC) - timedelta(days=31)  # retention_days defaults to 30

@@ -10,31 +10,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
+from support.events import new_event
 
 from streamwatch.outputs.message import Message
 from streamwatch.store.db import Database
-from streamwatch.store.events import EventFilter, EventStore, NewEvent, Outgoing
+from streamwatch.store.events import EventFilter, EventStore, Outgoing
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
-
-
-def new_event(uid: str, *, camera: str = "gate", rule: str = "fence", kind: str = "open") -> NewEvent:
-    return NewEvent(
-        uid=uid,
-        alert_id=uid,
-        kind=kind,
-        camera=camera,
-        rule=rule,
-        severity="critical",
-        title="Fence climbing",
-        question="Is anyone climbing the fence? Answer yes or no.",
-        answer="yes",
-        confidence=0.93,
-        latency_s=0.12,
-        model="tiny-glm4v",
-        description=None,
-        frame_at=datetime.now(UTC),
-    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,9 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.metrics import Metrics
 from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore, NewEvent
+from streamwatch.store.events import EventStore
 from streamwatch.web.context import LastAnswer, RuleView
+from support.events import new_event
 from support.helpers import REPO
 
 
@@ -96,25 +96,8 @@ def add_event(
     severity: str = "critical",
     snapshot: bytes | None = None,
 ) -> None:
-    store.record(
-        NewEvent(
-            uid=uid,
-            alert_id=uid,
-            kind=kind,
-            camera=camera,
-            rule=rule,
-            severity=severity,
-            title="Fence climbing",
-            question="Is anyone climbing the fence? Answer yes or no.",
-            answer="yes",
-            confidence=0.91,
-            latency_s=0.2,
-            model="m",
-            description=None,
-            frame_at=datetime.now(UTC),
-        ),
-        snapshot,
-    )
+    fields = {"confidence": 0.91, "latency_s": 0.2, "model": "m"}
+    store.record(new_event(uid, camera=camera, rule=rule, kind=kind, severity=severity, **fields), snapshot)
 
 
 def jpeg_bytes(color: tuple[int, int, int] = (200, 200, 200)) -> bytes:
