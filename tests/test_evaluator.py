@@ -97,3 +97,76 @@ def test_a_restored_alert_continues_and_resolves_through_the_normal_confirmation
     again = Evaluator()
     again.restore(cooling)  # the cooldown survives a restart too
     assert play(again, r, "yyyy", start=20.0, step=10.0) == "...o"  # t=20,30,40 cooling; t=50 opens
+
+
+def changes(evaluator: Evaluator, r: Rule, answers: list[tuple[float, bool, str | None]]) -> list[object]:
+    """(time, positive, value) per sample -> the Change each one caused (None when none)."""
+    return [evaluator.observe("gate", r, positive, at, value) for at, positive, value in answers]
+
+
+def test_for_s_opens_only_once_the_condition_held_that_long_and_says_how_long() -> None:
+    r = rule(for_s=300, cooldown_s=0)
+    evaluator = Evaluator()
+    # a sample a minute: yes from t=60; one "no" at t=240 breaks the hold; yes again from t=300
+    answers = [(60.0 * i, i not in (0, 4), None) for i in range(11)]
+    result = changes(evaluator, r, answers)
+    opened = [(at, c) for (at, _, _), c in zip(answers, result, strict=True) if c is not None]
+    assert len(opened) == 1
+    at, change = opened[0]
+    assert at == 600.0 and change.transition is Transition.OPEN and change.held_s == 300.0  # type: ignore[attr-defined]
+    assert play(Evaluator(), rule(for_s=0), "y") == "o"  # without for_s: at once, as before
+
+
+def test_for_s_counts_from_when_the_confirmation_was_first_met() -> None:
+    r = rule(for_s=10, confirm={"n": 2, "m": 3}, cooldown_s=0)
+    # every 2 s: y n y y y y y y -> met from t=4 (2 of 3), held 10 s at t=14
+    assert play(Evaluator(), r, "ynyyyyyyy") == ".......o."
+
+
+def test_rising_needs_the_condition_to_have_been_false_first() -> None:
+    r = rule(on="rising", cooldown_s=0)
+    assert play(Evaluator(), r, "yyyny") == "....o"  # already true when watching started: no alert until it fell
+    assert play(Evaluator(), rule(cooldown_s=0), "yyyny") == "o..ro"  # the plain condition alerts at once
+
+
+def test_a_count_change_alerts_with_the_previous_answer() -> None:
+    r = Rule.model_validate(
+        {
+            "id": "people",
+            "title": "People",
+            "question": "How many people?",
+            "answer": "count",
+            "on": "change",
+            "min_delta": 2,
+            "cooldown_s": 0,
+        }
+    )
+    evaluator = Evaluator()
+    values = ["1", "2", "1", "4", "4", "4", "5", "7"]
+    result = changes(evaluator, r, [(float(i), False, v) for i, v in enumerate(values)])
+    marks = "".join("." if c is None else c.transition.value[0] for c in result)  # type: ignore[attr-defined]
+    assert marks == "...or..o"  # 1->2->1 stay within min_delta; 1->4 opens, 4 again resolves; 5 is within; 4->7
+    opened = result[3]
+    assert opened is not None and opened.previous == "1"  # type: ignore[attr-defined]
+    assert r.value_of("There are 4 people.") == "4" and r.value_of("none") is None
+
+
+def test_a_choice_change_alerts_once_per_change() -> None:
+    r = Rule.model_validate(
+        {
+            "id": "fill",
+            "title": "Fill",
+            "question": "How full?",
+            "answer": "choice",
+            "choices": ["empty", "partial", "full"],
+            "on": "change",
+            "cooldown_s": 0,
+            "confirm": {"n": 2, "m": 2},
+        }
+    )
+    evaluator = Evaluator()
+    values = [r.value_of(t) for t in ["Full.", "full", "partial", "full", "partial", "partial", "partial", "partial"]]
+    result = changes(evaluator, r, [(float(i), False, v) for i, v in enumerate(values)])
+    marks = "".join("." if c is None else c.transition.value[0] for c in result)  # type: ignore[attr-defined]
+    assert marks == ".....o.r"  # a one-sample flicker to partial is not confirmed; two in a row are
+    assert result[5].previous == "full"  # type: ignore[union-attr]

@@ -84,6 +84,20 @@ MALFORMED = [
         BASE + "sample_interval_s = 0.001\n",
         ":5: rules[0].sample_interval_s: Input should be greater than or equal to 0.1",
     ),
+    # rules over time
+    (BASE + 'on = "change"\n', ':1: rules[0]: on = "change" needs a count or choice rule'),
+    (BASE + 'answer = "count"\non = "change"\nalert_when = ">= 2"\n', ":1: rules[0]: alert_when is not used with on"),
+    (BASE + 'answer = "count"\non = "change"\nfor_s = 60\n', ':1: rules[0]: for_s is not used with on = "change"'),
+    (BASE + "min_delta = 2\n", ':1: rules[0]: min_delta is used only with on = "change"'),
+    (
+        BASE + 'answer = "choice"\nchoices = ["a", "b"]\non = "change"\nmin_delta = 2\n',
+        ":1: rules[0]: min_delta is for count rules",
+    ),
+    (BASE + 'answer = "text"\nfor_s = 60\n', ":1: rules[0]: text answers meet no condition"),
+    (BASE + 'answer = "text"\non = "rising"\n', ":1: rules[0]: text answers meet no condition"),
+    (BASE + "for_s = -5\n", ":5: rules[0].for_s: Input should be greater than or equal to 0"),
+    (BASE + 'on = "sometimes"\n', ":5: rules[0].on: Input should be 'condition', 'rising' or 'change'"),
+    (BASE + 'answer = "count"\non = "change"\nmin_delta = 0\n', ":7: rules[0].min_delta: Input should be greater"),
     # schedules that never run
     (BASE + 'schedule = "0 0 31 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),
     (BASE + 'schedule = "30 6 30 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),

@@ -22,6 +22,8 @@ def event_payload(event: Event, snapshot_file: str | None) -> dict[str, Any]:
         "answer": event.answer,
         "confidence": event.confidence,
         "description": event.description,
+        "held_s": None if event.held_s is None else round(event.held_s, 1),
+        "previous_answer": event.previous_answer,
         "latency_s": round(event.latency_s, 3),
         "model": event.model,
         "frame_at": event.frame_at.isoformat(),

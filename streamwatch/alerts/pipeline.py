@@ -73,7 +73,7 @@ class AlertPipeline:
     ) -> Event | None:
         """Feed one answer (and whether it meets the rule's condition) to the evaluator; record and
         announce the event it causes, if any."""
-        change = self.evaluator.observe(camera.id, rule, positive, frame_at)
+        change = self.evaluator.observe(camera.id, rule, positive, frame_at, rule.value_of(answer.text))
         if change is None:
             return None
         transition = change.transition
@@ -98,6 +98,8 @@ class AlertPipeline:
             model=answer.model[:300],
             description=description,
             frame_at=datetime.fromtimestamp(frame_at, UTC),
+            held_s=change.held_s,
+            previous_answer=change.previous,
         )
         published_snapshot = None if transition is Transition.RESOLVED else snapshot
 

@@ -83,6 +83,13 @@ class Rule(BaseModel):
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="yes_no: alert when P(yes) is at least this.")
     alert_when: str | list[str] | None = Field(None, description="count: '>= 3'; choice: options that alert.")
     choices: list[str] = Field(default_factory=list, max_length=100, description="choice: the allowed answers.")
+    on: Literal["condition", "rising", "change"] = Field(
+        "condition",
+        description="condition: alert while the answer meets it; rising: only after it did not (a NO->YES edge); "
+        "change (count, choice): alert when the answer changes.",
+    )
+    for_s: float = Field(0.0, ge=0, le=86_400, description="Alert only once the condition held this long.")
+    min_delta: int | None = Field(None, ge=1, le=1_000_000, description="on = 'change', count: the least change.")
     confirm: Confirm = Field(default_factory=Confirm)
     cooldown_s: float = Field(60.0, ge=0, le=86_400, description="Quiet time after an alert resolves.")
     roi: tuple[float, float, float, float] | None = Field(None, description="Crop x0, y0, x1, y1 in 0..1.")
@@ -144,22 +151,45 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _condition(self) -> Rule:
-        if self.answer == "count":
+        if self.on == "change":
+            return self._on_change()
+        if self.min_delta is not None:
+            raise ValueError('min_delta is used only with on = "change" (a count that changes by at least that)')
+        if self.answer == "text":
+            if self.on != "condition" or self.for_s:
+                raise ValueError("text answers meet no condition: on and for_s need a yes_no, count or choice rule")
+        elif self.answer == "count":
             if not isinstance(self.alert_when, str) or not _COMPARISON.match(self.alert_when):
                 raise ValueError("count rules need alert_when like '>= 3' (one of >=, <=, ==, !=, >, < and a number)")
         elif self.answer == "choice":
-            if len(self.choices) < 2:
-                raise ValueError("choice rules need at least two choices")
-            folded = [choice.strip().lower() for choice in self.choices]
-            if not all(folded) or len(set(folded)) < len(folded):
-                raise ValueError(f"choices must be different words, none blank: {self.choices}")
+            self._check_choices()
             alert_on = [self.alert_when] if isinstance(self.alert_when, str) else self.alert_when
             unknown = [c for c in alert_on or [] if c not in self.choices]
             if not alert_on or unknown:
                 raise ValueError(f"choice rules need alert_when listing some of the choices {self.choices}")
-        elif self.alert_when is not None:
+        if self.answer in ("yes_no", "text") and self.alert_when is not None:
             raise ValueError(f"alert_when is not used by {self.answer} rules (yes_no rules use threshold)")
         return self
+
+    def _on_change(self) -> Rule:
+        if self.answer not in ("count", "choice"):
+            raise ValueError('on = "change" needs a count or choice rule: the answer is what changes')
+        if self.alert_when is not None:
+            raise ValueError('alert_when is not used with on = "change": every change of the answer alerts')
+        if self.for_s:
+            raise ValueError('for_s is not used with on = "change": a change is a moment, not a state')
+        if self.min_delta is not None and self.answer != "count":
+            raise ValueError("min_delta is for count rules (a number that changes by at least that)")
+        if self.answer == "choice":
+            self._check_choices()
+        return self
+
+    def _check_choices(self) -> None:
+        if len(self.choices) < 2:
+            raise ValueError("choice rules need at least two choices")
+        folded = [choice.strip().lower() for choice in self.choices]
+        if not all(folded) or len(set(folded)) < len(folded):
+            raise ValueError(f"choices must be different words, none blank: {self.choices}")
 
     # -- behaviour ---------------------------------------------------------------------------
     def applies_to(self, camera: CameraConfig) -> bool:
@@ -180,8 +210,26 @@ class Rule(BaseModel):
         used = template_fields(self.question) + template_fields(self.describe or "")
         return sorted({name for name in used if name not in known})
 
+    def value_of(self, text: str) -> str | None:
+        """What an `on = "change"` rule compares: a count's number, a choice's option; None if absent."""
+        if self.answer == "count":
+            number = re.search(r"-?\d+", text)
+            return number.group() if number else None
+        if self.answer == "choice":
+            chosen = text.strip().strip(".").lower()
+            return next((option.lower() for option in self.choices if option.lower() == chosen), None)
+        return None
+
+    def changed(self, before: str, now: str) -> bool:
+        """Whether `now` differs from `before` enough to alert (counts: by at least min_delta, default 1)."""
+        if self.answer == "count":
+            return abs(int(now) - int(before)) >= (self.min_delta or 1)
+        return now != before
+
     def is_alert(self, text: str, p_yes: float | None) -> bool:
-        """Whether one answer meets the alert condition."""
+        """Whether one answer meets the alert condition (`on = "change"` rules have none of their own)."""
+        if self.on == "change":
+            return False
         if self.answer == "yes_no":
             return p_yes is not None and p_yes >= self.threshold
         if self.answer == "count":

@@ -38,6 +38,8 @@ class NewEvent:
     model: str
     description: str | None
     frame_at: datetime
+    held_s: float | None = None
+    previous_answer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ class Event(Base):
     latency_s: Mapped[float] = mapped_column(Float)
     model: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)  # the rule's `describe` answer
+    held_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # for_s rules: how long it had held
+    previous_answer: Mapped[str | None] = mapped_column(Text, nullable=True)  # on = "change": the answer before
     snapshot: Mapped[str | None] = mapped_column(String(300), nullable=True)  # path under snapshot_dir
     frame_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the camera frame was captured
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
