@@ -40,6 +40,12 @@ class Metrics:
             ["camera", "rule", "kind"],
             registry=self.registry,
         )
+        self.answers = Counter(
+            "streamwatch_answers",
+            "Rule answers by camera: asked the model, or reused while the picture stood still",
+            ["camera", "how"],
+            registry=self.registry,
+        )
         self.registry.register(_Live(live))
 
     def render(self) -> bytes:

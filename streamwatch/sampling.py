@@ -4,15 +4,17 @@ pipeline. A frame that cannot be used is logged and skipped: the loop never ends
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from PIL import Image
 
 from streamwatch.alerts.pipeline import AlertPipeline, Decision, Describe
+from streamwatch.change import ChangeGate, thumbnail
 from streamwatch.config import CameraConfig
 from streamwatch.inference.engine import Engine
 from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError
@@ -54,6 +56,7 @@ class Sampler:
         self.camera, self.worker = camera, worker
         self.rules, self.engine, self.pipeline = rules, engine, pipeline
         self.answers, self.metrics, self.on_decision = answers, metrics, on_decision
+        self.gate = ChangeGate()  # last answers kept while the picture stands still
 
     async def run(self) -> None:
         tracker = DueTracker(self.camera.sample_interval_s)
@@ -76,22 +79,38 @@ class Sampler:
         due = tracker.due(self.rules.for_camera(self.camera), time.monotonic(), datetime.now().astimezone())
         if due:
             image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
-            await asyncio.gather(*(self._ask(rule, frame, image) for rule in due))
+            await self.answer(frame, image, due)
+
+    async def answer(self, frame: Frame, image: Image.Image, rules: Sequence[Rule]) -> None:
+        """Ask `rules` about one frame (submitted together, so they share a batch) and feed each answer
+        to the alert pipeline; a rule whose region did not change reuses its last answer."""
+        await asyncio.gather(*(self._ask(rule, frame, image) for rule in rules))
 
     async def _ask(self, rule: Rule, frame: Frame, image: Image.Image) -> None:
         camera = self.camera
         question = rule.render(camera)
         kind = AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE
         tokens = rule.max_new_tokens or self.engine.settings.model.max_new_tokens
-        try:
-            answer = await self.engine.ask(camera.id, question, crop_roi(image, rule.roi), kind, tokens)
-        except (DroppedError, InferenceError) as exc:
-            log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
-            return
+        region = crop_roi(image, rule.roi)
+        thumb = await asyncio.to_thread(thumbnail, region)
+        threshold = camera.change_threshold if rule.change_threshold is None else rule.change_threshold
+        max_reuse_s = camera.max_reuse_s if rule.max_reuse_s is None else rule.max_reuse_s
+        at = frame.captured_at
+        answer = self.gate.reusable(rule.id, question, thumb, at, threshold=threshold, max_reuse_s=max_reuse_s)
+        if answer is not None:
+            answer = dataclasses.replace(answer, latency_s=0.0, batch_size=0, reused=True)
+        else:
+            try:
+                answer = await self.engine.ask(camera.id, question, region, kind, tokens)
+            except (DroppedError, InferenceError) as exc:
+                log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
+                return
+            self.gate.remember(rule.id, question, thumb, at, answer)
+        self.metrics.answers.labels(camera.id, "reused" if answer.reused else "asked").inc()
         self.answers.decisions += 1
         alert = rule.is_alert(answer.text, answer.confidence)
         self.answers.latest[(camera.id, rule.id)] = LastAnswer(
-            camera.id, answer.text, answer.confidence, alert, time.time()
+            camera.id, answer.text, answer.confidence, alert, time.time(), answer.reused
         )
         try:
             event = await self.pipeline.handle(camera, rule, question, answer, alert, image, frame.captured_at)
@@ -102,7 +121,7 @@ class Sampler:
             self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
         confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
         log.info(
-            "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d",
+            "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d%s",
             camera.id,
             rule.id,
             answer.text,
@@ -110,6 +129,7 @@ class Sampler:
             alert,
             answer.latency_s,
             answer.batch_size,
+            " reused" if answer.reused else "",
         )
         if self.on_decision is not None:
             kind_name = event.kind if event is not None else None

@@ -39,6 +39,10 @@ class CameraConfig(_Section):
         30.0, gt=0, le=3600, description="Watchdog: reconnect when no frame was decoded for this long."
     )
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reconnect backoff.")
+    change_threshold: float = Field(
+        0.0005, ge=0, le=1, description="Reuse a rule's last answer while less of the picture changed (0: off)."
+    )
+    max_reuse_s: float = Field(30.0, ge=0, le=3600, description="...and for at most this long (0: never reuse).")
     tags: list[str] = Field(default_factory=list, description="Rules may select cameras by tag.")
     location: str = Field("", description="Template variable {location} for rule questions.")
     zone: str = Field("", description="Template variable {zone} for rule questions.")

@@ -50,6 +50,7 @@ class Answer:
     latency_s: float  # submit -> answer
     batch_size: int  # how many requests shared the forward pass
     model: str
+    reused: bool = False  # the picture had not changed: the last answer stands, no model pass (change.py)
 
 
 class InferenceError(RuntimeError):

@@ -90,6 +90,8 @@ class Rule(BaseModel):
     )
     for_s: float = Field(0.0, ge=0, le=86_400, description="Alert only once the condition held this long.")
     min_delta: int | None = Field(None, ge=1, le=1_000_000, description="on = 'change', count: the least change.")
+    change_threshold: float | None = Field(None, ge=0, le=1, description="Default: the camera's (0: never reuse).")
+    max_reuse_s: float | None = Field(None, ge=0, le=3600, description="Default: the camera's (0: never reuse).")
     confirm: Confirm = Field(default_factory=Confirm)
     cooldown_s: float = Field(60.0, ge=0, le=86_400, description="Quiet time after an alert resolves.")
     roi: tuple[float, float, float, float] | None = Field(None, description="Crop x0, y0, x1, y1 in 0..1.")

@@ -21,6 +21,7 @@ class LastAnswer:
     confidence: float | None
     alert: bool
     at: float  # wall clock
+    reused: bool = False  # the picture had not changed: the previous answer stood (no model pass)
 
 
 @dataclass(frozen=True)
