@@ -103,6 +103,23 @@ def test_bench_pipeline_finds_how_many_cameras_fit_the_latency_target(tmp_path: 
     assert (tmp_path / "pipeline.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_bench_pipeline_compares_the_same_still_pictures_with_and_without_change_gating(tmp_path: Path) -> None:
+    args = ["--size", "tiny", "--frame", "320x180", "--model-sides", "224", "--cameras", "1", "--interval", "0.5"]
+    args += ["--seconds", "3", "--warmup", "1", "--activity", "0", "--gating", "both", "--out", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "bench", "pipeline", *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "pipeline.json").read_text())
+    off, on = report["runs"]
+    assert (off["gating"], on["gating"]) == (False, True)
+    assert off["decisions"] > 0 and off["asked"] == off["decisions"]  # every decision took a model pass
+    # a picture that never changes is asked about once per rule (during the warm-up), then its answers are reused
+    assert on["decisions"] > 0 and on["asked"] < on["decisions"]
+    assert set(report["largest_within_slo"]) == {"224", "224 gating"}
+    assert "change gating" in (tmp_path / "pipeline.md").read_text()
+
+
 def test_bench_levers_reports_each_lever_and_how_far_answers_move(tmp_path: Path) -> None:
     args = [
         "--size",

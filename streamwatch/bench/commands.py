@@ -110,6 +110,8 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         workers=args.workers,
         slo_s=args.slo,
+        activity=args.activity,
+        gating={"off": (False,), "on": (True,), "both": (False, True)}[args.gating],
         device=args.device,
         compile=args.compile,
         out_dir=Path(args.out),
@@ -215,5 +217,7 @@ def add_bench_parser(sub: Any) -> None:
     pipeline.add_argument("--workers", type=int, default=2, help="queue workers (1: no CPU/GPU overlap)")
     pipeline.add_argument("--slo", type=float, default=1.5, help="p95 sample -> decision target, seconds")
     pipeline.add_argument("--compile", action="store_true", help="torch.compile the vision blocks and layers")
+    pipeline.add_argument("--activity", type=float, default=1.0, help="chance a camera's picture changed (0..1)")
+    pipeline.add_argument("--gating", choices=["off", "on", "both"], default="off", help="the change gate")
     _outputs(pipeline, "pipeline")
     pipeline.set_defaults(func=cmd_bench_pipeline)

@@ -5,12 +5,18 @@ N synthetic cameras (frames already decoded: the GPU is the subject) each take a
 and backend, exactly as the service does (one image object per sample, so the rules share it).
 Latency is sample -> decision. The largest N whose p95 stays within `slo_s` with nothing dropped
 is the answer.
+
+Activity mix: with `activity` below 1, each sample a camera's picture changes with that probability
+(a new frame), and otherwise stays the frame it was. With `gating`, each camera runs the service's change
+gate (streamwatch/change.py: thumbnails, the camera defaults) before asking, so unchanged pictures reuse
+their answers; the same activity, with and without gating, on the same machine in one run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +28,8 @@ from PIL import Image
 
 from streamwatch.bench.model import RULES, ModelBenchConfig, build, frames
 from streamwatch.bench.report import machine, markdown_table, percentile, write_report
+from streamwatch.change import ChangeGate, thumbnail
+from streamwatch.config import CameraConfig
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import DroppedError, Request
@@ -44,6 +52,8 @@ class PipelineBenchConfig:
     max_wait_ms: int = 50
     workers: int = 2  # queue workers: CPU preparation of one batch overlaps the GPU work of another
     slo_s: float = 1.5
+    activity: float = 1.0  # chance that a camera's picture changed since its last sample
+    gating: Sequence[bool] = (False,)  # runs without and/or with the change gate
     device: str = "auto"
     compile: bool = False  # torch.compile the vision blocks and decoder layers
     out_dir: Path = Path("bench")
@@ -53,8 +63,10 @@ class PipelineBenchConfig:
 @dataclass
 class PipelineRun:
     max_image_side: int
+    gating: bool
     cameras: int
     decisions: int
+    asked: int  # decisions that took a model pass (the rest reused an answer)
     dropped: int
     decisions_per_s: float
     latency_p50_ms: float | None
@@ -62,6 +74,30 @@ class PipelineRun:
     latency_max_ms: float | None
     mean_batch: float
     within_slo: bool
+
+
+@dataclass(frozen=True)
+class _Sample:
+    camera: int
+    image: Image.Image
+    thumb: Any  # the gate's thumbnail, None without gating
+    at: float
+    measured: bool  # after the warm-up
+
+
+async def _decide(
+    queue: InferenceQueue, gate: ChangeGate, defaults: CameraConfig, sample: _Sample, rule: str, asked: list[int]
+) -> None:
+    """One rule about one sample: the reused answer while the gate allows it, otherwise a model pass."""
+    if sample.thumb is not None and gate.reusable(
+        rule, rule, sample.thumb, sample.at, threshold=defaults.change_threshold, max_reuse_s=defaults.max_reuse_s
+    ):
+        return
+    answer = await queue.ask(Request(sample.image, rule, source=f"cam{sample.camera}", deadline=sample.at + 10.0))
+    if sample.thumb is not None:
+        gate.remember(rule, rule, sample.thumb, sample.at, answer)
+    if sample.measured:
+        asked.append(1)
 
 
 async def _camera(
@@ -74,9 +110,15 @@ async def _camera(
     end: float,
     latencies: list[float],
     drops: list[int],
+    gating: bool,
+    asked: list[int],
 ) -> None:
-    """One camera: every interval, a fresh frame and its rules; records sample -> decision latency."""
+    """One camera: every interval, its frame (new with probability `activity`) and its rules, through the
+    change gate when `gating`; records sample -> decision latency and how many decisions asked the model."""
     phase = config.interval_s * index / count  # cameras are not synchronised
+    rng = random.Random(index)
+    gate, defaults = ChangeGate(), CameraConfig(id="bench", url="bench.mp4")
+    picture = pool[index % len(pool)]
     tick = 0
     while True:
         due = start + phase + tick * config.interval_s
@@ -84,24 +126,30 @@ async def _camera(
             return
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         tick += 1
-        image = pool[(index + tick) % len(pool)].copy()  # a new frame object: rules share it, cameras do not
+        if rng.random() < config.activity:
+            picture = pool[(index + tick) % len(pool)]
+        image = picture.copy()  # a new frame object: rules share it, cameras do not
         sampled = time.monotonic()
-        requests = [
-            Request(image, rule, source=f"cam{index}", deadline=sampled + 10.0) for rule in RULES[: config.rules]
-        ]
-        results = await asyncio.gather(*(queue.ask(r) for r in requests), return_exceptions=True)
+        thumb = await asyncio.to_thread(thumbnail, image) if gating else None
+        measured = sampled >= start + config.warmup_s
+
+        sample = _Sample(index, image, thumb, sampled, measured)
+        results = await asyncio.gather(
+            *(_decide(queue, gate, defaults, sample, rule, asked) for rule in RULES[: config.rules]),
+            return_exceptions=True,
+        )
         done = time.monotonic()
         for result in results:
             if isinstance(result, DroppedError):
                 drops.append(1)
             elif isinstance(result, BaseException):
                 raise result
-            elif sampled >= start + config.warmup_s:
+            elif measured:
                 latencies.append(done - sampled)
 
 
 async def _run_n(
-    backend: TransformersBackend, pool: list[Image.Image], count: int, config: PipelineBenchConfig
+    backend: TransformersBackend, pool: list[Image.Image], count: int, config: PipelineBenchConfig, gating: bool
 ) -> PipelineRun:
     queue = InferenceQueue(
         backend, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, workers=config.workers
@@ -109,11 +157,12 @@ async def _run_n(
     queue.start()
     latencies: list[float] = []
     drops: list[int] = []
+    asked: list[int] = []
     start = time.monotonic() + 0.5
     end = start + config.warmup_s + config.seconds
     try:
         await asyncio.gather(
-            *(_camera(queue, pool, i, count, config, start, end, latencies, drops) for i in range(count))
+            *(_camera(queue, pool, i, count, config, start, end, latencies, drops, gating, asked) for i in range(count))
         )
     finally:
         stats = queue.stats()
@@ -122,8 +171,10 @@ async def _run_n(
     passes = sum(stats.batch_sizes.values())
     return PipelineRun(
         max_image_side=backend.max_image_side,
+        gating=gating,
         cameras=count,
         decisions=len(latencies),
+        asked=len(asked),
         dropped=len(drops),
         decisions_per_s=round(len(latencies) / config.seconds, 2),
         latency_p50_ms=_ms(percentile(latencies, 50)),
@@ -132,6 +183,31 @@ async def _run_n(
         mean_batch=round(sum(k * n for k, n in stats.batch_sizes.items()) / passes, 1) if passes else 0.0,
         within_slo=bool(latencies) and not drops and p95 is not None and p95 <= config.slo_s,
     )
+
+
+def _sweep(
+    backend: TransformersBackend,
+    pool: list[Image.Image],
+    config: PipelineBenchConfig,
+    gating: bool,
+    progress: Callable[[str], None],
+) -> list[PipelineRun]:
+    """More and more cameras, until two counts in a row miss the target."""
+    runs: list[PipelineRun] = []
+    failures = 0
+    for count in config.cameras:
+        run = asyncio.run(_run_n(backend, pool, count, config, gating))
+        runs.append(run)
+        progress(
+            f"model side {backend.max_image_side:>4}  gating {'on ' if gating else 'off'}  cameras {count:>3}  "
+            f"{run.decisions_per_s:7.1f} decisions/s ({run.asked} asked)  p50 {run.latency_p50_ms} ms  "
+            f"p95 {run.latency_p95_ms} ms  dropped {run.dropped}  batch {run.mean_batch}  "
+            f"{'ok' if run.within_slo else 'over target'}"
+        )
+        failures = 0 if run.within_slo else failures + 1
+        if failures >= 2:
+            break
+    return runs
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -147,27 +223,21 @@ def run_bench(config: PipelineBenchConfig, progress: Callable[[str], None] = pri
             backend.max_image_side = side
             warm = replace(config, seconds=2.0, warmup_s=0.0)
             for count in (min(config.cameras), max(config.cameras)) if config.compile else (min(config.cameras),):
-                asyncio.run(_run_n(backend, pool, count, warm))  # kernels, allocator, compiled variants: not measured
-            failures = 0
-            for count in config.cameras:
-                run = asyncio.run(_run_n(backend, pool, count, config))
-                runs.append(run)
-                progress(
-                    f"model side {side:>4}  cameras {count:>3}  {run.decisions_per_s:7.1f} decisions/s  "
-                    f"p50 {run.latency_p50_ms} ms  p95 {run.latency_p95_ms} ms  dropped {run.dropped}  "
-                    f"batch {run.mean_batch}  {'ok' if run.within_slo else 'over target'}"
-                )
-                failures = 0 if run.within_slo else failures + 1
-                if failures >= 2:
-                    break
+                asyncio.run(_run_n(backend, pool, count, warm, False))  # warm-up: kernels, allocator; not measured
+            for gating in config.gating:
+                runs += _sweep(backend, pool, config, gating, progress)
     data: dict[str, Any] = {
         "benchmark": "pipeline",
         "machine": machine() | _gpu(),
         "config": {**asdict(config), "out_dir": str(config.out_dir)},
         "runs": [asdict(r) for r in runs],
         "largest_within_slo": {
-            str(side): max((r.cameras for r in runs if r.max_image_side == side and r.within_slo), default=0)
+            _key(side, gating, config): max(
+                (r.cameras for r in runs if r.max_image_side == side and r.gating == gating and r.within_slo),
+                default=0,
+            )
             for side in config.max_image_sides
+            for gating in config.gating
         },
     }
     paths = write_report(config.out_dir, config.name, data, _markdown(data, runs, config))
@@ -176,6 +246,11 @@ def run_bench(config: PipelineBenchConfig, progress: Callable[[str], None] = pri
     except ImportError:
         log.warning("matplotlib is not installed: no plot")
     return paths
+
+
+def _key(side: int, gating: bool, config: PipelineBenchConfig) -> str:
+    """`640`, or `640 gating` where runs with and without the gate are compared."""
+    return f"{side} gating" if gating and len(config.gating) > 1 else str(side)
 
 
 def _gpu() -> dict[str, Any]:
@@ -189,8 +264,10 @@ def _markdown(data: dict[str, Any], runs: list[PipelineRun], config: PipelineBen
     best = ", ".join(f"**{n} cameras** with the model at {side} px" for side, n in data["largest_within_slo"].items())
     columns = [
         ("max_image_side", "model image side"),
+        ("gating", "change gating"),
         ("cameras", "cameras"),
         ("decisions_per_s", "decisions/s"),
+        ("asked", "model asked"),
         ("latency_p50_ms", "p50 ms"),
         ("latency_p95_ms", "p95 ms"),
         ("latency_max_ms", "max ms"),
@@ -201,8 +278,9 @@ def _markdown(data: dict[str, Any], runs: list[PipelineRun], config: PipelineBen
     return f"""# Pipeline benchmark
 
 {config.width}x{config.height} camera frames (already decoded), {config.rules} yes/no rules per frame, one sample
-per camera every {config.interval_s:g} s, through the real queue (max_batch {config.max_batch} questions,
-max_wait {config.max_wait_ms} ms, {config.workers} workers) and backend (`{config.size}`, random weights).
+per camera every {config.interval_s:g} s (a new picture with probability {config.activity:g}), through the real
+queue (max_batch {config.max_batch} questions, max_wait {config.max_wait_ms} ms, {config.workers} workers) and backend
+(`{config.size}`, random weights).
 GPU {m.get("gpu")}, torch {m.get("torch")}, transformers {m.get("transformers", "-")}; {m["date"]}.
 {config.seconds:g} s measured per row.
 
@@ -222,17 +300,19 @@ def _plot(runs: list[PipelineRun], config: PipelineBenchConfig, path: Path) -> P
 
     figure, axis = plt.subplots(figsize=(6, 4))
     for index, side in enumerate(config.max_image_sides):
-        points = [r for r in runs if r.max_image_side == side]
-        axis.plot(
-            [r.cameras for r in points],
-            [(r.latency_p95_ms or 0) / 1000 for r in points],
-            marker="o",
-            color=f"C{index}",
-            label=f"p95, model image {side} px",
-        )
+        for gating in config.gating:
+            points = [r for r in runs if r.max_image_side == side and r.gating == gating]
+            axis.plot(
+                [r.cameras for r in points],
+                [(r.latency_p95_ms or 0) / 1000 for r in points],
+                marker="o",
+                color=f"C{index}",
+                linestyle="--" if gating else "-",
+                label=f"p95, model image {side} px{', change gating' if gating else ''}",
+            )
     axis.axhline(config.slo_s, color="grey", linestyle="--", label=f"target {config.slo_s:g} s")
     axis.set(
-        xlabel="cameras (3 rules, 1 sample / 2 s)",
+        xlabel=f"cameras ({config.rules} rules, 1 sample / {config.interval_s:g} s, activity {config.activity:g})",
         ylabel="sample -> decision (s)",
         yscale="log",
         title="cameras per GPU",
