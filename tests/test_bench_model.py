@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from streamwatch.bench.model import QUESTION, ModelBenchConfig, build, flops_per_frame, frames
-from streamwatch.inference.types import Prompt
+from streamwatch.bench.pipeline import steady_ask_share
+from streamwatch.change import ChangeGate
+from streamwatch.inference.types import Answer, Prompt
 
 
 def test_bench_model_writes_a_report_comparing_naive_and_batched(tmp_path: Path) -> None:
@@ -105,7 +109,8 @@ def test_bench_pipeline_finds_how_many_cameras_fit_the_latency_target(tmp_path: 
 
 def test_bench_pipeline_compares_the_same_still_pictures_with_and_without_change_gating(tmp_path: Path) -> None:
     args = ["--size", "tiny", "--frame", "320x180", "--model-sides", "224", "--cameras", "1", "--interval", "0.5"]
-    args += ["--seconds", "3", "--warmup", "1", "--activity", "0", "--gating", "both", "--out", str(tmp_path)]
+    args += ["--seconds", "3", "--warmup", "1", "--activity", "0", "--gating", "both", "--gated-cameras", "2"]
+    args += ["--out", str(tmp_path)]
     result = subprocess.run(
         [sys.executable, "-m", "streamwatch", "bench", "pipeline", *args], capture_output=True, text=True, timeout=300
     )
@@ -113,6 +118,8 @@ def test_bench_pipeline_compares_the_same_still_pictures_with_and_without_change
     report = json.loads((tmp_path / "pipeline.json").read_text())
     off, on = report["runs"]
     assert (off["gating"], on["gating"]) == (False, True)
+    assert (off["cameras"], on["cameras"]) == (1, 2)  # --gated-cameras: the gated sweep's own counts
+    assert "not longer than max_reuse_s" in result.stderr  # a 1 s warm-up measures the start, and says so
     assert off["decisions"] > 0 and off["asked"] == off["decisions"]  # every decision took a model pass
     # a picture that never changes is asked about once per rule (during the warm-up), then its answers are reused
     assert on["decisions"] > 0 and on["asked"] < on["decisions"]
@@ -165,3 +172,20 @@ def test_bench_levers_reports_each_lever_and_how_far_answers_move(tmp_path: Path
         timeout=60,
     )
     assert bad.returncode == 2 and "expected steps among plain," in bad.stderr
+
+
+@pytest.mark.parametrize("activity", [0.0, 0.05, 0.1, 0.5])
+def test_the_pipeline_reports_steady_ask_share_is_what_the_change_gate_does(activity: float) -> None:
+    """The report's formula for the share of gated decisions that ask the model, against the gate itself:
+    one camera, a sample every 2 s for a simulated day, its picture changing with probability `activity`."""
+    gate, rng = ChangeGate(), random.Random(7)
+    pictures = [np.full((72, 128), value, np.uint8) for value in (40, 200)]
+    picture, asked, samples = 0, 0, 43_200
+    for tick in range(samples):
+        if rng.random() < activity:
+            picture = 1 - picture
+        thumb, at = pictures[picture], tick * 2.0
+        if gate.reusable("r", "q", thumb, at, threshold=0.0005, max_reuse_s=30.0) is None:
+            gate.remember("r", "q", thumb, at, Answer("no", 0.1, 0.0, 1, "m"))
+            asked += 1
+    assert asked / samples == pytest.approx(steady_ask_share(activity, 30.0 / 2.0), rel=0.05)

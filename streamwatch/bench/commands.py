@@ -103,6 +103,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
         height=height,
         max_image_sides=args.model_sides,
         cameras=args.cameras,
+        gated_cameras=args.gated_cameras,
         interval_s=args.interval,
         seconds=args.seconds,
         warmup_s=args.warmup,
@@ -209,6 +210,9 @@ def add_bench_parser(sub: Any) -> None:
     pipeline.add_argument("--frame", type=_resolutions, default=[(1280, 720)], help="camera frame size")
     pipeline.add_argument("--model-sides", type=_int_list, default=[640, 1280], help="model.max_image_side values")
     pipeline.add_argument("--cameras", type=_int_list, default=[8, 16, 24, 32, 48, 64, 80, 96])
+    pipeline.add_argument(
+        "--gated-cameras", type=_int_list, help="camera counts for the runs with the gate (default: --cameras)"
+    )
     pipeline.add_argument("--interval", type=float, default=2.0)
     pipeline.add_argument("--seconds", type=float, default=20.0)
     pipeline.add_argument("--warmup", type=float, default=4.0)
