@@ -5,29 +5,18 @@ with it off, with fewer model passes."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections import Counter
+import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 from support.helpers import REPO
 
-from streamwatch.alerts.pipeline import AlertPipeline
+from streamwatch.bench.gating import GatingBenchConfig, run_bench
 from streamwatch.change import ChangeGate, change_score, thumbnail
-from streamwatch.config import load_settings
-from streamwatch.inference.build import build_backend
-from streamwatch.inference.engine import Engine, loaded_model
 from streamwatch.inference.types import Answer
-from streamwatch.ingest.frame import Frame
-from streamwatch.metrics import Metrics
-from streamwatch.rules.loader import ActiveRules, configured_rules
-from streamwatch.sampling import AnswerLog, Sampler
-from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore
 
 THRESHOLD = 0.0005  # the default of cameras.change_threshold
 
@@ -88,74 +77,17 @@ def test_reuse_is_bounded_by_time_by_the_question_and_can_be_off() -> None:
     assert gate.reusable("other", "q", picture, 101.0, threshold=THRESHOLD, max_reuse_s=30) is None
 
 
-def samples(clip: Path, every_s: float = 2.0) -> list[tuple[float, np.ndarray]]:
-    """(seconds into the clip, RGB frame) every `every_s` of the clip, as a camera sampled it."""
-    found, due = [], 0.0
-    with av.open(str(clip)) as container:
-        for frame in container.decode(container.streams.video[0]):
-            if float(frame.time) >= due:
-                found.append((float(frame.time), frame.to_ndarray(format="rgb24")))
-                due += every_s
-    return found
-
-
-async def replay(tmp_path: Path, gating: bool) -> tuple[list[tuple[str, str, str, float]], Counter[str]]:
-    """Each demo clip sampled every 2 s through the real sampler, engine (the shipped demo model) and
-    alert pipeline; returns the alert events (camera, rule, kind, seconds into the clip) and answers."""
-    settings = load_settings(REPO / "config.toml")
-    store = EventStore(Database.open(f"sqlite:///{tmp_path / f'events-{gating}.db'}"), tmp_path / "snapshots")
-    events: list[tuple[str, str, str, float]] = []
-    metrics = Metrics(lambda: (None, []))
-    async with loaded_model(settings, build_backend) as model:
-        engine = Engine(settings, model)
-        rules = ActiveRules(configured_rules(settings, engine.limits))
-        async with engine.answering():
-            for camera in settings.cameras:
-                camera = camera if gating else camera.model_copy(update={"change_threshold": 0.0})
-                pipeline = AlertPipeline(store)
-                sampler = Sampler(
-                    camera,
-                    None,
-                    rules=rules,
-                    engine=engine,
-                    pipeline=pipeline,  # type: ignore[arg-type]
-                    answers=AnswerLog(),
-                    metrics=metrics,
-                )
-                due = [r for r in rules.for_camera(camera) if r.active_hours is None and r.schedule is None]
-                for seq, (pts, pixels) in enumerate(samples(Path(camera.url))):
-                    frame = Frame(camera.id, seq, 1_000_000.0 + pts, pixels, pts, True)
-                    before = pipeline.events
-                    await sampler.answer(frame, frame.image(), due)
-                    if pipeline.events > before:
-                        events += [
-                            (e.camera, e.rule, e.kind, round(e.frame_at.timestamp() - 1_000_000.0))
-                            for e in store.list(limit=pipeline.events - before)
-                        ]
-    answers: Counter[str] = Counter()
-    for (_camera, how), value in _counts(metrics).items():
-        answers[how] += int(value)
-    return sorted(events), answers
-
-
-def _counts(metrics: Metrics) -> dict[tuple[str, str], float]:
-    found: dict[tuple[str, str], float] = {}
-    for family in metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == "streamwatch_answers_total":
-                key = (sample.labels["camera"], sample.labels["how"])
-                found[key] = found.get(key, 0.0) + sample.value
-    return found
-
-
 @pytest.mark.slow
 def test_the_demo_clips_raise_the_same_alerts_with_fewer_model_passes(tmp_path: Path) -> None:
-    with_gate, asked_with = asyncio.run(replay(tmp_path, gating=True))
-    without, asked_without = asyncio.run(replay(tmp_path, gating=False))
-    assert with_gate == without and {kind for *_, kind, _at in with_gate} >= {"open", "resolved"}
-    assert asked_without["reused"] == 0 and asked_with["reused"] > 0
-    assert asked_with["asked"] + asked_with["reused"] == asked_without["asked"]  # the same decisions, fewer passes
-    print(
-        f"\nmodel passes: {asked_without['asked']:.0f} without gating, {asked_with['asked']:.0f} with "
-        f"({asked_with['reused']:.0f} answers reused)"
-    )
+    """`streamwatch bench gating` on the shipped config: the report it writes, and the replays under it."""
+    lines: list[str] = []
+    run_bench(GatingBenchConfig(REPO / "config.toml", tmp_path, "gating"), progress=lines.append)
+    report = json.loads((tmp_path / "gating.json").read_text())
+    assert report["answers_reused"]["off"] == 0 and report["answers_reused"]["on"] > 0
+    assert report["same_alerts"] and report["alerts_on"] == report["alerts_off"]
+    assert {kind for *_, kind, _at in report["alerts_on"]} >= {"open", "resolved"}
+    for camera in report["cameras"]:  # the same decisions, fewer passes, on every camera
+        assert camera["asked_on"] + camera["reused_on"] == camera["asked_off"] == camera["decisions"] > 0
+        assert 0 < camera["asked_on"] < camera["asked_off"]
+    assert "the same in both runs" in (tmp_path / "gating.md").read_text()
+    print("\n" + "\n".join(lines))

@@ -1,4 +1,4 @@
-"""`streamwatch bench ingest | model | pipeline`: argument parsing and the commands."""
+"""`streamwatch bench ingest | model | levers | pipeline | gating`: argument parsing and the commands."""
 
 from __future__ import annotations
 
@@ -121,6 +121,13 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     return _report(run_bench, config)
 
 
+def cmd_bench_gating(args: argparse.Namespace) -> int:
+    from streamwatch.bench.gating import GatingBenchConfig, run_bench
+
+    _logging(args)
+    return _report(run_bench, GatingBenchConfig(config=Path(args.config), out_dir=Path(args.out), name=args.name))
+
+
 def _resolutions(text: str) -> list[tuple[int, int]]:
     try:
         pairs = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip()]
@@ -225,3 +232,7 @@ def add_bench_parser(sub: Any) -> None:
     pipeline.add_argument("--gating", choices=["off", "on", "both"], default="off", help="the change gate")
     _outputs(pipeline, "pipeline")
     pipeline.set_defaults(func=cmd_bench_pipeline)
+    gating = bench_sub.add_parser("gating", help="change gating on a config's cameras: model passes, same alerts")
+    gating.add_argument("-c", "--config", default="config.toml", help="the cameras, rules and model to replay")
+    _outputs(gating, "gating-demo")
+    gating.set_defaults(func=cmd_bench_gating)
