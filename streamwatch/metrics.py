@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -44,6 +44,12 @@ class Metrics:
             "streamwatch_answers",
             "Rule answers by camera: asked the model, or reused while the picture stood still",
             ["camera", "how"],
+            registry=self.registry,
+        )
+        self.frame_history_bytes = Gauge(
+            "streamwatch_frame_history_bytes",
+            "Memory of the frames kept for questions over several frames, per camera",
+            ["camera"],
             registry=self.registry,
         )
         self.registry.register(_Live(live))

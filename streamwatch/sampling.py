@@ -16,6 +16,7 @@ from PIL import Image
 from streamwatch.alerts.pipeline import AlertPipeline, Decision, Describe
 from streamwatch.change import ChangeGate, thumbnail
 from streamwatch.config import CameraConfig
+from streamwatch.frame_history import FrameHistory, Shape
 from streamwatch.inference.engine import Engine
 from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError
 from streamwatch.ingest.camera import CameraWorker
@@ -29,6 +30,7 @@ from streamwatch.web.context import LastAnswer
 
 log = logging.getLogger(__name__)
 
+SLACK_S = 0.01  # a sample is due this much early: sleeps end a little late or early
 DESCRIBE_TOKENS = 48  # a describe follow-up may answer in a sentence
 
 
@@ -57,18 +59,24 @@ class Sampler:
         self.rules, self.engine, self.pipeline = rules, engine, pipeline
         self.answers, self.metrics, self.on_decision = answers, metrics, on_decision
         self.gate = ChangeGate()  # last answers kept while the picture stands still
+        self.history = FrameHistory(engine.settings.model.max_image_side)  # for questions over several frames
 
     async def run(self) -> None:
         tracker = DueTracker(self.camera.sample_interval_s)
-        last_seq = -1
+        last_seq, next_sample = -1, 0.0
         while True:
-            await asyncio.sleep(self.camera.sample_interval_s)
+            shapes = FrameHistory.shapes(self.rules.for_camera(self.camera))
+            await asyncio.sleep(FrameHistory.interval_s(shapes, self.camera.sample_interval_s))
             frame = self.worker.latest()
             if frame is None or frame.seq == last_seq:
                 continue
-            last_seq = frame.seq
+            last_seq, now = frame.seq, time.monotonic()
             try:
-                await self._sample(tracker, frame)
+                if now >= next_sample:
+                    next_sample = now + self.camera.sample_interval_s - SLACK_S
+                    await self._sample(tracker, frame)
+                elif shapes:  # between samples: only a frame for the questions over several frames
+                    await self._remember(frame, await asyncio.to_thread(frame.image))
             except Exception:
                 log.exception(
                     "camera %s: frame %d could not be sampled; going on with the next", self.camera.id, frame.seq
@@ -76,22 +84,41 @@ class Sampler:
 
     async def _sample(self, tracker: DueTracker, frame: Frame) -> None:
         self.metrics.sample_age.observe(max(0.0, time.time() - frame.captured_at))
-        due = tracker.due(self.rules.for_camera(self.camera), time.monotonic(), datetime.now().astimezone())
+        rules = self.rules.for_camera(self.camera)
+        due = tracker.due(rules, time.monotonic(), datetime.now().astimezone())
         if due:
             image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
             await self.answer(frame, image, due)
+        elif FrameHistory.shapes(rules):
+            await self._remember(frame, await asyncio.to_thread(frame.image))
+
+    async def _remember(self, frame: Frame, image: Image.Image) -> None:
+        """The frame into the rings of this camera's questions over several frames."""
+        shapes = FrameHistory.shapes(self.rules.for_camera(self.camera))
+        if shapes or self.history.bytes():
+            await asyncio.to_thread(self.history.add, shapes, frame.captured_at, image)
+            self.metrics.frame_history_bytes.labels(self.camera.id).set(self.history.bytes())
 
     async def answer(self, frame: Frame, image: Image.Image, rules: Sequence[Rule]) -> None:
         """Ask `rules` about one frame (submitted together, so they share a batch) and feed each answer
-        to the alert pipeline; a rule whose region did not change reuses its last answer."""
+        to the alert pipeline; a rule whose region did not change reuses its last answer. The frame is
+        kept first for the questions over several frames."""
+        await self._remember(frame, image)
         await asyncio.gather(*(self._ask(rule, frame, image) for rule in rules))
 
     async def _ask(self, rule: Rule, frame: Frame, image: Image.Image) -> None:
         camera = self.camera
-        question = rule.render(camera)
+        question = rule.prompt(camera)
         kind = AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE
         tokens = rule.max_new_tokens or self.engine.settings.model.max_new_tokens
-        region = crop_roi(image, rule.roi)
+        region, earlier = crop_roi(image, rule.roi), list[Image.Image]()
+        shape = Shape.of(rule)
+        if shape is not None:  # a question over several frames: the newest is this one
+            window = self.history.window(shape, frame.captured_at)
+            if window is None:
+                log.debug("camera %s rule %s: waiting for %d frames %.1f s apart", camera.id, rule.id, *shape.wants)
+                return
+            *earlier, region = window
         thumb = await asyncio.to_thread(thumbnail, region)
         threshold = camera.change_threshold if rule.change_threshold is None else rule.change_threshold
         max_reuse_s = camera.max_reuse_s if rule.max_reuse_s is None else rule.max_reuse_s
@@ -101,7 +128,7 @@ class Sampler:
             answer = dataclasses.replace(answer, latency_s=0.0, batch_size=0, reused=True)
         else:
             try:
-                answer = await self.engine.ask(camera.id, question, region, kind, tokens)
+                answer = await self.engine.ask(camera.id, question, region, kind, tokens, tuple(earlier))
             except (DroppedError, InferenceError) as exc:
                 log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
                 return

@@ -98,6 +98,14 @@ MALFORMED = [
     (BASE + "for_s = -5\n", ":5: rules[0].for_s: Input should be greater than or equal to 0"),
     (BASE + 'on = "sometimes"\n', ":5: rules[0].on: Input should be 'condition', 'rising' or 'change'"),
     (BASE + 'answer = "count"\non = "change"\nmin_delta = 0\n', ":7: rules[0].min_delta: Input should be greater"),
+    # questions over several frames
+    (BASE + "frames = 4\n", ":1: rules[0]: frames = 4 needs span_s: the seconds from the oldest frame to the newest"),
+    (BASE + "span_s = 6\n", ":1: rules[0]: span_s is used only with frames > 1"),
+    (BASE + "frames = 9\nspan_s = 6\n", ":5: rules[0].frames: Input should be less than or equal to 8"),
+    (BASE + "frames = 0\n", ":5: rules[0].frames: Input should be greater than or equal to 1"),
+    (BASE + "frames = 3\nspan_s = 0\n", ":6: rules[0].span_s: Input should be greater than 0"),
+    (BASE + "frames = 2\nspan_s = 3600\n", ":6: rules[0].span_s: Input should be less than or equal to 600"),
+    (BASE + 'frames = "four"\nspan_s = 6\n', ":5: rules[0].frames: Input should be a valid integer"),
     # schedules that never run
     (BASE + 'schedule = "0 0 31 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),
     (BASE + 'schedule = "30 6 30 2 *"\n', ":5: rules[0].schedule: this schedule never fires"),
@@ -192,6 +200,27 @@ def test_questions_are_bounded_in_the_models_tokens(tiny_glm4v: Path, tmp_path: 
     ):
         load_rule_file(path, [YARD], limits)
     assert limits.problem("Is a person at the gate? Answer yes or no.") is None
+
+
+def test_questions_over_several_frames_fit_the_models_context(tiny_glm4v: Path, tmp_path: Path) -> None:
+    """At 1792 px an image is 4096 tokens of the tiny GLM-4V; its context is 32768: 8 frames cannot fit, and
+    beside 7 a question has only ~4000 tokens left."""
+    limits, _note = offline_limits(
+        str(tiny_glm4v), max_chars=100_000, max_tokens=100_000, max_image_side=1792, max_new_tokens=16
+    )
+    eight = rule_file(tmp_path, BASE + "frames = 8\nspan_s = 7\n")
+    with pytest.raises(DataFileError, match=r"r.toml:5: rules\[0\].frames: 8 images of up to 4096 tokens each"):
+        load_rule_file(eight, [YARD], limits)
+    long = "Is a person " + "near the gate " * 1500 + "?"
+    assert limits.problem(long) is None and "beside 7 images" in str(limits.problem(long, images=7))
+    seven = rule_file(tmp_path, BASE.replace("Is a person at {location}?", long) + "frames = 7\nspan_s = 6\n")
+    with pytest.raises(
+        DataFileError, match=r"r.toml:4: rules\[0\].question: the question is \d+ tokens long; at most "
+    ):
+        load_rule_file(seven, [YARD], limits)
+    four = rule_file(tmp_path, BASE + "frames = 4\nspan_s = 6\n")
+    (rule,) = load_rule_file(four, [YARD], limits).rules
+    assert rule.spacing_s == 2.0 and rule.prompt(YARD).startswith("The 4 images are frames from the same camera")
 
 
 def test_camera_selection_by_id_glob_and_tag() -> None:

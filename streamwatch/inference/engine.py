@@ -74,8 +74,17 @@ class Engine:
             if not await asyncio.to_thread(self.queue.stop, drain=True, timeout=drain_s):
                 self.model.in_use = True
 
-    async def ask(self, source: str, question: str, image: Image.Image, kind: AnswerKind, tokens: int) -> Answer:
-        """Every model request (rules, describe, web/API) goes through here and the shared queue."""
+    async def ask(
+        self,
+        source: str,
+        question: str,
+        image: Image.Image,
+        kind: AnswerKind,
+        tokens: int,
+        frames: tuple[Image.Image, ...] = (),
+    ) -> Answer:
+        """Every model request (rules, describe, web/API) goes through here and the shared queue;
+        `frames`: earlier frames, oldest first, for a question over several frames."""
         request = Request(
             image=image,
             question=question,
@@ -83,6 +92,7 @@ class Engine:
             source=source,
             deadline=time.monotonic() + self.settings.model.request_timeout_s,
             max_new_tokens=tokens,
+            frames=frames,
         )
         answer = await self.queue.ask(request)
         self._latency(answer.latency_s)

@@ -34,6 +34,24 @@ class PromptLimits:
     model: str = ""
     count_answer: Callable[[str], int] | None = None  # tokens the model generates to say this answer
     max_new_tokens: int = 16  # model.max_new_tokens: a rule's budget unless it sets its own
+    context: int | None = None  # the model's context in tokens, where known
+    image_tokens: int | None = None  # tokens of one image at model.max_image_side, where known
+
+    def _room(self, images: int) -> int | None:
+        """Tokens left for a question beside `images` images, the template and the answer."""
+        if self.context is None or self.image_tokens is None:
+            return None
+        return self.context - images * self.image_tokens - TEMPLATE_TOKENS - self.max_new_tokens
+
+    def images_problem(self, images: int) -> str | None:
+        """Why `images` images (a question over several frames) cannot fit the model's context, or None."""
+        room = self._room(images)
+        if room is None or room > 0:
+            return None
+        return (
+            f"{images} images of up to {self.image_tokens} tokens each (at model.max_image_side) do not fit the "
+            f"context of {self.model} ({self.context} tokens); ask over fewer frames or lower model.max_image_side"
+        )
 
     def answer_problem(self, answer: str, budget: int | None) -> str | None:
         if self.count_answer is None:
@@ -46,16 +64,20 @@ class PromptLimits:
             f"max_new_tokens is {allowed}: it would be cut off"
         )
 
-    def problem(self, text: str) -> str | None:
+    def problem(self, text: str, images: int = 1) -> str | None:
+        """Why a question about `images` images is refused, or None."""
         if not text.strip():
             return "the question is empty"
         if len(text) > self.max_chars:
             return f"the question is {len(text)} characters long; at most {self.max_chars} (model.max_question_chars)"
         if self.count_tokens is not None and self.max_tokens is not None:
+            room = self._room(images) if images > 1 else None
+            allowed = self.max_tokens if room is None else max(0, min(self.max_tokens, room))
             tokens = self.count_tokens(text)
-            if tokens > self.max_tokens:
+            if tokens > allowed:
+                beside = f" beside {images} images" if images > 1 else ""
                 return (
-                    f"the question is {tokens} tokens long; at most {self.max_tokens} for {self.model} "
+                    f"the question is {tokens} tokens long; at most {allowed} for {self.model}{beside} "
                     "(model.max_question_tokens, within the model's context)"
                 )
         return None
@@ -92,9 +114,9 @@ def token_limits(
 ) -> PromptLimits:
     """Limits counting with the model's own tokenizer, within its context."""
     budget = max_tokens
-    context = context_tokens(config)
+    context, per_image = context_tokens(config), image_tokens(config, max_image_side)
     if context is not None:
-        room = context - image_tokens(config, max_image_side) - TEMPLATE_TOKENS - max_new_tokens
+        room = context - per_image - TEMPLATE_TOKENS - max_new_tokens
         budget = max(0, min(budget, room))
 
     prefix = answer_prefix(tokenizer.get_vocab())
@@ -102,7 +124,9 @@ def token_limits(
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False))
 
-    return PromptLimits(max_chars, budget, count, model, lambda answer: count(prefix + answer), max_new_tokens)
+    return PromptLimits(
+        max_chars, budget, count, model, lambda answer: count(prefix + answer), max_new_tokens, context, per_image
+    )
 
 
 def offline_limits(

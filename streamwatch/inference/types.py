@@ -18,15 +18,23 @@ class AnswerKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Prompt:
-    """One image and one question, as a backend sees them."""
+    """One image (the newest frame) and one question, as a backend sees them; `frames`: earlier frames
+    of the same camera, oldest first, for questions about several frames (the model sees `images`)."""
 
     image: Image.Image
     question: str
+    frames: tuple[Image.Image, ...] = ()
+
+    @property
+    def images(self) -> tuple[Image.Image, ...]:
+        """Every image of the prompt, oldest first (the newest, `image`, last)."""
+        return (*self.frames, self.image)
 
 
 @dataclass(frozen=True)
 class Request:
-    """A question about one frame, submitted by a producer (a camera, the ask command, the API)."""
+    """A question about one frame (and maybe earlier ones), submitted by a producer (a camera, the ask
+    command, the API)."""
 
     image: Image.Image
     question: str
@@ -35,10 +43,11 @@ class Request:
     deadline: float = field(default_factory=lambda: time.monotonic() + 30.0)  # time.monotonic()
     max_new_tokens: int = 16
     submitted_at: float = field(default_factory=time.monotonic)
+    frames: tuple[Image.Image, ...] = ()  # earlier frames, oldest first: a question over several frames
 
     @property
     def prompt(self) -> Prompt:
-        return Prompt(self.image, self.question)
+        return Prompt(self.image, self.question, self.frames)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,9 @@ def _question_problems(
                     "use camera, camera_name, location, zone or a key of the camera's vars",
                 )
             ]
+    crowded = limits.images_problem(rule.frames)
+    if crowded is not None:
+        return [problem(path, lines, (*loc, "frames"), crowded)]
     found: list[str] = []
     choices = rule.choices if rule.answer == "choice" else []
     cut = next((why for choice in choices if (why := limits.answer_problem(choice, rule.max_new_tokens))), None)
@@ -114,8 +117,12 @@ def _question_problems(
     for name, template in (("question", rule.question), ("describe", rule.describe)):
         if template is None:
             continue
-        rendered = [(rule.render(c, template), f" (for camera {c.id!r})") for c in cameras] or [(template, "")]
-        too_long = next((why + on for text, on in rendered if (why := limits.problem(text))), None)
+        images = rule.frames if name == "question" else 1  # describe looks at the newest frame
+        rendered = [
+            (rule.prompt(c) if name == "question" else rule.render(c, template), f" (for camera {c.id!r})")
+            for c in cameras
+        ] or [(template, "")]
+        too_long = next((why + on for text, on in rendered if (why := limits.problem(text, images))), None)
         if too_long is not None:
             found.append(problem(path, lines, (*loc, name), too_long))
     return found

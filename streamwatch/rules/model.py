@@ -25,6 +25,8 @@ _OPERATORS: dict[str, Callable[[int, int], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
+MAX_FRAMES = 8  # images in one prompt: each costs as much as a single-frame question
+MAX_SPAN_S = 600.0
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -97,6 +99,8 @@ class Rule(BaseModel):
     roi: tuple[float, float, float, float] | None = Field(None, description="Crop x0, y0, x1, y1 in 0..1.")
     active_hours: str | None = Field(None, description="Local time window like '22:00-06:00'.")
     schedule: str | None = Field(None, description="Cron expression (5 fields) for when the rule runs.")
+    frames: int = Field(1, ge=1, le=MAX_FRAMES, description="Frames the model sees per question (motion).")
+    span_s: float | None = Field(None, gt=0, le=MAX_SPAN_S, description="frames > 1: seconds from oldest to newest.")
     describe: str | None = Field(None, description="Follow-up question asked when an alert opens.")
     max_new_tokens: int | None = Field(None, ge=1, le=512)
 
@@ -150,6 +154,14 @@ class Rule(BaseModel):
             if not _fires(trigger):
                 raise ValueError("this schedule never fires (e.g. February 31st); check the day and month")
         return value
+
+    @model_validator(mode="after")
+    def _frames(self) -> Rule:
+        if self.frames > 1 and self.span_s is None:
+            raise ValueError(f"frames = {self.frames} needs span_s: the seconds from the oldest frame to the newest")
+        if self.frames == 1 and self.span_s is not None:
+            raise ValueError("span_s is used only with frames > 1 (a question over several frames)")
+        return self
 
     @model_validator(mode="after")
     def _condition(self) -> Rule:
@@ -206,6 +218,22 @@ class Rule(BaseModel):
     def render(self, camera: CameraConfig, template: str | None = None) -> str:
         """The question for this camera (or the given template, e.g. `describe`)."""
         return (template or self.question).format_map(camera_variables(camera))
+
+    def prompt(self, camera: CameraConfig) -> str:
+        """The question as the model gets it: rendered for the camera, and for a question over several
+        frames, preceded by what the images are."""
+        question = self.render(camera)
+        if self.frames == 1:
+            return question
+        return (
+            f"The {self.frames} images are frames from the same camera, oldest first, {self.span_s:g} seconds "
+            f"from the first to the last. {question}"
+        )
+
+    @property
+    def spacing_s(self) -> float | None:
+        """Seconds between two of the frames a question over several frames sees; None for one frame."""
+        return None if self.span_s is None or self.frames == 1 else self.span_s / (self.frames - 1)
 
     def missing_variables(self, camera: CameraConfig) -> list[str]:
         known: Mapping[str, str] = camera_variables(camera)

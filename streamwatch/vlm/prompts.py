@@ -28,13 +28,15 @@ def clean_answer(text: str) -> str:
 
 @dataclass(frozen=True)
 class PromptStyle:
-    """How to ask one model family a question about one image."""
+    """How to ask one model family a question about one image, or several."""
 
     template_kwargs: dict[str, Any]
     answer_prefix: str  # appended after the generation prompt when scoring yes/no in one pass
 
-    def render(self, processor: Any, question: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    def render(self, processor: Any, question: str, images: int = 1) -> str:
+        """The chat template around `images` images (oldest first) and the question."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(images)]
+        messages = [{"role": "user", "content": [*content, {"type": "text", "text": question}]}]
         text: str = processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, **self.template_kwargs
         )

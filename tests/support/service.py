@@ -20,11 +20,17 @@ from streamwatch.inference.types import Prompt
 from support.helpers import free_port, wait_for
 
 
-def figure_on_the_right(image: Image.Image) -> bool:
+def figure_x(image: Image.Image) -> float | None:
+    """Where the walking figure of the synthetic scene is, 0 (left) .. 1 (right); None if not in sight."""
     pixels = np.asarray(image.convert("RGB")).astype(int)
     red = (pixels[..., 0] > 140) & (pixels[..., 1] < 90) & (pixels[..., 2] < 90)
     columns = np.nonzero(red.any(axis=0))[0]
-    return bool(columns.size) and float(columns.mean()) > image.width / 2
+    return float(columns.mean()) / image.width if columns.size else None
+
+
+def figure_on_the_right(image: Image.Image) -> bool:
+    x = figure_x(image)
+    return x is not None and x > 0.5
 
 
 class SceneBackend(Backend):
@@ -100,6 +106,25 @@ class Running:
         self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(60)
         assert not self.thread.is_alive()
+
+
+class MotionBackend(SceneBackend):
+    """Over several frames: P(yes) 0.95 when the figure moved right from the oldest frame to the newest
+    (it walks right, then the clip starts over); records how many images each prompt had, and when."""
+
+    name = "motion-double"
+
+    def __init__(self) -> None:
+        self.prompts: list[tuple[int, str]] = []  # (images, question)
+
+    def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:
+        answers = []
+        for prompt in prompts:
+            self.prompts.append((len(prompt.images), prompt.question))
+            first, last = figure_x(prompt.images[0]), figure_x(prompt.images[-1])
+            moved = first is not None and last is not None and last - first > 0.02
+            answers.append(YesNo(0.95 if moved else 0.05))
+        return answers
 
 
 class FlagBackend(Backend):

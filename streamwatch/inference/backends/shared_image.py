@@ -42,10 +42,11 @@ def split_prompt(text: str) -> Split | None:
 
 
 def group_by_image(prompts: Sequence[Prompt]) -> list[list[int]]:
-    """Indices of prompts sharing the same image object, in order of first appearance."""
-    groups: dict[int, list[int]] = {}
+    """Indices of prompts sharing the same image objects (all of them, in order, for prompts over several
+    frames), in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
     for index, prompt in enumerate(prompts):
-        groups.setdefault(id(prompt.image), []).append(index)
+        groups.setdefault(tuple(id(image) for image in prompt.images), []).append(index)
     return list(groups.values())
 
 
@@ -74,7 +75,8 @@ def last_token_logits(backend: ImageModel, prompts: Sequence[Prompt], texts: Seq
     if any(splits[i].prefix != prefixes[g] for g, group in enumerate(groups) for i in group):  # type: ignore[union-attr]
         return None
     model, device = backend.model, backend.device
-    prefix_inputs = backend.encode([prompts[group[0]].image for group in groups], prefixes, positions=True)
+    images = [image for group in groups for image in prompts[group[0]].images]
+    prefix_inputs = backend.encode(images, prefixes, positions=True)
     suffix = _right_padded(backend.processor.tokenizer, [s.suffix for s in splits], device)  # type: ignore[union-attr]
     with backend.model_lock:  # everything above is CPU work that may overlap another batch's GPU work
         return _forward(model, prompts, groups, prefix_inputs, suffix)

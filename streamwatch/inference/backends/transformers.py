@@ -24,6 +24,7 @@ from streamwatch.vlm.torch_images import TorchImages, with_torch_images
 
 log = logging.getLogger(__name__)
 
+RENDERED_CACHE = 4096  # rendered prompt texts kept
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -105,7 +106,7 @@ class TransformersBackend(Backend):
         self.no_ids = single_token_ids(tokenizer, NO_VARIANTS)
         if not self.yes_ids or not self.no_ids:
             raise ValueError(f"{self.name}: the tokenizer has no single-token 'yes'/'no'; yes/no scoring needs them")
-        self._rendered: dict[str, str] = {}
+        self._rendered: dict[tuple[str, int], str] = {}
         # Image preprocessing in torch on the model's device (vlm/torch_images.py): "auto" on CUDA.
         if preprocess == "torch" or (preprocess == "auto" and self.device.type == "cuda"):
             self.torch_processor = with_torch_images(
@@ -136,11 +137,13 @@ class TransformersBackend(Backend):
             max_new_tokens=max_new_tokens,
         )
 
-    def prompt_text(self, question: str) -> str:
-        """The question as the model sees it: its chat template around an image and the question."""
-        text = self._rendered.get(question)
+    def prompt_text(self, question: str, images: int = 1) -> str:
+        """The question as the model sees it: its chat template around the image(s) and the question."""
+        text = self._rendered.get((question, images))
         if text is None:
-            text = self._rendered[question] = self.style.render(self.processor, question)
+            if len(self._rendered) >= RENDERED_CACHE:  # questions are few; API questions could be many
+                self._rendered.clear()
+            text = self._rendered[(question, images)] = self.style.render(self.processor, question, images)
         return text
 
     def yes_no_inputs(self, prompts: Sequence[Prompt], *, positions: bool = False) -> Any:
@@ -148,17 +151,18 @@ class TransformersBackend(Backend):
         return self._inputs(prompts, self.style.answer_prefix, positions=positions)
 
     def _inputs(self, prompts: Sequence[Prompt], suffix: str = "", *, positions: bool = False) -> Any:
-        texts = [self.prompt_text(p.question) + suffix for p in prompts]
-        return self.encode([p.image for p in prompts], texts, positions=positions)
+        texts = [self.prompt_text(p.question, len(p.images)) + suffix for p in prompts]
+        return self.encode([image for p in prompts for image in p.images], texts, positions=positions)
 
     def encode(
         self, images: Sequence[Any], texts: Sequence[str], processor: Any = None, *, positions: bool = False
     ) -> Any:
-        """Model inputs on the model's device: images through the torch preprocessing where enabled
-        (resized once, on the device), else downscaled here and through the checkpoint's processor.
-        `processor` overrides the configured choice (benchmarks compare both). `positions`: also the
-        multimodal RoPE position ids, computed here on the CPU (positions.py) instead of in the forward
-        pass; for single passes only (`generate` keeps the model's own bookkeeping)."""
+        """Model inputs on the model's device (`images`: every prompt's images, in order, one flat list):
+        images through the torch preprocessing where enabled (resized once, on the device), else downscaled
+        here and through the checkpoint's processor. `processor` overrides the configured choice
+        (benchmarks compare both). `positions`: also the multimodal RoPE position ids, computed here on the
+        CPU (positions.py) instead of in the forward pass; for single passes only (`generate` keeps the
+        model's own bookkeeping)."""
         processor = processor or self.torch_processor or self.processor
         if not isinstance(processor.image_processor, TorchImages):
             images = [fit_longest_side(image, self.max_image_side) for image in images]
@@ -179,7 +183,7 @@ class TransformersBackend(Backend):
         it (inference/backends/shared_image.py); otherwise one plain batched pass."""
         logits = None
         if self.share_images and len(group_by_image(prompts)) < len(prompts):
-            texts = [self.prompt_text(p.question) + self.style.answer_prefix for p in prompts]
+            texts = [self.prompt_text(p.question, len(p.images)) + self.style.answer_prefix for p in prompts]
             logits = last_token_logits(self, prompts, texts)
         if logits is None:
             inputs = self.yes_no_inputs(prompts, positions=True)  # CPU work, outside the lock
