@@ -69,6 +69,20 @@ def test_answers_equal_the_local_model_through_streamwatch_serve(server: ServePr
         backend.close()
 
 
+def test_several_frames_go_as_several_image_url_parts(server: ServeProcess, tiny_glm4v: Path) -> None:
+    frames = [random_image(80 + i) for i in range(3)]
+    backend = remote(server.url, api_key="key-0123456789abcdef")
+    local = TransformersBackend.load(str(tiny_glm4v), device="cpu")
+    try:
+        (got,) = backend.score_yes_no([Prompt(frames[-1], QUESTION, tuple(frames[:-1]))])
+        sent = [as_sent(f) for f in frames]
+        (want,) = local.score_yes_no([Prompt(sent[-1], QUESTION, tuple(sent[:-1]))])
+        (newest,) = local.score_yes_no([Prompt(sent[-1], QUESTION)])
+        assert got.p_yes == pytest.approx(want.p_yes, abs=1e-4) and got.p_yes != pytest.approx(newest.p_yes, abs=1e-6)
+    finally:
+        backend.close()
+
+
 def test_a_wrong_api_key_is_not_retried(server: ServeProcess) -> None:
     backend = remote(server.url, api_key="wrong", retries=3)
     with pytest.raises(RemoteError, match="HTTP 401: missing or wrong API key"):

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from support.helpers import random_image
 from support.serve import FakeServer, ServeProcess, chat, data_uri, reply
 
@@ -117,11 +118,45 @@ def test_bad_requests_get_clear_errors(server: ServeProcess, body: Any, status: 
     assert httpx.get(server.url.removesuffix("/v1") + "/health").status_code == 200  # still serving
 
 
-def test_two_images_and_a_body_that_is_not_json(server: ServeProcess) -> None:
+def test_several_frames_through_the_official_openai_client(server: ServeProcess, tiny_glm4v: Path) -> None:
+    """A camera's last frames in one message, as Home Assistant's LLM Vision and Frigate's GenAI send them:
+    one multi-image prompt, answered as the engine answers a rule over several frames."""
+    from openai import OpenAI
+
+    frames = [random_image(70 + i, 256, 160) for i in range(4)]
+    client = OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+    content: list[Any] = [{"type": "image_url", "image_url": {"url": data_uri(f, "PNG")}} for f in frames]
+    content.append({"type": "text", "text": QUESTION})
+    reply = client.chat.completions.create(
+        model="tiny-glm4v", messages=[{"role": "user", "content": content}], max_tokens=1, logprobs=True, top_logprobs=2
+    )
+    assert reply.choices[0].logprobs is not None and reply.choices[0].logprobs.content is not None
+    p = {t.token: math.exp(t.logprob) for t in reply.choices[0].logprobs.content[0].top_logprobs}
+    local = TransformersBackend.load(str(tiny_glm4v), device="cpu")
+    assert p["yes"] == pytest.approx(
+        local.score_yes_no([Prompt(frames[-1], QUESTION, tuple(frames[:-1]))])[0].p_yes, abs=1e-4
+    )
+    assert p["yes"] != pytest.approx(local.score_yes_no([Prompt(frames[-1], QUESTION)])[0].p_yes, abs=1e-6)
+    text = client.chat.completions.create(
+        model="tiny-glm4v", messages=[{"role": "user", "content": content}], max_tokens=4
+    )
+    assert isinstance(text.choices[0].message.content, str)
+
+
+def test_too_many_images_too_many_pixels_and_a_body_that_is_not_json(server: ServeProcess) -> None:
     uri = data_uri(random_image(53))
     body = chat(uri, QUESTION)
-    body["messages"][0]["content"].append({"type": "image_url", "image_url": {"url": uri}})
-    assert "found 2" in post(server, body).json()["error"]["message"]
+    body["messages"][0]["content"] += [{"type": "image_url", "image_url": {"url": uri}}] * 8
+    assert (
+        "expected 1 to 8 image_url parts (serve.max_images), found 9" in post(server, body).json()["error"]["message"]
+    )
+    large = data_uri(Image.new("RGB", (5000, 4000), (90, 140, 80)), "PNG")  # 20 MP each, a few KB as PNG
+    body = chat(large, QUESTION)
+    body["messages"][0]["content"].append({"type": "image_url", "image_url": {"url": large}})
+    refused = post(server, body)
+    assert refused.status_code == 413
+    assert refused.json()["error"]["message"].startswith("image 2 of 2: image_url does not hold an image")
+    assert "(the images of one request share that budget)" in refused.json()["error"]["message"]
     raw = httpx.post(f"{server.url}/chat/completions", content=b"{oops", timeout=10)
     assert raw.status_code == 400 and "not JSON" in raw.json()["error"]["message"]
 

@@ -242,6 +242,7 @@ class ServeConfig(_Section):
     fetch_timeout_s: float = Field(10.0, gt=0, le=120, description="Longest wait for one image URL.")
     max_image_mb: float = Field(20.0, gt=0, le=500, description="Largest image accepted, encoded.")
     max_tokens: int = Field(1024, ge=1, le=8192, description="Most tokens one request may generate.")
+    max_images: int = Field(8, ge=1, le=16, description="Most images in one request (frames of a camera).")
 
     @field_validator("api_key")
     @classmethod

@@ -2,7 +2,8 @@
 `/health`. Requests from every client go into the same queue, so they are batched together.
 
 Every request passes the `Gate` first: the API key (when configured; wrong keys are throttled per
-client) before any body is read, then a body bound that fits one image. Questions are bounded like
+client) before any body is read, then a body bound that fits one image of `serve.max_image_mb` (several
+images of one request share it, and one pixel budget). Questions are bounded like
 rule questions (characters, and tokens of the model); `/health` answers 503 while the model is
 stalled (requests waiting, no model call finishing)."""
 
@@ -27,7 +28,7 @@ from streamwatch.inference.watchdog import ModelWatchdog
 from streamwatch.serve.chat import completion, parse_chat, stream_chunks, yes_no_logprobs
 from streamwatch.serve.errors import ApiError
 from streamwatch.serve.fetch import FetchPolicy
-from streamwatch.serve.images import load_image
+from streamwatch.serve.images import load_images
 from streamwatch.web.gate import SMALL_BODY, Gate, Throttle, allowed_hosts, client_of
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,14 @@ def create_openai_app(
             raise ApiError(400, "the request body is not JSON") from None
         except RecursionError:
             raise ApiError(400, "the request body is nested too deeply") from None
-        query = parse_chat(body, default_tokens=default_tokens, max_tokens=config.max_tokens)
-        why = limits.problem(query.question)
+        query = parse_chat(
+            body, default_tokens=default_tokens, max_tokens=config.max_tokens, max_images=config.max_images
+        )
+        why = limits.problem(query.question, len(query.image_urls))
         if why is not None:
             raise ApiError(400, f"messages: {why}", "messages")
         async with decoding:
-            image = await asyncio.to_thread(load_image, query.image_url, policy)
+            *frames, image = await asyncio.to_thread(load_images, query.image_urls, policy)
         kind = AnswerKind.YES_NO if query.yes_no else AnswerKind.GENERATE
         source = client_of(request)  # round-robin fairness between clients
         try:
@@ -130,6 +133,7 @@ def create_openai_app(
                     source=f"api:{source}",
                     deadline=deadline,
                     max_new_tokens=query.max_tokens,
+                    frames=tuple(frames),
                 )
             )
         except DroppedError as exc:

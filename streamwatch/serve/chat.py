@@ -1,11 +1,12 @@
-"""Chat-completions requests in, one (image, question) query out; answers back in the API's shape.
+"""Chat-completions requests in, one (images, question) query out; answers back in the API's shape.
 
-What is understood: the system/developer messages' text and the last user message (text parts and
-exactly one `image_url` part); `max_tokens` / `max_completion_tokens`; `logprobs` with `top_logprobs`;
-`stream`. A request for one token with `logprobs` is a yes/no question: it is answered by the
-engine's one-pass yes/no scorer, and the logprobs are those of "yes" and "no" renormalised over the
-two (what a client deriving a confidence from them needs). Sampling parameters are accepted and
-ignored: answers are greedy.
+What is understood: the system/developer messages' text and the last user message (text parts and one
+or more `image_url` parts: several are frames of one camera, oldest first, as Home Assistant's LLM
+Vision and Frigate's GenAI send them; at most `serve.max_images`); `max_tokens` /
+`max_completion_tokens`; `logprobs` with `top_logprobs`; `stream`. A request for one token with
+`logprobs` is a yes/no question: it is answered by the engine's one-pass yes/no scorer, and the
+logprobs are those of "yes" and "no" renormalised over the two (what a client deriving a confidence
+from them needs). Sampling parameters are accepted and ignored: answers are greedy.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ChatRequest(BaseModel):
 
 @dataclass(frozen=True)
 class ChatQuery:
-    image_url: str
+    image_urls: tuple[str, ...]  # oldest first; the model's newest frame last
     question: str
     max_tokens: int
     yes_no: bool  # one token with logprobs: the yes/no scorer answers
@@ -46,7 +47,7 @@ class ChatQuery:
     model: str
 
 
-def parse_chat(body: Any, *, default_tokens: int, max_tokens: int) -> ChatQuery:
+def parse_chat(body: Any, *, default_tokens: int, max_tokens: int, max_images: int = 1) -> ChatQuery:
     try:
         request = ChatRequest.model_validate(body)
     except ValidationError as exc:
@@ -67,11 +68,11 @@ def parse_chat(body: Any, *, default_tokens: int, max_tokens: int) -> ChatQuery:
         raise ApiError(400, "messages: no user message", "messages")
     index = user["index"]
     images = _images(user.get("content"), index)
-    if len(images) != 1:
+    if not images or len(images) > max_images:
         raise ApiError(
             400,
-            f"messages[{index}].content: expected exactly one image_url part, found {len(images)} "
-            "(one image per question)",
+            f"messages[{index}].content: expected 1 to {max_images} image_url parts (serve.max_images), "
+            f"found {len(images)}",
             f"messages[{index}].content",
         )
     question = "\n".join([*system, *_texts(user.get("content"), index)]).strip()
@@ -81,7 +82,7 @@ def parse_chat(body: Any, *, default_tokens: int, max_tokens: int) -> ChatQuery:
     if tokens > max_tokens:
         raise ApiError(400, f"max_tokens: at most {max_tokens} (serve.max_tokens)", "max_tokens")
     return ChatQuery(
-        images[0],
+        tuple(images),
         question,
         tokens,
         request.logprobs and tokens == 1,

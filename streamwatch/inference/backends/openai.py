@@ -100,10 +100,8 @@ class OpenAIBackend(Backend):
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
     def _complete(self, prompt: Prompt, max_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
-        content = [
-            {"type": "image_url", "image_url": {"url": self._image_url(prompt.image)}},
-            {"type": "text", "text": prompt.question},
-        ]
+        images = [{"type": "image_url", "image_url": {"url": self._image_url(image)}} for image in prompt.images]
+        content = [*images, {"type": "text", "text": prompt.question}]  # several frames: oldest first
         body = {
             "model": self.name,
             "messages": [{"role": "user", "content": content}],
