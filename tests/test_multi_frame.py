@@ -1,6 +1,7 @@
 """Questions over several frames: one multi-image prompt per question, batched across cameras with
 single-frame questions, on GLM-4V and Qwen2-VL; batched answers equal unbatched ones, and the frames
-really reach the model (their order changes the answer)."""
+really reach the model (their order changes the answer); the ring of recent frames; `streamwatch run`
+with a rule over several frames, change gating on its newest frame."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from streamwatch.config import load_settings
 from streamwatch.frame_history import FrameHistory, Shape
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt
+from streamwatch.ingest.synthetic import scene
 
 MOVING = "Across these frames, oldest first, is the forklift moving? Answer yes or no."
 STILL = "Is the aisle blocked? Answer yes or no."
@@ -141,6 +143,25 @@ def test_a_camera_asks_its_motion_rule_about_its_last_frames(tmp_path: Path, cli
     assert {d.rule for d in running.decisions} == {"walking-right"}
     kept = [line for line in metrics.splitlines() if line.startswith('streamwatch_frame_history_bytes{camera="gate"}')]
     assert kept and 0 < float(kept[0].split()[-1]) <= (3 + 1) * 640 * 360 * 3
+
+
+def test_change_gating_looks_at_the_newest_frame_of_the_window(tmp_path: Path) -> None:
+    """A camera whose picture stands still (an image folder): the rule over 3 frames is asked once its
+    frames are there, then its answer is reused while the newest frame does not change."""
+    still = tmp_path / "still"
+    still.mkdir()
+    Image.fromarray(scene(640, 360, 5.0)).save(still / "yard.png")
+    settings = load_settings(write_site(tmp_path, str(still), None))
+    (tmp_path / "rules" / "perimeter.toml").write_text(MOTION_RULE.replace("span_s = 1", "span_s = 2"), "utf-8")
+    backend = MotionBackend()
+    running = Running(settings, lambda _s: backend)
+    try:
+        wait_for(lambda: len(running.decisions) >= 4, 40, "four decisions")
+    finally:
+        running.stop()
+    assert len(backend.prompts) == 1 and backend.prompts[0][0] == 3
+    assert [d.answer.reused for d in running.decisions[:4]] == [False, True, True, True]
+    assert {d.answer.text for d in running.decisions} == {"no"}  # nothing moves
 
 
 MOTION_RULE = """
