@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 from streamwatch.alerts.pipeline import AlertPipeline, Decision
+from streamwatch.clips.recorder import ClipRecorder
 from streamwatch.config import Settings
 from streamwatch.housekeeping import (
     RETENTION_S,
@@ -111,7 +112,8 @@ class Service:
         )
         outputs = build_outputs(settings, database, owner=self.shard.name, announcements=announcer.messages)
         mqtt = next((output for output in outputs if isinstance(output, MqttOutput)), None)
-        pipeline = AlertPipeline(store, outputs, describe=describer(engine), evaluator=evaluator)
+        clips = ClipRecorder(store, self._cameras.packets)
+        pipeline = AlertPipeline(store, outputs, describe=describer(engine), evaluator=evaluator, clips=clips)
         running.callback(
             lambda: log.info(
                 "streamwatch stopped after %d decisions, %d alert events", self.answers.decisions, pipeline.events
@@ -120,6 +122,7 @@ class Service:
         await pipeline.restore(rules.watched(self.my_cameras), lambda camera: self.shard.of(camera) == self.shard.index)
         for output in outputs:  # after the restore: MQTT's first announcement carries the restored states
             await running.enter_async_context(output.running())
+        await running.enter_async_context(clips.running())  # exits after the queue drained: its clips too
         await running.enter_async_context(engine.answering())
         await running.enter_async_context(self._cameras)
 
@@ -151,7 +154,8 @@ class Service:
         await running.enter_async_context(loops)
         watcher = RuleWatcher(settings.path(settings.rules_dir), settings.cameras, rules.current, engine.limits)
         loops.start("rules-watch", RulesReload(watcher, rules_changed).step, RULES_POLL_S)
-        loops.start("retention", Retention(store, settings.storage.retention_days).step, RETENTION_S, first_now=True)
+        retention = Retention(store, settings.storage.retention_days, int(settings.storage.max_disk_gb * 1e9))
+        loops.start("retention", retention.step, RETENTION_S, first_now=True)
         loops.start("camera-status", StatusPublisher(self._cameras.statuses, mqtt).step, STATUS_CHECK_S)
         loops.start("model-watchdog", engine.watchdog.step, STATUS_CHECK_S)
         for camera in self.my_cameras:

@@ -252,7 +252,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             camera=args.camera, rule=args.rule, kind=args.kind, severity=args.severity, since=args.since
         )
         events = store.list(where, limit=args.limit)
-    payloads = [event_payload(e, str(store.snapshot_path(e)) if e.snapshot else None) for e in events]
+    payloads = [event_payload(e, store.snapshot_dir) for e in events]
     if args.json or args.event_id:
         print(json.dumps(payloads[0] if args.event_id else payloads, indent=2))
         return 0

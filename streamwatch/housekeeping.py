@@ -26,7 +26,7 @@ STATUS_LOG_S = 300.0  # how often every camera's status is logged
 STATUS_PUBLISH_S = 30.0  # camera status on MQTT: on every state change, and at least this often
 STATUS_CHECK_S = 2.0
 RULES_POLL_S = 2.0  # how often rules/ is checked for edits
-RETENTION_S = 3600.0
+RETENTION_S = 600.0
 RESTART_PAUSE_S = 1.0
 
 
@@ -123,13 +123,23 @@ class RulesReload:
 
 
 class Retention:
-    """Delete events and snapshots older than `storage.retention_days` (at start and hourly)."""
+    """Delete events, snapshots and clips older than `storage.retention_days`, then keep snapshots and
+    clips within `storage.max_disk_gb` (the oldest clips first); at start and every few minutes."""
 
-    def __init__(self, store: EventStore, days: int) -> None:
-        self.store, self.days = store, days
+    def __init__(self, store: EventStore, days: int, max_bytes: int) -> None:
+        self.store, self.days, self.max_bytes = store, days, max_bytes
 
     async def step(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(days=self.days)
         rows, files = await asyncio.to_thread(self.store.prune, cutoff)
         if rows:
-            log.info("retention: deleted %d events and %d snapshots older than %s", rows, files, cutoff)
+            log.info("retention: deleted %d events and %d snapshots and clips older than %s", rows, files, cutoff)
+        deleted, freed = await asyncio.to_thread(self.store.cap_disk, self.max_bytes)
+        if deleted:
+            log.warning(
+                "disk cap: deleted the %d oldest clips and snapshots (%.1f MB) to stay within storage.max_disk_gb "
+                "(%g GB)",
+                deleted,
+                freed / 1e6,
+                self.max_bytes / 1e9,
+            )

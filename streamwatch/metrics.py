@@ -108,6 +108,9 @@ def _cameras(cameras: Sequence[CameraStatus]) -> Iterator[Metric]:
     )
     reconnects = CounterMetricFamily("streamwatch_camera_reconnects", "Reconnects since start", labels=["camera"])
     stalls = GaugeMetricFamily("streamwatch_camera_stalls_last_hour", "Watchdog restarts", labels=["camera"])
+    clip_buffer = GaugeMetricFamily(
+        "streamwatch_camera_clip_buffer_bytes", "Memory of the packets kept for event clips", labels=["camera"]
+    )
     for camera in cameras:
         up.add_metric([camera.id], 1.0 if camera.state == "online" else 0.0)
         for name in CAMERA_STATES:
@@ -116,7 +119,8 @@ def _cameras(cameras: Sequence[CameraStatus]) -> Iterator[Metric]:
         received.add_metric([camera.id], camera.stream_fps)
         reconnects.add_metric([camera.id], camera.reconnects)
         stalls.add_metric([camera.id], camera.stalls_last_hour)
-    yield from (up, state, fps, received, reconnects, stalls)
+        clip_buffer.add_metric([camera.id], camera.clip_buffer_bytes)
+    yield from (up, state, fps, received, reconnects, stalls, clip_buffer)
 
 
 def _gpu() -> Iterator[Metric]:

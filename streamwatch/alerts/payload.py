@@ -3,13 +3,17 @@ web API say about it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from streamwatch.store.models import Event
 
 
-def event_payload(event: Event, snapshot_file: str | None) -> dict[str, Any]:
-    """The JSON published on `<prefix>/events` (and shown by `streamwatch events --json`)."""
+def event_payload(event: Event, media_dir: Path | None) -> dict[str, Any]:
+    """The JSON published on `<prefix>/events` (and shown by `streamwatch events --json`); with the
+    store's `media_dir` (storage.snapshot_dir), the snapshot's and the clip's file paths too. An open
+    event's clip is named when the alert opens and written `clip_post_s` later (`clip_s`: its length
+    once written, null while it is recorded)."""
     return {
         "type": event.kind,
         "event_id": event.uid,
@@ -29,7 +33,10 @@ def event_payload(event: Event, snapshot_file: str | None) -> dict[str, Any]:
         "frame_at": event.frame_at.isoformat(),
         "created_at": event.created_at.isoformat(),
         "snapshot": event.snapshot,
-        "snapshot_file": snapshot_file,
+        "snapshot_file": str(media_dir / event.snapshot) if media_dir and event.snapshot else None,
+        "clip": event.clip,
+        "clip_file": str(media_dir / event.clip) if media_dir and event.clip else None,
+        "clip_s": None if event.clip_s is None else round(event.clip_s, 2),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import time
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 from PIL import Image
 
+from streamwatch.clips.recorder import ClipRecorder
 from streamwatch.config import CameraConfig
 from streamwatch.inference.types import Answer
 from streamwatch.outputs.base import Output
@@ -45,17 +47,19 @@ class AlertPipeline:
         *,
         describe: Describe | None = None,
         evaluator: Evaluator | None = None,
+        clips: ClipRecorder | None = None,
     ) -> None:
         self.store = store
+        self.clips = clips
         self.outputs = list(outputs)
         self.evaluator = evaluator or Evaluator()
         self._describe = describe
         self.events = 0
 
     def _messages(self, event: Event, snapshot_jpeg: bytes | None) -> Outgoing:
-        path = self.store.snapshot_path(event)
-        shown = str(path) if path else None
-        return {output.name: output.event_messages(event, snapshot_jpeg, shown) for output in self.outputs}
+        return {
+            output.name: output.event_messages(event, snapshot_jpeg, self.store.snapshot_dir) for output in self.outputs
+        }
 
     def _notify(self) -> None:
         for output in self.outputs:
@@ -101,6 +105,9 @@ class AlertPipeline:
             held_s=change.held_s,
             previous_answer=change.previous,
         )
+        plan = self.clips.plan(camera, new) if self.clips is not None and transition is Transition.OPEN else None
+        if plan is not None:
+            new = dataclasses.replace(new, clip=plan.relative)
         published_snapshot = None if transition is Transition.RESOLVED else snapshot
 
         def messages(event: Event) -> Outgoing:
@@ -109,6 +116,8 @@ class AlertPipeline:
         saved = self.evaluator.saved(camera.id, rule.id)
         event = await asyncio.to_thread(self.store.record, new, snapshot, messages, saved)
         self.events += 1
+        if plan is not None and self.clips is not None:
+            self.clips.start(plan, uid)
         self._notify()
         log.warning(
             "alert %s: camera=%s rule=%s severity=%s answer=%r p_yes=%s event=%s",

@@ -43,6 +43,12 @@ class CameraConfig(_Section):
         0.0005, ge=0, le=1, description="Reuse a rule's last answer while less of the picture changed (0: off)."
     )
     max_reuse_s: float = Field(30.0, ge=0, le=3600, description="...and for at most this long (0: never reuse).")
+    clips: bool = Field(True, description="Keep the stream's recent packets and save an MP4 clip of each alert.")
+    clip_pre_s: float = Field(5.0, ge=0, le=60, description="Clip: seconds before the alert (from a keyframe).")
+    clip_post_s: float = Field(5.0, ge=0, le=60, description="Clip: seconds after the alert.")
+    clip_buffer_mb: float = Field(
+        32.0, gt=0, le=1024, description="Most memory the clip buffer may hold (the oldest packets go first)."
+    )
     tags: list[str] = Field(default_factory=list, description="Rules may select cameras by tag.")
     location: str = Field("", description="Template variable {location} for rule questions.")
     zone: str = Field("", description="Template variable {zone} for rule questions.")
@@ -162,6 +168,9 @@ class StorageConfig(_Section):
     )
     snapshot_dir: Path = Field(Path("data/snapshots"), description="JPEG snapshots of events.")
     retention_days: int = Field(30, ge=1, le=3650)
+    max_disk_gb: float = Field(
+        20.0, gt=0, le=1_000_000, description="Snapshots and clips together; past it the oldest clips go first."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 
+from streamwatch.clips.ring import PacketRing
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.images import MAX_IMAGE_PIXELS
@@ -20,6 +23,7 @@ from streamwatch.redact import redact_url
 
 log = logging.getLogger(__name__)
 
+CLIP_SLACK_S = 2.0  # the clip buffer keeps this much more than clip_pre_s + clip_post_s
 STABLE_S = 60.0  # a connection that delivered frames this long resets the reconnect backoff
 
 
@@ -38,6 +42,17 @@ class CameraWorker:
         self.backoff_initial_s = min(backoff_initial_s, camera.reconnect_max_s)
         self.stats = CameraStats(camera.id, camera.display_name, redact_url(camera.url), disabled=not camera.enabled)
         self._hwaccel = camera.hwaccel
+        self._clip_problem_logged = False
+        # the stream's recent packets for event clips (video sources; image folders have none)
+        self.packets: PacketRing | None = (
+            PacketRing(
+                camera.id,
+                keep_s=camera.clip_pre_s + camera.clip_post_s + CLIP_SLACK_S,
+                max_bytes=int(camera.clip_buffer_mb * 1e6),
+            )
+            if camera.clips
+            else None
+        )
         self._latest: Frame | None = None
         self._seq = 0
         self._lock = threading.Lock()
@@ -70,7 +85,8 @@ class CameraWorker:
             return self._latest
 
     def status(self) -> CameraStatus:
-        return self.stats.snapshot()
+        status = self.stats.snapshot()
+        return status if self.packets is None else dataclasses.replace(status, clip_buffer_bytes=self.packets.bytes)
 
     @property
     def state(self) -> str:
@@ -138,6 +154,23 @@ class CameraWorker:
                 "-" if status.keyframe_interval_s is None else f"{status.keyframe_interval_s:g} s",
             )
 
+    def _start_clip_segment(self, stream: VideoStream) -> None:
+        """A new connection for the clip buffer; a stream MP4 cannot hold means no clips (said once)."""
+        if self.packets is None:
+            return
+        try:
+            self.packets.start_segment(stream.stream)
+        except Exception as exc:
+            self.packets.end_segment()
+            if not self._clip_problem_logged:
+                self._clip_problem_logged = True
+                log.warning("camera %s: no event clips of this stream: %s: %s", self.camera.id, type(exc).__name__, exc)
+
+    def _packet(self, packet: av.Packet) -> None:
+        self.stats.packet()
+        if self.packets is not None:
+            self.packets.add(packet)
+
     def _read_video(self) -> bool:
         """Decode until the stream ends or fails; files are paced to real time."""
         delivered = False
@@ -151,39 +184,44 @@ class CameraWorker:
             stall_timeout_s=self.camera.stall_timeout_s,
             hwaccel=self._hwaccel,
             hwaccel_device=self.camera.hwaccel_device,
-            on_packet=self.stats.packet,
+            on_packet=self._packet,
         ) as stream:
-            if stream.hwaccel_note:
-                log.warning("camera %s: %s", self.camera.id, stream.hwaccel_note)
-                self._hwaccel = "none"  # do not pay for a failing device on every reconnect
-            self.stats.connected()
-            paced = not is_network(self.camera.url)
-            started = time.monotonic()
-            first_pts: float | None = None
-            for frame, decode_s in stream.frames():
-                if self._stop.is_set():
-                    break
-                if frame.width * frame.height > MAX_IMAGE_PIXELS:
-                    size = f"{frame.width}x{frame.height}"
-                    raise SourceError(
-                        f"{self.stats.url}: {size} pictures are more than {MAX_IMAGE_PIXELS / 1e6:g} "
-                        "million pixels; choose a smaller stream"
-                    )
-                self.stats.decoded(decode_s)
-                self.stats.stream_info(
-                    decoder=stream.decoder,
-                    mode=stream.mode,
-                    keyframe_interval_s=stream.keyframe_interval_s,
-                    fps=stream.nominal_fps,
-                )
-                pts = float(frame.time) if frame.time is not None else None
-                if paced and pts is not None:
-                    first_pts = pts if first_pts is None else first_pts
-                    wait = (pts - first_pts) - (time.monotonic() - started)
-                    if wait > 0 and self._stop.wait(wait):
+            self._start_clip_segment(stream)
+            try:
+                if stream.hwaccel_note:
+                    log.warning("camera %s: %s", self.camera.id, stream.hwaccel_note)
+                    self._hwaccel = "none"  # do not pay for a failing device on every reconnect
+                self.stats.connected()
+                paced = not is_network(self.camera.url)
+                started = time.monotonic()
+                first_pts: float | None = None
+                for frame, decode_s in stream.frames():
+                    if self._stop.is_set():
                         break
-                self._publish(frame, pts, bool(frame.key_frame))
-                delivered = True
+                    if frame.width * frame.height > MAX_IMAGE_PIXELS:
+                        size = f"{frame.width}x{frame.height}"
+                        raise SourceError(
+                            f"{self.stats.url}: {size} pictures are more than {MAX_IMAGE_PIXELS / 1e6:g} "
+                            "million pixels; choose a smaller stream"
+                        )
+                    self.stats.decoded(decode_s)
+                    self.stats.stream_info(
+                        decoder=stream.decoder,
+                        mode=stream.mode,
+                        keyframe_interval_s=stream.keyframe_interval_s,
+                        fps=stream.nominal_fps,
+                    )
+                    pts = float(frame.time) if frame.time is not None else None
+                    if paced and pts is not None:
+                        first_pts = pts if first_pts is None else first_pts
+                        wait = (pts - first_pts) - (time.monotonic() - started)
+                        if wait > 0 and self._stop.wait(wait):
+                            break
+                    self._publish(frame, pts, bool(frame.key_frame))
+                    delivered = True
+            finally:
+                if self.packets is not None:
+                    self.packets.end_segment()
         return delivered
 
     def _read_images(self, folder: Path) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 
+from streamwatch.clips.ring import PacketRing
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
@@ -36,6 +37,11 @@ class Cameras:
     def statuses(self) -> list[CameraStatus]:
         """Every camera's state, rates and quality (URLs redacted)."""
         return [worker.status() for worker in self.workers.values()]
+
+    def packets(self, camera_id: str) -> PacketRing | None:
+        """The camera's clip buffer (None: no such camera here, or clips off)."""
+        worker = self.workers.get(camera_id)
+        return worker.packets if worker else None
 
     def latest(self, camera_id: str) -> Frame | None:
         worker = self.workers.get(camera_id)

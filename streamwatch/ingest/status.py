@@ -39,6 +39,7 @@ class CameraStatus:
     height: int
     frames: int  # frames delivered since start
     last_frame_age_s: float | None
+    clip_buffer_bytes: int = 0  # memory of the packets kept for event clips
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

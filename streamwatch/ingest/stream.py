@@ -47,7 +47,7 @@ class VideoStream:
         stall_timeout_s: float = 30.0,
         hwaccel: str = "none",
         hwaccel_device: str | None = None,
-        on_packet: Callable[[], None] | None = None,
+        on_packet: Callable[[av.Packet], None] | None = None,
     ) -> None:
         self.url = url
         self.requested_mode: DecodeMode = mode
@@ -123,7 +123,7 @@ class VideoStream:
                     yield from self._timed(context.decode(None), 0.0)
                     continue
                 if self._on_packet is not None:
-                    self._on_packet()
+                    self._on_packet(packet)  # every video packet, decoded or not (stats, clip buffer)
                 if packet.is_keyframe:
                     self._keyframe(packet)
                 if self.keyframes_only and not packet.is_keyframe:

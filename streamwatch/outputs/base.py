@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from streamwatch.outputs.message import Message
@@ -24,7 +25,7 @@ class Output(ABC):
     check: str  # its name among the readiness checks
 
     @abstractmethod
-    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
+    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, media_dir: Path | None) -> list[Message]:
         """What one event becomes for this output (stored with the event, delivered later)."""
 
     @abstractmethod

@@ -28,8 +28,8 @@ class EventLog(Output):
         self.path = path
         self.relay = Relay("event log", outbox, self._append, retry_initial_s=retry_initial_s)
 
-    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
-        return [Message(str(self.path), json.dumps(event_payload(event, snapshot_file)).encode())]
+    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, media_dir: Path | None) -> list[Message]:
+        return [Message(str(self.path), json.dumps(event_payload(event, media_dir)).encode())]
 
     def running(self) -> AbstractAsyncContextManager[Any]:
         return self.relay.running()

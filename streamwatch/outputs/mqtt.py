@@ -23,6 +23,7 @@ import logging
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -68,8 +69,8 @@ class MqttOutput(Output):
         self.delivered = 0
         self.last_error = "not connected yet"  # why it is not connected (for readiness)
 
-    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
-        return self.topics.event_messages(event, snapshot_jpeg, snapshot_file)
+    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, media_dir: Path | None) -> list[Message]:
+        return self.topics.event_messages(event, snapshot_jpeg, media_dir)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[MqttOutput]:

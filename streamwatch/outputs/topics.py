@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from streamwatch.alerts.payload import event_payload
@@ -54,9 +55,9 @@ class Topics:
         return f"{self.prefix.replace('/', '_')}_{camera}_{rule}"
 
     # -- messages ----------------------------------------------------------------------------------
-    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, snapshot_file: str | None) -> list[Message]:
+    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, media_dir: Path | None) -> list[Message]:
         """What one event publishes, in order: the event, the state, the snapshot (all QoS 1)."""
-        messages = [mqtt_message(self.events, json.dumps(event_payload(event, snapshot_file)).encode())]
+        messages = [mqtt_message(self.events, json.dumps(event_payload(event, media_dir)).encode())]
         on = event.kind != EventKind.RESOLVED
         messages.append(mqtt_message(self.state(event.camera, event.rule), b"ON" if on else b"OFF", retain=True))
         if snapshot_jpeg is not None:

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, update
 
 from streamwatch.outputs.message import Message
 from streamwatch.store import outbox
@@ -40,6 +40,7 @@ class NewEvent:
     frame_at: datetime
     held_s: float | None = None
     previous_answer: str | None = None
+    clip: str | None = None  # where its clip will be written (clip_relative), for open events of cameras with clips
 
 
 @dataclass(frozen=True)
@@ -107,17 +108,35 @@ class EventStore:
                 save(session, alert)
         return event
 
+    @staticmethod
+    def media_relative(new: NewEvent, suffix: str) -> str:
+        """Where an event's files go under `snapshot_dir`: camera/date/uid.jpg (and .mp4 for its clip)."""
+        return (Path(new.camera) / new.frame_at.strftime("%Y-%m-%d") / f"{new.uid}{suffix}").as_posix()
+
     def _write_snapshot(self, new: NewEvent, jpeg: bytes) -> str:
-        relative = Path(new.camera) / new.frame_at.strftime("%Y-%m-%d") / f"{new.uid}.jpg"
+        relative = self.media_relative(new, ".jpg")
         path = self.snapshot_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         partial.write_bytes(jpeg)
         os.replace(partial, path)  # readers never see half a file
-        return relative.as_posix()
+        return relative
 
     def snapshot_path(self, event: Event) -> Path | None:
         return None if event.snapshot is None else self.snapshot_dir / event.snapshot
+
+    def clip_path(self, event: Event) -> Path | None:
+        """The event's MP4 once it is written (None while it is recorded, or without one)."""
+        return None if event.clip is None or event.clip_s is None else self.snapshot_dir / event.clip
+
+    def clip_written(self, uid: str, seconds: float | None) -> None:
+        """The clip of event `uid` is written (its length), or could not be (None: the event names none)."""
+        with self.db.session() as session, session.begin():
+            event = session.scalar(select(Event).where(Event.uid == uid))
+            if event is not None:
+                if seconds is None:
+                    event.clip = None
+                event.clip_s = seconds
 
     def get(self, uid: str) -> Event | None:
         with self.db.session() as session:
@@ -154,21 +173,62 @@ class EventStore:
         return event
 
     def prune(self, older_than: datetime) -> tuple[int, int]:
-        """Delete events created before `older_than` and their snapshot files; returns (rows, files)."""
+        """Delete events created before `older_than` and their snapshot and clip files; returns (rows, files)."""
         with self.db.session() as session, session.begin():
-            old = list(session.execute(select(Event.id, Event.snapshot).where(Event.created_at < older_than)))
+            old = list(
+                session.execute(select(Event.id, Event.snapshot, Event.clip).where(Event.created_at < older_than))
+            )
             session.execute(delete(Event).where(Event.id.in_([row.id for row in old])))
-        files = 0
-        for row in old:
-            if row.snapshot:
-                path = self.snapshot_dir / row.snapshot
-                try:
-                    path.unlink()
-                    files += 1
-                except FileNotFoundError:
-                    pass
-                _remove_empty_parents(path.parent, self.snapshot_dir)
+        files = sum(self._delete_file(name) for row in old for name in (row.snapshot, row.clip) if name)
         return len(old), files
+
+    def cap_disk(self, max_bytes: int) -> tuple[int, int]:
+        """Keep the files under `snapshot_dir` within `max_bytes`: the oldest clips go first, then the
+        oldest snapshots; their events stay and name them no more. Returns (files deleted, bytes freed)."""
+        files = _media_files(self.snapshot_dir)
+        total = sum(size for _mtime, size, _path in files)
+        if total <= max_bytes:
+            return 0, 0
+        ordered = sorted(files, key=lambda f: (f[2].suffix != ".mp4", f[0]))  # clips first, oldest first
+        gone: list[str] = []
+        freed = 0
+        for _mtime, size, path in ordered:
+            if total - freed <= max_bytes:
+                break
+            relative = path.relative_to(self.snapshot_dir).as_posix()
+            if self._delete_file(relative):
+                gone.append(relative)
+                freed += size
+        with self.db.session() as session, session.begin():
+            for chunk in range(0, len(gone), 500):
+                names = gone[chunk : chunk + 500]
+                session.execute(update(Event).where(Event.clip.in_(names)).values(clip=None, clip_s=None))
+                session.execute(update(Event).where(Event.snapshot.in_(names)).values(snapshot=None))
+        return len(gone), freed
+
+    def _delete_file(self, relative: str) -> bool:
+        path = self.snapshot_dir / relative
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _remove_empty_parents(path.parent, self.snapshot_dir)
+        return True
+
+
+def _media_files(root: Path) -> list[tuple[float, int, Path]]:
+    """(modified, bytes, path) of every snapshot and clip under `root`."""
+    found: list[tuple[float, int, Path]] = []
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            if name.endswith((".jpg", ".mp4")):
+                path = Path(folder) / name
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                found.append((stat.st_mtime, stat.st_size, path))
+    return found
 
 
 def _remove_empty_parents(folder: Path, root: Path) -> None:

@@ -56,6 +56,8 @@ class Event(Base):
     held_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # for_s rules: how long it had held
     previous_answer: Mapped[str | None] = mapped_column(Text, nullable=True)  # on = "change": the answer before
     snapshot: Mapped[str | None] = mapped_column(String(300), nullable=True)  # path under snapshot_dir
+    clip: Mapped[str | None] = mapped_column(String(300), nullable=True)  # MP4 under snapshot_dir (open events)
+    clip_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # its length once written; None: recording
     frame_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the camera frame was captured
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     # review by an operator: "confirmed" or "false_positive" (training data later), with an optional note

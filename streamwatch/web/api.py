@@ -1,4 +1,4 @@
-"""REST API under /api: events (filter, page, detail, snapshot, review), cameras, rules, ask."""
+"""REST API under /api: events (filter, page, detail, snapshot, clip, review), cameras, rules, ask."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def context(request: Request) -> WebContext:
 def event_json(request: Request, event: Event) -> dict[str, Any]:
     data = event_payload(event, None)
     data.pop("snapshot_file")
+    data.pop("clip_file")
     data["snapshot_url"] = request.app.url_path_for("event_snapshot", event_id=event.uid) if event.snapshot else None
+    data["clip_url"] = request.app.url_path_for("event_clip", event_id=event.uid) if event.clip else None
     return data | review_fields(event)
 
 
@@ -101,6 +103,20 @@ async def event_snapshot(request: Request, event_id: str) -> FileResponse:
     if path is None or not path.is_file():
         raise HTTPException(404, "this event has no snapshot (or it was deleted by retention)")
     return FileResponse(path, media_type="image/jpeg")
+
+
+@router.get("/events/{event_id}/clip.mp4", name="event_clip", response_class=FileResponse)
+async def event_clip(request: Request, event_id: str) -> FileResponse:
+    """The alert's MP4 clip (open events; written clip_post_s after the alert opened)."""
+    event = await asyncio.to_thread(_event, request, event_id)
+    if event.clip is None:
+        raise HTTPException(404, "this event has no clip (not an open event, clips off, or deleted by retention)")
+    path = context(request).store.clip_path(event)
+    if path is None:
+        raise HTTPException(404, "the clip is still being recorded; try again in a few seconds", {"Retry-After": "5"})
+    if not path.is_file():
+        raise HTTPException(404, "the clip file is gone (deleted by retention or the disk cap)")
+    return FileResponse(path, media_type="video/mp4")
 
 
 class Review(BaseModel):
