@@ -87,6 +87,9 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
     with Image.open(snapshot) as image:
         assert image.size == (640, 360) and figure_on_the_right(image)
     assert opened["snapshot_file"] == str(snapshot)
+    # the open event names its clip (written clip_post_s later); the resolve has none
+    assert opened["clip"] == rows[opened["event_id"]].snapshot.replace(".jpg", ".mp4")  # type: ignore[union-attr]
+    assert opened["clip_file"] == str(snapshot.with_suffix(".mp4")) and resolved["clip"] is None
     subscriber.close()
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import av
 import pytest
+from support.events import new_event
 from support.helpers import REPO, wait_for
 from support.service import Running, write_site
 
+from streamwatch.clips.mp4 import write_mp4
+from streamwatch.clips.ring import PacketRing
 from streamwatch.config import load_settings
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, NewEvent
@@ -120,3 +125,31 @@ def test_ask_page_answers_an_uploaded_image(service: tuple[str, EventStore], bro
     page.click("form.ask button[type=submit]")
     page.wait_for_selector("#result")
     assert page.locator("#result dd").first.inner_text() in ("yes", "no")
+
+
+def test_the_event_page_plays_the_alerts_clip(
+    service: tuple[str, EventStore], browser: object, clips: dict[str, Path]
+) -> None:
+    """A clip written as the service writes them (a stream copy of kept packets) plays in Chromium."""
+    base, store = service
+    ring = PacketRing("gate", keep_s=60.0, max_bytes=100_000_000)
+    with av.open(str(clips["cam"])) as container:
+        stream = container.streams.video[0]
+        ring.start_segment(stream)
+        for packet in container.demux(stream):
+            ring.add(packet)
+    span = ring.span_from(0.0)
+    assert span is not None
+    new = new_event("clip1")
+    new = dataclasses.replace(new, clip=EventStore.media_relative(new, ".mp4"))
+    store.record(new, (REPO / "tests" / "data" / "snapshot.jpg").read_bytes())
+    seconds = write_mp4(store.snapshot_dir / str(new.clip), span.segment, span.packets)
+    store.clip_written("clip1", seconds)
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(base + "/events/clip1")
+    video = page.locator("video.clip")
+    video.evaluate("v => new Promise(done => v.readyState >= 1 ? done() : v.addEventListener('loadedmetadata', done))")
+    assert video.evaluate("v => v.duration") == pytest.approx(seconds, abs=0.2) and seconds > 0
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    wait_for(lambda: video.evaluate("v => v.currentTime") > 0.3, 15, "the clip to play")
+    assert video.evaluate("v => v.error") is None

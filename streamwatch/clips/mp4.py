@@ -20,7 +20,7 @@ def write_mp4(path: Path, segment: Segment, packets: Sequence[Packet]) -> float:
     base = min(min(_stamp(p), p.dts if p.dts is not None else _stamp(p)) for p in packets)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    last = base
+    first, last = min(_stamp(p) for p in packets), base
     try:
         with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as out:
             stream = out.add_stream_from_template(segment.template)
@@ -39,7 +39,7 @@ def write_mp4(path: Path, segment: Segment, packets: Sequence[Packet]) -> float:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return float((last - base) * segment.time_base)
+    return float((last - first) * segment.time_base)  # shown: from the first picture to the end of the last
 
 
 def _stamp(packet: Packet) -> int:
