@@ -26,6 +26,7 @@ from streamwatch.inference.engine import Engine, loaded_model
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.cameras import Cameras
+from streamwatch.labelling import LabelCollector
 from streamwatch.lifecycle import stopped_by_signals, wait_for_stop
 from streamwatch.metrics import Metrics
 from streamwatch.outputs.announce import Announcer
@@ -39,6 +40,7 @@ from streamwatch.sampling import AnswerLog, Sampler, describer
 from streamwatch.shard import Shard
 from streamwatch.store.db import opened_database
 from streamwatch.store.events import EventStore
+from streamwatch.store.labels import LabelStore
 from streamwatch.web.app import create_app, listen, serving
 from streamwatch.web.view import Check, ServiceView
 
@@ -113,6 +115,13 @@ class Service:
         outputs = build_outputs(settings, database, owner=self.shard.name, announcements=announcer.messages)
         mqtt = next((output for output in outputs if isinstance(output, MqttOutput)), None)
         clips = ClipRecorder(store, self._cameras.packets)
+        labels = LabelStore(
+            database,
+            store.snapshot_dir,
+            max_pending=settings.labels.max_pending,
+            max_labelled=settings.labels.max_labelled,
+        )
+        collector = LabelCollector(labels, settings.labels)
         pipeline = AlertPipeline(store, outputs, describe=describer(engine), evaluator=evaluator, clips=clips)
         running.callback(
             lambda: log.info(
@@ -139,6 +148,7 @@ class Service:
             engine=engine,
             metrics=metrics,
             checks=checks,
+            labels=labels,
         )
         if listener is not None:
             await running.enter_async_context(serving(create_app(view, web), listener))
@@ -168,5 +178,6 @@ class Service:
                 answers=self.answers,
                 metrics=metrics,
                 on_decision=self._on_decision,
+                labels=collector,
             )
             loops.spawn(f"sampler-{camera.id}", sampler.run)

@@ -292,7 +292,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-RUNTIME_COMMANDS = ("run", "serve", "check", "ask", "probe", "events", "hash-password")
+RUNTIME_COMMANDS = ("run", "serve", "check", "ask", "probe", "events", "labels", "hash-password")
 
 
 def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
@@ -360,6 +360,9 @@ def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
     events.add_argument("--limit", type=int, default=50)
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
+    from streamwatch.labels_cli import add_labels_parser
+
+    add_labels_parser(sub)
 
     if tools:
         from streamwatch.bench.commands import add_bench_parser

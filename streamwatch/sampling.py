@@ -22,6 +22,7 @@ from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
+from streamwatch.labelling import LabelCollector
 from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.rules.model import Rule
@@ -54,8 +55,10 @@ class Sampler:
         answers: AnswerLog,
         metrics: Metrics,
         on_decision: Callable[[Decision], None] | None = None,
+        labels: LabelCollector | None = None,
     ) -> None:
         self.camera, self.worker = camera, worker
+        self.labels = labels  # uncertain answers become label requests
         self.rules, self.engine, self.pipeline = rules, engine, pipeline
         self.answers, self.metrics, self.on_decision = answers, metrics, on_decision
         self.gate = ChangeGate()  # last answers kept while the picture stands still
@@ -146,6 +149,8 @@ class Sampler:
             event = None
         if event is not None:
             self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
+        if self.labels is not None:
+            await self.labels.offer(camera, rule, question, answer, image, frame.captured_at)
         confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
         log.info(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d%s",

@@ -1,4 +1,4 @@
-"""The words events are made of, spelled once: severities, event kinds, review verdicts."""
+"""The words events are made of, spelled once: severities, event kinds, review verdicts, labels."""
 
 from __future__ import annotations
 
@@ -36,3 +36,18 @@ class ReviewChoice(StrEnum):
     @property
     def verdict(self) -> Verdict | None:
         return None if self is ReviewChoice.SEEN else Verdict(self.value)
+
+
+class Label(StrEnum):
+    """An operator's answer to a label request: the truth for the rule's question, or skipped."""
+
+    YES = "yes"
+    NO = "no"
+    SKIP = "skip"
+
+
+class LabelReason(StrEnum):
+    """Why a frame became a label request."""
+
+    UNCERTAIN = "uncertain"  # P(yes) near the rule's threshold
+    SAMPLE = "sample"  # a plain "no", sampled (misses hide there)

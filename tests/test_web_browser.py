@@ -19,6 +19,7 @@ from streamwatch.clips.ring import PacketRing
 from streamwatch.config import load_settings
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, NewEvent
+from streamwatch.store.labels import LabelStore, NewLabelRequest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/install-test-deps.sh)")
@@ -101,7 +102,7 @@ def test_filter_the_timeline_open_an_event_and_mark_it_false_positive(
 def test_pages_fit_a_phone_and_show_live_cameras_and_rules(service: tuple[str, EventStore], browser: object) -> None:
     base, _ = service
     phone = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
-    for path in ("/", "/events/gate1", "/cameras", "/rules", "/ask"):
+    for path in ("/", "/events/gate1", "/cameras", "/rules", "/labels", "/ask"):
         phone.goto(base + path)
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
@@ -153,3 +154,25 @@ def test_the_event_page_plays_the_alerts_clip(
     video.evaluate("v => { v.muted = true; return v.play(); }")
     wait_for(lambda: video.evaluate("v => v.currentTime") > 0.3, 15, "the clip to play")
     assert video.evaluate("v => v.error") is None
+
+
+def test_labelling_with_the_keyboard(service: tuple[str, EventStore], browser: object) -> None:
+    base, store = service
+    labels = LabelStore(store.db, store.snapshot_dir, max_pending=9, max_labelled=9)
+    frame = (REPO / "tests" / "data" / "snapshot.jpg").read_bytes()
+    for uid in ("k1", "k2"):
+        labels.add(
+            NewLabelRequest(
+                uid, "gate", "right-side", "Is a person there?", "m", "no", 0.48, 0.5, "uncertain", datetime.now(UTC)
+            ),
+            frame,
+        )
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(base + "/labels")
+    assert page.locator("#pending").inner_text() == "2 waiting"
+    assert page.locator("img.snapshot").evaluate("img => img.complete && img.naturalWidth > 0")
+    page.keyboard.press("y")
+    page.wait_for_function("document.querySelector('#pending').innerText === '1 waiting'")
+    page.keyboard.press("s")
+    page.wait_for_selector("#empty")
+    assert [(r.uid, r.label) for r in labels.list(labelled=True)] == [("k2", "skip"), ("k1", "yes")]

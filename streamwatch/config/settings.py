@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from streamwatch.config.fields import LOCAL_PREFIXES, NETWORK_PREFIXES
+from streamwatch.config.labels import LabelsConfig
 from streamwatch.config.sections import (
     CameraConfig,
     EventLogConfig,
@@ -34,6 +35,7 @@ class Settings(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
     source: Path = Field(Path("config.toml"), exclude=True)
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # where each key is written in `source`
 

@@ -16,6 +16,7 @@ from streamwatch.outputs.message import Message
 from streamwatch.store import outbox
 from streamwatch.store.alerts import SavedAlert, save
 from streamwatch.store.db import Database
+from streamwatch.store.labels import FOLDER as LABELS_FOLDER
 from streamwatch.store.models import Event, utcnow
 from streamwatch.vocabulary import Verdict
 
@@ -219,7 +220,9 @@ class EventStore:
 def _media_files(root: Path) -> list[tuple[float, int, Path]]:
     """(modified, bytes, path) of every snapshot and clip under `root`."""
     found: list[tuple[float, int, Path]] = []
-    for folder, _dirs, names in os.walk(root):
+    for folder, dirs, names in os.walk(root):
+        if Path(folder) == root and LABELS_FOLDER in dirs:
+            dirs.remove(LABELS_FOLDER)  # label frames are bounded by count (store/labels.py), not deleted here
         for name in names:
             if name.endswith((".jpg", ".mp4")):
                 path = Path(folder) / name

@@ -100,3 +100,26 @@ class AlertRecord(Base):
     last_event_at: Mapped[float] = mapped_column(Float)
     cooldown_until: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LabelRequest(Base):
+    """A frame the service asked a yes/no rule about and was unsure of (or a sampled plain "no"), kept
+    for an operator to label: the truth for `streamwatch eval`. Never an alert, never published."""
+
+    __tablename__ = "label_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    camera: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    question: Mapped[str] = mapped_column(Text)  # as the model was asked it
+    model: Mapped[str] = mapped_column(String(300))
+    answer: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # P(yes)
+    threshold: Mapped[float] = mapped_column(Float)  # the rule's, when it was asked
+    reason: Mapped[str] = mapped_column(String(16))  # uncertain | sample
+    frame: Mapped[str] = mapped_column(String(300))  # the full frame (before any ROI crop), under snapshot_dir
+    frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    label: Mapped[str | None] = mapped_column(String(8), nullable=True)  # yes | no | skip; None: not yet
+    labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)

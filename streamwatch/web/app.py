@@ -77,10 +77,14 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
         return PlainTextResponse(context.metrics.render(), media_type="text/plain; version=0.0.4")
 
     from streamwatch.web.api import router as api_router
+    from streamwatch.web.labels import api as labels_api
+    from streamwatch.web.labels import page as labels_page
     from streamwatch.web.pages import router as pages_router
 
     app.include_router(api_router, prefix="/api")
+    app.include_router(labels_api, prefix="/api")
     app.include_router(pages_router)
+    app.include_router(labels_page)
     from streamwatch.web.pages import login_router
 
     app.include_router(login_router)

@@ -12,6 +12,7 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.metrics import Metrics
 from streamwatch.store.events import EventStore
+from streamwatch.store.labels import LabelStore
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class WebContext(Protocol):
 
     @property
     def store(self) -> EventStore: ...
+
+    @property
+    def labels(self) -> LabelStore: ...
 
     def camera_status(self) -> list[CameraStatus]: ...
 

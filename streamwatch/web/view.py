@@ -16,6 +16,7 @@ from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.sampling import AnswerLog
 from streamwatch.store.events import EventStore
+from streamwatch.store.labels import LabelStore
 from streamwatch.web.context import RuleView
 
 Check = Callable[[], str | None]  # None when it works, else why not
@@ -33,8 +34,10 @@ class ServiceView:
         engine: Engine,
         metrics: Metrics,
         checks: Mapping[str, Check],
+        labels: LabelStore,
     ) -> None:
         self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
+        self.labels = labels
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
         self.checks = checks
 

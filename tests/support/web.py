@@ -22,6 +22,7 @@ from streamwatch.ingest.status import CameraStatus
 from streamwatch.metrics import Metrics
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
+from streamwatch.store.labels import LabelStore
 from streamwatch.web.context import LastAnswer, RuleView
 from support.events import new_event
 from support.helpers import REPO
@@ -43,7 +44,9 @@ class Site:
     """A service-shaped context: events in SQLite, one camera worker on the sample clip, the real queue."""
 
     def __init__(self, folder: Path) -> None:
-        self.store = EventStore(Database.open(f"sqlite:///{folder / 'events.db'}"), folder / "snapshots")
+        database = Database.open(f"sqlite:///{folder / 'events.db'}")
+        self.store = EventStore(database, folder / "snapshots")
+        self.labels = LabelStore(database, folder / "snapshots", max_pending=50, max_labelled=50)
         self.queue = InferenceQueue(BrightnessBackend(), max_batch=4, max_wait_s=0.01)
         self.queue.start()
         self.worker = CameraWorker(CameraConfig(id="yard", url=str(REPO / "samples" / "yard.mp4"), name="Yard"))

@@ -1,0 +1,20 @@
+"""`[labels]`: which of the service's own answers become label requests for an operator."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from streamwatch.config.sections import _Section
+
+
+class LabelsConfig(_Section):
+    """Label requests: frames whose answer was uncertain (P(yes) near the rule's threshold) and a few
+    plain "no"s, kept for an operator to label (web UI /labels, REST API, `streamwatch labels`); never
+    alerts, never on MQTT. Labelled, they join reviewed events as examples for `streamwatch eval`."""
+
+    enabled: bool = Field(True, description="Keep label requests (yes/no rules only).")
+    band: float = Field(0.15, ge=0, le=0.5, description="Uncertain: P(yes) within this of the rule's threshold.")
+    sample_no: float = Field(0.01, ge=0, le=1, description="Share of other (confident) 'no' answers kept as well.")
+    every_s: float = Field(600.0, ge=0, le=86_400, description="At most one request per camera x rule this often.")
+    max_pending: int = Field(500, ge=1, le=100_000, description="Unlabelled requests kept; the oldest go first.")
+    max_labelled: int = Field(20_000, ge=1, le=1_000_000, description="Labelled ones kept; the oldest go first.")
