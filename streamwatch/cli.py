@@ -360,9 +360,11 @@ def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
     events.add_argument("--limit", type=int, default=50)
     events.add_argument("--json", action="store_true")
     events.set_defaults(func=cmd_events)
+    from streamwatch.evaluation.command import add_eval_parser
     from streamwatch.labels_cli import add_labels_parser
 
     add_labels_parser(sub)
+    add_eval_parser(sub)
 
     if tools:
         from streamwatch.bench.commands import add_bench_parser

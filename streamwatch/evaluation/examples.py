@@ -1,0 +1,86 @@
+"""Labelled examples, produced one at a time (a frame is only in memory while it is scored):
+
+- reviewed events of yes/no rules: an alert marked *confirmed* was truly yes on its frame, one marked
+  *false positive* truly no (events reviewed as just seen, and resolve events, teach nothing);
+- answered label requests: the operator's yes or no (skips are left out);
+- labelled clips (manifest.py): a frame every `every_s` inside each interval, with its truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from streamwatch.evaluation.manifest import LabelledClip, frames
+from streamwatch.ingest.images import ImageRejected, decode_image
+from streamwatch.store.events import EventFilter, EventStore
+from streamwatch.store.labels import LabelStore
+from streamwatch.vocabulary import EventKind, Label, Verdict
+
+PAGE = 500
+
+
+@dataclass(frozen=True)
+class Example:
+    camera: str
+    rule: str
+    truth: bool
+    source: str  # review | label | the manifest's path
+    ref: str  # event id, label request id, or clip@seconds
+    image: Image.Image  # the full frame (before any roi)
+    vars: tuple[tuple[str, str], ...] = ()  # template variables a manifest gives
+
+
+def reviewed(store: EventStore, skipped: list[str]) -> Iterator[Example]:
+    for verdict, truth in ((Verdict.CONFIRMED, True), (Verdict.FALSE_POSITIVE, False)):
+        offset = 0
+        while True:
+            page = store.list(EventFilter(verdict=verdict), limit=PAGE, offset=offset)
+            for event in page:
+                if event.kind == EventKind.RESOLVED:
+                    continue
+                image = _load(store.snapshot_path(event), f"event {event.uid}", skipped)
+                if image is not None:
+                    yield Example(event.camera, event.rule, truth, "review", event.uid, image)
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+
+
+def labelled(labels: LabelStore, skipped: list[str]) -> Iterator[Example]:
+    offset = 0
+    while True:
+        page = labels.list(labelled=True, limit=PAGE, offset=offset)
+        for item in page:
+            if item.label in (Label.YES, Label.NO):
+                image = _load(labels.frame_path(item), f"label request {item.uid}", skipped)
+                if image is not None:
+                    yield Example(item.camera, item.rule, item.label == Label.YES, "label", item.uid, image)
+        if len(page) < PAGE:
+            break
+        offset += PAGE
+
+
+def from_clips(clips: Sequence[LabelledClip]) -> Iterator[Example]:
+    for clip in clips:
+        manifest = clip.manifest
+        extra = tuple(sorted(manifest.vars.items()))
+        for seconds, truth, pixels in frames(clip):
+            image = Image.fromarray(pixels)
+            yield Example(
+                manifest.camera, manifest.rule, truth, str(clip.path), f"{manifest.clip}@{seconds:g}", image, extra
+            )
+
+
+def _load(path: Path | None, what: str, skipped: list[str]) -> Image.Image | None:
+    if path is None or not path.is_file():
+        skipped.append(f"{what}: its frame is gone (retention or the disk cap)")
+        return None
+    try:
+        return decode_image(path)
+    except ImageRejected as exc:
+        skipped.append(f"{what}: {exc}")
+        return None

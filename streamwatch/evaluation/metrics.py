@@ -1,0 +1,99 @@
+"""How well a yes/no rule does on labelled examples: counts at a threshold, precision, recall, F1,
+expected calibration error, the threshold that would do best, and the false alerts a day it means."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class Counts:
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @property
+    def precision(self) -> float | None:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+    @property
+    def f1(self) -> float | None:
+        p, r = self.precision, self.recall
+        if p is None or r is None:
+            return None
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def false_positive_rate(self) -> float | None:
+        return self.fp / (self.fp + self.tn) if self.fp + self.tn else None
+
+
+def counts(p_yes: Sequence[float], truth: Sequence[bool], threshold: float) -> Counts:
+    """The rule alerts on an answer when P(yes) >= threshold (as the service decides)."""
+    said = [p >= threshold for p in p_yes]
+    return Counts(
+        tp=sum(s and t for s, t in zip(said, truth, strict=True)),
+        fp=sum(s and not t for s, t in zip(said, truth, strict=True)),
+        fn=sum(not s and t for s, t in zip(said, truth, strict=True)),
+        tn=sum(not s and not t for s, t in zip(said, truth, strict=True)),
+    )
+
+
+def calibration_error(p_yes: Sequence[float], truth: Sequence[bool], bins: int = CALIBRATION_BINS) -> float | None:
+    """Expected calibration error: over equal-width P(yes) bins, the answers' share times the gap between
+    the bin's mean P(yes) and how often the truth was yes."""
+    if not p_yes:
+        return None
+    total = 0.0
+    for index in range(bins):
+        low, high = index / bins, (index + 1) / bins
+        members = [
+            (p, t) for p, t in zip(p_yes, truth, strict=True) if low <= p < high or (index == bins - 1 and p == 1.0)
+        ]
+        if members:
+            mean = sum(p for p, _ in members) / len(members)
+            yes = sum(t for _, t in members) / len(members)
+            total += len(members) / len(p_yes) * abs(mean - yes)
+    return total
+
+
+def best_threshold(
+    p_yes: Sequence[float], truth: Sequence[bool], current: float, target_precision: float | None = None
+) -> float | None:
+    """The threshold that maximises F1 (ties: the one closest to `current`), or with `target_precision`
+    the lowest threshold whose precision reaches it (the most recall at that precision). Candidates
+    are the scores themselves. None without any positive example (or when no threshold reaches the
+    target)."""
+    if not any(truth):
+        return None
+    best: tuple[float, float, float] | None = None  # (score, -distance, threshold)
+    for threshold in sorted(set(p_yes)):
+        result = counts(p_yes, truth, threshold)
+        if target_precision is not None:
+            if result.precision is not None and result.precision >= target_precision:
+                return threshold
+            continue
+        key = (result.f1 or 0.0, -abs(threshold - current), threshold)
+        if best is None or key > best:
+            best = key
+    return None if best is None else best[2]
+
+
+def false_alerts_per_day(false_positive_rate: float | None, sample_interval_s: float, n: int, m: int) -> float | None:
+    """Alerts a day on a camera where the rule's condition is never true: samples a day times the chance
+    that a sample completes n positives among the last m (it is positive, and exactly n - 1 of the m - 1
+    before it were), the answers taken as independent. Cooldown and open alerts make it fewer."""
+    if false_positive_rate is None:
+        return None
+    q = false_positive_rate
+    per_sample = q * math.comb(m - 1, n - 1) * q ** (n - 1) * (1 - q) ** (m - n)
+    return 86_400 / sample_interval_s * per_sample

@@ -1,0 +1,84 @@
+"""Labelled examples through a model, as the service would ask them: each rule's question rendered for
+the example's camera, its `roi` cropped from the full frame, P(yes) from the backend in batches."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from streamwatch.config import CameraConfig
+from streamwatch.evaluation.examples import Example
+from streamwatch.inference.backends.base import Backend
+from streamwatch.inference.types import Prompt
+from streamwatch.ingest.preprocess import crop_roi
+from streamwatch.rules.model import Rule
+
+BATCH = 16
+
+
+@dataclass
+class Scored:
+    """One rule on one camera: P(yes) and the truth of each example, and where the examples came from."""
+
+    camera: str
+    rule: Rule
+    sample_interval_s: float
+    p_yes: list[float] = field(default_factory=list)
+    truth: list[bool] = field(default_factory=list)
+    sources: Counter[str] = field(default_factory=Counter)
+
+
+def replay(
+    backend: Backend,
+    rules: Mapping[str, Rule],
+    cameras: Mapping[str, CameraConfig],
+    examples: Iterable[Example],
+    skipped: Counter[str],
+) -> dict[tuple[str, str], Scored]:
+    """Score every usable example; why the others were left out is counted in `skipped`."""
+    scored: dict[tuple[str, str], Scored] = {}
+    batch: list[tuple[Scored, Prompt, bool]] = []
+    for example in examples:
+        rule = rules.get(example.rule)
+        why = _unusable(rule, example)
+        if why is not None:
+            skipped[why] += 1
+            continue
+        assert rule is not None
+        camera = cameras.get(example.camera) or CameraConfig(id=example.camera, url="-")
+        if example.vars:
+            camera = camera.model_copy(update={"vars": {**camera.vars, **dict(example.vars)}})
+        missing = rule.missing_variables(camera)
+        if missing:
+            skipped[f"rule {rule.id} on camera {camera.id}: no value for {{{missing[0]}}}"] += 1
+            continue
+        key = (camera.id, rule.id)
+        if key not in scored:
+            scored[key] = Scored(camera.id, rule, rule.sample_interval_s or camera.sample_interval_s)
+        scored[key].sources[example.source] += 1
+        batch.append((scored[key], Prompt(crop_roi(example.image, rule.roi), rule.prompt(camera)), example.truth))
+        if len(batch) >= BATCH:
+            _score(backend, batch)
+    _score(backend, batch)
+    return scored
+
+
+def _unusable(rule: Rule | None, example: Example) -> str | None:
+    if rule is None:
+        return f"rule {example.rule}: not among the rules evaluated"
+    if rule.answer != "yes_no":
+        return f"rule {rule.id}: a {rule.answer} rule (eval measures yes/no rules)"
+    if rule.frames > 1:
+        return f"rule {rule.id}: asks over {rule.frames} frames; one kept frame cannot replay it"
+    return None
+
+
+def _score(backend: Backend, batch: list[tuple[Scored, Prompt, bool]]) -> None:
+    if not batch:
+        return
+    answers = backend.score_yes_no([prompt for _, prompt, _ in batch])
+    for (target, _prompt, truth), answer in zip(batch, answers, strict=True):
+        target.p_yes.append(answer.p_yes)
+        target.truth.append(truth)
+    batch.clear()
