@@ -172,32 +172,35 @@ def test_eval_on_the_demo_model_over_reviews_labels_and_a_clip(tmp_path: Path, c
     events.review(event.uid, Verdict.FALSE_POSITIVE, "shadow of a pin")
     clip = manifest(tmp_path, HEAD + "[[intervals]]\nfrom_s = 0\nto_s = 3\ntruth = 'no'\n", clips["cam"])
 
-    command = [
-        sys.executable,
-        "-m",
-        "streamwatch",
-        "eval",
-        "-c",
-        str(config),
-        "--clips",
-        str(clip),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    looser = tmp_path / "looser-rules"  # the change under test: solder-bridge at 0, it alerts on every board
+    looser.mkdir()
+    for file in (REPO / "rules").glob("*.toml"):
+        text = file.read_text()
+        if file.name == "defect.toml":
+            text = text.replace('answer = "yes_no"\nthreshold = 0.7', 'answer = "yes_no"\nthreshold = 0.0', 1)
+        (looser / file.name).write_text(text)
+    command = [sys.executable, "-m", "streamwatch", "eval", "-c", str(config), "--clips", str(clip)]
+    command += ["--out", str(tmp_path / "out"), "--compare-rules", str(looser), "--fail-on-regression"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # every good board is a false alert: F1 drops
+    assert "regression: solder-bridge on line: F1 " in result.stderr
     report = json.loads((tmp_path / "out" / "eval.json").read_text())
-    (row,) = report["rules"]
+    a, b = report["candidates"]
+    assert b["rules"] == str(looser) and a["model"] == b["model"]
+    (row,) = a["rows"]
     assert (row["camera"], row["rule"], row["threshold"]) == ("line", "solder-bridge", 0.7)
-    assert row["n"] == 12 + 1 + 4 and row["positives"] == 6
+    assert row["n"] == 12 + 1 + 4 and row["positives"] == 6 and b["rows"][0]["threshold"] == 0.0
     assert row["sources"] == {"label": 12, "review": 1, str(clip): 4}
+    assert a["skipped"] == {}  # the skipped label request is no example; nothing else was left out
     assert row["tp"] + row["fp"] + row["fn"] + row["tn"] == row["n"]
     for key in ("precision", "recall", "f1", "calibration_error"):
         assert row[key] is None or 0 <= row[key] <= 1
     assert row["recall"] >= 0.8  # the demo model finds bridges
+    assert b["rows"][0]["recall"] == 1.0 and b["rows"][0]["precision"] == pytest.approx(6 / 17, abs=1e-3)
     assert row["suggested_threshold"] is not None and row["false_alerts_per_day"] is not None
     assert (tmp_path / "out" / "eval.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| line | solder-bridge | 17 | 6 |" in (tmp_path / "out" / "eval.md").read_text()
+    shown = (tmp_path / "out" / "eval.md").read_text()
+    assert "| line | solder-bridge | 17 | 6 | 0.7 |" in shown and "## A against B" in shown
 
 
 def test_eval_without_labelled_examples_says_how_to_get_some(tmp_path: Path) -> None:

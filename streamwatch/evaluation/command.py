@@ -10,14 +10,18 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamwatch.config import Settings
+from streamwatch.evaluation import metrics
 from streamwatch.evaluation.examples import Example, from_clips, labelled, reviewed
 from streamwatch.evaluation.manifest import LabelledClip, load_manifest
-from streamwatch.evaluation.replay import replay
+from streamwatch.evaluation.replay import Scored, replay
 from streamwatch.evaluation.report import write
+from streamwatch.inference.backends.base import Backend
+from streamwatch.rules.model import Rule
 from streamwatch.tomlfile import DataFileError
 
 log = logging.getLogger(__name__)
@@ -30,62 +34,117 @@ NOTHING = (
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
-    from streamwatch.inference.build import load_backend
     from streamwatch.logs import setup_logging
-    from streamwatch.rules.loader import load_rules
-    from streamwatch.store.db import open_database
-    from streamwatch.store.events import EventStore
-    from streamwatch.store.labels import LabelStore
 
     setup_logging(args.log_level)
     settings = load_settings(args.config)
-    if args.model:
-        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"id": args.model})})
-    rules_dir = Path(args.rules) if args.rules else settings.path(settings.rules_dir)
-    rules = {rule.id: rule for rule in load_rules(rules_dir, settings.cameras).rules}
     clips: list[LabelledClip] = [load_manifest(Path(path)) for path in args.clips]
+    base = Candidate(
+        args.model or settings.model.id, Path(args.rules) if args.rules else settings.path(settings.rules_dir)
+    )
+    other = None
+    if args.compare_rules or args.compare_model:
+        other = Candidate(
+            args.compare_model or base.model, Path(args.compare_rules) if args.compare_rules else base.rules
+        )
+    runs = [base] if other is None else [base, other]
+    rules = {candidate: _rules(candidate, settings, clips) for candidate in runs}
+
+    def examples() -> Iterator[Example] | None:
+        return _peek(_examples(settings, clips, args.no_store, notes))
+
+    notes: list[str] = []
+    if examples() is None:
+        print(f"error: {NOTHING}", file=sys.stderr)
+        return 2
+    results: list[tuple[Candidate, dict[tuple[str, str], Scored], Counter[str]]] = []
+    backend, loaded = None, ""
+    try:
+        for candidate in runs:
+            if backend is None or loaded != candidate.model:
+                if backend is not None:
+                    backend.close()
+                backend, loaded = _backend(settings, candidate.model), candidate.model
+            notes.clear()
+            skipped: Counter[str] = Counter()
+            stream = examples()
+            assert stream is not None
+            scored = replay(backend, rules[candidate], {c.id: c for c in settings.cameras}, stream, skipped)
+            skipped.update(notes)
+            if not scored:
+                print(f"error: none of the labelled examples can be replayed: {dict(skipped)}", file=sys.stderr)
+                return 2
+            results.append((candidate, scored, skipped))
+    finally:
+        if backend is not None:
+            backend.close()
+    for path in write(Path(args.out), args.name, results, args.target_precision):
+        print(f"wrote {path}")
+    if other is not None:
+        drops = regressions(results[0][1], results[1][1], args.tolerance)
+        for line in drops:
+            print(f"regression: {line}", file=sys.stderr)
+        if drops and args.fail_on_regression:
+            return 1
+    return 0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What is evaluated: a model and a rules folder."""
+
+    model: str
+    rules: Path
+
+    def __str__(self) -> str:
+        return f"{self.model} with {self.rules}"
+
+
+def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) -> dict[str, Rule]:
+    from streamwatch.rules.loader import load_rules
+
+    rules = {rule.id: rule for rule in load_rules(candidate.rules, settings.cameras).rules}
     problems = [
-        clip.problem(("rule",), f"no rule {clip.manifest.rule!r} in {rules_dir}")
+        clip.problem(("rule",), f"no rule {clip.manifest.rule!r} in {candidate.rules}")
         for clip in clips
         if clip.manifest.rule not in rules
     ]
     if problems:
         raise DataFileError(problems)
+    return rules
+
+
+def _examples(settings: Settings, clips: list[LabelledClip], no_store: bool, notes: list[str]) -> Iterator[Example]:
+    """Every labelled example, afresh (each candidate sees the same ones, in the same order)."""
+    from streamwatch.store.db import open_database
+    from streamwatch.store.events import EventStore
+    from streamwatch.store.labels import LabelStore
+
     sources: list[Iterator[Example]] = [from_clips(clips)]
-    skipped: Counter[str] = Counter()
-    notes: list[str] = []
-    if not args.no_store:
+    if not no_store:
         database = open_database(settings)
         folder = settings.path(settings.storage.snapshot_dir)
-        labels = LabelStore(database, folder, max_pending=10**9, max_labelled=10**9)  # reads only
+        labels = LabelStore(database, folder, max_pending=10**9, max_labelled=10**9)  # read here, never bounded
         sources = [reviewed(EventStore(database, folder), notes), labelled(labels, notes), *sources]
-    examples = _peek(itertools.chain(*sources))
-    if examples is None:
-        print(f"error: {NOTHING}", file=sys.stderr)
-        return 2
-    backend = load_backend(settings)
-    try:
-        scored = replay(backend, rules, {c.id: c for c in settings.cameras}, examples, skipped)
-    finally:
-        backend.close()
-    skipped.update(notes)
-    if not scored:
-        print(f"error: none of the labelled examples can be replayed: {dict(skipped)}", file=sys.stderr)
-        return 2
-    total = sum(len(s.p_yes) for s in scored.values())
-    kinds: Counter[str] = Counter()
-    for item in scored.values():
-        kinds.update(item.sources)
-    about: dict[str, Any] = {
-        "model": settings.model.id,
-        "rules": str(rules_dir),
-        "examples": total,
-        "sources": ", ".join(f"{n} from {kind}" for kind, n in sorted(kinds.items())),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    for path in write(Path(args.out), args.name, scored, skipped, about, args.target_precision):
-        print(f"wrote {path}")
-    return 0
+    return itertools.chain(*sources)
+
+
+def _backend(settings: Settings, model: str) -> Backend:
+    from streamwatch.inference.build import load_backend
+
+    return load_backend(settings.model_copy(update={"model": settings.model.model_copy(update={"id": model})}))
+
+
+def regressions(
+    before: dict[tuple[str, str], Scored], after: dict[tuple[str, str], Scored], tolerance: float
+) -> list[str]:
+    """Rule x camera pairs whose F1 at their own threshold dropped by more than `tolerance`."""
+    found = []
+    for key in sorted(set(before) & set(after)):
+        old, new = (metrics.counts(s.p_yes, s.truth, s.rule.threshold).f1 for s in (before[key], after[key]))
+        if old is not None and (new or 0.0) < old - tolerance:
+            found.append(f"{key[1]} on {key[0]}: F1 {old:.3f} -> {0.0 if new is None else new:.3f}")
+    return found
 
 
 def _peek(examples: Iterator[Example]) -> Iterator[Example] | None:
@@ -101,6 +160,12 @@ def add_eval_parser(sub: Any) -> None:
     parser.add_argument("--model", help="model id or folder to evaluate (default: the config's model.id)")
     parser.add_argument("--clips", nargs="*", default=[], metavar="MANIFEST", help="labelled clips (TOML manifests)")
     parser.add_argument("--no-store", action="store_true", help="only the labelled clips, not the database")
+    parser.add_argument("--compare-rules", metavar="DIR", help="also evaluate this rules folder, side by side")
+    parser.add_argument("--compare-model", metavar="ID", help="also evaluate this model, side by side")
+    parser.add_argument(
+        "--fail-on-regression", action="store_true", help="exit 1 when the compared one's F1 drops on a rule"
+    )
+    parser.add_argument("--tolerance", type=float, default=0.02, help="F1 drop allowed with --fail-on-regression")
     parser.add_argument("--target-precision", type=float, help="suggest the lowest threshold reaching this precision")
     parser.add_argument("--out", default="eval", help="report folder")
     parser.add_argument("--name", default="eval", help="report file name (without extension)")

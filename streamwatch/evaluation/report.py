@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,84 +69,149 @@ def _curve(p: list[float], truth: list[bool]) -> list[tuple[float, float, float]
 def write(
     out_dir: Path,
     name: str,
-    scored: Mapping[tuple[str, str], Scored],
-    skipped: Counter[str],
-    about: dict[str, Any],
+    results: Sequence[tuple[Any, Mapping[tuple[str, str], Scored], Counter[str]]],
     target_precision: float | None,
 ) -> list[Path]:
-    rows = [row(scored[key], target_precision) for key in sorted(scored)]
-    data = {"evaluation": about, "target_precision": target_precision, "rules": rows, "skipped": dict(skipped)}
-    paths = write_report(out_dir, name, data, markdown(rows, skipped, about, target_precision))
+    """`results`: (what was evaluated, its scores, why examples were left out) for one candidate, or two
+    compared side by side (the second is the change under test)."""
+    candidates = []
+    for candidate, scored, skipped in results:
+        rows = [row(scored[key], target_precision) for key in sorted(scored)]
+        total = sum(item["n"] for item in rows)
+        kinds: Counter[str] = Counter()
+        for item in rows:
+            kinds.update(item["sources"])
+        candidates.append(
+            {
+                "model": candidate.model,
+                "rules": str(candidate.rules),
+                "examples": total,
+                "sources": dict(kinds),
+                "rows": rows,
+                "skipped": dict(skipped),
+            }
+        )
+    data = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target_precision": target_precision,
+        "candidates": candidates,
+    }
+    paths = write_report(out_dir, name, data, markdown(data))
     try:
-        paths.append(plot(rows, out_dir / f"{name}.png"))
+        paths.append(plot(candidates, out_dir / f"{name}.png"))
     except ImportError:
         log.warning("matplotlib is not installed: no plot")
     return paths
 
 
-def markdown(
-    rows: list[dict[str, Any]], skipped: Counter[str], about: dict[str, Any], target_precision: float | None
-) -> str:
-    columns = [
-        ("camera", "camera"),
-        ("rule", "rule"),
-        ("n", "examples"),
-        ("positives", "truly yes"),
-        ("threshold", "threshold"),
-        ("precision", "precision"),
-        ("recall", "recall"),
-        ("f1", "F1"),
-        ("calibration_error", "ECE"),
-        ("false_alerts_per_day", "false alerts/day"),
-        ("suggested_threshold", "suggested threshold"),
-        ("suggested_precision", "precision there"),
-        ("suggested_recall", "recall there"),
-        ("suggested_false_alerts_per_day", "false alerts/day there"),
+COLUMNS = [
+    ("camera", "camera"),
+    ("rule", "rule"),
+    ("n", "examples"),
+    ("positives", "truly yes"),
+    ("threshold", "threshold"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("f1", "F1"),
+    ("calibration_error", "ECE"),
+    ("false_alerts_per_day", "false alerts/day"),
+    ("suggested_threshold", "suggested threshold"),
+    ("suggested_precision", "precision there"),
+    ("suggested_recall", "recall there"),
+    ("suggested_false_alerts_per_day", "false alerts/day there"),
+]
+
+
+def markdown(data: dict[str, Any]) -> str:
+    target = data["target_precision"]
+    goal = f"the lowest reaching precision {target:g}" if target else "the best F1"
+    parts = [
+        "# Evaluation",
+        "",
+        f"{data['date']}. A rule alerts on an answer when P(yes) >= its threshold. Suggested threshold: {goal}.",
+        "False alerts a day: on a camera where the condition never holds, sampled at the rule's interval,",
+        "with its N-of-M confirmation (answers taken as independent; cooldowns make it fewer).",
     ]
-    goal = f"the lowest reaching precision {target_precision:g}" if target_precision else "the best F1"
-    left_out = "\n".join(f"- {why}: {count}" for why, count in sorted(skipped.items())) or "- none"
-    return f"""# Evaluation of {about["model"]}
+    for index, candidate in enumerate(data["candidates"]):
+        sources = ", ".join(f"{n} from {kind}" for kind, n in sorted(candidate["sources"].items()))
+        left_out = "\n".join(f"- {why}: {n}" for why, n in sorted(candidate["skipped"].items())) or "- none"
+        parts += [
+            "",
+            f"## {'ABCDEFGH'[index]}: {candidate['model']} with rules from `{candidate['rules']}`",
+            "",
+            f"{candidate['examples']} labelled examples ({sources}).",
+            "",
+            markdown_table(candidate["rows"], COLUMNS),
+            "",
+            "Left out:",
+            left_out,
+        ]
+    if len(data["candidates"]) == 2:
+        parts += ["", "## A against B", "", markdown_table(comparison(*data["candidates"]), COMPARED)]
+    return "\n".join(parts) + "\n"
 
-Rules from `{about["rules"]}`; {about["examples"]} labelled examples ({about["sources"]}); {about["date"]}.
-A rule alerts on an answer when P(yes) >= its threshold. Suggested threshold: {goal}. False alerts a
-day: on a camera where the condition never holds, sampled at the rule's interval, with its N-of-M
-confirmation (answers taken as independent; cooldowns make it fewer).
 
-{markdown_table(rows, columns)}
+COMPARED = [
+    ("camera", "camera"),
+    ("rule", "rule"),
+    ("n", "examples"),
+    ("f1_a", "F1 A"),
+    ("f1_b", "F1 B"),
+    ("f1_change", "F1 B - A"),
+    ("precision_a", "precision A"),
+    ("precision_b", "precision B"),
+    ("recall_a", "recall A"),
+    ("recall_b", "recall B"),
+]
 
-Left out:
-{left_out}
-"""
+
+def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    theirs = {(r["camera"], r["rule"]): r for r in b["rows"]}
+    rows = []
+    for mine in a["rows"]:
+        other = theirs.get((mine["camera"], mine["rule"]))
+        if other is None:
+            continue
+        change = None if mine["f1"] is None or other["f1"] is None else round(other["f1"] - mine["f1"], 3)
+        rows.append(
+            {
+                "camera": mine["camera"],
+                "rule": mine["rule"],
+                "n": mine["n"],
+                "f1_a": mine["f1"],
+                "f1_b": other["f1"],
+                "f1_change": change,
+                "precision_a": mine["precision"],
+                "precision_b": other["precision"],
+                "recall_a": mine["recall"],
+                "recall_b": other["recall"],
+            }
+        )
+    return rows
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+def plot(candidates: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4.5))
-    for index, item in enumerate(rows):
-        curve = item["curve"]
-        if not curve:
-            continue
-        axis.plot(
-            [c[2] for c in curve],
-            [c[1] for c in curve],
-            color=f"C{index % 10}",
-            label=f"{item['rule']} ({item['camera']})",
-        )
-        if item["recall"] is not None and item["precision"] is not None:
-            axis.plot([item["recall"]], [item["precision"]], marker="o", color=f"C{index % 10}")
-    axis.set(
-        xlabel="recall",
-        ylabel="precision",
-        xlim=(0, 1.02),
-        ylim=(0, 1.02),
-        title="precision-recall per rule (dot: threshold)",
-    )
+    for number, candidate in enumerate(candidates):
+        style = "-" if number == 0 else "--"
+        for index, item in enumerate(candidate["rows"]):
+            curve = item["curve"]
+            if not curve:
+                continue
+            colour = f"C{index % 10}"
+            label = f"{item['rule']} ({item['camera']}){' ' + 'AB'[number] if len(candidates) > 1 else ''}"
+            axis.plot([c[2] for c in curve], [c[1] for c in curve], color=colour, linestyle=style, label=label)
+            if item["recall"] is not None and item["precision"] is not None:
+                axis.plot([item["recall"]], [item["precision"]], marker="o", color=colour)
+    axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
+    axis.set_title("precision-recall per rule (dot: its threshold)")
     axis.grid(alpha=0.3)
-    if rows:
+    if any(candidate["rows"] for candidate in candidates):
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
