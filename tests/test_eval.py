@@ -23,6 +23,7 @@ from streamwatch.alerts.pipeline import jpeg
 from streamwatch.demo.dataset import demo_tasks, example
 from streamwatch.evaluation import metrics
 from streamwatch.evaluation.manifest import frames, load_manifest
+from streamwatch.store import measures
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore, NewLabelRequest
@@ -201,6 +202,10 @@ def test_eval_on_the_demo_model_over_reviews_labels_and_a_clip(tmp_path: Path, c
     assert (tmp_path / "out" / "eval.png").read_bytes()[:4] == b"\x89PNG"
     shown = (tmp_path / "out" / "eval.md").read_text()
     assert "| line | solder-bridge | 17 | 6 | 0.7 |" in shown and "## A against B" in shown
+    # the deployed candidate's figures are kept for the rules page
+    (saved,) = measures.load(events.db)["solder-bridge"]
+    assert saved["camera"] == "line" and saved["examples"] == 17 and saved["recall"] == row["recall"]
+    assert "saved the figures of 1 rule x camera pairs" in result.stdout
 
 
 def test_eval_without_labelled_examples_says_how_to_get_some(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from support.service import Running, write_site
 from streamwatch.clips.mp4 import write_mp4
 from streamwatch.clips.ring import PacketRing
 from streamwatch.config import load_settings
+from streamwatch.store import measures
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, NewEvent
 from streamwatch.store.labels import LabelStore, NewLabelRequest
@@ -52,6 +53,9 @@ def service(tmp_path: Path) -> Iterator[tuple[str, EventStore]]:
             ),
             (REPO / "tests" / "data" / "snapshot.jpg").read_bytes(),
         )
+    measured = {"rule": "right-side", "camera": "gate", "n": 40, "positives": 12, "threshold": 0.5}
+    measured |= {"precision": 0.9, "recall": 0.75, "f1": 0.82, "suggested_threshold": 0.42, "false_alerts_per_day": 3.1}
+    measures.save(store.db, "m", [measured])  # as `streamwatch eval` leaves them
     running = Running(settings)
     try:
         yield f"http://127.0.0.1:{settings.web.port}", store
@@ -115,6 +119,10 @@ def test_pages_fit_a_phone_and_show_live_cameras_and_rules(service: tuple[str, E
     assert phone.locator("li.card[data-camera=gate] .badge").inner_text() == "online"
     phone.goto(base + "/rules")
     assert phone.locator("li.card[data-rule=right-side]").count() == 1
+    shown = phone.locator("li.card[data-rule=right-side] .measured[data-camera=gate]").inner_text()
+    assert shown == (
+        "gate, measured on 40 labelled frames: precision 0.90 · recall 0.75 · suggested threshold 0.42 (now 0.50)"
+    )
 
 
 def test_ask_page_answers_an_uploaded_image(service: tuple[str, EventStore], browser: object) -> None:

@@ -80,6 +80,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             backend.close()
     for path in write(Path(args.out), args.name, results, args.target_precision):
         print(f"wrote {path}")
+    if not args.no_save and not args.no_store:
+        from streamwatch.evaluation.report import row
+        from streamwatch.store.db import open_database
+        from streamwatch.store.measures import save
+
+        rows = [row(item, args.target_precision) for item in results[0][1].values()]
+        saved = save(open_database(settings), base.model, rows)
+        print(f"saved the figures of {saved} rule x camera pairs for the rules page (--no-save: do not)")
     if other is not None:
         drops = regressions(results[0][1], results[1][1], args.tolerance)
         for line in drops:
@@ -160,6 +168,7 @@ def add_eval_parser(sub: Any) -> None:
     parser.add_argument("--model", help="model id or folder to evaluate (default: the config's model.id)")
     parser.add_argument("--clips", nargs="*", default=[], metavar="MANIFEST", help="labelled clips (TOML manifests)")
     parser.add_argument("--no-store", action="store_true", help="only the labelled clips, not the database")
+    parser.add_argument("--no-save", action="store_true", help="do not show these figures on the rules page")
     parser.add_argument("--compare-rules", metavar="DIR", help="also evaluate this rules folder, side by side")
     parser.add_argument("--compare-model", metavar="ID", help="also evaluate this model, side by side")
     parser.add_argument(

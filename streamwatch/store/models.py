@@ -123,3 +123,23 @@ class LabelRequest(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     label: Mapped[str | None] = mapped_column(String(8), nullable=True)  # yes | no | skip; None: not yet
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+
+
+class RuleMeasure(Base):
+    """How a rule did on a camera in the latest `streamwatch eval` (of the deployed rules and model):
+    shown on the rules page and in the API next to the rule."""
+
+    __tablename__ = "rule_measures"
+
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(300))
+    examples: Mapped[int] = mapped_column(Integer)
+    positives: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[float] = mapped_column(Float)
+    precision: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recall: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    suggested_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    false_alerts_per_day: Mapped[float | None] = mapped_column(Float, nullable=True)
+    measured_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

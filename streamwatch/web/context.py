@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -36,6 +36,7 @@ class RuleView:
     enabled: bool
     help: str
     last_answers: list[LastAnswer]
+    measured: list[dict[str, Any]] = field(default_factory=list)  # the latest eval's figures, per camera
 
 
 class WebContext(Protocol):

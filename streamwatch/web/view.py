@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -15,11 +18,14 @@ from streamwatch.ingest.status import CameraStatus
 from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.sampling import AnswerLog
+from streamwatch.store import measures
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
 from streamwatch.web.context import RuleView
 
 Check = Callable[[], str | None]  # None when it works, else why not
+MEASURES_TTL_S = 30.0
+log = logging.getLogger(__name__)
 
 
 class ServiceView:
@@ -38,6 +44,7 @@ class ServiceView:
     ) -> None:
         self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
         self.labels = labels
+        self._measured: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
         self.checks = checks
 
@@ -49,6 +56,7 @@ class ServiceView:
 
     def rule_views(self) -> list[RuleView]:
         views = []
+        measured = self._measures()
         for rule in self.rules.current.rules:
             cameras = [c.id for c in self.my_cameras if rule.applies_to(c)]
             answers = [self.answers.latest[(c, rule.id)] for c in cameras if (c, rule.id) in self.answers.latest]
@@ -63,9 +71,21 @@ class ServiceView:
                     rule.enabled,
                     rule.help,
                     answers,
+                    measured.get(rule.id, []),
                 )
             )
         return views
+
+    def _measures(self) -> dict[str, list[dict[str, Any]]]:
+        """The latest eval figures, read at most every MEASURES_TTL_S (they change when eval runs)."""
+        now = time.monotonic()
+        if self._measured is None or now - self._measured[0] > MEASURES_TTL_S:
+            try:
+                self._measured = (now, measures.load(self.store.db))
+            except Exception:
+                log.exception("could not read the rules' measured figures")
+                return {}
+        return self._measured[1]
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
         """A one-off question (web/API) through the same shared queue as the cameras."""
