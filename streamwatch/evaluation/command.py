@@ -12,17 +12,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamwatch.config import Settings
-from streamwatch.evaluation import metrics
-from streamwatch.evaluation.examples import Example, from_clips, labelled, reviewed
-from streamwatch.evaluation.manifest import LabelledClip, load_manifest
-from streamwatch.evaluation.replay import Scored, replay
-from streamwatch.evaluation.report import write
-from streamwatch.inference.backends.base import Backend
-from streamwatch.rules.model import Rule
 from streamwatch.tomlfile import DataFileError
+
+if TYPE_CHECKING:  # the command line builds this parser for every command: nothing heavy at import
+    from streamwatch.config import Settings
+    from streamwatch.evaluation.examples import Example
+    from streamwatch.evaluation.manifest import LabelledClip
+    from streamwatch.evaluation.replay import Scored
+    from streamwatch.inference.backends.base import Backend
+    from streamwatch.rules.model import Rule
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ NOTHING = (
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
+    from streamwatch.evaluation.manifest import load_manifest
+    from streamwatch.evaluation.replay import replay
+    from streamwatch.evaluation.report import write
     from streamwatch.logs import setup_logging
 
     setup_logging(args.log_level)
@@ -124,6 +127,7 @@ def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) 
 
 def _examples(settings: Settings, clips: list[LabelledClip], no_store: bool, notes: list[str]) -> Iterator[Example]:
     """Every labelled example, afresh (each candidate sees the same ones, in the same order)."""
+    from streamwatch.evaluation.examples import from_clips, labelled, reviewed
     from streamwatch.store.db import open_database
     from streamwatch.store.events import EventStore
     from streamwatch.store.labels import LabelStore
@@ -147,6 +151,8 @@ def regressions(
     before: dict[tuple[str, str], Scored], after: dict[tuple[str, str], Scored], tolerance: float
 ) -> list[str]:
     """Rule x camera pairs whose F1 at their own threshold dropped by more than `tolerance`."""
+    from streamwatch.evaluation import metrics
+
     found = []
     for key in sorted(set(before) & set(after)):
         old, new = (metrics.counts(s.p_yes, s.truth, s.rule.threshold).f1 for s in (before[key], after[key]))
