@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from streamwatch.store.labels import LabelStore
+from streamwatch.store.labels import STATES, LabelStore, label_payload
 from streamwatch.store.models import LabelRequest
 from streamwatch.vocabulary import Label
 
@@ -27,20 +27,7 @@ def _label_store(config: str) -> LabelStore:
 
 
 def as_json(store: LabelStore, item: LabelRequest) -> dict[str, Any]:
-    return {
-        "id": item.uid,
-        "camera": item.camera,
-        "rule": item.rule,
-        "question": item.question,
-        "model": item.model,
-        "answer": item.answer,
-        "confidence": item.confidence,
-        "threshold": item.threshold,
-        "reason": item.reason,
-        "frame_at": item.frame_at.isoformat(),
-        "label": item.label,
-        "frame_file": str(store.frame_path(item)),
-    }
+    return label_payload(item) | {"frame_file": str(store.frame_path(item))}
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
@@ -55,7 +42,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
             return 1
         print(json.dumps(as_json(store, item), indent=2))
         return 0
-    labelled = {"pending": False, "labelled": True, "all": None}[args.state]
+    labelled = STATES[args.state]
     items = store.list(labelled=labelled, camera=args.camera, rule=args.rule, limit=args.limit)
     if args.json:
         print(json.dumps([as_json(store, item) for item in items], indent=2))
@@ -80,7 +67,7 @@ def add_labels_parser(sub: Any) -> None:
     labels.add_argument("id", nargs="?", help="with set: the request's id")
     labels.add_argument("label", nargs="?", choices=[label.value for label in Label], help="with set")
     labels.add_argument("-c", "--config", default="config.toml")
-    labels.add_argument("--state", choices=["pending", "labelled", "all"], default="pending")
+    labels.add_argument("--state", choices=list(STATES), default="pending")
     labels.add_argument("--camera")
     labels.add_argument("--rule")
     labels.add_argument("--limit", type=int, default=50)

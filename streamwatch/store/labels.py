@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -21,6 +22,7 @@ from streamwatch.vocabulary import Label
 log = logging.getLogger(__name__)
 
 FOLDER = "labels"  # under snapshot_dir; the disk cap leaves it alone (its size is bounded here)
+STATES = {"pending": False, "labelled": True, "all": None}  # a listing's state -> `list(labelled=...)`
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,25 @@ class NewLabelRequest:
     threshold: float
     reason: str
     frame_at: datetime
+
+
+def label_payload(item: LabelRequest) -> dict[str, Any]:
+    """A label request as JSON (REST API, `streamwatch labels --json`)."""
+    return {
+        "id": item.uid,
+        "camera": item.camera,
+        "rule": item.rule,
+        "question": item.question,
+        "model": item.model,
+        "answer": item.answer,
+        "confidence": item.confidence,
+        "threshold": item.threshold,
+        "reason": item.reason,
+        "frame_at": item.frame_at.isoformat(),
+        "created_at": item.created_at.isoformat(),
+        "label": item.label,
+        "labelled_at": item.labelled_at.isoformat() if item.labelled_at else None,
+    }
 
 
 class LabelStore:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from streamwatch.store.labels import STATES, label_payload
 from streamwatch.store.models import LabelRequest
 from streamwatch.vocabulary import Label
 from streamwatch.web.api import MAX_OFFSET, context
@@ -20,22 +21,7 @@ page = APIRouter(include_in_schema=False)
 
 
 def label_json(request: Request, item: LabelRequest) -> dict[str, Any]:
-    return {
-        "id": item.uid,
-        "camera": item.camera,
-        "rule": item.rule,
-        "question": item.question,
-        "model": item.model,
-        "answer": item.answer,
-        "confidence": item.confidence,
-        "threshold": item.threshold,
-        "reason": item.reason,
-        "frame_at": item.frame_at.isoformat(),
-        "created_at": item.created_at.isoformat(),
-        "label": item.label,
-        "labelled_at": item.labelled_at.isoformat() if item.labelled_at else None,
-        "frame_url": request.app.url_path_for("label_frame", label_id=item.uid),
-    }
+    return label_payload(item) | {"frame_url": request.app.url_path_for("label_frame", label_id=item.uid)}
 
 
 def _request(request: Request, label_id: str) -> LabelRequest:
@@ -48,14 +34,14 @@ def _request(request: Request, label_id: str) -> LabelRequest:
 @api.get("/labels")
 async def list_labels(
     request: Request,
-    state: Annotated[str, Query(pattern="^(pending|labelled|all)$")] = "pending",
+    state: Annotated[str, Query(pattern=f"^({'|'.join(STATES)})$")] = "pending",
     camera: str | None = None,
     rule: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     """Label requests: `pending` (the queue, oldest first), `labelled` or `all` (newest first)."""
-    labelled = {"pending": False, "labelled": True, "all": None}[state]
+    labelled = STATES[state]
     store = context(request).labels
     items = await asyncio.to_thread(store.list, labelled=labelled, camera=camera, rule=rule, limit=limit, offset=offset)
     pending = await asyncio.to_thread(store.count, labelled=False)
