@@ -67,9 +67,12 @@ class Sampler:
     async def run(self) -> None:
         tracker = DueTracker(self.camera.sample_interval_s)
         last_seq, next_sample = -1, 0.0
+        shapes: set[Shape] = set()
         while True:
-            shapes = FrameHistory.shapes(self.rules.for_camera(self.camera))
+            # as often as the questions over several frames need, read as the last tick found the rules
             await asyncio.sleep(FrameHistory.interval_s(shapes, self.camera.sample_interval_s))
+            rules = self.rules.for_camera(self.camera)  # after the sleep: a hot reload applies at once
+            shapes = FrameHistory.shapes(rules)
             frame = self.worker.latest()
             if frame is None or frame.seq == last_seq:
                 continue
@@ -77,36 +80,40 @@ class Sampler:
             try:
                 if now >= next_sample:
                     next_sample = now + self.camera.sample_interval_s - SLACK_S
-                    await self._sample(tracker, frame)
+                    await self._sample(tracker, frame, rules, shapes)
                 elif shapes:  # between samples: only a frame for the questions over several frames
-                    await self._remember(frame, await asyncio.to_thread(frame.image))
+                    await self._remember(frame, await asyncio.to_thread(frame.image), shapes)
             except Exception:
                 log.exception(
                     "camera %s: frame %d could not be sampled; going on with the next", self.camera.id, frame.seq
                 )
 
-    async def _sample(self, tracker: DueTracker, frame: Frame) -> None:
+    async def _sample(self, tracker: DueTracker, frame: Frame, rules: list[Rule], shapes: set[Shape]) -> None:
         self.metrics.sample_age.observe(max(0.0, time.time() - frame.captured_at))
-        rules = self.rules.for_camera(self.camera)
         due = tracker.due(rules, time.monotonic(), datetime.now().astimezone())
         if due:
             image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
-            await self.answer(frame, image, due)
-        elif FrameHistory.shapes(rules):
-            await self._remember(frame, await asyncio.to_thread(frame.image))
+            await self.answer(frame, image, due, shapes)
+        elif shapes:
+            await self._remember(frame, await asyncio.to_thread(frame.image), shapes)
 
-    async def _remember(self, frame: Frame, image: Image.Image) -> None:
-        """The frame into the rings of this camera's questions over several frames."""
-        shapes = FrameHistory.shapes(self.rules.for_camera(self.camera))
+    async def _remember(self, frame: Frame, image: Image.Image, shapes: set[Shape]) -> None:
+        """The frame into the rings of this camera's questions over several frames (`shapes`: what they
+        look at now; rings of shapes no longer asked are dropped)."""
         if shapes or self.history.bytes():
             await asyncio.to_thread(self.history.add, shapes, frame.captured_at, image)
             self.metrics.frame_history_bytes.labels(self.camera.id).set(self.history.bytes())
 
-    async def answer(self, frame: Frame, image: Image.Image, rules: Sequence[Rule]) -> None:
+    async def answer(
+        self, frame: Frame, image: Image.Image, rules: Sequence[Rule], shapes: set[Shape] | None = None
+    ) -> None:
         """Ask `rules` about one frame (submitted together, so they share a batch) and feed each answer
         to the alert pipeline; a rule whose region did not change reuses its last answer. The frame is
-        kept first for the questions over several frames."""
-        await self._remember(frame, image)
+        kept first for the questions over several frames (`shapes`: the camera's, when the caller has
+        them at hand)."""
+        if shapes is None:
+            shapes = FrameHistory.shapes(self.rules.for_camera(self.camera))
+        await self._remember(frame, image, shapes)
         await asyncio.gather(*(self._ask(rule, frame, image) for rule in rules))
 
     async def _ask(self, rule: Rule, frame: Frame, image: Image.Image) -> None:
