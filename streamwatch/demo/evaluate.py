@@ -8,7 +8,6 @@ the two columns agree (expected calibration error near 0).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,10 +16,9 @@ from PIL import Image
 
 from streamwatch.config import ModelConfig
 from streamwatch.demo.dataset import Example, Task, example
+from streamwatch.evaluation import metrics
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.types import Prompt
-
-BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 @dataclass
@@ -43,21 +41,14 @@ class Evaluation:
     p_yes: list[float]  # every yes/no answer of a rule whose truth varies ...
     truth: list[bool]  # ... and its truth
 
-    def reliability(self) -> list[tuple[float, float, int, float, float]]:
-        """Per P(yes) bin: low, high, answers, mean P(yes), fraction truly yes."""
-        p, t = np.array(self.p_yes), np.array(self.truth, dtype=float)
-        rows = []
-        for low, high in itertools.pairwise(BINS):
-            inside = (p >= low) & ((p < high) if high < 1 else (p <= high))
-            if inside.any():
-                rows.append((low, high, int(inside.sum()), float(p[inside].mean()), float(t[inside].mean())))
-        return rows
+    def reliability(self) -> list[metrics.Bin]:
+        """Per P(yes) bin (tenths): low, high, answers, mean P(yes), fraction truly yes."""
+        return metrics.reliability(self.p_yes, self.truth)
 
     @property
     def calibration_error(self) -> float:
         """Expected calibration error: answers-weighted gap between mean P(yes) and the yes fraction."""
-        total = len(self.p_yes)
-        return sum(n * abs(mean - yes) for _, _, n, mean, yes in self.reliability()) / total if total else 0.0
+        return metrics.calibration_error(self.p_yes, self.truth) or 0.0
 
     @property
     def brier(self) -> float:

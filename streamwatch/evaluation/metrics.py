@@ -6,8 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 CALIBRATION_BINS = 10
+
+
+class Bin(NamedTuple):
+    low: float
+    high: float
+    answers: int
+    mean_p_yes: float
+    yes: float  # the share of those answers that were truly yes
 
 
 @dataclass(frozen=True)
@@ -48,12 +57,10 @@ def counts(p_yes: Sequence[float], truth: Sequence[bool], threshold: float) -> C
     )
 
 
-def calibration_error(p_yes: Sequence[float], truth: Sequence[bool], bins: int = CALIBRATION_BINS) -> float | None:
-    """Expected calibration error: over equal-width P(yes) bins, the answers' share times the gap between
-    the bin's mean P(yes) and how often the truth was yes."""
-    if not p_yes:
-        return None
-    total = 0.0
+def reliability(p_yes: Sequence[float], truth: Sequence[bool], bins: int = CALIBRATION_BINS) -> list[Bin]:
+    """Per equal-width P(yes) bin that holds answers (the last one includes 1.0): its answers, their mean
+    P(yes) and how often the truth was yes."""
+    rows = []
     for index in range(bins):
         low, high = index / bins, (index + 1) / bins
         members = [
@@ -61,9 +68,16 @@ def calibration_error(p_yes: Sequence[float], truth: Sequence[bool], bins: int =
         ]
         if members:
             mean = sum(p for p, _ in members) / len(members)
-            yes = sum(t for _, t in members) / len(members)
-            total += len(members) / len(p_yes) * abs(mean - yes)
-    return total
+            rows.append(Bin(low, high, len(members), mean, sum(t for _, t in members) / len(members)))
+    return rows
+
+
+def calibration_error(p_yes: Sequence[float], truth: Sequence[bool], bins: int = CALIBRATION_BINS) -> float | None:
+    """Expected calibration error: over the reliability bins, the answers' share times the gap between
+    the bin's mean P(yes) and how often the truth was yes."""
+    if not p_yes:
+        return None
+    return sum(b.answers * abs(b.mean_p_yes - b.yes) for b in reliability(p_yes, truth, bins)) / len(p_yes)
 
 
 def best_threshold(
