@@ -40,7 +40,6 @@ class LabelCollector:
         self._rng = rng or random.Random()
         self._clock = clock
         self._last: dict[tuple[str, str], float] = {}
-        self.kept = 0
 
     def reason(self, rule: Rule, answer: Answer) -> LabelReason | None:
         """Why this answer should be labelled, or None. Only answers the model gave (not reused ones)
@@ -86,7 +85,6 @@ class LabelCollector:
         except Exception:
             log.exception("camera %s rule %s: could not keep a label request", camera.id, rule.id)
             return False
-        self.kept += 1
         log.info(
             "label request: camera=%s rule=%s p_yes=%.3f (%s) id=%s",
             camera.id,

@@ -43,8 +43,6 @@ class ClipRecorder:
         self.store, self.rings = store, rings
         self._jobs: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self.written = 0
-        self.failed = 0
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[ClipRecorder]:
@@ -97,7 +95,6 @@ class ClipRecorder:
         try:
             seconds = await asyncio.to_thread(write_mp4, path, plan.span.segment, shown)
         except Exception:
-            self.failed += 1
             log.exception("camera %s: the clip of event %s could not be written", plan.camera, uid)
         try:
             await asyncio.to_thread(self.store.clip_written, uid, seconds)
@@ -105,9 +102,4 @@ class ClipRecorder:
             log.exception("camera %s: could not record whether the clip of event %s was written", plan.camera, uid)
             return
         if seconds is not None:
-            self.written += 1
             log.info("camera %s: clip of event %s: %s (%.1f s)", plan.camera, uid, path, seconds)
-
-    @property
-    def pending(self) -> int:
-        return len(self._jobs)

@@ -160,13 +160,6 @@ class PacketRing:
                 return None
             return [packet for packet in self._packets if packet.seq > seq]
 
-    def newest_at(self, segment: Segment) -> float | None:
-        """The wall-clock time of the segment's newest packet; None when the segment is over."""
-        with self._lock:
-            if self._segment is not segment:
-                return None
-            return self._packets[-1].at if self._packets else None
-
     @property
     def bytes(self) -> int:
         with self._lock:
