@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamwatch.bench.rtsp import RtspServer
+from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.vlm.tiny import make_tiny
 
 
@@ -26,6 +27,15 @@ def tiny_qwen2vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model(request: pytest.FixtureRequest) -> Iterator[Path]:
     name = "tiny_glm4v" if request.param == "glm4v" else "tiny_qwen2vl"
     yield request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="module")
+def shared_and_plain(tiny_model: Path) -> tuple[TransformersBackend, TransformersBackend]:
+    """The tiny model twice: one backend sharing passes over an image between questions, one plain."""
+    shared = TransformersBackend.load(str(tiny_model), device="cpu")
+    plain = TransformersBackend.load(str(tiny_model), device="cpu")
+    plain.share_images = False
+    return shared, plain
 
 
 @pytest.fixture(scope="session")

@@ -23,28 +23,20 @@ MOVING = "Across these frames, oldest first, is the forklift moving? Answer yes 
 STILL = "Is the aisle blocked? Answer yes or no."
 
 
-@pytest.fixture(scope="module")
-def backends(tiny_model: Path) -> tuple[TransformersBackend, TransformersBackend]:
-    shared = TransformersBackend.load(str(tiny_model), device="cpu")
-    plain = TransformersBackend.load(str(tiny_model), device="cpu")
-    plain.share_images = False
-    return shared, plain
-
-
 def cameras() -> list[list[Image.Image]]:
     """Two cameras' last four samples, of different sizes (different image token counts)."""
     return [[random_image(40 + i, 320, 200) for i in range(4)], [random_image(50 + i, 256, 256) for i in range(4)]]
 
 
-def test_the_prompt_holds_one_image_marker_per_frame(backends: tuple[TransformersBackend, ...]) -> None:
-    shared, _ = backends
+def test_the_prompt_holds_one_image_marker_per_frame(shared_and_plain: tuple[TransformersBackend, ...]) -> None:
+    shared, _ = shared_and_plain
     one, four = shared.prompt_text(MOVING), shared.prompt_text(MOVING, 4)
     marker = "<|image|>" if "<|image|>" in one else "<|image_pad|>"
     assert (one.count(marker), four.count(marker)) == (1, 4)
 
 
-def test_batched_multi_frame_answers_equal_unbatched(backends: tuple[TransformersBackend, ...]) -> None:
-    shared, plain = backends
+def test_batched_multi_frame_answers_equal_unbatched(shared_and_plain: tuple[TransformersBackend, ...]) -> None:
+    shared, plain = shared_and_plain
     gate, yard = cameras()
     prompts = [
         Prompt(gate[-1], MOVING, tuple(gate[:-1])),
@@ -60,8 +52,8 @@ def test_batched_multi_frame_answers_equal_unbatched(backends: tuple[Transformer
     assert generated == [plain.generate([p], 4)[0] for p in prompts[:3]]
 
 
-def test_the_model_sees_every_frame_in_order(backends: tuple[TransformersBackend, ...]) -> None:
-    _, plain = backends
+def test_the_model_sees_every_frame_in_order(shared_and_plain: tuple[TransformersBackend, ...]) -> None:
+    _, plain = shared_and_plain
     gate, _yard = cameras()
     forward = Prompt(gate[-1], MOVING, tuple(gate[:-1]))
     reversed_older = Prompt(gate[-1], MOVING, tuple(reversed(gate[:-1])))

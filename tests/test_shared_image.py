@@ -19,16 +19,8 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def backends(tiny_model: Path) -> tuple[TransformersBackend, TransformersBackend]:
-    shared = TransformersBackend.load(str(tiny_model), device="cpu")
-    plain = TransformersBackend.load(str(tiny_model), device="cpu")
-    plain.share_images = False
-    return shared, plain
-
-
-def test_prompts_split_after_the_image_and_group_by_image(backends: tuple[TransformersBackend, ...]) -> None:
-    shared, _ = backends
+def test_prompts_split_after_the_image_and_group_by_image(shared_and_plain: tuple[TransformersBackend, ...]) -> None:
+    shared, _ = shared_and_plain
     text = shared.prompt_text(QUESTIONS[0])
     split = split_prompt(text)
     assert split is not None and split.prefix + split.suffix == text
@@ -38,8 +30,8 @@ def test_prompts_split_after_the_image_and_group_by_image(backends: tuple[Transf
     assert split_prompt("no image here") is None
 
 
-def test_shared_image_answers_equal_the_plain_path(backends: tuple[TransformersBackend, ...]) -> None:
-    shared, plain = backends
+def test_shared_image_answers_equal_the_plain_path(shared_and_plain: tuple[TransformersBackend, ...]) -> None:
+    shared, plain = shared_and_plain
     gate, yard = random_image(10, 320, 200), random_image(11, 256, 256)  # different sizes: different prefixes
     prompts = [
         Prompt(gate, QUESTIONS[0]),
@@ -56,18 +48,22 @@ def test_shared_image_answers_equal_the_plain_path(backends: tuple[TransformersB
     assert len(set(round(p, 6) for p in together)) > 1  # the questions really differ
 
 
-def test_a_batch_without_repeated_images_takes_the_plain_path(backends: tuple[TransformersBackend, ...]) -> None:
-    shared, plain = backends
+def test_a_batch_without_repeated_images_takes_the_plain_path(
+    shared_and_plain: tuple[TransformersBackend, ...],
+) -> None:
+    shared, plain = shared_and_plain
     prompts = [Prompt(random_image(20), QUESTIONS[0]), Prompt(random_image(21), QUESTIONS[1])]
     assert [a.p_yes for a in shared.score_yes_no(prompts)] == pytest.approx(
         [a.p_yes for a in plain.score_yes_no(prompts)], abs=1e-6
     )
 
 
-def test_two_queue_workers_sharing_the_backend_get_the_same_answers(backends: tuple[TransformersBackend, ...]) -> None:
+def test_two_queue_workers_sharing_the_backend_get_the_same_answers(
+    shared_and_plain: tuple[TransformersBackend, ...],
+) -> None:
     import threading
 
-    shared, plain = backends
+    shared, plain = shared_and_plain
     frame = random_image(30, 320, 200)
     with_sharing = [Prompt(frame, q) for q in QUESTIONS]
     without = [Prompt(random_image(31 + i), q) for i, q in enumerate(QUESTIONS)]
