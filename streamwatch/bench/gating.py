@@ -22,12 +22,13 @@ import av
 import numpy as np
 
 from streamwatch.alerts.pipeline import AlertPipeline
-from streamwatch.bench.report import machine, markdown_table, write_report
+from streamwatch.bench.report import machine
 from streamwatch.config import load_settings
 from streamwatch.inference.build import build_backend
 from streamwatch.inference.engine import Engine, loaded_model
 from streamwatch.ingest.frame import Frame
 from streamwatch.metrics import Metrics
+from streamwatch.reports import markdown_table, write_report
 from streamwatch.rules.loader import ActiveRules, configured_rules
 from streamwatch.sampling import AnswerLog, Sampler
 from streamwatch.store.db import Database

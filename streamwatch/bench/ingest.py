@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from streamwatch.bench.report import machine, markdown_table, percentile, write_report
+from streamwatch.bench.report import machine, percentile
 from streamwatch.bench.rtsp import RtspServer
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.synthetic import write_clip
+from streamwatch.reports import markdown_table, write_report
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from streamwatch.bench.model import (
     frames,
     peak_flops,
 )
-from streamwatch.bench.report import machine, markdown_table, write_report
+from streamwatch.bench.report import machine
 from streamwatch.inference.backends.kernels import (
     compile_layers,
     fp8_supported,
@@ -43,6 +43,7 @@ from streamwatch.inference.backends.kernels import (
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import crop_roi
+from streamwatch.reports import markdown_table, write_report
 from streamwatch.vlm.torch_images import with_torch_images
 
 log = logging.getLogger(__name__)

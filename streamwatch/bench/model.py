@@ -21,11 +21,12 @@ import torch
 from PIL import Image
 
 from streamwatch.bench.model_report import ModelRun, markdown, plot
-from streamwatch.bench.report import machine, percentile, write_report
+from streamwatch.bench.report import machine, percentile
 from streamwatch.inference.backends.kernels import compile_layers
 from streamwatch.inference.backends.transformers import TransformersBackend, resolve_device, resolve_dtype
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.synthetic import scene
+from streamwatch.reports import write_report
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.tiny import GLM46V_FLASH, TinySize, build_glm4v
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamwatch.bench.report import markdown_table
+from streamwatch.reports import markdown_table
 
 
 @dataclass

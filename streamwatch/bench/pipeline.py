@@ -27,12 +27,13 @@ from typing import Any
 from PIL import Image
 
 from streamwatch.bench.model import RULES, ModelBenchConfig, build, frames
-from streamwatch.bench.report import machine, markdown_table, percentile, write_report
+from streamwatch.bench.report import machine, percentile
 from streamwatch.change import ChangeGate, thumbnail
 from streamwatch.config import CameraConfig
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import DroppedError, Request
+from streamwatch.reports import markdown_table, write_report
 
 log = logging.getLogger(__name__)
 

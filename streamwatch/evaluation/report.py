@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streamwatch.bench.report import markdown_table, write_report
 from streamwatch.evaluation import metrics
 from streamwatch.evaluation.replay import Scored
+from streamwatch.reports import markdown_table, write_report
 
 log = logging.getLogger(__name__)
 
