@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the command line builds this parser for every command: noth
     from streamwatch.evaluation.replay import Scored
     from streamwatch.inference.backends.base import Backend
     from streamwatch.rules.model import Rule
+    from streamwatch.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
     from streamwatch.evaluation.manifest import load_manifest
     from streamwatch.evaluation.replay import replay
-    from streamwatch.evaluation.report import write
+    from streamwatch.evaluation.report import summarise, write
     from streamwatch.logs import setup_logging
+    from streamwatch.store.db import open_database
+    from streamwatch.store.measures import save
 
     setup_logging(args.log_level)
     settings = load_settings(args.config)
@@ -53,10 +56,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     runs = [base] if other is None else [base, other]
     rules = {candidate: _rules(candidate, settings, clips) for candidate in runs}
 
-    def examples() -> Iterator[Example] | None:
-        return _peek(_examples(settings, clips, args.no_store, notes))
-
+    database = None if args.no_store else open_database(settings)
     notes: list[str] = []
+
+    def examples() -> Iterator[Example] | None:
+        return _peek(_examples(settings, database, clips, notes))
+
     if examples() is None:
         print(f"error: {NOTHING}", file=sys.stderr)
         return 2
@@ -81,15 +86,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         if backend is not None:
             backend.close()
-    for path in write(Path(args.out), args.name, results, args.target_precision):
+    candidates = summarise(results, args.target_precision)
+    for path in write(Path(args.out), args.name, candidates, args.target_precision):
         print(f"wrote {path}")
-    if not args.no_save and not args.no_store:
-        from streamwatch.evaluation.report import row
-        from streamwatch.store.db import open_database
-        from streamwatch.store.measures import save
-
-        rows = [row(item, args.target_precision) for item in results[0][1].values()]
-        saved = save(open_database(settings), base.model, rows)
+    if database is not None and not args.no_save:
+        saved = save(database, base.model, candidates[0]["rows"])
         print(f"saved the figures of {saved} rule x camera pairs for the rules page (--no-save: do not)")
     if other is not None:
         drops = regressions(results[0][1], results[1][1], args.tolerance)
@@ -107,9 +108,6 @@ class Candidate:
     model: str
     rules: Path
 
-    def __str__(self) -> str:
-        return f"{self.model} with {self.rules}"
-
 
 def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) -> dict[str, Rule]:
     from streamwatch.rules.loader import load_rules
@@ -125,16 +123,17 @@ def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) 
     return rules
 
 
-def _examples(settings: Settings, clips: list[LabelledClip], no_store: bool, notes: list[str]) -> Iterator[Example]:
-    """Every labelled example, afresh (each candidate sees the same ones, in the same order)."""
+def _examples(
+    settings: Settings, database: Database | None, clips: list[LabelledClip], notes: list[str]
+) -> Iterator[Example]:
+    """Every labelled example, afresh (each candidate sees the same ones, in the same order); the
+    database's reviews and labels unless it is None (--no-store)."""
     from streamwatch.evaluation.examples import from_clips, labelled, reviewed
-    from streamwatch.store.db import open_database
     from streamwatch.store.events import EventStore
     from streamwatch.store.labels import LabelStore
 
     sources: list[Iterator[Example]] = [from_clips(clips)]
-    if not no_store:
-        database = open_database(settings)
+    if database is not None:
         folder = settings.path(settings.storage.snapshot_dir)
         labels = LabelStore(database, folder, max_pending=10**9, max_labelled=10**9)  # read here, never bounded
         sources = [reviewed(EventStore(database, folder), notes), labelled(labels, notes), *sources]

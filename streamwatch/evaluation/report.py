@@ -66,14 +66,12 @@ def _curve(p: list[float], truth: list[bool]) -> list[tuple[float, float, float]
     return points
 
 
-def write(
-    out_dir: Path,
-    name: str,
-    results: Sequence[tuple[Any, Mapping[tuple[str, str], Scored], Counter[str]]],
-    target_precision: float | None,
-) -> list[Path]:
+def summarise(
+    results: Sequence[tuple[Any, Mapping[tuple[str, str], Scored], Counter[str]]], target_precision: float | None
+) -> list[dict[str, Any]]:
     """`results`: (what was evaluated, its scores, why examples were left out) for one candidate, or two
-    compared side by side (the second is the change under test)."""
+    compared side by side (the second is the change under test); each becomes its figures per rule x
+    camera (`rows`) and where its examples came from."""
     candidates = []
     for candidate, scored, skipped in results:
         rows = [row(scored[key], target_precision) for key in sorted(scored)]
@@ -91,6 +89,11 @@ def write(
                 "skipped": dict(skipped),
             }
         )
+    return candidates
+
+
+def write(out_dir: Path, name: str, candidates: list[dict[str, Any]], target_precision: float | None) -> list[Path]:
+    """NAME.json, NAME.md and the precision-recall plot NAME.png of summarised candidates."""
     data = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "target_precision": target_precision,
