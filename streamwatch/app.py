@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from streamwatch.alerts.pipeline import AlertPipeline, Decision
@@ -21,9 +22,10 @@ from streamwatch.housekeeping import (
     StatusPublisher,
 )
 from streamwatch.inference.backends.base import Backend
-from streamwatch.inference.build import build_backend
+from streamwatch.inference.build import build_backend, load_backend
 from streamwatch.inference.engine import Engine, loaded_model
 from streamwatch.inference.limits import PromptLimits
+from streamwatch.inference.reload import ModelReload, ModelState
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.cameras import Cameras
 from streamwatch.labelling import LabelCollector
@@ -99,6 +101,8 @@ class Service:
         model = await running.enter_async_context(loaded_model(settings, self._backend_factory))
         metrics = Metrics(lambda: (engine.queue.stats(), self._cameras.statuses()))
         engine = Engine(settings, model, latency=metrics.inference_latency.observe)
+        model_state = ModelState(model.backend.name, getattr(model.backend, "adapter", None), time.time())
+        metrics.watch_model(model_state.as_dict)
         rules.current = configured_rules(settings, engine.limits)  # a broken rule failed fast; now in tokens too
         for warning in rules.current.warnings:
             log.info("%s", warning)
@@ -149,6 +153,7 @@ class Service:
             metrics=metrics,
             checks=checks,
             labels=labels,
+            model_state=model_state,
         )
         if listener is not None:
             await running.enter_async_context(serving(create_app(view, web), listener))
@@ -168,6 +173,11 @@ class Service:
         loops.start("retention", retention.step, RETENTION_S, first_now=True)
         loops.start("camera-status", StatusPublisher(self._cameras.statuses, mqtt).step, STATUS_CHECK_S)
         loops.start("model-watchdog", engine.watchdog.step, STATUS_CHECK_S)
+        if settings.model.watch_s > 0:
+            factory = self._backend_factory
+            reload = ModelReload(settings, engine, lambda s: load_backend(s, factory), model_state)
+            if reload.paths:
+                loops.start("model-reload", reload.step, settings.model.watch_s)
         for camera in self.my_cameras:
             sampler = Sampler(
                 camera,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -54,6 +55,10 @@ class Metrics:
         )
         self.registry.register(_Live(live))
 
+    def watch_model(self, state: Callable[[], Mapping[str, Any]]) -> None:
+        """Report the model in use and its reloads (inference/reload.ModelState.as_dict) at scrape time."""
+        self.registry.register(_Model(state))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -68,6 +73,28 @@ class _Live(Collector):
             yield from _queue(stats)
         yield from _cameras(cameras)
         yield from _gpu()
+
+
+class _Model(Collector):
+    def __init__(self, state: Callable[[], Mapping[str, Any]]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state()
+        info = GaugeMetricFamily("streamwatch_model_info", "The model answering (1)", labels=["model", "adapter"])
+        info.add_metric([str(state["id"]), str(state["adapter"] or "")], 1)
+        yield info
+        yield CounterMetricFamily("streamwatch_model_reloads", "New model versions swapped in", value=state["reloads"])
+        yield CounterMetricFamily(
+            "streamwatch_model_reload_failures",
+            "New model versions that failed to load",
+            value=state["reload_failures"],
+        )
+        yield GaugeMetricFamily(
+            "streamwatch_model_reload_failing",
+            "1 while the latest model version failed to load (the previous one answers)",
+            value=int(state["reload_error"] is not None),
+        )
 
 
 def _queue(stats: QueueStats) -> Iterator[Metric]:

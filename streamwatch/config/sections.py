@@ -135,6 +135,18 @@ class ModelConfig(_Section):
     stall_timeout_s: float = Field(
         60.0, gt=0, le=3600, description="Requests waiting and no model call finished for this long: not ready."
     )
+    adapter: str | None = Field(
+        None,
+        description="A LoRA adapter directory (peft; `streamwatch model finetune` writes one) merged into the "
+        "model's weights. transformers backend only.",
+    )
+    watch_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="How often the local model directory and the adapter are checked for a new version, which "
+        "is then loaded beside the running one and swapped in between batches (0: never).",
+    )
 
     @field_validator("device")
     @classmethod

@@ -73,6 +73,10 @@ class Settings(_Section):
         local = self.model_ref() != self.model.id or self.model.id.startswith(LOCAL_PREFIXES)
         return self.model.id.rstrip("/").rsplit("/", 1)[-1] if local else self.model.id
 
+    def adapter_path(self) -> Path | None:
+        """model.adapter, relative to the config file's folder; None without one."""
+        return None if self.model.adapter is None else self.path(self.model.adapter)
+
     def model_ref(self) -> str:
         """The model as transformers should load it: a resolved local path, or the hub id."""
         value = self.model.id
@@ -169,4 +173,19 @@ def _problems(settings: Settings) -> list[str]:
                 f"(build the offline demo model with: streamwatch model make-tiny {ref})",
             )
         )
+    if settings.model.adapter is not None:
+        problems.extend(_adapter_problems(settings))
     return problems
+
+
+def _adapter_problems(settings: Settings) -> list[str]:
+    from streamwatch.inference.adapter import AdapterError, check_adapter_dir
+
+    loc = ("model", "adapter")
+    if settings.model.backend != "transformers":
+        return [settings.problem(loc, 'an adapter is merged into a local model: it needs backend = "transformers"')]
+    try:
+        check_adapter_dir(settings.adapter_path() or Path())
+    except AdapterError as exc:
+        return [settings.problem(loc, str(exc))]
+    return []

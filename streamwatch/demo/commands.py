@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamwatch.finetune.command import add_finetune_parser
+
 if TYPE_CHECKING:
     from streamwatch.demo.evaluate import Evaluation
 
@@ -126,6 +128,8 @@ def add_model_parser(sub: Any) -> None:
     evaluate.add_argument("--per-answer", type=int, default=100)
     evaluate.add_argument("--seed", type=int, default=None, help="held-out seed (default: the one REPORT.md used)")
     evaluate.set_defaults(func=cmd_evaluate_demo)
+
+    add_finetune_parser(model_sub)
 
     clips = model_sub.add_parser("demo-clips", help="write the demo cameras' clips (yard, aisle, line)")
     clips.add_argument("directory")

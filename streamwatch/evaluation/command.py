@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the command line builds this parser for every command: noth
     from streamwatch.evaluation.replay import Scored
     from streamwatch.inference.backends.base import Backend
     from streamwatch.rules.model import Rule
-    from streamwatch.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,7 @@ NOTHING = (
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
+    from streamwatch.evaluation.examples import all_examples
     from streamwatch.evaluation.manifest import load_manifest
     from streamwatch.evaluation.replay import replay
     from streamwatch.evaluation.report import summarise, write
@@ -46,12 +46,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     clips: list[LabelledClip] = [load_manifest(Path(path)) for path in args.clips]
     base = Candidate(
-        args.model or settings.model.id, Path(args.rules) if args.rules else settings.path(settings.rules_dir)
+        args.model or settings.model.id,
+        Path(args.rules) if args.rules else settings.path(settings.rules_dir),
+        _adapter(args.adapter, settings),
     )
     other = None
-    if args.compare_rules or args.compare_model:
+    if args.compare_rules or args.compare_model or args.compare_adapter:
         other = Candidate(
-            args.compare_model or base.model, Path(args.compare_rules) if args.compare_rules else base.rules
+            args.compare_model or base.model,
+            Path(args.compare_rules) if args.compare_rules else base.rules,
+            _adapter(args.compare_adapter, settings) if args.compare_adapter else base.adapter,
         )
     runs = [base] if other is None else [base, other]
     rules = {candidate: _rules(candidate, settings, clips) for candidate in runs}
@@ -60,19 +64,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     notes: list[str] = []
 
     def examples() -> Iterator[Example] | None:
-        return _peek(_examples(settings, database, clips, notes))
+        return _peek(all_examples(settings, database, clips, notes))
 
     if examples() is None:
         print(f"error: {NOTHING}", file=sys.stderr)
         return 2
     results: list[tuple[Candidate, dict[tuple[str, str], Scored], Counter[str]]] = []
-    backend, loaded = None, ""
+    backend: Backend | None = None
+    loaded: tuple[str, str | None] = ("", None)
     try:
         for candidate in runs:
-            if backend is None or loaded != candidate.model:
+            if backend is None or loaded != (candidate.model, candidate.adapter):
                 if backend is not None:
                     backend.close()
-                backend, loaded = _backend(settings, candidate.model), candidate.model
+                backend, loaded = _backend(settings, candidate), (candidate.model, candidate.adapter)
             notes.clear()
             skipped: Counter[str] = Counter()
             stream = examples()
@@ -103,10 +108,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 @dataclass(frozen=True)
 class Candidate:
-    """What is evaluated: a model and a rules folder."""
+    """What is evaluated: a model, a rules folder and the LoRA adapter merged into the model (or none)."""
 
     model: str
     rules: Path
+    adapter: str | None = None
+
+
+def _adapter(value: str | None, settings: Settings) -> str | None:
+    """--adapter / --compare-adapter: a directory, `none` for the bare model; unset: the config's."""
+    if value is None:
+        return settings.model.adapter
+    return None if value.lower() == "none" else str(Path(value).resolve())
 
 
 def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) -> dict[str, Rule]:
@@ -123,27 +136,11 @@ def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) 
     return rules
 
 
-def _examples(
-    settings: Settings, database: Database | None, clips: list[LabelledClip], notes: list[str]
-) -> Iterator[Example]:
-    """Every labelled example, afresh (each candidate sees the same ones, in the same order); the
-    database's reviews and labels unless it is None (--no-store)."""
-    from streamwatch.evaluation.examples import from_clips, labelled, reviewed
-    from streamwatch.store.events import EventStore
-    from streamwatch.store.labels import LabelStore
-
-    sources: list[Iterator[Example]] = [from_clips(clips)]
-    if database is not None:
-        folder = settings.path(settings.storage.snapshot_dir)
-        labels = LabelStore(database, folder, max_pending=10**9, max_labelled=10**9)  # read here, never bounded
-        sources = [reviewed(EventStore(database, folder), notes), labelled(labels, notes), *sources]
-    return itertools.chain(*sources)
-
-
-def _backend(settings: Settings, model: str) -> Backend:
+def _backend(settings: Settings, candidate: Candidate) -> Backend:
     from streamwatch.inference.build import load_backend
 
-    return load_backend(settings.model_copy(update={"model": settings.model.model_copy(update={"id": model})}))
+    model = settings.model.model_copy(update={"id": candidate.model, "adapter": candidate.adapter})
+    return load_backend(settings.model_copy(update={"model": model}))
 
 
 def regressions(
@@ -176,6 +173,10 @@ def add_eval_parser(sub: Any) -> None:
     parser.add_argument("--no-save", action="store_true", help="do not show these figures on the rules page")
     parser.add_argument("--compare-rules", metavar="DIR", help="also evaluate this rules folder, side by side")
     parser.add_argument("--compare-model", metavar="ID", help="also evaluate this model, side by side")
+    parser.add_argument("--adapter", metavar="DIR", help="LoRA adapter to evaluate (default: model.adapter; none: off)")
+    parser.add_argument(
+        "--compare-adapter", metavar="DIR", help="also evaluate with this adapter (none: without one), side by side"
+    )
     parser.add_argument(
         "--fail-on-regression", action="store_true", help="exit 1 when the compared one's F1 drops on a rule"
     )

@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from streamwatch.config import Settings
 from streamwatch.evaluation.manifest import LabelledClip, frames
 from streamwatch.ingest.images import ImageRejected, decode_image
+from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore
 from streamwatch.store.labels import LabelStore
 from streamwatch.vocabulary import EventKind, Label, Verdict
@@ -84,3 +87,17 @@ def _load(path: Path | None, what: str, skipped: list[str]) -> Image.Image | Non
     except ImageRejected as exc:
         skipped.append(f"{what}: {exc}")
         return None
+
+
+def all_examples(
+    settings: Settings, database: Database | None, clips: Sequence[LabelledClip], notes: list[str]
+) -> Iterator[Example]:
+    """Every labelled example, afresh (each reader sees the same ones, in the same order): the database's
+    reviews and answered label requests unless it is None, then the labelled clips'; why a stored one
+    could not be read goes to `notes`."""
+    sources: list[Iterator[Example]] = [from_clips(clips)]
+    if database is not None:
+        folder = settings.path(settings.storage.snapshot_dir)
+        labels = LabelStore(database, folder, max_pending=10**9, max_labelled=10**9)  # read here, never bounded
+        sources = [reviewed(EventStore(database, folder), notes), labelled(labels, notes), *sources]
+    return itertools.chain(*sources)

@@ -40,28 +40,39 @@ def replay(
     scored: dict[tuple[str, str], Scored] = {}
     batch: list[tuple[Scored, Prompt, bool]] = []
     for example in examples:
-        rule = rules.get(example.rule)
-        why = _unusable(rule, example)
-        if why is not None:
-            skipped[why] += 1
+        prepared = prepare(example, rules, cameras)
+        if isinstance(prepared, str):
+            skipped[prepared] += 1
             continue
-        assert rule is not None
-        camera = cameras.get(example.camera) or CameraConfig(id=example.camera, url="-")
-        if example.vars:
-            camera = camera.model_copy(update={"vars": {**camera.vars, **dict(example.vars)}})
-        missing = rule.missing_variables(camera)
-        if missing:
-            skipped[f"rule {rule.id} on camera {camera.id}: no value for {{{missing[0]}}}"] += 1
-            continue
+        rule, camera, prompt = prepared
         key = (camera.id, rule.id)
         if key not in scored:
             scored[key] = Scored(camera.id, rule, rule.sample_interval_s or camera.sample_interval_s)
         scored[key].sources[example.source] += 1
-        batch.append((scored[key], Prompt(crop_roi(example.image, rule.roi), rule.prompt(camera)), example.truth))
+        batch.append((scored[key], prompt, example.truth))
         if len(batch) >= BATCH:
             _score(backend, batch)
     _score(backend, batch)
     return scored
+
+
+def prepare(
+    example: Example, rules: Mapping[str, Rule], cameras: Mapping[str, CameraConfig]
+) -> tuple[Rule, CameraConfig, Prompt] | str:
+    """The rule, the camera (with the example's own variables) and the prompt as the service would ask
+    it; or why the example cannot be asked that way."""
+    rule = rules.get(example.rule)
+    why = _unusable(rule, example)
+    if why is not None:
+        return why
+    assert rule is not None
+    camera = cameras.get(example.camera) or CameraConfig(id=example.camera, url="-")
+    if example.vars:
+        camera = camera.model_copy(update={"vars": {**camera.vars, **dict(example.vars)}})
+    missing = rule.missing_variables(camera)
+    if missing:
+        return f"rule {rule.id} on camera {camera.id}: no value for {{{missing[0]}}}"
+    return rule, camera, Prompt(crop_roi(example.image, rule.roi), rule.prompt(camera))
 
 
 def _unusable(rule: Rule | None, example: Example) -> str | None:

@@ -82,6 +82,7 @@ def summarise(
         candidates.append(
             {
                 "model": candidate.model,
+                "adapter": getattr(candidate, "adapter", None),
                 "rules": str(candidate.rules),
                 "examples": total,
                 "sources": dict(kinds),
@@ -92,14 +93,23 @@ def summarise(
     return candidates
 
 
-def write(out_dir: Path, name: str, candidates: list[dict[str, Any]], target_precision: float | None) -> list[Path]:
-    """NAME.json, NAME.md and the precision-recall plot NAME.png of summarised candidates."""
+def write(
+    out_dir: Path,
+    name: str,
+    candidates: list[dict[str, Any]],
+    target_precision: float | None,
+    extra: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> list[Path]:
+    """NAME.json, NAME.md and the precision-recall plot NAME.png of summarised candidates; `extra` goes
+    into the JSON as it is, `notes` (Markdown lines) under the Markdown's introduction."""
     data = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "target_precision": target_precision,
         "candidates": candidates,
+        **(extra or {}),
     }
-    paths = write_report(out_dir, name, data, markdown(data))
+    paths = write_report(out_dir, name, data, markdown(data, notes))
     try:
         paths.append(plot(candidates, out_dir / f"{name}.png"))
     except ImportError:
@@ -125,7 +135,7 @@ COLUMNS = [
 ]
 
 
-def markdown(data: dict[str, Any]) -> str:
+def markdown(data: dict[str, Any], notes: Sequence[str] = ()) -> str:
     target = data["target_precision"]
     goal = f"the lowest reaching precision {target:g}" if target else "the best F1"
     parts = [
@@ -134,13 +144,14 @@ def markdown(data: dict[str, Any]) -> str:
         f"{data['date']}. A rule alerts on an answer when P(yes) >= its threshold. Suggested threshold: {goal}.",
         "False alerts a day: on a camera where the condition never holds, sampled at the rule's interval,",
         "with its N-of-M confirmation (answers taken as independent; cooldowns make it fewer).",
+        *(["", *notes] if notes else []),
     ]
     for index, candidate in enumerate(data["candidates"]):
         sources = ", ".join(f"{n} from {kind}" for kind, n in sorted(candidate["sources"].items()))
         left_out = "\n".join(f"- {why}: {n}" for why, n in sorted(candidate["skipped"].items())) or "- none"
         parts += [
             "",
-            f"## {'ABCDEFGH'[index]}: {candidate['model']} with rules from `{candidate['rules']}`",
+            f"## {'ABCDEFGH'[index]}: {_name(candidate)} with rules from `{candidate['rules']}`",
             "",
             f"{candidate['examples']} labelled examples ({sources}).",
             "",
@@ -152,6 +163,11 @@ def markdown(data: dict[str, Any]) -> str:
     if len(data["candidates"]) == 2:
         parts += ["", "## A against B", "", markdown_table(comparison(*data["candidates"]), COMPARED)]
     return "\n".join(parts) + "\n"
+
+
+def _name(candidate: dict[str, Any]) -> str:
+    adapter = candidate.get("adapter")
+    return str(candidate["model"]) + (f" + adapter `{adapter}`" if adapter else "")
 
 
 COMPARED = [

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from streamwatch.config import Settings
+from streamwatch.inference.adapter import AdapterError
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.lifecycle import StartupError
@@ -31,6 +32,7 @@ def build_backend(settings: Settings) -> Backend:
         attn_implementation=model.attn_implementation,
         quantize=model.quantize,
         preprocess=model.preprocess,
+        adapter=settings.adapter_path(),
     )
     if model.compile:
         compile_layers(backend.model)
@@ -48,6 +50,8 @@ def load_backend(settings: Settings, factory: Callable[[Settings], Backend] | No
     """The model, or a StartupError naming `model.id` and why it cannot be loaded."""
     try:
         return (factory or build_backend)(settings)
+    except AdapterError as exc:
+        raise StartupError(settings.problem(("model", "adapter"), str(exc))) from None
     except Exception as exc:
         log.debug("model load failed", exc_info=True)
         raise StartupError(

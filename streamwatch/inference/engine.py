@@ -74,6 +74,37 @@ class Engine:
             if not await asyncio.to_thread(self.queue.stop, drain=True, timeout=drain_s):
                 self.model.in_use = True
 
+    def swap(self, backend: Backend) -> Backend:
+        """Answer with `backend` from the next batch on (its question limits must equal the running
+        model's: `limits_problem`); returns the previous one, for `release`."""
+        old = self.queue.swap(backend)
+        self.model.backend = backend
+        return old
+
+    def release(self, backend: Backend, timeout: float) -> None:
+        """Close a swapped-out backend once its last batch finished (blocking: call it off the loop); one
+        still busy after `timeout` is left unclosed, to the garbage collector."""
+        if self.queue.wait_unused(backend, timeout):
+            backend.close()
+        else:
+            log.warning("the previous model is still inside a batch after %.0f s; not closing it", timeout)
+
+    def limits_problem(self, backend: Backend) -> str | None:
+        """Why `backend` cannot take over from the running model: questions were checked against the
+        running model's tokens and context, so another tokenizer or context needs a restart."""
+        config = self.settings.model
+        limits = backend.prompt_limits(
+            max_chars=config.max_question_chars,
+            max_tokens=config.max_question_tokens,
+            max_new_tokens=config.max_new_tokens,
+        )
+        if _shape(limits) != _shape(self.limits):
+            return (
+                f"the new model's question limits differ from the running one's ({_shape(self.limits)} -> "
+                f"{_shape(limits)}: context, image or question tokens); restart streamwatch to use it"
+            )
+        return None
+
     async def ask(
         self,
         source: str,
@@ -97,3 +128,7 @@ class Engine:
         answer = await self.queue.ask(request)
         self._latency(answer.latency_s)
         return answer
+
+
+def _shape(limits: PromptLimits) -> tuple[int | None, int | None, int | None, int]:
+    return (limits.max_tokens, limits.context, limits.image_tokens, limits.max_new_tokens)

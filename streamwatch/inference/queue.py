@@ -55,6 +55,10 @@ class InferenceQueue:
         self._lanes = Lanes(self._stats, max_pending_per_source)
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        # Batches inside each backend (by id): a swapped-out backend is released once none uses it. A
+        # condition of its own, so that waiting for it never takes a wake-up meant for a worker.
+        self._use = threading.Condition()
+        self._users: dict[int, int] = {}
 
     # -- producer side -------------------------------------------------------------------------
     def submit(self, request: Request) -> Future[Answer]:
@@ -186,8 +190,31 @@ class InferenceQueue:
 
     def _call_backend(self, kind: AnswerKind, requests: Sequence[Request]) -> tuple[list[str], list[float | None]]:
         prompts = [r.prompt for r in requests]
-        if kind is AnswerKind.YES_NO:
-            scores = self.backend.score_yes_no(prompts)
-            return [s.text for s in scores], [s.p_yes for s in scores]
-        texts = self.backend.generate(prompts, requests[0].max_new_tokens)
-        return texts, [None] * len(texts)
+        with self._use:
+            backend = self.backend
+            self._users[id(backend)] = self._users.get(id(backend), 0) + 1
+        try:
+            if kind is AnswerKind.YES_NO:
+                scores = backend.score_yes_no(prompts)
+                return [s.text for s in scores], [s.p_yes for s in scores]
+            texts = backend.generate(prompts, requests[0].max_new_tokens)
+            return texts, [None] * len(texts)
+        finally:
+            with self._use:
+                self._users[id(backend)] -= 1
+                if not self._users[id(backend)]:
+                    del self._users[id(backend)]
+                self._use.notify_all()
+
+    # -- another model, between batches ----------------------------------------------------------
+    def swap(self, backend: Backend) -> Backend:
+        """Batches from now on go to `backend`; returns the one they went to (batches already inside it
+        finish there)."""
+        with self._use:
+            old, self.backend = self.backend, backend
+        return old
+
+    def wait_unused(self, backend: Backend, timeout: float) -> bool:
+        """Wait until no batch is inside `backend`; False if one still is after `timeout` seconds."""
+        with self._use:
+            return self._use.wait_for(lambda: id(backend) not in self._users, timeout)

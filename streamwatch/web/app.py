@@ -69,7 +69,12 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
         checks = await asyncio.to_thread(context.readiness)
         ready = all(reason is None for reason in checks.values())
         reasons = {name: reason for name, reason in checks.items() if reason is not None}
-        body = {"ready": ready, "checks": {name: reason is None for name, reason in checks.items()}, "reasons": reasons}
+        body = {
+            "ready": ready,
+            "checks": {name: reason is None for name, reason in checks.items()},
+            "reasons": reasons,
+            "model": context.model_status(),  # a failed reload keeps the running model: ready, with its reason
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)

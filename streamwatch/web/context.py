@@ -61,3 +61,6 @@ class WebContext(Protocol):
 
     def readiness(self) -> dict[str, str | None]:
         """Each check: None when it passes, else why not."""
+
+    def model_status(self) -> dict[str, Any]:
+        """The model answering (id, adapter, when loaded) and its last reload's failure, if any."""

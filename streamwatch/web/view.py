@@ -11,6 +11,7 @@ from PIL import Image
 
 from streamwatch.config import CameraConfig
 from streamwatch.inference.engine import Engine
+from streamwatch.inference.reload import ModelState
 from streamwatch.inference.types import Answer, AnswerKind
 from streamwatch.ingest.cameras import Cameras
 from streamwatch.ingest.frame import Frame
@@ -41,12 +42,14 @@ class ServiceView:
         metrics: Metrics,
         checks: Mapping[str, Check],
         labels: LabelStore,
+        model_state: ModelState,
     ) -> None:
         self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
         self.labels = labels
         self._measured: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
         self.checks = checks
+        self.model_state = model_state
 
     def camera_status(self) -> list[CameraStatus]:
         return self.cameras.statuses()
@@ -99,3 +102,6 @@ class ServiceView:
         within model.stall_timeout_s, the database writable, the broker connected (with MQTT on), every
         background loop running."""
         return {name: check() for name, check in self.checks.items()}
+
+    def model_status(self) -> dict[str, Any]:
+        return self.model_state.as_dict()

@@ -7,6 +7,7 @@ import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -83,6 +84,9 @@ class Site:
 
     def readiness(self) -> dict[str, str | None]:
         return {"model": None, "database": None}
+
+    def model_status(self) -> dict[str, Any]:
+        return {"id": self.queue.backend.name, "adapter": None, "reload_error": None}
 
     def close(self) -> None:
         self.worker.stop()

@@ -6,11 +6,13 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForImageTextToText
 
+from streamwatch.inference.adapter import merge_adapter
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.kernels import fp8_supported, fuse_rms_norms, linear_patch_embeddings, quantize_fp8
 from streamwatch.inference.backends.positions import add_positions
@@ -61,8 +63,10 @@ class TransformersBackend(Backend):
         attn_implementation: str = "sdpa",
         quantize: str = "none",
         preprocess: str = "auto",
+        adapter: Path | None = None,
     ) -> TransformersBackend:
-        """A checkpoint from a local directory or the hub, on the configured device and dtype."""
+        """A checkpoint from a local directory or the hub, on the configured device and dtype; `adapter`: a
+        LoRA adapter directory merged into its weights (inference/adapter.py)."""
         on = resolve_device(device)
         precision = resolve_dtype(dtype, on)
         started = time.monotonic()
@@ -71,7 +75,11 @@ class TransformersBackend(Backend):
         model = AutoModelForImageTextToText.from_pretrained(
             model_id, dtype=precision, attn_implementation=attn_implementation
         )
+        if adapter is not None:
+            model = merge_adapter(model, adapter)
+            log.info("adapter %s merged into %s", adapter, model_id)
         backend = cls(model_id, processor, model.to(on), max_image_side=max_image_side, preprocess=preprocess)
+        backend.adapter = None if adapter is None else str(adapter)
         if quantize == "fp8":
             if not fp8_supported(on):
                 raise RuntimeError(
@@ -85,6 +93,7 @@ class TransformersBackend(Backend):
         self, name: str, processor: Any, model: Any, *, max_image_side: int = 1280, preprocess: str = "auto"
     ) -> None:
         self.name = name
+        self.adapter: str | None = None  # the LoRA adapter merged into `model`, where one was
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.torch_processor = None

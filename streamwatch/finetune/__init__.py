@@ -1,0 +1,1 @@
+"""Fine-tuning the model on the operators' labelled examples: a LoRA adapter (`streamwatch model finetune`)."""

@@ -1,0 +1,211 @@
+"""`streamwatch model finetune --from-reviews OUT`: a LoRA adapter trained on the labelled examples
+(reviewed events, answered label requests, labelled clips), measured before and after on a held-out
+part, written with its report. The service loads it with `model.adapter = "OUT"`, without a restart
+when that is already the adapter it watches."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the command line builds this parser for every command: nothing heavy at import
+    from streamwatch.config import Settings
+    from streamwatch.evaluation.examples import Example
+    from streamwatch.finetune.lora import LoraSettings
+
+log = logging.getLogger(__name__)
+
+MIN_TRAINING = 8  # fewer labelled examples teach nothing but noise
+NAME = "finetune"
+
+
+class FinetuneError(Exception):
+    """Why no adapter can be trained (said on stderr, exit 2)."""
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from streamwatch.logs import setup_logging
+    from streamwatch.tomlfile import DataFileError
+
+    setup_logging(args.log_level)
+    try:
+        return finetune(args)
+    except (FinetuneError, DataFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def finetune(args: argparse.Namespace) -> int:
+    from streamwatch.config import load_settings
+    from streamwatch.evaluation.command import Candidate
+    from streamwatch.evaluation.examples import all_examples
+    from streamwatch.evaluation.manifest import load_manifest
+    from streamwatch.evaluation.report import summarise, write
+    from streamwatch.finetune.data import held_out_only, training_examples
+    from streamwatch.finetune.lora import LoraSettings
+    from streamwatch.rules.loader import load_rules
+    from streamwatch.store.db import open_database
+
+    for name in ("steps", "batch", "rank", "max_examples"):
+        if getattr(args, name) < 1:
+            raise FinetuneError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if not args.lr > 0:
+        raise FinetuneError(f"--lr {args.lr}: must be above 0")
+    if not 0 < args.holdout < 1:
+        raise FinetuneError(f"--holdout {args.holdout}: give the held-out share as a number between 0 and 1")
+    if not args.from_reviews and not args.clips:
+        raise FinetuneError("say where the labelled examples come from: --from-reviews, --clips MANIFEST, or both")
+    settings = load_settings(args.config)
+    if settings.model.backend != "transformers":
+        raise FinetuneError('fine-tuning trains a local model: it needs model.backend = "transformers"')
+    out = Path(args.out).resolve()
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise FinetuneError(f"{out} exists and is not empty (--force: write over it)")
+    clips = [load_manifest(Path(path)) for path in args.clips]
+    rules_dir = settings.path(settings.rules_dir)
+    rules = {rule.id: rule for rule in load_rules(rules_dir, settings.cameras).rules}
+    cameras = {camera.id: camera for camera in settings.cameras}
+    database = open_database(settings) if args.from_reviews else None
+    notes: list[str] = []
+    lora = LoraSettings(
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        rank=args.rank,
+        alpha=2 * args.rank,
+        seed=args.seed,
+        max_image_side=settings.model.max_image_side,
+    )
+
+    skipped: Counter[str] = Counter()
+    training = training_examples(
+        all_examples(settings, database, clips, notes),
+        rules,
+        cameras,
+        fraction=args.holdout,
+        seed=args.seed,
+        max_image_side=settings.model.max_image_side,
+        limit=args.max_examples,
+        skipped=skipped,
+    )
+    skipped.update(notes)
+    if len(training) < MIN_TRAINING:
+        why = f" (left out: {dict(skipped)})" if skipped else ""
+        raise FinetuneError(
+            f"{len(training)} usable training examples, at least {MIN_TRAINING} are needed{why}: review alerts "
+            "(Confirmed / False positive), answer label requests, or give labelled clips with --clips"
+        )
+
+    def held_out() -> Iterator[Example]:
+        notes.clear()
+        return held_out_only(all_examples(settings, database, clips, notes), args.holdout, args.seed)
+
+    base = settings.model_copy(update={"model": settings.model.model_copy(update={"adapter": None})})
+    held_skipped: Counter[str] = Counter()
+    before = _replay(base, rules, cameras, held_out(), held_skipped)
+    if not before:
+        raise FinetuneError(
+            f"no usable held-out example (--holdout {args.holdout:g} of {len(training)} + held-out ones; "
+            f"left out: {dict(held_skipped)}): label more, or raise --holdout"
+        )
+    history = _train(settings, training, lora, args.device, out)
+    adapted = base.model_copy(update={"model": base.model.model_copy(update={"adapter": str(out)})})
+    after = _replay(adapted, rules, cameras, held_out(), Counter())
+    held_skipped.update(notes)
+    results = [
+        (Candidate(settings.model.id, rules_dir, None), before, held_skipped),
+        (Candidate(settings.model.id, rules_dir, str(out)), after, held_skipped),
+    ]
+    per_rule = Counter(example.rule for example in training)
+    extra = {
+        "training": {
+            "examples": len(training),
+            "per_rule": dict(per_rule),
+            "left_out": dict(skipped),
+            "holdout": args.holdout,
+            "settings": dataclasses.asdict(lora),
+            "loss": history,
+        }
+    }
+    lines = [
+        f"Fine-tuned: a LoRA adapter (rank {lora.rank}) on {len(training)} labelled examples "
+        f"({', '.join(f'{n} {rule}' for rule, n in sorted(per_rule.items()))}), {lora.steps} steps of "
+        f"{lora.batch}, seed {lora.seed}; loss {history[0][1]:.3f} at step {history[0][0]} -> "
+        f"{history[-1][1]:.3f} at step {history[-1][0]}.",
+        f"Measured on the held-out part ({args.holdout:g} of the examples, never trained on): A is the model "
+        "without the adapter, B with it.",
+    ]
+    for path in write(out, NAME, summarise(results, None), None, extra, lines):
+        print(f"wrote {path}")
+    print(f'adapter in {out}: set model.adapter = "{out}" (a running service watching it loads it)')
+    return 0
+
+
+def _replay(settings: Settings, rules: Any, cameras: Any, examples: Any, skipped: Counter[str]) -> Any:
+    from streamwatch.evaluation.replay import replay
+    from streamwatch.inference.build import load_backend
+
+    backend = load_backend(settings)
+    try:
+        return replay(backend, rules, cameras, examples, skipped)
+    finally:
+        backend.close()
+
+
+def _train(settings: Settings, training: list[Any], lora: LoraSettings, device: str, out: Path) -> list[Any]:
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForImageTextToText
+
+    from streamwatch.finetune.lora import add_lora, save_adapter, train_lora
+    from streamwatch.inference.backends.transformers import resolve_device
+    from streamwatch.vlm.processor import load_processor
+
+    ref = settings.model_ref()
+    on = resolve_device(device)
+    processor = load_processor(ref)
+    processor.tokenizer.padding_side = "left"  # the answer ends every row (demo/train.encode)
+    if processor.tokenizer.pad_token is None:
+        processor.tokenizer.pad_token = processor.tokenizer.eos_token
+    model = AutoModelForImageTextToText.from_pretrained(ref, dtype=torch.float32).to(on)
+    peft_model = add_lora(model, lora)
+    print(f"training a LoRA adapter on {len(training)} examples on {on}", file=sys.stderr)
+    with tqdm(total=lora.steps, unit="step", file=sys.stderr, disable=None) as bar:
+
+        def progress(step: int, loss: float, _seconds: float) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        history = train_lora(peft_model, processor, training, lora, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    save_adapter(peft_model, out)
+    return history
+
+
+def add_finetune_parser(model_sub: Any) -> None:
+    parser = model_sub.add_parser(
+        "finetune", help="train a LoRA adapter on the labelled examples; report before/after on a held-out part"
+    )
+    parser.add_argument("out", metavar="OUT", help="folder for the adapter and its report")
+    parser.add_argument("-c", "--config", default="config.toml")
+    parser.add_argument(
+        "--from-reviews", action="store_true", help="reviewed events and answered label requests of the database"
+    )
+    parser.add_argument("--clips", nargs="*", default=[], metavar="MANIFEST", help="labelled clips (TOML manifests)")
+    parser.add_argument("--holdout", type=float, default=0.25, help="share of the examples held out (default 0.25)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-examples", type=int, default=5000, help="training examples kept in memory at most")
+    parser.add_argument("--device", default="auto", help="auto (CUDA where there is one), cpu, cuda, cuda:N")
+    parser.add_argument("--force", action="store_true", help="write over OUT's files")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    parser.set_defaults(func=cmd_finetune)

@@ -1,0 +1,139 @@
+"""A new model version without a restart: the local model directory and the adapter (model.adapter) are
+watched; a changed one is loaded beside the running model, swapped in between batches, and the old one
+released once no batch uses it. A version that fails to load leaves the running model in place and says
+why: in the log, in /readyz's `model` detail and in the metrics.
+
+A change is acted on once the files stood still for one poll (a copy in progress is not loaded half
+written); it is tried once per version: the next attempt comes with the next change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streamwatch.config import Settings
+from streamwatch.inference.backends.base import Backend
+from streamwatch.inference.engine import Engine
+from streamwatch.lifecycle import StartupError
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 1000  # a watched directory's entries looked at
+RELEASE_WAIT_S = 120.0  # how long the old model waits for its last batch before it is left to the collector
+
+Signature = tuple[tuple[str, tuple[tuple[str, int, int], ...] | None], ...]
+
+
+def signature(paths: list[Path]) -> Signature:
+    """Name, size and modification time of each watched directory's files (None: the directory is gone)."""
+    result: list[tuple[str, tuple[tuple[str, int, int], ...] | None]] = []
+    for path in paths:
+        try:
+            with os.scandir(path) as entries:
+                files = []
+                for index, entry in enumerate(entries):
+                    if index >= MAX_FILES:
+                        break
+                    if entry.is_file():
+                        stat = entry.stat()
+                        files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+            result.append((str(path), tuple(sorted(files))))
+        except OSError:
+            result.append((str(path), None))
+    return tuple(result)
+
+
+@dataclass
+class ModelState:
+    """What /readyz and the metrics say about the model in use and the last reload."""
+
+    model: str
+    adapter: str | None
+    loaded_at: float
+    reloads: int = 0
+    failures: int = 0
+    last_error: str | None = None  # the last reload's failure, until a later one succeeds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.model,
+            "adapter": self.adapter,
+            "loaded_at": self.loaded_at,
+            "reloads": self.reloads,
+            "reload_failures": self.failures,
+            "reload_error": self.last_error,
+        }
+
+
+class ModelReload:
+    """For a periodic loop (`step`): reloads the model when its files change."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        load: Callable[[Settings], Backend],
+        state: ModelState,
+    ) -> None:
+        self.settings, self.engine, self.load, self.state = settings, engine, load, state
+        self.paths = watched_paths(settings)
+        self.current = signature(self.paths)
+        self.seen = self.current
+
+    async def step(self) -> None:
+        now = await asyncio.to_thread(signature, self.paths)
+        changed, settled = now != self.current, now == self.seen
+        self.seen = now
+        if not changed or not settled:
+            return  # unchanged, or still being written: look again next poll
+        self.current = now
+        await self.reload()
+
+    async def reload(self) -> None:
+        what = self.settings.model.id + (
+            f" with adapter {self.settings.model.adapter}" if self.settings.model.adapter else ""
+        )
+        log.info("model files changed: loading %s beside the running model", what)
+        try:
+            backend = await asyncio.to_thread(self.load, self.settings)
+        except StartupError as exc:
+            self._failed(str(exc))
+            return
+        except Exception as exc:  # any factory's error: the running model stays
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return
+        problem = self.engine.limits_problem(backend)
+        if problem is not None:
+            await asyncio.to_thread(backend.close)
+            self._failed(problem)
+            return
+        old = self.engine.swap(backend)
+        self.state.model, self.state.adapter = backend.name, getattr(backend, "adapter", None)
+        self.state.loaded_at, self.state.last_error = time.time(), None
+        self.state.reloads += 1
+        log.info("model reloaded: %s now answers; releasing the previous one", what)
+        await asyncio.to_thread(self.engine.release, old, RELEASE_WAIT_S)
+
+    def _failed(self, why: str) -> None:
+        self.state.failures += 1
+        self.state.last_error = why
+        log.error("model reload failed, the running model stays: %s", why)
+
+
+def watched_paths(settings: Settings) -> list[Path]:
+    """The local model directory (a hub id is not watched) and the adapter directory, where set."""
+    paths = []
+    ref = Path(settings.model_ref())
+    if settings.model.backend == "transformers" and ref.is_dir():
+        paths.append(ref)
+    adapter = settings.adapter_path()
+    if adapter is not None:
+        paths.append(adapter)
+    return paths
