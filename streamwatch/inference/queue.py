@@ -163,7 +163,7 @@ class InferenceQueue:
 
     def _run_group(self, kind: AnswerKind, group: Sequence[Item]) -> None:
         try:
-            texts, confidences = self._call_backend(kind, [item.request for item in group])
+            texts, confidences, model = self._call_backend(kind, [item.request for item in group])
         except Exception:
             with self._cond:
                 self._stats.progress_at = self._clock()  # the model answered, if with an error
@@ -186,9 +186,10 @@ class InferenceQueue:
             self._stats.last_latency_s = done - group[-1].request.submitted_at
         for item, text, confidence in zip(group, texts, confidences, strict=True):
             latency = done - item.request.submitted_at
-            item.future.set_result(Answer(text, confidence, latency, len(group), self.backend.name))
+            item.future.set_result(Answer(text, confidence, latency, len(group), model))
 
-    def _call_backend(self, kind: AnswerKind, requests: Sequence[Request]) -> tuple[list[str], list[float | None]]:
+    def _call_backend(self, kind: AnswerKind, requests: Sequence[Request]) -> tuple[list[str], list[float | None], str]:
+        """Texts, confidences and the name of the backend that answered (the one in use when it began)."""
         prompts = [r.prompt for r in requests]
         with self._use:
             backend = self.backend
@@ -196,9 +197,9 @@ class InferenceQueue:
         try:
             if kind is AnswerKind.YES_NO:
                 scores = backend.score_yes_no(prompts)
-                return [s.text for s in scores], [s.p_yes for s in scores]
+                return [s.text for s in scores], [s.p_yes for s in scores], backend.name
             texts = backend.generate(prompts, requests[0].max_new_tokens)
-            return texts, [None] * len(texts)
+            return texts, [None] * len(texts), backend.name
         finally:
             with self._use:
                 self._users[id(backend)] -= 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from streamwatch.config import Settings
+from streamwatch.inference.adapter import CONFIG, WEIGHTS
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.engine import Engine
 from streamwatch.lifecycle import StartupError
@@ -31,23 +32,33 @@ RELEASE_WAIT_S = 120.0  # how long the old model waits for its last batch before
 Signature = tuple[tuple[str, tuple[tuple[str, int, int], ...] | None], ...]
 
 
-def signature(paths: list[Path]) -> Signature:
-    """Name, size and modification time of each watched directory's files (None: the directory is gone)."""
+def signature(paths: list[tuple[Path, Callable[[str], bool]]]) -> Signature:
+    """Name, size and modification time of the files that make each watched directory's model (None:
+    the directory is gone)."""
     result: list[tuple[str, tuple[tuple[str, int, int], ...] | None]] = []
-    for path in paths:
+    for path, counts in paths:
         try:
             with os.scandir(path) as entries:
                 files = []
                 for index, entry in enumerate(entries):
                     if index >= MAX_FILES:
                         break
-                    if entry.is_file():
+                    if counts(entry.name) and entry.is_file():
                         stat = entry.stat()
                         files.append((entry.name, stat.st_size, stat.st_mtime_ns))
             result.append((str(path), tuple(sorted(files))))
         except OSError:
             result.append((str(path), None))
     return tuple(result)
+
+
+def _adapter_file(name: str) -> bool:
+    return name == CONFIG or name in WEIGHTS
+
+
+def _model_file(name: str) -> bool:
+    """Reports and pictures beside a checkpoint (REPORT.md, a finetune report) are not the model."""
+    return not name.startswith(".") and not name.lower().endswith((".md", ".png", ".jpg", ".html"))
 
 
 @dataclass
@@ -127,13 +138,14 @@ class ModelReload:
         log.error("model reload failed, the running model stays: %s", why)
 
 
-def watched_paths(settings: Settings) -> list[Path]:
-    """The local model directory (a hub id is not watched) and the adapter directory, where set."""
-    paths = []
+def watched_paths(settings: Settings) -> list[tuple[Path, Callable[[str], bool]]]:
+    """The local model directory (a hub id is not watched) and the adapter directory, where set; each
+    with which of its files make the model."""
+    paths: list[tuple[Path, Callable[[str], bool]]] = []
     ref = Path(settings.model_ref())
     if settings.model.backend == "transformers" and ref.is_dir():
-        paths.append(ref)
+        paths.append((ref, _model_file))
     adapter = settings.adapter_path()
     if adapter is not None:
-        paths.append(adapter)
+        paths.append((adapter, _adapter_file))
     return paths
