@@ -39,10 +39,12 @@ from streamwatch.rules.evaluator import Evaluator
 from streamwatch.rules.loader import ActiveRules, RuleSet, configured_rules
 from streamwatch.rules.watch import RuleWatcher
 from streamwatch.sampling import AnswerLog, Sampler, describer
+from streamwatch.shadowing import ShadowRecorder
 from streamwatch.shard import Shard
 from streamwatch.store.db import opened_database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
+from streamwatch.store.shadow import ShadowStore
 from streamwatch.web.app import create_app, listen, serving
 from streamwatch.web.view import Check, ServiceView
 
@@ -126,6 +128,8 @@ class Service:
             max_labelled=settings.labels.max_labelled,
         )
         collector = LabelCollector(labels, settings.labels)
+        shadow_store = ShadowStore(database)
+        shadows = ShadowRecorder(shadow_store, collector)
         pipeline = AlertPipeline(store, outputs, describe=describer(engine), evaluator=evaluator, clips=clips)
         running.callback(
             lambda: log.info(
@@ -169,7 +173,9 @@ class Service:
         await running.enter_async_context(loops)
         watcher = RuleWatcher(settings.path(settings.rules_dir), settings.cameras, rules.current, engine.limits)
         loops.start("rules-watch", RulesReload(watcher, rules_changed).step, RULES_POLL_S)
-        retention = Retention(store, settings.storage.retention_days, int(settings.storage.max_disk_gb * 1e9))
+        retention = Retention(
+            store, settings.storage.retention_days, int(settings.storage.max_disk_gb * 1e9), shadows=shadow_store
+        )
         loops.start("retention", retention.step, RETENTION_S, first_now=True)
         loops.start("camera-status", StatusPublisher(self._cameras.statuses, mqtt).step, STATUS_CHECK_S)
         loops.start("model-watchdog", engine.watchdog.step, STATUS_CHECK_S)
@@ -189,5 +195,6 @@ class Service:
                 metrics=metrics,
                 on_decision=self._on_decision,
                 labels=collector,
+                shadows=shadows,
             )
             loops.spawn(f"sampler-{camera.id}", sampler.run)

@@ -19,6 +19,7 @@ from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.rules.loader import RuleSet
 from streamwatch.rules.watch import RuleWatcher
 from streamwatch.store.events import EventStore
+from streamwatch.store.shadow import ShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,21 @@ class Retention:
     """Delete events, snapshots and clips older than `storage.retention_days`, then keep snapshots and
     clips within `storage.max_disk_gb` (the oldest clips first); at start and every few minutes."""
 
-    def __init__(self, store: EventStore, days: int, max_bytes: int) -> None:
+    def __init__(self, store: EventStore, days: int, max_bytes: int, *, shadows: ShadowStore | None = None) -> None:
         self.store, self.days, self.max_bytes = store, days, max_bytes
+        self.shadows = shadows
 
     async def step(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(days=self.days)
         rows, files = await asyncio.to_thread(self.store.prune, cutoff)
         if rows:
             log.info("retention: deleted %d events and %d snapshots and clips older than %s", rows, files, cutoff)
+        if self.shadows is not None:
+            pruned = await asyncio.to_thread(self.shadows.prune, cutoff)
+            if pruned:
+                log.info(
+                    "retention: deleted %d shadow rule decisions (older than %s, or past the most kept)", pruned, cutoff
+                )
         deleted, freed = await asyncio.to_thread(self.store.cap_disk, self.max_bytes)
         if deleted:
             log.warning(

@@ -39,7 +39,7 @@ class LabelCollector:
         self.store, self.config = store, config
         self._rng = rng or random.Random()
         self._clock = clock
-        self._last: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str, bool], float] = {}
 
     def reason(self, rule: Rule, answer: Answer) -> LabelReason | None:
         """Why this answer should be labelled, or None. Only answers the model gave (not reused ones)
@@ -54,16 +54,24 @@ class LabelCollector:
         return None
 
     async def offer(
-        self, camera: CameraConfig, rule: Rule, question: str, answer: Answer, image: Image.Image, frame_at: float
+        self,
+        camera: CameraConfig,
+        rule: Rule,
+        question: str,
+        answer: Answer,
+        image: Image.Image,
+        frame_at: float,
+        reason: LabelReason | None = None,
     ) -> bool:
-        """Keep this answer's frame as a label request if it is one (and the camera x rule's turn);
-        a failure is logged, never raised: labelling must not stop a camera."""
-        if not self.config.enabled:
+        """Keep this answer's frame as a label request if it is one (and the camera x rule's turn; a
+        given `reason`, such as a shadow rule's disagreement, takes turns of its own); a failure is
+        logged, never raised: labelling must not stop a camera."""
+        if not self.config.enabled or rule.answer != "yes_no":
             return False
-        reason = self.reason(rule, answer)
+        reason = reason or self.reason(rule, answer)
         if reason is None:
             return False
-        key, now = (camera.id, rule.id), self._clock()
+        key, now = (camera.id, rule.id, reason == LabelReason.SHADOW), self._clock()
         if key in self._last and now - self._last[key] < self.config.every_s:
             return False
         self._last[key] = now
@@ -86,7 +94,7 @@ class LabelCollector:
             log.exception("camera %s rule %s: could not keep a label request", camera.id, rule.id)
             return False
         log.info(
-            "label request: camera=%s rule=%s p_yes=%.3f (%s) id=%s",
+            "label request: camera=%s rule=%s p_yes=%s (%s) id=%s",
             camera.id,
             rule.id,
             answer.confidence,

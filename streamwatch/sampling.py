@@ -27,6 +27,7 @@ from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
+from streamwatch.shadowing import Decided, ShadowRecorder, with_shadows
 from streamwatch.web.context import LastAnswer
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,11 @@ class Sampler:
         metrics: Metrics,
         on_decision: Callable[[Decision], None] | None = None,
         labels: LabelCollector | None = None,
+        shadows: ShadowRecorder | None = None,
     ) -> None:
         self.camera, self.worker = camera, worker
         self.labels = labels  # uncertain answers become label requests
+        self.shadows = shadows  # shadow rules' decisions are stored, never alerted
         self.rules, self.engine, self.pipeline = rules, engine, pipeline
         self.answers, self.metrics, self.on_decision = answers, metrics, on_decision
         self.gate = ChangeGate()  # last answers kept while the picture stands still
@@ -90,7 +93,7 @@ class Sampler:
 
     async def _sample(self, tracker: DueTracker, frame: Frame, rules: list[Rule], shapes: set[Shape]) -> None:
         self.metrics.sample_age.observe(max(0.0, time.time() - frame.captured_at))
-        due = tracker.due(rules, time.monotonic(), datetime.now().astimezone())
+        due = with_shadows(tracker.due(rules, time.monotonic(), datetime.now().astimezone()), rules)
         if due:
             image = await asyncio.to_thread(frame.image)  # YUV -> RGB off the event loop, once per frame
             await self.answer(frame, image, due, shapes)
@@ -114,9 +117,19 @@ class Sampler:
         if shapes is None:
             shapes = FrameHistory.shapes(self.rules.for_camera(self.camera))
         await self._remember(frame, image, shapes)
-        await asyncio.gather(*(self._ask(rule, frame, image) for rule in rules))
+        decided = await asyncio.gather(*(self._ask(rule, frame, image) for rule in rules))
+        if self.shadows is None:
+            return
+        by_id = {item.rule.id: item for item in decided if item is not None}
+        for item in by_id.values():
+            if not item.rule.live:
+                live = by_id.get(item.rule.shadows or "")
+                await self.shadows.record(
+                    self.camera, item, live if live and live.rule.live else None, image, frame.captured_at
+                )
 
-    async def _ask(self, rule: Rule, frame: Frame, image: Image.Image) -> None:
+    async def _ask(self, rule: Rule, frame: Frame, image: Image.Image) -> Decided | None:
+        """One rule on one frame; what it decided (None when no answer came)."""
         camera = self.camera
         question = rule.prompt(camera)
         kind = AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE
@@ -127,7 +140,7 @@ class Sampler:
             window = self.history.window(shape, frame.captured_at)
             if window is None:
                 log.debug("camera %s rule %s: waiting for %d frames %.1f s apart", camera.id, rule.id, *shape.wants)
-                return
+                return None
             *earlier, region = window
         thumb = await asyncio.to_thread(thumbnail, region)
         threshold = camera.change_threshold if rule.change_threshold is None else rule.change_threshold
@@ -141,7 +154,7 @@ class Sampler:
                 answer = await self.engine.ask(camera.id, question, region, kind, tokens, tuple(earlier))
             except (DroppedError, InferenceError) as exc:
                 log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
-                return
+                return None
             self.gate.remember(rule.id, question, thumb, at, answer)
         self.metrics.answers.labels(camera.id, "reused" if answer.reused else "asked").inc()
         self.answers.decisions += 1
@@ -149,15 +162,16 @@ class Sampler:
         self.answers.latest[(camera.id, rule.id)] = LastAnswer(
             camera.id, answer.text, answer.confidence, alert, time.time(), answer.reused
         )
-        try:
-            event = await self.pipeline.handle(camera, rule, question, answer, alert, image, frame.captured_at)
-        except Exception:  # the database or disk failed: say so loudly, keep watching
-            log.exception("camera %s rule %s: could not record the alert event", camera.id, rule.id)
-            event = None
-        if event is not None:
-            self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
-        if self.labels is not None:
-            await self.labels.offer(camera, rule, question, answer, image, frame.captured_at)
+        event = None
+        if rule.live:  # a shadow rule's decision is stored by `answer`, beside the live rule's
+            try:
+                event = await self.pipeline.handle(camera, rule, question, answer, alert, image, frame.captured_at)
+            except Exception:  # the database or disk failed: say so loudly, keep watching
+                log.exception("camera %s rule %s: could not record the alert event", camera.id, rule.id)
+            if event is not None:
+                self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
+            if self.labels is not None:
+                await self.labels.offer(camera, rule, question, answer, image, frame.captured_at)
         confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
         log.info(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d%s",
@@ -168,11 +182,12 @@ class Sampler:
             alert,
             answer.latency_s,
             answer.batch_size,
-            " reused" if answer.reused else "",
+            (" reused" if answer.reused else "") + ("" if rule.live else " shadow"),
         )
         if self.on_decision is not None:
             kind_name = event.kind if event is not None else None
             self.on_decision(Decision(camera.id, rule.id, question, answer, alert, frame.seq, kind_name, frame.pts))
+        return Decided(rule, question, answer, alert)
 
 
 def describer(engine: Engine) -> Describe:

@@ -51,3 +51,4 @@ class LabelReason(StrEnum):
 
     UNCERTAIN = "uncertain"  # P(yes) near the rule's threshold
     SAMPLE = "sample"  # a plain "no", sampled (misses hide there)
+    SHADOW = "shadow"  # a shadow rule decided otherwise on the same frame

@@ -27,5 +27,5 @@ class Announcer:
         self.is_open, self.statuses, self.discovery = is_open, statuses, discovery
 
     def messages(self) -> list[Message]:
-        pairs = [(c, r, self.is_open(c.id, r.id)) for c in self.cameras for r in self.rules.for_camera(c)]
+        pairs = [(c, r, self.is_open(c.id, r.id)) for c in self.cameras for r in self.rules.alerting_for_camera(c)]
         return self.topics.announcements(pairs, self.statuses(), discovery=self.discovery)

@@ -23,7 +23,12 @@ class RuleSet:
     warnings: list[str] = field(default_factory=list)
 
     def for_camera(self, camera: CameraConfig) -> list[Rule]:
+        """The rules asked on this camera, shadow rules included."""
         return [r for r in self.rules if r.enabled and r.applies_to(camera)]
+
+    def alerting_for_camera(self, camera: CameraConfig) -> list[Rule]:
+        """The rules that alert on this camera (no shadow rules)."""
+        return [r for r in self.for_camera(camera) if r.live]
 
 
 class ActiveRules:
@@ -35,9 +40,13 @@ class ActiveRules:
     def for_camera(self, camera: CameraConfig) -> list[Rule]:
         return self.current.for_camera(camera)
 
+    def alerting_for_camera(self, camera: CameraConfig) -> list[Rule]:
+        return self.current.alerting_for_camera(camera)
+
     def watched(self, cameras: Sequence[CameraConfig]) -> set[tuple[str, str]]:
-        """Every (camera, rule) watched now: the enabled cameras x the enabled rules that apply to them."""
-        return {(c.id, r.id) for c in cameras if c.enabled for r in self.for_camera(c)}
+        """Every (camera, rule) that can alert now: the enabled cameras x the enabled live rules that apply
+        to them (shadow rules never alert)."""
+        return {(c.id, r.id) for c in cameras if c.enabled for r in self.alerting_for_camera(c)}
 
 
 @dataclass(frozen=True)
@@ -157,4 +166,17 @@ def load_rules(rules_dir: Path, cameras: Sequence[CameraConfig], limits: PromptL
         result.warnings.extend(contents.warnings)
     if problems:
         raise DataFileError(problems)
+    result.warnings.extend(shadow_warnings(result))
     return result
+
+
+def shadow_warnings(rules: RuleSet) -> list[str]:
+    """Shadow rules whose live rule is not there (another file may bring it later: a warning, not an
+    error): they are still asked and stored, with no live answer beside theirs."""
+    live = {rule.id for rule in rules.rules if rule.live}
+    return [
+        f"rule {rule.id!r} shadows {rule.shadows!r}, which is not a live rule here: its answers are stored "
+        "without a live answer beside them"
+        for rule in rules.rules
+        if rule.shadows is not None and rule.shadows not in live
+    ]

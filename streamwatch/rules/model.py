@@ -103,8 +103,36 @@ class Rule(BaseModel):
     span_s: float | None = Field(None, gt=0, le=MAX_SPAN_S, description="frames > 1: seconds from oldest to newest.")
     describe: str | None = Field(None, description="Follow-up question asked when an alert opens.")
     max_new_tokens: int | None = Field(None, ge=1, le=512)
+    mode: Literal["live", "shadow"] = Field(
+        "live",
+        description="shadow: asked like any rule and its decisions stored, but it never alerts (nothing on "
+        "MQTT, no event): a candidate rule tried beside the live one.",
+    )
+    shadows: str | None = Field(
+        None,
+        description="mode = 'shadow': the id of the live rule this one is a candidate for. It is asked on the same "
+        "frames, each pair of answers is stored, and a frame where they disagree becomes a label request.",
+    )
 
     _id = field_validator("id")(identifier)
+
+    @field_validator("shadows")
+    @classmethod
+    def _shadows(cls, value: str | None) -> str | None:
+        return None if value is None else identifier(value)
+
+    @model_validator(mode="after")
+    def _mode(self) -> Rule:
+        if self.shadows is not None and self.mode != "shadow":
+            raise ValueError('shadows names the live rule of a shadow rule: set mode = "shadow" as well')
+        if self.shadows == self.id:
+            raise ValueError("a shadow rule cannot shadow itself: name the live rule it is a candidate for")
+        return self
+
+    @property
+    def live(self) -> bool:
+        """Whether the rule alerts (a shadow rule only records what it would have said)."""
+        return self.mode == "live"
 
     @field_validator("title", "question", "describe")
     @classmethod

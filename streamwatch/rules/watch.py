@@ -13,7 +13,7 @@ from pathlib import Path
 
 from streamwatch.config import CameraConfig
 from streamwatch.inference.limits import PromptLimits
-from streamwatch.rules.loader import CHARS_ONLY, RuleSet, load_rule_file, rule_files
+from streamwatch.rules.loader import CHARS_ONLY, RuleSet, load_rule_file, rule_files, shadow_warnings
 from streamwatch.rules.model import Rule
 from streamwatch.tomlfile import DataFileError
 
@@ -82,6 +82,9 @@ class RuleWatcher:
             result.rules.extend(loaded[path])
         for gone in self.current.files.keys() - now.keys():
             log.info("rules: %s removed", gone.name)
+        result.warnings.extend(shadow_warnings(result))
+        for warning in result.warnings:
+            log.info("rules: %s", warning)
         self.current = result
         return result
 

@@ -143,3 +143,23 @@ class RuleMeasure(Base):
     suggested_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     false_alerts_per_day: Mapped[float | None] = mapped_column(Float, nullable=True)
     measured_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ShadowDecision(Base):
+    """One answer of a shadow rule (mode = "shadow"): what it would have decided, and the live rule's
+    answer on the same frame where it shadows one that was asked. Never an alert; for `streamwatch eval`."""
+
+    __tablename__ = "shadow_decisions"
+    __table_args__ = (Index("ix_shadow_rule_at", "rule", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # the frame's time
+    camera: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    shadows: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    answer: Mapped[str] = mapped_column(String(200))
+    p_yes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    alert: Mapped[bool] = mapped_column(Boolean)  # the shadow rule's condition met
+    live_answer: Mapped[str | None] = mapped_column(String(200), nullable=True)  # None: no live answer beside
+    live_p_yes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    live_alert: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
