@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny models of real architectures, built once per test session, offline."""
+"""Shared fixtures: tiny models of real architectures, built once per test session, offline; an MQTT
+broker of the test's own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.mqtt import Broker
 
 from streamwatch.bench.rtsp import RtspServer
 from streamwatch.inference.backends.transformers import TransformersBackend
@@ -95,3 +97,10 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """mosquitto on a free port, for one test."""
+    with Broker(tmp_path) as running:
+        yield running

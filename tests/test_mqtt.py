@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,6 @@ from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.outputs.topics import mqtt_message
 from streamwatch.store.db import Database
 from streamwatch.store.outbox import Outbox
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    with Broker(tmp_path) as running:
-        yield running
 
 
 def config(broker: Broker, **fields: object) -> MqttConfig:

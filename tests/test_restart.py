@@ -120,12 +120,6 @@ class Site:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    with Broker(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
 def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
     site = Site(tmp_path, broker)
     yield site

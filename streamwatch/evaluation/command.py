@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the command line builds this parser for every command: noth
     from streamwatch.evaluation.replay import Scored
     from streamwatch.inference.backends.base import Backend
     from streamwatch.rules.model import Rule
+    from streamwatch.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ NOTHING = (
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
-    from streamwatch.evaluation.examples import all_examples
+    from streamwatch.evaluation.examples import all_examples, with_shadows
     from streamwatch.evaluation.manifest import load_manifest
     from streamwatch.evaluation.replay import replay
-    from streamwatch.evaluation.report import summarise, write
+    from streamwatch.evaluation.report import agreement_markdown, summarise, write
     from streamwatch.logs import setup_logging
     from streamwatch.store.db import open_database
     from streamwatch.store.measures import save
@@ -82,7 +83,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             skipped: Counter[str] = Counter()
             stream = examples()
             assert stream is not None
-            scored = replay(backend, rules[candidate], {c.id: c for c in settings.cameras}, stream, skipped)
+            stream = with_shadows(stream, shadow_map(rules[candidate]))
+            cameras = {c.id: c for c in settings.cameras}
+            scored = replay(backend, rules[candidate], cameras, stream, skipped, settings.model.max_new_tokens)
             skipped.update(notes)
             if not scored:
                 print(f"error: none of the labelled examples can be replayed: {dict(skipped)}", file=sys.stderr)
@@ -92,7 +95,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if backend is not None:
             backend.close()
     candidates = summarise(results, args.target_precision)
-    for path in write(Path(args.out), args.name, candidates, args.target_precision):
+    live = _agreement(database, rules[base])
+    extra, lines = ({"live_agreement": live}, agreement_markdown(live)) if live else ({}, [])
+    for path in write(Path(args.out), args.name, candidates, args.target_precision, extra, lines):
         print(f"wrote {path}")
     if database is not None and not args.no_save:
         saved = save(database, base.model, candidates[0]["rows"])
@@ -136,6 +141,25 @@ def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) 
     return rules
 
 
+def shadow_map(rules: dict[str, Rule]) -> dict[str, list[str]]:
+    """Live rule id -> the ids of the shadow rules that are candidates for it (both among `rules`)."""
+    found: dict[str, list[str]] = {}
+    for rule in rules.values():
+        if rule.shadows is not None and rule.shadows in rules and not rule.live:
+            found.setdefault(rule.shadows, []).append(rule.id)
+    return found
+
+
+def _agreement(database: Database | None, rules: dict[str, Rule]) -> list[dict[str, Any]]:
+    """What the running service stored of the shadow rules evaluated: how often each agreed with its live
+    rule on the same frames (no database, or no such rule: nothing)."""
+    if database is None or not any(not rule.live for rule in rules.values()):
+        return []
+    from streamwatch.store.shadow import ShadowStore
+
+    return [row for row in ShadowStore(database).agreement() if row["rule"] in rules]
+
+
 def _backend(settings: Settings, candidate: Candidate) -> Backend:
     from streamwatch.inference.build import load_backend
 
@@ -151,7 +175,7 @@ def regressions(
 
     found = []
     for key in sorted(set(before) & set(after)):
-        old, new = (metrics.counts(s.p_yes, s.truth, s.rule.threshold).f1 for s in (before[key], after[key]))
+        old, new = (metrics.counts(s.p_yes, s.truth, s.threshold).f1 for s in (before[key], after[key]))
         if old is not None and (new or 0.0) < old - tolerance:
             found.append(f"{key[1]} on {key[0]}: F1 {old:.3f} -> {0.0 if new is None else new:.3f}")
     return found

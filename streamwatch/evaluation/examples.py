@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,3 +102,12 @@ def all_examples(
         labels = LabelStore(database, folder, max_pending=10**9, max_labelled=10**9)  # read here, never bounded
         sources = [reviewed(EventStore(database, folder), notes), labelled(labels, notes), *sources]
     return itertools.chain(*sources)
+
+
+def with_shadows(examples: Iterator[Example], shadows: Mapping[str, Sequence[str]]) -> Iterator[Example]:
+    """Each example, then the same frame for every shadow rule of its rule (`shadows`: live rule id ->
+    its shadow rules' ids): a shadow rule is measured on exactly the live rule's labelled frames."""
+    for example in examples:
+        yield example
+        for shadow in shadows.get(example.rule, ()):
+            yield dataclasses.replace(example, rule=shadow)

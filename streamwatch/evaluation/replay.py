@@ -15,6 +15,7 @@ from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.rules.model import Rule
 
 BATCH = 16
+GENERATE_TOKENS = 16  # model.max_new_tokens's default
 
 
 @dataclass
@@ -28,6 +29,12 @@ class Scored:
     truth: list[bool] = field(default_factory=list)
     sources: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def threshold(self) -> float:
+        """Where an answer counts as an alert: a yes/no rule's threshold; count and choice answers are
+        scored 1.0 (the rule's condition met) or 0.0."""
+        return self.rule.threshold if self.rule.answer == "yes_no" else 0.5
+
 
 def replay(
     backend: Backend,
@@ -35,8 +42,10 @@ def replay(
     cameras: Mapping[str, CameraConfig],
     examples: Iterable[Example],
     skipped: Counter[str],
+    max_new_tokens: int = GENERATE_TOKENS,
 ) -> dict[tuple[str, str], Scored]:
-    """Score every usable example; why the others were left out is counted in `skipped`."""
+    """Score every usable example; why the others were left out is counted in `skipped`.
+    `max_new_tokens`: a count or choice rule's answer length unless it sets its own (model.max_new_tokens)."""
     scored: dict[tuple[str, str], Scored] = {}
     batch: list[tuple[Scored, Prompt, bool]] = []
     for example in examples:
@@ -51,8 +60,8 @@ def replay(
         scored[key].sources[example.source] += 1
         batch.append((scored[key], prompt, example.truth))
         if len(batch) >= BATCH:
-            _score(backend, batch)
-    _score(backend, batch)
+            _score(backend, batch, max_new_tokens)
+    _score(backend, batch, max_new_tokens)
     return scored
 
 
@@ -78,18 +87,31 @@ def prepare(
 def _unusable(rule: Rule | None, example: Example) -> str | None:
     if rule is None:
         return f"rule {example.rule}: not among the rules evaluated"
-    if rule.answer != "yes_no":
-        return f"rule {rule.id}: a {rule.answer} rule (eval measures yes/no rules)"
+    if rule.answer == "text":
+        return f"rule {rule.id}: a text rule meets no condition to measure"
+    if rule.on == "change":
+        return f'rule {rule.id}: on = "change" compares two answers; one kept frame cannot replay it'
     if rule.frames > 1:
         return f"rule {rule.id}: asks over {rule.frames} frames; one kept frame cannot replay it"
     return None
 
 
-def _score(backend: Backend, batch: list[tuple[Scored, Prompt, bool]]) -> None:
+def _score(backend: Backend, batch: list[tuple[Scored, Prompt, bool]], max_new_tokens: int) -> None:
+    """yes/no rules: P(yes) in one pass; count and choice rules: the generated answer, through the rule's
+    condition (1.0 when it alerts, else 0.0: they have no threshold to tune)."""
     if not batch:
         return
-    answers = backend.score_yes_no([prompt for _, prompt, _ in batch])
-    for (target, _prompt, truth), answer in zip(batch, answers, strict=True):
-        target.p_yes.append(answer.p_yes)
-        target.truth.append(truth)
+    yes_no = [item for item in batch if item[0].rule.answer == "yes_no"]
+    if yes_no:
+        answers = backend.score_yes_no([prompt for _, prompt, _ in yes_no])
+        for (target, _prompt, truth), answer in zip(yes_no, answers, strict=True):
+            target.p_yes.append(answer.p_yes)
+            target.truth.append(truth)
+    generated = [item for item in batch if item[0].rule.answer != "yes_no"]
+    for tokens in sorted({item[0].rule.max_new_tokens or max_new_tokens for item in generated}):
+        group = [item for item in generated if (item[0].rule.max_new_tokens or max_new_tokens) == tokens]
+        texts = backend.generate([prompt for _, prompt, _ in group], tokens)
+        for (target, _prompt, truth), text in zip(group, texts, strict=True):
+            target.p_yes.append(1.0 if target.rule.is_alert(text, None) else 0.0)
+            target.truth.append(truth)
     batch.clear()

@@ -22,8 +22,9 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
     rule, p, truth = scored.rule, scored.p_yes, scored.truth
-    now = metrics.counts(p, truth, rule.threshold)
-    best = metrics.best_threshold(p, truth, rule.threshold, target_precision)
+    now = metrics.counts(p, truth, scored.threshold)
+    tunable = rule.answer == "yes_no"  # count and choice rules alert on a condition, not a threshold
+    best = metrics.best_threshold(p, truth, rule.threshold, target_precision) if tunable else None
     at_best = metrics.counts(p, truth, best) if best is not None else None
     n, m = rule.confirm.n, rule.confirm.m
 
@@ -34,10 +35,13 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
     return {
         "camera": scored.camera,
         "rule": rule.id,
+        "mode": rule.mode,
+        "shadows": rule.shadows,
         "n": len(p),
         "positives": sum(truth),
         "sources": dict(scored.sources),
-        "threshold": rule.threshold,
+        "answer": rule.answer,
+        "threshold": rule.threshold if tunable else None,
         "tp": now.tp,
         "fp": now.fp,
         "fn": now.fn,
@@ -45,14 +49,14 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
         "precision": _round(now.precision),
         "recall": _round(now.recall),
         "f1": _round(now.f1),
-        "calibration_error": _round(metrics.calibration_error(p, truth)),
+        "calibration_error": _round(metrics.calibration_error(p, truth)) if tunable else None,
         "false_alerts_per_day": per_day(now),
         "suggested_threshold": _round(best),
         "suggested_precision": _round(at_best.precision) if at_best else None,
         "suggested_recall": _round(at_best.recall) if at_best else None,
         "suggested_f1": _round(at_best.f1) if at_best else None,
         "suggested_false_alerts_per_day": per_day(at_best),
-        "curve": _curve(p, truth),
+        "curve": _curve(p, truth) if tunable else [],
     }
 
 
@@ -87,10 +91,74 @@ def summarise(
                 "examples": total,
                 "sources": dict(kinds),
                 "rows": rows,
+                "shadow_pairs": shadow_pairs(rows),
                 "skipped": dict(skipped),
             }
         )
     return candidates
+
+
+def shadow_pairs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each shadow rule beside its live rule on the same camera and the same labelled frames."""
+    by_key = {(row["camera"], row["rule"]): row for row in rows}
+    pairs = []
+    for shadow in rows:
+        live = by_key.get((shadow["camera"], shadow["shadows"])) if shadow["shadows"] else None
+        if live is None:
+            continue
+        pair = {"camera": shadow["camera"], "live": live["rule"], "shadow": shadow["rule"], "n": shadow["n"]}
+        for name in ("f1", "precision", "recall", "false_alerts_per_day"):
+            pair[f"{name}_live"], pair[f"{name}_shadow"] = live[name], shadow[name]
+        pairs.append(pair)
+    return pairs
+
+
+PAIRED = [
+    ("camera", "camera"),
+    ("live", "live rule"),
+    ("shadow", "shadow rule"),
+    ("n", "examples"),
+    ("f1_live", "F1 live"),
+    ("f1_shadow", "F1 shadow"),
+    ("precision_live", "precision live"),
+    ("precision_shadow", "precision shadow"),
+    ("recall_live", "recall live"),
+    ("recall_shadow", "recall shadow"),
+    ("false_alerts_per_day_live", "false alerts/day live"),
+    ("false_alerts_per_day_shadow", "false alerts/day shadow"),
+]
+
+AGREED = [
+    ("camera", "camera"),
+    ("rule", "shadow rule"),
+    ("shadows", "live rule"),
+    ("decisions", "decisions"),
+    ("paired", "on the live rule's frames"),
+    ("both", "both alerting"),
+    ("live_only", "only live"),
+    ("shadow_only", "only shadow"),
+    ("neither", "neither"),
+    ("first", "from"),
+    ("last", "to"),
+]
+
+
+def _paired(pairs: list[dict[str, Any]]) -> list[str]:
+    if not pairs:
+        return []
+    return ["Shadow rules on their live rule's labelled frames:", "", markdown_table(pairs, PAIRED), ""]
+
+
+def agreement_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The running service's record of its shadow rules (store/shadow.py), as Markdown lines."""
+    return [
+        "## Shadow rules in the running service",
+        "",
+        "Every decision a shadow rule made, against the live rule's answer on the same frame (a frame where",
+        "they differ became a label request of the live rule: label those to see which one was right).",
+        "",
+        markdown_table([dict(row) for row in rows], AGREED),
+    ]
 
 
 def write(
@@ -157,6 +225,16 @@ def markdown(data: dict[str, Any], notes: Sequence[str] = ()) -> str:
             "",
             markdown_table(candidate["rows"], COLUMNS),
             "",
+            *(
+                [
+                    "Shadow rules on their live rule's labelled frames:",
+                    "",
+                    markdown_table(candidate["shadow_pairs"], PAIRED),
+                    "",
+                ]
+                if candidate.get("shadow_pairs")
+                else []
+            ),
             "Left out:",
             left_out,
         ]
@@ -220,13 +298,14 @@ def plot(candidates: list[dict[str, Any]], path: Path) -> Path:
         style = "-" if number == 0 else "--"
         for index, item in enumerate(candidate["rows"]):
             curve = item["curve"]
-            if not curve:
-                continue
             colour = f"C{index % 10}"
             label = f"{item['rule']} ({item['camera']}){' ' + 'AB'[number] if len(candidates) > 1 else ''}"
-            axis.plot([c[2] for c in curve], [c[1] for c in curve], color=colour, linestyle=style, label=label)
-            if item["recall"] is not None and item["precision"] is not None:
-                axis.plot([item["recall"]], [item["precision"]], marker="o", color=colour)
+            if curve:
+                axis.plot([c[2] for c in curve], [c[1] for c in curve], color=colour, linestyle=style, label=label)
+            if item["recall"] is not None and item["precision"] is not None:  # count/choice rules: the dot alone
+                axis.plot(
+                    [item["recall"]], [item["precision"]], marker="o", color=colour, label=None if curve else label
+                )
     axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
     axis.set_title("precision-recall per rule (dot: its threshold)")
     axis.grid(alpha=0.3)

@@ -56,6 +56,9 @@ def training_examples(
             skipped[f"more than --max-examples {limit}"] += 1
             continue
         rule, _camera, prompt = prepared
+        if rule.answer != "yes_no":
+            skipped[f"rule {rule.id}: a {rule.answer} rule (fine-tuning learns yes/no answers)"] += 1
+            continue
         image = np.asarray(fit_longest_side(prompt.image.convert("RGB"), max_image_side))
         kept.append(TrainingExample(image, prompt.question, "yes" if example.truth else "no", rule.id))
     return kept

@@ -136,7 +136,7 @@ class RuleMeasure(Base):
     model: Mapped[str] = mapped_column(String(300))
     examples: Mapped[int] = mapped_column(Integer)
     positives: Mapped[int] = mapped_column(Integer)
-    threshold: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: a count or choice rule
     precision: Mapped[float | None] = mapped_column(Float, nullable=True)
     recall: Mapped[float | None] = mapped_column(Float, nullable=True)
     f1: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,4 +1,5 @@
-"""shadow decisions: every answer of a shadow rule, beside the live rule's answer on the same frame
+"""shadow decisions: every answer of a shadow rule, beside the live rule's answer on the same frame; a
+measured rule without a threshold (count and choice rules)
 
 Revision ID: 0010
 Revises: 0009
@@ -33,9 +34,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_shadow_decisions_at", "shadow_decisions", ["at"])
     op.create_index("ix_shadow_rule_at", "shadow_decisions", ["rule", "at"])
+    with op.batch_alter_table("rule_measures") as batch:
+        batch.alter_column("threshold", existing_type=sa.Float(), nullable=True)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("rule_measures") as batch:
+        batch.alter_column("threshold", existing_type=sa.Float(), nullable=False)
     op.drop_index("ix_shadow_rule_at", table_name="shadow_decisions")
     op.drop_index("ix_shadow_decisions_at", table_name="shadow_decisions")
     op.drop_table("shadow_decisions")
