@@ -128,6 +128,26 @@ def cmd_bench_gating(args: argparse.Namespace) -> int:
     return _report(run_bench, GatingBenchConfig(config=Path(args.config), out_dir=Path(args.out), name=args.name))
 
 
+def cmd_bench_learning_loop(args: argparse.Namespace) -> int:
+    from streamwatch.bench.learning_loop import LoopConfig, run_bench
+
+    _logging(args)
+    config = LoopConfig(
+        train_good=args.train_good,
+        train_bridged=args.train_bridged,
+        held_good=args.held_good,
+        held_bridged=args.held_bridged,
+        interval_s=args.interval,
+        steps=args.steps,
+        seed=args.seed,
+        repo=Path(args.repo),
+        out_dir=Path(args.out),
+        name=args.name,
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+    )
+    return _report(run_bench, config)
+
+
 def _resolutions(text: str) -> list[tuple[int, int]]:
     try:
         pairs = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip()]
@@ -136,6 +156,16 @@ def _resolutions(text: str) -> list[tuple[int, int]]:
     if not pairs or any(len(p) != 2 or min(p) < 28 for p in pairs):
         raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}")
     return [(p[0], p[1]) for p in pairs]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def _int_list(text: str) -> list[int]:
@@ -236,3 +266,17 @@ def add_bench_parser(sub: Any) -> None:
     gating.add_argument("-c", "--config", default="config.toml", help="the cameras, rules and model to replay")
     _outputs(gating, "gating-demo")
     gating.set_defaults(func=cmd_bench_gating)
+    loop = bench_sub.add_parser(
+        "learning-loop", help="demo model: operator reviews -> eval -> threshold -> fine-tune -> hot swap, held out"
+    )
+    loop.add_argument("--train-good", type=_positive, default=300, help="good boards the operator reviews")
+    loop.add_argument("--train-bridged", type=_positive, default=150, help="bridged boards the operator reviews")
+    loop.add_argument("--held-good", type=_positive, default=400, help="good boards held out (before and after)")
+    loop.add_argument("--held-bridged", type=_positive, default=200, help="bridged boards held out")
+    loop.add_argument("--interval", type=float, default=0.15, help="the camera's sample interval, seconds")
+    loop.add_argument("--steps", type=_positive, default=200, help="fine-tuning steps")
+    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--repo", default=".", help="the checkout with models/demo-glm4v and rules/")
+    loop.add_argument("--work-dir", help="keep the site here (default: a temporary folder)")
+    _outputs(loop, "learning-loop")
+    loop.set_defaults(func=cmd_bench_learning_loop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -55,8 +56,10 @@ class Settings(_Section):
         return problem(self.source, self._lines, loc, message)
 
     def path(self, value: Path | str) -> Path:
-        """A path from the config, relative to the config file's folder."""
-        return (self.base_dir / Path(value).expanduser()).resolve()
+        """A path from the config, relative to the config file's folder. Symlinks are kept, not resolved
+        here: a link swapped to a new target while running (a camera folder, a model or adapter
+        directory: `current -> v2`) is followed when the path is next read."""
+        return Path(os.path.abspath(self.base_dir / Path(value).expanduser()))
 
     def database_url(self) -> str:
         """storage.database_url with a relative SQLite path made relative to the config file."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -124,7 +125,7 @@ def _adapter(value: str | None, settings: Settings) -> str | None:
     """--adapter / --compare-adapter: a directory, `none` for the bare model; unset: the config's."""
     if value is None:
         return settings.model.adapter
-    return None if value.lower() == "none" else str(Path(value).resolve())
+    return None if value.lower() == "none" else os.path.abspath(value)  # a symlink stays one
 
 
 def _rules(candidate: Candidate, settings: Settings, clips: list[LabelledClip]) -> dict[str, Rule]:

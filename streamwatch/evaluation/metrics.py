@@ -83,23 +83,42 @@ def calibration_error(p_yes: Sequence[float], truth: Sequence[bool], bins: int =
 def best_threshold(
     p_yes: Sequence[float], truth: Sequence[bool], current: float, target_precision: float | None = None
 ) -> float | None:
-    """The threshold that maximises F1 (ties: the one closest to `current`), or with `target_precision`
-    the lowest threshold whose precision reaches it (the most recall at that precision). Candidates
-    are the scores themselves. None without any positive example (or when no threshold reaches the
-    target)."""
+    """The threshold that maximises F1 (ties: the one nearest to `current`), or with `target_precision`
+    the lowest threshold whose precision reaches it (the most recall at that precision). Each distinct
+    score s (above the next lower one, s') stands for every threshold in (s', s]: they alert on the same
+    answers; the one suggested is `current` where it lies inside, else a round number inside (three
+    decimals) nearest to it, never the edge a score sits on where a round one fits. None without any
+    positive example (or when no threshold reaches the target)."""
     if not any(truth):
         return None
-    best: tuple[float, float, float] | None = None  # (score, -distance, threshold)
-    for threshold in sorted(set(p_yes)):
-        result = counts(p_yes, truth, threshold)
+    best: tuple[float, float, float] | None = None  # (F1, -distance to current, threshold)
+    below: float | None = None
+    for score in sorted(set(p_yes)):
+        result = counts(p_yes, truth, score)
+        suggested = _within(below, score, current)
+        below = score
         if target_precision is not None:
             if result.precision is not None and result.precision >= target_precision:
-                return threshold
+                return suggested
             continue
-        key = (result.f1 or 0.0, -abs(threshold - current), threshold)
+        key = (result.f1 or 0.0, -abs(suggested - current), suggested)
         if best is None or key > best:
             best = key
     return None if best is None else best[2]
+
+
+def _within(low: float | None, high: float, current: float) -> float:
+    """A threshold in (low, high] (low None: no lower bound): `current` if it is inside, else the round
+    number (three decimals) inside nearest to it, else `high` itself."""
+    if (low is None or current > low) and current <= high:
+        return current
+    step = 1000
+    if current > high:
+        nice = math.floor(high * step) / step
+        return nice if low is None or nice > low else high
+    assert low is not None
+    nice = round((math.floor(low * step) + 1) / step, 3)
+    return nice if nice <= high else high
 
 
 def false_alerts_per_day(false_positive_rate: float | None, sample_interval_s: float, n: int, m: int) -> float | None:

@@ -51,7 +51,7 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
         "f1": _round(now.f1),
         "calibration_error": _round(metrics.calibration_error(p, truth)) if tunable else None,
         "false_alerts_per_day": per_day(now),
-        "suggested_threshold": _round(best),
+        "suggested_threshold": _round(best, 6),  # a round number where one fits (metrics.best_threshold)
         "suggested_precision": _round(at_best.precision) if at_best else None,
         "suggested_recall": _round(at_best.recall) if at_best else None,
         "suggested_f1": _round(at_best.f1) if at_best else None,

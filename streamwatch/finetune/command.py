@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -64,7 +65,7 @@ def finetune(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if settings.model.backend != "transformers":
         raise FinetuneError('fine-tuning trains a local model: it needs model.backend = "transformers"')
-    out = Path(args.out).resolve()
+    out = Path(os.path.abspath(args.out))
     if out.exists() and any(out.iterdir()) and not args.force:
         raise FinetuneError(f"{out} exists and is not empty (--force: write over it)")
     clips = [load_manifest(Path(path)) for path in args.clips]

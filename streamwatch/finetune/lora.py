@@ -15,9 +15,14 @@ from streamwatch.demo.dataset import Example
 from streamwatch.demo.train import answer_loss, answer_suffix, encode, optimise
 from streamwatch.vlm.prompts import prompt_style
 
-# The language model's attention and MLP projections (GLM-4V, Qwen2-VL and other HF VLMs name them so);
-# the vision tower stays as it is.
-TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|gate_up_proj|down_proj)"
+# The language model's attention and MLP projections, the vision tower's and its projector's (GLM-4V's
+# names; Qwen2-VL's language model matches the first part): the demo model's mistakes are in what its
+# vision tower makes of a picture, so the adapter reaches there too.
+TARGET_MODULES = (
+    r".*(language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|gate_up_proj|down_proj)"
+    r"|visual\.merger\.(proj|gate_proj|up_proj|down_proj)"
+    r"|visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.gate_proj|mlp\.up_proj|mlp\.down_proj))"
+)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class RuleView:
     help: str
     last_answers: list[LastAnswer]
     measured: list[dict[str, Any]] = field(default_factory=list)  # the latest eval's figures, per camera
+    threshold: float | None = None  # yes/no rules: P(yes) at which an answer alerts
+    mode: str = "live"  # live | shadow (asked and stored, never alerts)
+    shadows: str | None = None  # a shadow rule's live rule
 
 
 class WebContext(Protocol):

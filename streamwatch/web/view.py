@@ -75,6 +75,9 @@ class ServiceView:
                     rule.help,
                     answers,
                     measured.get(rule.id, []),
+                    rule.threshold if rule.answer == "yes_no" else None,
+                    rule.mode,
+                    rule.shadows,
                 )
             )
         return views
