@@ -77,9 +77,10 @@ def test_a_new_adapter_is_swapped_in_without_a_restart_and_a_broken_one_keeps_th
     picture = board()
     want_first, want_second = expected_p_yes(first, picture), expected_p_yes(second, picture)
     assert abs(want_first - want_second) > 1e-3  # the two adapters answer differently
-    current = tmp_path / "adapters" / "current"
-    current.mkdir(parents=True)
-    put(first, current)
+    current = tmp_path / "adapters" / "current"  # a link to the folder in use: `current -> slot-a`
+    (tmp_path / "adapters" / "slot-a").mkdir(parents=True)
+    put(first, tmp_path / "adapters" / "slot-a")
+    current.symlink_to("slot-a")
     (tmp_path / "rules").mkdir()
     shutil.copy(REPO / "rules" / "defect.toml", tmp_path / "rules" / "defect.toml")
     port = free_port()
@@ -130,7 +131,7 @@ def test_a_new_adapter_is_swapped_in_without_a_restart_and_a_broken_one_keeps_th
         assert model()["adapter"] == str(current) and model()["reloads"] == 0
         assert asked() == pytest.approx(want_first, abs=1e-4)
 
-        put(second, current)
+        put(second, current)  # new files over the folder in use
         wait_for(lambda: model()["reloads"] == 1, 60, "the new adapter to be swapped in")
         assert asked() == pytest.approx(want_second, abs=1e-4)
         assert model()["reload_error"] is None
@@ -147,8 +148,10 @@ def test_a_new_adapter_is_swapped_in_without_a_restart_and_a_broken_one_keeps_th
         decided = len(running.decisions)
         wait_for(lambda: len(running.decisions) > decided + 2, 60, "the camera to be watched on")
 
-        put(first, current)
-        wait_for(lambda: model()["reloads"] == 2, 60, "the fixed adapter to be swapped in")
+        shutil.copytree(first, tmp_path / "adapters" / "slot-b")  # deployed by swapping the link
+        (tmp_path / "adapters" / "next").symlink_to("slot-b")
+        (tmp_path / "adapters" / "next").replace(current)
+        wait_for(lambda: model()["reloads"] == 2, 60, "the adapter the link now names to be swapped in")
         assert model()["reload_error"] is None and asked() == pytest.approx(want_first, abs=1e-4)
         assert "streamwatch_model_reload_failing 0.0" in client.get("/metrics").text
     finally:

@@ -12,6 +12,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -95,6 +96,13 @@ def test_a_shadow_rule_runs_beside_the_live_one_stores_its_decisions_and_never_a
     try:
         # the live rule alerts at 0.95 >= 0.5; the stricter candidate would not (0.95 < 0.99)
         wait_for(lambda: disagreed() >= 2, 60, "the figure on the right: the two rules disagree")
+        base = f"http://127.0.0.1:{settings.web.port}"
+        shown = {rule["id"]: rule for rule in httpx.get(base + "/api/rules").json()}
+        candidate = shown["right-side-strict"]
+        assert (candidate["mode"], candidate["shadows"], candidate["threshold"]) == ("shadow", "right-side", 0.99)
+        assert candidate["shadow_record"][0]["paired"] > 0 and shown["right-side"]["mode"] == "live"
+        page = httpx.get(base + "/rules").text
+        assert "shadow of right-side" in page and "beside right-side: both alerted" in page
     finally:
         running.stop()
     subscriber.close()

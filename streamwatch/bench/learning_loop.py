@@ -14,7 +14,8 @@ A scripted operator does what an operator does, only through the service's publi
 4. `streamwatch eval` measures the rule on those labels; its suggested threshold is written into the
    rule file (the service reloads it).
 5. `streamwatch model finetune --from-reviews` trains an adapter on the same labels; its files are
-   copied over the watched adapter slot, and the service swaps it in without a restart.
+   copied over the watched adapter slot, and the service swaps it in without a restart; the threshold
+   its report suggests for the adapted model (on the labels it held out) goes into the rule file.
 6. The held-out boards pass again: the "after" figures.
 
 A board counts as alerted when an alert opened on it (each board is followed by the empty belt, so
@@ -251,7 +252,12 @@ def identity_adapter(model: Path, out: Path) -> None:
 def run_bench(config: LoopConfig, progress: Callable[[str], None] = print) -> list[Path]:
     with _work_dir(config) as work:
         result = run_loop(config, work, progress)
-    data = {"machine": machine(), "config": {k: str(v) for k, v in asdict(config).items()}, **result}
+    data = {
+        "machine": machine(),
+        "date": _now_iso()[:16] + "Z",
+        "config": {k: str(v) for k, v in asdict(config).items()},
+        **result,
+    }
     return write_report(config.out_dir, config.name, data, markdown(data))
 
 
@@ -298,11 +304,14 @@ def run_loop(config: LoopConfig, work: Path, progress: Callable[[str], None]) ->
         site.cli("model", "finetune", str(work / "adapters" / "v1"), "--from-reviews", "--steps", str(config.steps))
         finetune_s = time.monotonic() - tuned
         report = json.loads((work / "adapters" / "v1" / "finetune.json").read_text())
+        (tuned_row,) = [r for r in report["candidates"][1]["rows"] if r["rule"] == RULE and r["camera"] == CAMERA]
+        adapted = tuned_row["suggested_threshold"] if tuned_row["suggested_threshold"] is not None else threshold
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             shutil.copy(work / "adapters" / "v1" / name, site.slot / name)
         _wait(lambda: _model(client)["reloads"] >= 1, 300, "the adapter to be swapped in", site)
+        set_threshold(site, client, adapted)  # the adapter's own threshold, from its held-out part
         model = _model(client)
-        progress(f"fine-tuned in {finetune_s:.0f} s; adapter swapped in ({model['adapter']})")
+        progress(f"fine-tuned in {finetune_s:.0f} s; adapter swapped in ({model['adapter']}), threshold {adapted}")
         after = stream(site, client, operator, "held", held, progress)
     finally:
         client.close()
@@ -314,6 +323,8 @@ def run_loop(config: LoopConfig, work: Path, progress: Callable[[str], None]) ->
         "eval": {key: row[key] for key in ("n", "positives", "threshold", "precision", "recall", "f1")}
         | {"suggested_threshold": row["suggested_threshold"], "applied_threshold": threshold},
         "finetune": {
+            "suggested_threshold": tuned_row["suggested_threshold"],
+            "applied_threshold": adapted,
             "seconds": round(finetune_s, 1),
             "examples": report["training"]["examples"],
             "loss": report["training"]["loss"],
@@ -474,11 +485,19 @@ def _phase(phase: Phase) -> dict[str, Any]:
     return asdict(phase) | {"false_alert_rate": round(phase.false_alert_rate, 4), "recall": round(phase.recall, 4)}
 
 
+def _machine(info: dict[str, Any]) -> str:
+    return f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores (CPU only)"
+
+
+def _percent(phase: dict[str, Any]) -> dict[str, Any]:
+    return phase | {key: f"{phase[key]:.2%}" for key in ("false_alert_rate", "recall")}
+
+
 def markdown(data: dict[str, Any]) -> str:
     before, after = data["phases"]["before"], data["phases"]["after"]
     rows = [
-        {"when": "before (shipped threshold, no adapter)", **before},
-        {"when": "after (suggested threshold, fine-tuned adapter)", **after},
+        {"when": "before (shipped threshold, no adapter)", **_percent(before)},
+        {"when": "after (suggested threshold, fine-tuned adapter)", **_percent(after)},
     ]
     columns = [
         ("when", "held-out pass"),
@@ -495,9 +514,10 @@ def markdown(data: dict[str, Any]) -> str:
         [
             "# The learning loop on the demo model",
             "",
-            f"{data['machine']}. `streamwatch bench learning-loop` ({data['minutes']} min): the shipped demo model and",
-            "solder-bridge rule watching an inspection camera through `streamwatch run`; a scripted operator",
-            "reviews alerts and answers label requests through the REST API by each board's truth, runs",
+            f"{_machine(data['machine'])}, {data['date']}. `streamwatch bench learning-loop` "
+            f"({data['minutes']} min): the shipped demo model and solder-bridge rule watching an inspection camera",
+            "through `streamwatch run`; a scripted operator reviews alerts and answers label requests through the",
+            "REST API by each board's truth, runs",
             "`streamwatch eval`, applies the suggested threshold, fine-tunes an adapter from the reviews and",
             "copies it into the watched adapter slot (swapped in without a restart). The same held-out boards,",
             "never reviewed or trained on, pass the camera before and after.",
@@ -510,7 +530,9 @@ def markdown(data: dict[str, Any]) -> str:
             f"{evaluation['applied_threshold']}.",
             f"- finetune: {tuned['examples']} training examples, {tuned['seconds']} s; loss "
             f"{tuned['loss'][0][1]:.4f} -> {tuned['loss'][-1][1]:.4f}; swapped in without a restart "
-            f"(reloads: {data['reloads']}).",
+            f"(reloads: {data['reloads']}), with the threshold its report suggests on its own held-out part "
+            f"({tuned['applied_threshold']}): an adapter moves the scores, so the base model's threshold does not "
+            "carry over.",
             "",
         ]
     )

@@ -86,8 +86,8 @@ def best_threshold(
     """The threshold that maximises F1 (ties: the one nearest to `current`), or with `target_precision`
     the lowest threshold whose precision reaches it (the most recall at that precision). Each distinct
     score s (above the next lower one, s') stands for every threshold in (s', s]: they alert on the same
-    answers; the one suggested is `current` where it lies inside, else a round number inside (three
-    decimals) nearest to it, never the edge a score sits on where a round one fits. None without any
+    answers; the one suggested is `current` where it lies inside, else the middle of the interval (a
+    margin on both sides for answers not seen yet), never the edge a score sits on. None without any
     positive example (or when no threshold reaches the target)."""
     if not any(truth):
         return None
@@ -96,29 +96,29 @@ def best_threshold(
     for score in sorted(set(p_yes)):
         result = counts(p_yes, truth, score)
         suggested = _within(below, score, current)
+        outside = max(0.0, current - score, (below - current) if below is not None else 0.0)
         below = score
         if target_precision is not None:
             if result.precision is not None and result.precision >= target_precision:
                 return suggested
             continue
-        key = (result.f1 or 0.0, -abs(suggested - current), suggested)
+        key = (result.f1 or 0.0, -outside, suggested)
         if best is None or key > best:
             best = key
     return None if best is None else best[2]
 
 
 def _within(low: float | None, high: float, current: float) -> float:
-    """A threshold in (low, high] (low None: no lower bound): `current` if it is inside, else the round
-    number (three decimals) inside nearest to it, else `high` itself."""
+    """A threshold in (low, high] (low None: no lower bound): `current` if it is inside, else the middle
+    of the interval (as far from the scores on either side as it can be), three decimals where they fit."""
     if (low is None or current > low) and current <= high:
         return current
-    step = 1000
-    if current > high:
-        nice = math.floor(high * step) / step
-        return nice if low is None or nice > low else high
-    assert low is not None
-    nice = round((math.floor(low * step) + 1) / step, 3)
-    return nice if nice <= high else high
+    if low is None:
+        nice = math.floor(high * 1000) / 1000
+        return nice if nice > 0 else high
+    middle = (low + high) / 2
+    nice = round(middle, 3)
+    return nice if low < nice <= high else middle
 
 
 def false_alerts_per_day(false_positive_rate: float | None, sample_interval_s: float, n: int, m: int) -> float | None:

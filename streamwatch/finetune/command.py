@@ -142,8 +142,15 @@ def finetune(args: argparse.Namespace) -> int:
         f"Measured on the held-out part ({args.holdout:g} of the examples, never trained on): A is the model "
         "without the adapter, B with it.",
     ]
-    for path in write(out, NAME, summarise(results, None), None, extra, lines):
+    candidates = summarise(results, None)
+    for path in write(out, NAME, candidates, None, extra, lines):
         print(f"wrote {path}")
+    for row in candidates[1]["rows"]:  # an adapter moves the scores: its own threshold goes with it
+        print(
+            f"with the adapter, {row['rule']} on {row['camera']}: F1 {row['f1']} at threshold {row['threshold']}; "
+            f"suggested threshold {row['suggested_threshold']} (held-out precision {row['suggested_precision']}, "
+            f"recall {row['suggested_recall']})"
+        )
     print(f'adapter in {out}: set model.adapter = "{out}" (a running service watching it loads it)')
     return 0
 

@@ -40,6 +40,7 @@ class RuleView:
     threshold: float | None = None  # yes/no rules: P(yes) at which an answer alerts
     mode: str = "live"  # live | shadow (asked and stored, never alerts)
     shadows: str | None = None  # a shadow rule's live rule
+    shadow_record: list[dict[str, Any]] = field(default_factory=list)  # its decisions beside the live rule's
 
 
 class WebContext(Protocol):

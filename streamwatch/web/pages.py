@@ -119,7 +119,7 @@ async def cameras_page(request: Request) -> HTMLResponse:
 
 @router.get("/rules", response_class=HTMLResponse)
 async def rules_page(request: Request) -> HTMLResponse:
-    return render(request, "rules.html", rules=context(request).rule_views())
+    return render(request, "rules.html", rules=context(request).rule_views(), model=context(request).model_status())
 
 
 @router.get("/ask", response_class=HTMLResponse)

@@ -22,6 +22,7 @@ from streamwatch.sampling import AnswerLog
 from streamwatch.store import measures
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
+from streamwatch.store.shadow import ShadowStore
 from streamwatch.web.context import RuleView
 
 Check = Callable[[], str | None]  # None when it works, else why not
@@ -47,6 +48,7 @@ class ServiceView:
         self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
         self.labels = labels
         self._measured: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
+        self._shadowed: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
         self.checks = checks
         self.model_state = model_state
@@ -60,6 +62,7 @@ class ServiceView:
     def rule_views(self) -> list[RuleView]:
         views = []
         measured = self._measures()
+        shadowed = self._shadow_records() if any(not rule.live for rule in self.rules.current.rules) else {}
         for rule in self.rules.current.rules:
             cameras = [c.id for c in self.my_cameras if rule.applies_to(c)]
             answers = [self.answers.latest[(c, rule.id)] for c in cameras if (c, rule.id) in self.answers.latest]
@@ -78,6 +81,7 @@ class ServiceView:
                     rule.threshold if rule.answer == "yes_no" else None,
                     rule.mode,
                     rule.shadows,
+                    shadowed.get(rule.id, []),
                 )
             )
         return views
@@ -92,6 +96,21 @@ class ServiceView:
                 log.exception("could not read the rules' measured figures")
                 return {}
         return self._measured[1]
+
+    def _shadow_records(self) -> dict[str, list[dict[str, Any]]]:
+        """Per shadow rule, its decisions beside the live rule's per camera, read at most every
+        MEASURES_TTL_S (a count over the stored decisions)."""
+        now = time.monotonic()
+        if self._shadowed is None or now - self._shadowed[0] > MEASURES_TTL_S:
+            found: dict[str, list[dict[str, Any]]] = {}
+            try:
+                for row in ShadowStore(self.store.db).agreement():
+                    found.setdefault(row["rule"], []).append(row)
+            except Exception:
+                log.exception("could not read the shadow rules' decisions")
+                return {}
+            self._shadowed = (now, found)
+        return self._shadowed[1]
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
         """A one-off question (web/API) through the same shared queue as the cameras."""
