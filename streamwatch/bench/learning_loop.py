@@ -510,6 +510,7 @@ def markdown(data: dict[str, Any]) -> str:
         ("alerts_on_belt", "alerts on the empty belt"),
     ]
     evaluation, tuned = data["eval"], data["finetune"]
+    reviewed, labelled = data["reviewed"], data["labelled"]
     return "\n".join(
         [
             "# The learning loop on the demo model",
@@ -517,19 +518,22 @@ def markdown(data: dict[str, Any]) -> str:
             f"{_machine(data['machine'])}, {data['date']}. `streamwatch bench learning-loop` "
             f"({data['minutes']} min): the shipped demo model and solder-bridge rule watching an inspection camera",
             "through `streamwatch run`; a scripted operator reviews alerts and answers label requests through the",
-            "REST API by each board's truth, runs",
-            "`streamwatch eval`, applies the suggested threshold, fine-tunes an adapter from the reviews and",
-            "copies it into the watched adapter slot (swapped in without a restart). The same held-out boards,",
-            "never reviewed or trained on, pass the camera before and after.",
+            "REST API by each board's truth, runs `streamwatch eval`, applies the suggested threshold,",
+            "fine-tunes an adapter from the reviews and copies it into the watched adapter slot (swapped in",
+            "without a restart). The same held-out boards, never reviewed or trained on, pass the camera before",
+            "and after. A board counts as alerted when an alert opened on it.",
             "",
             markdown_table(rows, columns),
             "",
-            f"- Operator: {data['reviewed']} alerts reviewed, {data['labelled']} label requests answered.",
+            f"- Operator: {sum(reviewed.values())} alerts reviewed ({reviewed.get('confirmed', 0)} confirmed, "
+            f"{reviewed.get('false_positive', 0)} false positives), {sum(labelled.values())} label requests "
+            f"answered ({labelled.get('yes', 0)} yes, {labelled.get('no', 0)} no); the held-out boards' are left unanswered.",
             f"- eval on those labels: {evaluation['n']} examples, F1 {evaluation['f1']} at the shipped threshold "
             f"{evaluation['threshold']}; suggested {evaluation['suggested_threshold']}, applied "
             f"{evaluation['applied_threshold']}.",
             f"- finetune: {tuned['examples']} training examples, {tuned['seconds']} s; loss "
-            f"{tuned['loss'][0][1]:.4f} -> {tuned['loss'][-1][1]:.4f}; swapped in without a restart "
+            f"{tuned['loss'][0][1]:.2e} at step {tuned['loss'][0][0]} -> {tuned['loss'][-1][1]:.2e} at step "
+            f"{tuned['loss'][-1][0]}; swapped in without a restart "
             f"(reloads: {data['reloads']}), with the threshold its report suggests on its own held-out part "
             f"({tuned['applied_threshold']}): an adapter moves the scores, so the base model's threshold does not "
             "carry over.",
