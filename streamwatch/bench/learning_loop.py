@@ -527,7 +527,8 @@ def markdown(data: dict[str, Any]) -> str:
             "",
             f"- Operator: {sum(reviewed.values())} alerts reviewed ({reviewed.get('confirmed', 0)} confirmed, "
             f"{reviewed.get('false_positive', 0)} false positives), {sum(labelled.values())} label requests "
-            f"answered ({labelled.get('yes', 0)} yes, {labelled.get('no', 0)} no); the held-out boards' are left unanswered.",
+            f"answered ({labelled.get('yes', 0)} yes, {labelled.get('no', 0)} no); the held-out boards' are left "
+            "unanswered.",
             f"- eval on those labels: {evaluation['n']} examples, F1 {evaluation['f1']} at the shipped threshold "
             f"{evaluation['threshold']}; suggested {evaluation['suggested_threshold']}, applied "
             f"{evaluation['applied_threshold']}.",
