@@ -1,6 +1,6 @@
 """Both deploy images can install streamwatch: every dependency resolves to a binary wheel for the
 image's Python and platform (pip's resolver against PyPI, `--only-binary=:all:`, no Docker engine
-needed), with torch taken from the base image. The table below is what each base image holds; the
+needed), with torch as the base image has it. The table below is what each base image holds; the
 Dockerfiles are checked to still name those bases."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,11 @@ def platforms(image: Image) -> list[str]:
 @pytest.mark.parametrize("image", IMAGES, ids=lambda image: image.dockerfile)
 def test_every_dependency_has_a_wheel_for_the_image(image: Image, tmp_path: Path) -> None:
     requirements = [d for d in PROJECT["dependencies"] if Requirement(d).name != "torch"]
-    (tmp_path / "requirements.txt").write_text("\n".join(requirements))
+    # peft and accelerate need torch: the base image's stands in as a wheel of that version with nothing
+    # inside (pip sees torch as the image has it), so that a dependency asking for another torch fails
+    base_torch = f"{image.torch}+base"
+    links = base_torch_wheel(tmp_path / "base", base_torch)
+    (tmp_path / "requirements.txt").write_text("\n".join([*requirements, f"torch=={base_torch}"]))
     report = tmp_path / "report.json"
     args = [
         sys.executable,
@@ -75,6 +80,8 @@ def test_every_dependency_has_a_wheel_for_the_image(image: Image, tmp_path: Path
         "--python-version",
         image.python,
         *(option for tag in platforms(image) for option in ("--platform", tag)),
+        "--find-links",
+        str(links),
         "--report",
         str(report),
         "-r",
@@ -87,4 +94,17 @@ def test_every_dependency_has_a_wheel_for_the_image(image: Image, tmp_path: Path
     for requirement in map(Requirement, requirements):
         name = canonicalize_name(requirement.name)
         assert name in chosen and requirement.specifier.contains(chosen[name]), (requirement, chosen.get(name))
-    assert "torch" not in chosen  # nothing pulls a second torch over the base image's
+    assert chosen["torch"] == base_torch  # nothing pulls a second torch over the base image's
+
+
+def base_torch_wheel(folder: Path, version: str) -> Path:
+    """A wheel named torch at `version` holding only its metadata: what pip finds installed in the image."""
+    folder.mkdir()
+    info = f"torch-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"torch-{version}-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{info}/RECORD", "")
+    return folder
