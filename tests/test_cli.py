@@ -16,6 +16,13 @@ from support.helpers import REPO, free_port, random_image, wait_for
 
 from streamwatch.web.auth import hash_secret
 
+# the line of [web] host in the shipped config.toml
+WEB_HOST_LINE = next(
+    number
+    for number, line in enumerate((REPO / "config.toml").read_text().splitlines(), 1)
+    if line.startswith('host = "127.0.0.1"')
+)
+
 
 def streamwatch(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -237,7 +244,7 @@ def test_run_with_the_web_port_taken_says_so_and_exits(demo: Path) -> None:
                     f'password_hash = "{hash_secret("a password")}"\nhost = "192.0.2.77"\nport',
                 )
             ),
-            ":82: web.host: cannot listen on 192.0.2.77",
+            f":{WEB_HOST_LINE + 1}: web.host: cannot listen on 192.0.2.77",  # below the inserted password
         ),
         (
             lambda d: (d / "rules" / "zz-copy.toml").write_text((d / "rules" / "perimeter.toml").read_text()),

@@ -145,6 +145,8 @@ def test_a_new_adapter_is_swapped_in_without_a_restart_and_a_broken_one_keeps_th
         metrics = client.get("/metrics").text
         assert "streamwatch_model_reload_failing 1.0" in metrics
         assert "streamwatch_model_reload_failures_total 1.0" in metrics
+        rules_page = client.get("/rules").text  # the operator sees it where the rules and the model are
+        assert "The latest model version could not be loaded; the previous one answers" in rules_page
         decided = len(running.decisions)
         wait_for(lambda: len(running.decisions) > decided + 2, 60, "the camera to be watched on")
 
