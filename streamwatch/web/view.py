@@ -26,6 +26,7 @@ from streamwatch.store.shadow import ShadowStore
 from streamwatch.web.context import RuleView
 
 Check = Callable[[], str | None]  # None when it works, else why not
+ByRule = dict[str, list[dict[str, Any]]]  # figures per rule id: one JSON-ready dict per camera
 MEASURES_TTL_S = 30.0
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class ServiceView:
     ) -> None:
         self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
         self.labels = labels
-        self._measured: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
-        self._shadowed: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
+        self._read: dict[str, tuple[float, ByRule]] = {}  # _by_rule's, by what
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
         self.checks = checks
         self.model_state = model_state
@@ -86,31 +86,35 @@ class ServiceView:
             )
         return views
 
-    def _measures(self) -> dict[str, list[dict[str, Any]]]:
-        """The latest eval figures, read at most every MEASURES_TTL_S (they change when eval runs)."""
-        now = time.monotonic()
-        if self._measured is None or now - self._measured[0] > MEASURES_TTL_S:
-            try:
-                self._measured = (now, measures.load(self.store.db))
-            except Exception:
-                log.exception("could not read the rules' measured figures")
-                return {}
-        return self._measured[1]
+    def _measures(self) -> ByRule:
+        """The latest eval figures per rule (they change when eval runs)."""
+        return self._by_rule("the rules' measured figures", lambda: measures.load(self.store.db))
 
-    def _shadow_records(self) -> dict[str, list[dict[str, Any]]]:
-        """Per shadow rule, its decisions beside the live rule's per camera, read at most every
-        MEASURES_TTL_S (a count over the stored decisions)."""
+    def _shadow_records(self) -> ByRule:
+        """Per shadow rule, its decisions beside the live rule's per camera (a count over the stored ones)."""
+
+        def read() -> ByRule:
+            found: ByRule = {}
+            for row in ShadowStore(self.store.db).agreement():
+                found.setdefault(row["rule"], []).append(row)
+            return found
+
+        return self._by_rule("the shadow rules' decisions", read)
+
+    def _by_rule(
+        self, what: str, read: Callable[[], dict[str, list[dict[str, Any]]]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """`read()` (figures from the database, by rule id) at most every MEASURES_TTL_S; a failed read is
+        logged and shows nothing, and is tried again next time."""
         now = time.monotonic()
-        if self._shadowed is None or now - self._shadowed[0] > MEASURES_TTL_S:
-            found: dict[str, list[dict[str, Any]]] = {}
+        cached = self._read.get(what)
+        if cached is None or now - cached[0] > MEASURES_TTL_S:
             try:
-                for row in ShadowStore(self.store.db).agreement():
-                    found.setdefault(row["rule"], []).append(row)
+                cached = self._read[what] = (now, read())
             except Exception:
-                log.exception("could not read the shadow rules' decisions")
+                log.exception("could not read %s", what)
                 return {}
-            self._shadowed = (now, found)
-        return self._shadowed[1]
+        return cached[1]
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
         """A one-off question (web/API) through the same shared queue as the cameras."""
