@@ -63,6 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rules = {candidate: _rules(candidate, settings, clips) for candidate in runs}
 
     database = None if args.no_store else open_database(settings)
+    cameras = {camera.id: camera for camera in settings.cameras}
     notes: list[str] = []
 
     def examples() -> Iterator[Example] | None:
@@ -85,7 +86,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             stream = examples()
             assert stream is not None
             stream = with_shadows(stream, shadow_map(rules[candidate]))
-            cameras = {c.id: c for c in settings.cameras}
             scored = replay(backend, rules[candidate], cameras, stream, skipped, settings.model.max_new_tokens)
             skipped.update(notes)
             if not scored:
@@ -146,7 +146,7 @@ def shadow_map(rules: dict[str, Rule]) -> dict[str, list[str]]:
     """Live rule id -> the ids of the shadow rules that are candidates for it (both among `rules`)."""
     found: dict[str, list[str]] = {}
     for rule in rules.values():
-        if rule.shadows is not None and rule.shadows in rules and not rule.live:
+        if rule.shadows is not None and rule.shadows in rules:  # `shadows` is set on shadow rules only
             found.setdefault(rule.shadows, []).append(rule.id)
     return found
 
