@@ -103,7 +103,7 @@ class Service:
         model = await running.enter_async_context(loaded_model(settings, self._backend_factory))
         metrics = Metrics(lambda: (engine.queue.stats(), self._cameras.statuses()))
         engine = Engine(settings, model, latency=metrics.inference_latency.observe)
-        model_state = ModelState(model.backend.name, getattr(model.backend, "adapter", None), time.time())
+        model_state = ModelState(model, time.time())
         metrics.watch_model(model_state.as_dict)
         rules.current = configured_rules(settings, engine.limits)  # a broken rule failed fast; now in tokens too
         for warning in rules.current.warnings:

@@ -79,7 +79,6 @@ def finetune(args: argparse.Namespace) -> int:
         batch=args.batch,
         lr=args.lr,
         rank=args.rank,
-        alpha=2 * args.rank,
         seed=args.seed,
         max_image_side=settings.model.max_image_side,
     )
@@ -130,7 +129,7 @@ def finetune(args: argparse.Namespace) -> int:
             "per_rule": dict(per_rule),
             "left_out": dict(skipped),
             "holdout": args.holdout,
-            "settings": dataclasses.asdict(lora),
+            "settings": dataclasses.asdict(lora) | {"alpha": lora.alpha},
             "loss": history,
         }
     }
@@ -173,14 +172,12 @@ def _train(settings: Settings, training: list[Any], lora: LoraSettings, device: 
 
     from streamwatch.finetune.lora import add_lora, save_adapter, train_lora
     from streamwatch.inference.backends.transformers import resolve_device
-    from streamwatch.vlm.processor import load_processor
+    from streamwatch.vlm.processor import load_processor, pad_left
 
     ref = settings.model_ref()
     on = resolve_device(device)
     processor = load_processor(ref)
-    processor.tokenizer.padding_side = "left"  # the answer ends every row (demo/train.encode)
-    if processor.tokenizer.pad_token is None:
-        processor.tokenizer.pad_token = processor.tokenizer.eos_token
+    pad_left(processor.tokenizer)  # the answer ends every row (demo/train.encode), as the backend asks
     model = AutoModelForImageTextToText.from_pretrained(ref, dtype=torch.float32).to(on)
     peft_model = add_lora(model, lora)
     print(f"training a LoRA adapter on {len(training)} examples on {on}", file=sys.stderr)

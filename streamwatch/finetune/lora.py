@@ -32,10 +32,14 @@ class LoraSettings:
     lr: float = 1e-3
     warmup: int = 10
     rank: int = 8
-    alpha: int = 16
     seed: int = 0
     max_image_side: int = 640
     log_every: int = 10
+
+    @property
+    def alpha(self) -> int:
+        """LoRA's scale numerator: twice the rank (the adapter's update scaled by 2 at any rank)."""
+        return 2 * self.rank
 
 
 def add_lora(model: Any, settings: LoraSettings) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 from streamwatch.config import Settings
 from streamwatch.inference.adapter import CONFIG, WEIGHTS
 from streamwatch.inference.backends.base import Backend
-from streamwatch.inference.engine import Engine
+from streamwatch.inference.engine import Engine, Model
 from streamwatch.lifecycle import StartupError
 
 log = logging.getLogger(__name__)
@@ -63,19 +63,20 @@ def _model_file(name: str) -> bool:
 
 @dataclass
 class ModelState:
-    """What /readyz and the metrics say about the model in use and the last reload."""
+    """What /readyz and the metrics say about the model in use (read from the engine's `Model`, which a
+    swap changes) and its reloads."""
 
-    model: str
-    adapter: str | None
+    model: Model
     loaded_at: float
     reloads: int = 0
     failures: int = 0
     last_error: str | None = None  # the last reload's failure, until a later one succeeds
 
     def as_dict(self) -> dict[str, Any]:
+        backend = self.model.backend
         return {
-            "id": self.model,
-            "adapter": self.adapter,
+            "id": backend.name,
+            "adapter": backend.adapter,
             "loaded_at": self.loaded_at,
             "reloads": self.reloads,
             "reload_failures": self.failures,
@@ -126,7 +127,6 @@ class ModelReload:
             self._failed(problem)
             return
         old = self.engine.swap(backend)
-        self.state.model, self.state.adapter = backend.name, getattr(backend, "adapter", None)
         self.state.loaded_at, self.state.last_error = time.time(), None
         self.state.reloads += 1
         log.info("model reloaded: %s now answers; releasing the previous one", what)

@@ -37,6 +37,14 @@ class VideoUnsupported:
         return {}
 
 
+def pad_left(tokenizer: Any) -> None:
+    """Batches pad on the left, so the last position of every row is where its answer starts (scoring,
+    generation, training); a tokenizer without a pad token pads with its end-of-text token."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
 def load_processor(model_id: str) -> Any:
     """`AutoProcessor.from_pretrained(model_id)`, or its images-only equivalent without torchvision."""
     try:

@@ -25,6 +25,7 @@ class Backend(ABC):
     """Answers batches of prompts. Called from one worker thread; never from the event loop."""
 
     name: str
+    adapter: str | None = None  # a LoRA adapter merged into the model's weights (transformers backend)
 
     @abstractmethod
     def score_yes_no(self, prompts: Sequence[Prompt]) -> list[YesNo]:

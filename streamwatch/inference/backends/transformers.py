@@ -20,7 +20,7 @@ from streamwatch.inference.backends.shared_image import group_by_image, last_tok
 from streamwatch.inference.limits import PromptLimits, context_tokens, token_limits
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
-from streamwatch.vlm.processor import load_processor
+from streamwatch.vlm.processor import load_processor, pad_left
 from streamwatch.vlm.prompts import NO_VARIANTS, YES_VARIANTS, clean_answer, prompt_style, single_token_ids
 from streamwatch.vlm.torch_images import TorchImages, with_torch_images
 
@@ -93,7 +93,6 @@ class TransformersBackend(Backend):
         self, name: str, processor: Any, model: Any, *, max_image_side: int = 1280, preprocess: str = "auto"
     ) -> None:
         self.name = name
-        self.adapter: str | None = None  # the LoRA adapter merged into `model`, where one was
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.torch_processor = None
@@ -104,9 +103,7 @@ class TransformersBackend(Backend):
         self.model_lock = threading.Lock()
         self.processor = processor
         tokenizer = self.processor.tokenizer
-        tokenizer.padding_side = "left"  # the last position of every row is the answer position
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        pad_left(tokenizer)
         self.model: Any = model.eval()
         fused = fuse_rms_norms(model) + linear_patch_embeddings(model)  # same function, fewer kernels
         log.debug("%s: %d modules swapped for fused kernels", self.name, fused)
