@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.demo_site import demo_site, label_boards
 from support.events import new_event
 from support.helpers import REPO
 
@@ -24,9 +25,7 @@ from streamwatch.demo.dataset import demo_tasks, example
 from streamwatch.evaluation import metrics
 from streamwatch.evaluation.manifest import frames, load_manifest
 from streamwatch.store import measures
-from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore
-from streamwatch.store.labels import LabelStore, NewLabelRequest
+from streamwatch.store.labels import NewLabelRequest
 from streamwatch.vocabulary import Label, Verdict
 
 
@@ -142,33 +141,11 @@ def test_an_interval_past_the_end_of_the_clip_is_named(tmp_path: Path, clips: di
     assert taken == [(0, False), (1, False), (2, False), (5, True), (6, True), (7, True)]
 
 
-def demo_site(tmp_path: Path) -> tuple[Path, EventStore, LabelStore]:
-    """The shipped config and rules, with its database in tmp_path."""
-    for name in ("rules", "models", "samples"):
-        (tmp_path / name).symlink_to(REPO / name)
-    text = (REPO / "config.toml").read_text()
-    (tmp_path / "config.toml").write_text(text)
-    database = Database.open(f"sqlite:///{tmp_path / 'data' / 'streamwatch.db'}")
-    return (
-        tmp_path / "config.toml",
-        EventStore(database, tmp_path / "data" / "snapshots"),
-        LabelStore(database, tmp_path / "data" / "snapshots", max_pending=999, max_labelled=999),
-    )
-
-
 def test_eval_on_the_demo_model_over_reviews_labels_and_a_clip(tmp_path: Path, clips: dict[str, Path]) -> None:
     config, events, labels = demo_site(tmp_path)
     (task,) = [t for t in demo_tasks(REPO / "rules") if t.rule.id == "solder-bridge"]
     rng = np.random.default_rng(5)
-    for index in range(12):  # boards with and without a bridge, labelled by their truth
-        truth = "yes" if index % 2 else "no"
-        board = Image.fromarray(example(task, rng, truth).image)
-        uid = f"lab{index}"
-        labels.add(
-            NewLabelRequest(uid, "line", "solder-bridge", "q", "m", "no", 0.6, 0.7, "uncertain", datetime.now(UTC)),
-            jpeg(board, 92),
-        )
-        labels.set_label(uid, Label(truth))
+    label_boards(labels, 12, rng)  # boards with and without a bridge, labelled by their truth
     labels.add(
         NewLabelRequest("skipped", "line", "solder-bridge", "q", "m", "no", 0.6, 0.7, "uncertain", datetime.now(UTC)),
         b"\xff\xd8x",

@@ -7,41 +7,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from support.helpers import REPO
+from support.demo_site import demo_site, label_boards
 
-from streamwatch.alerts.pipeline import jpeg
-from streamwatch.demo.dataset import demo_tasks, example
 from streamwatch.evaluation.examples import Example
 from streamwatch.finetune.data import held_out
-from streamwatch.store.db import Database
-from streamwatch.store.labels import LabelStore, NewLabelRequest
-from streamwatch.vocabulary import Label
 
 
 def site(tmp_path: Path, boards: int) -> Path:
     """The shipped config and rules, with `boards` answered label requests of solder-bridge on the line."""
-    for name in ("rules", "models", "samples"):
-        (tmp_path / name).symlink_to(REPO / name)
-    (tmp_path / "config.toml").write_text((REPO / "config.toml").read_text())
-    database = Database.open(f"sqlite:///{tmp_path / 'data' / 'streamwatch.db'}")
-    labels = LabelStore(database, tmp_path / "data" / "snapshots", max_pending=999, max_labelled=999)
-    (task,) = [t for t in demo_tasks(REPO / "rules") if t.rule.id == "solder-bridge"]
-    rng = np.random.default_rng(7)
-    for index in range(boards):
-        truth = "yes" if index % 2 else "no"
-        picture = Image.fromarray(example(task, rng, truth).image)
-        uid = f"lab{index}"
-        asked = NewLabelRequest(uid, "line", "solder-bridge", "q", "m", "no", 0.6, 0.7, "uncertain", datetime.now(UTC))
-        labels.add(asked, jpeg(picture, 92))
-        labels.set_label(uid, Label(truth))
-    database.close()
-    return tmp_path / "config.toml"
+    config, events, labels = demo_site(tmp_path)
+    label_boards(labels, boards, np.random.default_rng(7))
+    events.db.close()
+    return config
 
 
 def streamwatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

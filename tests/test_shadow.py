@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from support.demo_site import demo_site, label_boards
 from support.events import new_event
 from support.helpers import REPO, wait_for
 from support.mqtt import Broker, Subscriber
@@ -28,10 +29,10 @@ from streamwatch.rules.loader import load_rules
 from streamwatch.shadowing import with_shadows
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
-from streamwatch.store.labels import LabelStore, NewLabelRequest
+from streamwatch.store.labels import LabelStore
 from streamwatch.store.shadow import NewShadowDecision, ShadowStore
 from streamwatch.tomlfile import DataFileError
-from streamwatch.vocabulary import Label, Verdict
+from streamwatch.vocabulary import Verdict
 
 SHADOW = """
 [[rules]]
@@ -137,11 +138,7 @@ def test_retention_prunes_shadow_decisions_by_age_and_count(tmp_path: Path) -> N
 
 
 def test_eval_measures_a_shadow_rule_on_the_live_rules_labelled_frames(tmp_path: Path) -> None:
-    for name in ("models", "samples"):
-        (tmp_path / name).symlink_to(REPO / name)
-    (tmp_path / "rules").mkdir()
-    for file in (REPO / "rules").glob("*.toml"):
-        (tmp_path / "rules" / file.name).write_text(file.read_text())
+    config, events, labels = demo_site(tmp_path, own_rules=True)
     (tmp_path / "rules" / "candidate.toml").write_text(
         textwrap.dedent("""
         [[rules]]
@@ -154,32 +151,21 @@ def test_eval_measures_a_shadow_rule_on_the_live_rules_labelled_frames(tmp_path:
         shadows = "solder-bridge"
         """)
     )
-    (tmp_path / "config.toml").write_text((REPO / "config.toml").read_text())
-    database = Database.open(f"sqlite:///{tmp_path / 'data' / 'streamwatch.db'}")
-    labels = LabelStore(database, tmp_path / "data" / "snapshots", max_pending=99, max_labelled=99)
-    events = EventStore(database, tmp_path / "data" / "snapshots")
-    (task,) = [t for t in demo_tasks(REPO / "rules") if t.rule.id == "solder-bridge"]
     rng = np.random.default_rng(11)
-    for index in range(10):
-        truth = "yes" if index % 2 else "no"
-        board = jpeg(Image.fromarray(example(task, rng, truth).image), 92)
-        asked = NewLabelRequest(
-            f"l{index}", "line", "solder-bridge", "q", "m", "no", 0.6, 0.7, "shadow", datetime.now(UTC)
-        )
-        labels.add(asked, board)
-        labels.set_label(f"l{index}", Label(truth))
+    label_boards(labels, 10, rng, reason="shadow")
     # a count rule's reviewed alert is measured too (its condition, not a threshold)
     (crowd,) = [t for t in demo_tasks(REPO / "rules") if t.rule.id == "shelf-fill"]
     shelf = jpeg(Image.fromarray(example(crowd, rng, "empty").image))
     events.record(new_event("ev-shelf", camera="aisle", rule="shelf-fill"), shelf)
     events.review("ev-shelf", Verdict.CONFIRMED, "")
+    database = events.db
     ShadowStore(database).record(
         NewShadowDecision(
             datetime.now(UTC), "line", "solder-bridge-loose", "solder-bridge", "no", 0.1, True, "no", 0.1, False
         )
     )
     database.close()
-    command = [sys.executable, "-m", "streamwatch", "eval", "-c", str(tmp_path / "config.toml"), "--out", "out"]
+    command = [sys.executable, "-m", "streamwatch", "eval", "-c", str(config), "--out", "out"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "eval.json").read_text())
