@@ -28,6 +28,7 @@ from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.reload import ModelReload, ModelState
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.cameras import Cameras
+from streamwatch.jobs.runner import JobRunner
 from streamwatch.labelling import LabelCollector
 from streamwatch.lifecycle import stopped_by_signals, wait_for_stop
 from streamwatch.metrics import Metrics
@@ -143,6 +144,9 @@ class Service:
         await running.enter_async_context(engine.answering())
         await running.enter_async_context(self._cameras)
 
+        jobs = JobRunner(settings, metrics) if settings.jobs.enabled else None
+        if jobs is not None:
+            await running.enter_async_context(jobs.running())  # ends a running job after the web UI stops
         loops = Loops()
         checks: dict[str, Check] = {"model": engine.watchdog.problem, "database": database.problem}
         checks |= {output.check: output.problem for output in outputs}
@@ -158,6 +162,7 @@ class Service:
             checks=checks,
             labels=labels,
             model_state=model_state,
+            jobs=jobs,
         )
         if listener is not None:
             await running.enter_async_context(serving(create_app(view, web), listener))

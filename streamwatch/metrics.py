@@ -53,6 +53,13 @@ class Metrics:
             ["camera"],
             registry=self.registry,
         )
+        self.jobs = Counter(
+            "streamwatch_jobs",
+            "Eval and fine-tune jobs finished, by kind and state (succeeded, failed, cancelled, ...)",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+        self.job_running = Gauge("streamwatch_job_running", "1 while a job runs", registry=self.registry)
         self.registry.register(_Live(live))
 
     def watch_model(self, state: Callable[[], Mapping[str, Any]]) -> None:

@@ -28,7 +28,10 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[str, EventStore]]:
-    settings = load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None))
+    config = write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None)
+    # no label requests of its own: the labelling test counts exactly the ones it adds
+    config.write_text(config.read_text(encoding="utf-8") + "[labels]\nsample_no = 0\n", encoding="utf-8")
+    settings = load_settings(config)
     store = EventStore(Database.open(settings.database_url()), settings.path(settings.storage.snapshot_dir))
     for uid, rule, title in (
         ("fence1", "right-side", "Person on the right side of the fence"),

@@ -1,6 +1,7 @@
 """`config.toml` -> typed settings. Every problem names the file, line and key, and what is expected."""
 
 from streamwatch.config.fields import identifier, is_loopback
+from streamwatch.config.jobs import JobsConfig
 from streamwatch.config.labels import LabelsConfig
 from streamwatch.config.sections import (
     CameraConfig,
@@ -17,6 +18,7 @@ from streamwatch.config.settings import Settings, load_settings
 __all__ = [
     "CameraConfig",
     "EventLogConfig",
+    "JobsConfig",
     "LabelsConfig",
     "ModelConfig",
     "MqttConfig",

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from streamwatch.config.fields import LOCAL_PREFIXES, NETWORK_PREFIXES
+from streamwatch.config.jobs import JobsConfig
 from streamwatch.config.labels import LabelsConfig
 from streamwatch.config.sections import (
     CameraConfig,
@@ -37,6 +38,7 @@ class Settings(_Section):
     web: WebConfig = Field(default_factory=WebConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     source: Path = Field(Path("config.toml"), exclude=True)
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # where each key is written in `source`
 
@@ -182,13 +184,16 @@ def _problems(settings: Settings) -> list[str]:
 
 
 def _adapter_problems(settings: Settings) -> list[str]:
-    from streamwatch.inference.adapter import AdapterError, check_adapter_dir
+    from streamwatch.inference.adapter import AdapterError, check_adapter_dir, is_empty_slot
 
     loc = ("model", "adapter")
     if settings.model.backend != "transformers":
         return [settings.problem(loc, 'an adapter is merged into a local model: it needs backend = "transformers"')]
+    path = settings.adapter_path() or Path()
+    if is_empty_slot(path):
+        return []  # the model runs alone until an adapter is written there
     try:
-        check_adapter_dir(settings.adapter_path() or Path())
+        check_adapter_dir(path)
     except AdapterError as exc:
         return [settings.problem(loc, str(exc))]
     return []

@@ -20,6 +20,12 @@ class AdapterError(Exception):
     """An adapter directory that cannot be applied to the model, and why."""
 
 
+def is_empty_slot(path: Path) -> bool:
+    """An existing folder with no adapter file at all: a slot waiting for an adapter (the model runs
+    alone until one is written there, e.g. applied from a fine-tune job); anything else is checked."""
+    return path.is_dir() and not any((path / name).exists() for name in (CONFIG, *WEIGHTS))
+
+
 def check_adapter_dir(path: Path) -> dict[str, Any]:
     """The adapter's config, once the directory holds a readable LoRA adapter; else an AdapterError."""
     if not path.is_dir():

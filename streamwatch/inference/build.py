@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from streamwatch.config import Settings
-from streamwatch.inference.adapter import AdapterError
+from streamwatch.inference.adapter import AdapterError, is_empty_slot
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.lifecycle import StartupError
@@ -24,6 +24,7 @@ def build_backend(settings: Settings) -> Backend:
     from streamwatch.inference.backends.kernels import compile_layers
     from streamwatch.inference.backends.transformers import TransformersBackend
 
+    adapter = settings.adapter_path()
     backend = TransformersBackend.load(
         settings.model_ref(),
         device=model.device,
@@ -32,7 +33,7 @@ def build_backend(settings: Settings) -> Backend:
         attn_implementation=model.attn_implementation,
         quantize=model.quantize,
         preprocess=model.preprocess,
-        adapter=settings.adapter_path(),
+        adapter=None if adapter is None or is_empty_slot(adapter) else adapter,
     )
     if model.compile:
         compile_layers(backend.model)

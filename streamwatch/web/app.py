@@ -82,6 +82,8 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
         return PlainTextResponse(context.metrics.render(), media_type="text/plain; version=0.0.4")
 
     from streamwatch.web.api import router as api_router
+    from streamwatch.web.jobs import api as jobs_api
+    from streamwatch.web.jobs import page as jobs_page
     from streamwatch.web.labels import api as labels_api
     from streamwatch.web.labels import page as labels_page
     from streamwatch.web.pages import router as pages_router
@@ -90,6 +92,8 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     app.include_router(labels_api, prefix="/api")
     app.include_router(pages_router)
     app.include_router(labels_page)
+    app.include_router(jobs_api, prefix="/api")
+    app.include_router(jobs_page)
     from streamwatch.web.pages import login_router
 
     app.include_router(login_router)

@@ -10,6 +10,7 @@ from PIL import Image
 from streamwatch.inference.types import Answer, AnswerKind
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
@@ -45,6 +46,7 @@ class RuleView:
 
 class WebContext(Protocol):
     metrics: Metrics
+    jobs: JobRunner | None  # eval and fine-tune jobs (None: this service runs none)
 
     @property
     def store(self) -> EventStore: ...

@@ -16,6 +16,7 @@ from streamwatch.inference.types import Answer, AnswerKind
 from streamwatch.ingest.cameras import Cameras
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.sampling import AnswerLog
@@ -45,6 +46,7 @@ class ServiceView:
         checks: Mapping[str, Check],
         labels: LabelStore,
         model_state: ModelState,
+        jobs: JobRunner | None = None,
     ) -> None:
         self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
         self.labels = labels
@@ -52,6 +54,7 @@ class ServiceView:
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
         self.checks = checks
         self.model_state = model_state
+        self.jobs = jobs
 
     def camera_status(self) -> list[CameraStatus]:
         return self.cameras.statuses()

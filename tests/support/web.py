@@ -20,6 +20,7 @@ from streamwatch.inference.types import Answer, AnswerKind, Prompt, Request
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
+from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
@@ -53,6 +54,7 @@ class Site:
         self.worker = CameraWorker(CameraConfig(id="yard", url=str(REPO / "samples" / "yard.mp4"), name="Yard"))
         self.worker.start()
         self.metrics = Metrics(lambda: (self.queue.stats(), self.camera_status()))
+        self.jobs: JobRunner | None = None  # test_jobs runs real ones
 
     def camera_status(self) -> list[CameraStatus]:
         return [self.worker.status()]

@@ -1,0 +1,238 @@
+"""Eval and fine-tune jobs started from the web UI / REST API: one at a time, each a child process of
+the same `streamwatch` command line on the service's config (the CLI's checks, errors and reports, a
+crash that cannot take the service down), with its output kept in a bounded log, a time limit, and a
+state that survives a restart. A second service on the same jobs folder (a shard) waits its turn
+through a lock file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from streamwatch.config import Settings
+from streamwatch.jobs.records import LOG, JobFolder, JobRecord, new_id, now_iso
+from streamwatch.jobs.spec import ADAPTER_DIR, EvalOptions, FinetuneOptions, command
+from streamwatch.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MAX_LOG_BYTES = 4 * 1024 * 1024  # a job's output kept; the rest is counted, not stored
+TAIL_BYTES = 64 * 1024  # the end of the output read for the result lines
+STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
+RESULT_PREFIXES = ("wrote ", "saved ", "with the adapter", "adapter in ", "regression: ")
+
+
+class JobRefused(Exception):
+    """The job cannot start (or be cancelled, applied) as asked; the message says why."""
+
+
+class JobBusy(JobRefused):
+    """Another job is running."""
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, python: str = sys.executable) -> None:
+        self.settings, self.config, self.metrics, self.python = settings, settings.jobs, metrics, python
+        self.folder = JobFolder(settings.path(settings.jobs.dir))
+        self._submitting = asyncio.Lock()
+        self._current: tuple[JobRecord, asyncio.subprocess.Process, asyncio.Task[JobRecord]] | None = None
+        self._stop_as: tuple[str, str] | None = None  # (state, error) when the job is stopped on purpose
+
+    # -- lifetime ---------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Jobs a previous run left `running` are marked interrupted; a job running at stop is ended."""
+        for record in await asyncio.to_thread(self.folder.interrupted):
+            log.warning("job %s (%s) was interrupted by the previous stop of the service", record.id, record.kind)
+        try:
+            yield
+        finally:
+            if self._current is not None:
+                log.warning("stopping job %s: the service stops", self._current[0].id)
+                await self._stop(self._current[0].id, "interrupted", "the service stopped while it ran")
+
+    # -- what the web layer asks ------------------------------------------------------------------
+    def current(self) -> JobRecord | None:
+        return None if self._current is None else self._current[0]
+
+    def all(self) -> list[JobRecord]:
+        return self.folder.all()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.folder.get(job_id)
+
+    def files(self, job_id: str) -> list[str]:
+        return self.folder.files(job_id)
+
+    def file_path(self, job_id: str, name: str) -> Path | None:
+        """A file of the job's listing (its log, a report); anything else (a path outside) is None."""
+        folder = self.folder.path(job_id)
+        return folder / name if folder is not None and name in self.files(job_id) else None
+
+    async def submit(self, options: EvalOptions | FinetuneOptions) -> JobRecord:
+        if not self.config.enabled:
+            raise JobRefused("jobs are off in this service ([jobs] enabled = false)")
+        async with self._submitting:
+            if self._current is not None:
+                running = self._current[0]
+                raise JobBusy(f"job {running.id} ({running.kind}) is running: one job at a time")
+            job_id = new_id(datetime.now())
+            folder = self.folder.root / job_id
+            args = command(options, self.settings.source, folder, self.config.device, self._adapter_of)
+            lock = await asyncio.to_thread(self._lock)
+            try:
+                record = JobRecord(job_id, options.kind, options.model_dump(), "running", now_iso())
+                await asyncio.to_thread(self.folder.save, record)
+                output = await asyncio.to_thread((folder / LOG).open, "wb")
+                process = await asyncio.create_subprocess_exec(
+                    self.python,
+                    "-m",
+                    "streamwatch",
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: a stop reaches its children too
+                    env=os.environ | {"PYTHONUNBUFFERED": "1"},
+                )
+            except BaseException:
+                lock.close()
+                raise
+            self._stop_as = None
+            task = asyncio.create_task(self._watch(record, process, output, lock), name=f"job-{job_id}")
+            self._current = (record, process, task)
+            if self.metrics is not None:
+                self.metrics.job_running.set(1)
+            log.info("job %s (%s) started", job_id, options.kind)
+            return record
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        if self._current is None or self._current[0].id != job_id:
+            raise JobRefused(f"job {job_id} is not running")
+        return await self._stop(job_id, "cancelled", "cancelled by an operator")
+
+    async def apply(self, job_id: str) -> JobRecord:
+        from streamwatch.jobs.apply import apply_adapter
+
+        record = self.folder.get(job_id)
+        if record is None:
+            raise JobRefused(f"no job {job_id!r}")
+        if record.kind != "finetune" or record.state != "succeeded":
+            raise JobRefused(f"job {job_id} is a {record.state} {record.kind} job: only a finished fine-tune applies")
+        await asyncio.to_thread(apply_adapter, self.settings, self.folder.root / job_id / ADAPTER_DIR)
+        applied = None
+        for other in await asyncio.to_thread(self.folder.all):
+            if other.id == job_id:
+                applied = await asyncio.to_thread(self.folder.update, other, applied_at=now_iso())
+            elif other.applied_at is not None:
+                await asyncio.to_thread(self.folder.update, other, applied_at=None)
+        assert applied is not None
+        log.info("job %s: its adapter is now model.adapter's; the service swaps it in", job_id)
+        return applied
+
+    # -- inside -----------------------------------------------------------------------------------
+    def _adapter_of(self, choice: str) -> str:
+        if choice == "none":
+            return "none"
+        if choice == "config":
+            path = self.settings.adapter_path()
+            return "none" if path is None else str(path)
+        record = self.folder.get(choice)
+        if record is None or record.kind != "finetune" or record.state != "succeeded":
+            raise JobRefused(f"adapter {choice!r}: no finished fine-tune job with that id")
+        return str(self.folder.root / choice / ADAPTER_DIR)
+
+    def _lock(self) -> IO[bytes]:
+        self.folder.root.mkdir(parents=True, exist_ok=True)
+        handle = (self.folder.root / ".lock").open("wb")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise JobBusy(f"another streamwatch instance runs a job in {self.folder.root}: one at a time") from None
+        return handle
+
+    async def _watch(
+        self, record: JobRecord, process: asyncio.subprocess.Process, output: IO[bytes], lock: IO[bytes]
+    ) -> JobRecord:
+        tail = b""
+        kept = dropped = 0
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(self.config.timeout_s):
+                while chunk := await process.stdout.read(65536):
+                    tail = (tail + chunk)[-TAIL_BYTES:]
+                    room = max(0, MAX_LOG_BYTES - kept)
+                    if room:
+                        await asyncio.to_thread(output.write, chunk[:room])
+                    kept, dropped = kept + min(room, len(chunk)), dropped + max(0, len(chunk) - room)
+                await process.wait()
+        except TimeoutError:
+            self._stop_as = ("timed out", f"ran longer than jobs.timeout_s ({self.config.timeout_s:g} s)")
+            await _terminate(process)
+        except asyncio.CancelledError:
+            await _terminate(process)
+            raise
+        finally:
+            if dropped:
+                output.write(f"\n[{dropped} more bytes of output not kept]\n".encode())
+            output.close()
+        lines = tail.decode("utf-8", "replace").splitlines()
+        code = process.returncode
+        state, error = self._stop_as or (("succeeded", None) if code == 0 else ("failed", _why(lines, code)))
+        summary = [line.strip() for line in lines if line.startswith(RESULT_PREFIXES)][-40:]
+        record = await asyncio.to_thread(
+            self.folder.update, record, state=state, ended_at=now_iso(), exit_code=code, error=error, summary=summary
+        )
+        self._current = None
+        lock.close()
+        if self.metrics is not None:
+            self.metrics.job_running.set(0)
+            self.metrics.jobs.labels(record.kind, state).inc()
+        (log.info if state == "succeeded" else log.warning)(
+            "job %s (%s) %s%s", record.id, record.kind, state, _colon(error)
+        )
+        removed = await asyncio.to_thread(self.folder.prune, self.config.keep)
+        if removed:
+            log.info("removed %d old jobs (jobs.keep = %d)", len(removed), self.config.keep)
+        return record
+
+    async def _stop(self, job_id: str, state: str, why: str) -> JobRecord:
+        assert self._current is not None
+        _record, process, task = self._current
+        self._stop_as = (state, why)
+        await _terminate(process)
+        return await task
+
+
+async def _terminate(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the job's process group; SIGKILL after STOP_WAIT_S."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), STOP_WAIT_S)
+
+
+def _why(lines: list[str], code: int | None) -> str:
+    """The command's own `error: ...` line where it wrote one, else its last line and exit status."""
+    errors = [line.strip() for line in lines if line.startswith("error:")]
+    if errors:
+        return errors[-1].removeprefix("error:").strip()
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return f"exit status {code}" + (f": {last[:300]}" if last else "")
+
+
+def _colon(text: str | None) -> str:
+    return f": {text}" if text else ""

@@ -1,0 +1,72 @@
+"""What a job is asked to do (the REST API's body, the web UI's forms) and the command line it runs:
+`streamwatch eval` or `streamwatch model finetune --from-reviews`, on the service's own config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JOB_ID = r"^\d{8}-\d{6}-[0-9a-f]{4}$"
+ADAPTER = r"^(config|none|\d{8}-\d{6}-[0-9a-f]{4})$"
+ADAPTER_HELP = "'config' (model.adapter as configured), 'none' (the model alone) or the id of a finished fine-tune job"
+ADAPTER_DIR = "adapter"  # a fine-tune job's adapter (and its report) within the job's folder
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EvalOptions(_Options):
+    """`streamwatch eval`: the labelled examples replayed through the rules and the model; the figures
+    go to the rules page."""
+
+    kind: Literal["eval"] = "eval"
+    adapter: Annotated[str, Field(pattern=ADAPTER, description=ADAPTER_HELP)] = "config"
+    compare_adapter: Annotated[
+        str | None, Field(pattern=ADAPTER, description="also evaluate with this adapter, side by side: " + ADAPTER_HELP)
+    ] = None
+    target_precision: Annotated[
+        float | None, Field(gt=0, le=1, description="suggest the lowest threshold reaching this precision")
+    ] = None
+
+
+class FinetuneOptions(_Options):
+    """`streamwatch model finetune --from-reviews`: a LoRA adapter trained on the labelled examples."""
+
+    kind: Literal["finetune"] = "finetune"
+    steps: Annotated[int, Field(ge=1, le=100_000, description="training steps")] = 200
+    holdout: Annotated[float, Field(gt=0, lt=1, description="share of the examples held out to measure")] = 0.25
+    batch: Annotated[int, Field(ge=1, le=1024, description="examples per step")] = 16
+    lr: Annotated[float, Field(gt=0, le=1, description="learning rate")] = 1e-3
+    rank: Annotated[int, Field(ge=1, le=256, description="LoRA rank")] = 8
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="seed of the split and the training")] = 0
+
+
+JobOptions = Annotated[EvalOptions | FinetuneOptions, Field(discriminator="kind")]
+
+
+def command(
+    options: EvalOptions | FinetuneOptions,
+    config: Path,
+    folder: Path,
+    device: str,
+    adapter_of: Callable[[str], str],
+) -> list[str]:
+    """The `streamwatch` arguments the job runs (without the interpreter); `adapter_of` turns an
+    adapter choice (a job id, `none`) into the command line's value."""
+    if isinstance(options, FinetuneOptions):
+        args = ["model", "finetune", str(folder / ADAPTER_DIR), "-c", str(config), "--from-reviews"]
+        for name in ("steps", "holdout", "batch", "lr", "rank", "seed"):
+            args += [f"--{name}", str(getattr(options, name))]
+        return [*args, "--device", device, "--log-level", "INFO"]
+    args = ["eval", "-c", str(config), "--out", str(folder), "--name", "eval", "--log-level", "INFO"]
+    if options.adapter != "config":
+        args += ["--adapter", adapter_of(options.adapter)]
+    if options.compare_adapter is not None:
+        args += ["--compare-adapter", adapter_of(options.compare_adapter)]
+    if options.target_precision is not None:
+        args += ["--target-precision", str(options.target_precision)]
+    return args

@@ -1,0 +1,173 @@
+"""Eval and fine-tune jobs in the REST API (/api/jobs) and as a page (/jobs): start one, follow it,
+read its reports and log, cancel it, apply a fine-tuned adapter to the running model."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from streamwatch.jobs.records import LOG, JobRecord
+from streamwatch.jobs.runner import JobBusy, JobRefused, JobRunner
+from streamwatch.jobs.spec import EvalOptions, FinetuneOptions, JobOptions
+from streamwatch.web.api import context
+from streamwatch.web.pages import render
+
+api = APIRouter(tags=["jobs"])
+page = APIRouter(include_in_schema=False)
+LOG_TAIL_BYTES = 8192  # of a job's log shown on the page
+MEDIA = {".md": "text/markdown; charset=utf-8", ".json": "application/json", ".png": "image/png"}
+
+
+def runner(request: Request) -> JobRunner:
+    jobs: JobRunner | None = context(request).jobs
+    if jobs is None:
+        raise HTTPException(404, "this service runs no jobs")
+    return jobs
+
+
+def job_json(request: Request, jobs: JobRunner, record: JobRecord) -> dict[str, Any]:
+    files = {name: request.app.url_path_for("job_file", job_id=record.id, name=name) for name in jobs.files(record.id)}
+    return record.__dict__ | {"files": files}
+
+
+def _refused(exc: JobRefused) -> HTTPException:
+    return HTTPException(409 if isinstance(exc, JobBusy) else 422, str(exc))
+
+
+def _csrf(request: Request, token: str | None) -> None:
+    if not request.app.state.guard.csrf_ok(request, token):
+        raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
+
+
+@api.get("/jobs")
+async def list_jobs(request: Request) -> dict[str, Any]:
+    """Jobs, newest first, and the one running (or null)."""
+    jobs = runner(request)
+    records = await asyncio.to_thread(jobs.all)
+    current = jobs.current()
+    return {"items": [job_json(request, jobs, r) for r in records], "running": current.id if current else None}
+
+
+@api.post("/jobs", status_code=202)
+async def start_job(request: Request, options: Annotated[JobOptions, Body()]) -> dict[str, Any]:
+    """Start `eval` or `finetune` (one job at a time: 409 while one runs). With a cookie session, send
+    the page's CSRF token as X-CSRF-Token."""
+    _csrf(request, None)
+    jobs = runner(request)
+    try:
+        record = await jobs.submit(options)
+    except JobRefused as exc:
+        raise _refused(exc) from None
+    return job_json(request, jobs, record)
+
+
+@api.get("/jobs/{job_id}")
+async def get_job(request: Request, job_id: str) -> dict[str, Any]:
+    jobs = runner(request)
+    record = await asyncio.to_thread(jobs.get, job_id)
+    if record is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return job_json(request, jobs, record)
+
+
+@api.post("/jobs/{job_id}/cancel")
+async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+    _csrf(request, None)
+    jobs = runner(request)
+    try:
+        return job_json(request, jobs, await jobs.cancel(job_id))
+    except JobRefused as exc:
+        raise _refused(exc) from None
+
+
+@api.post("/jobs/{job_id}/apply")
+async def apply_job(request: Request, job_id: str) -> dict[str, Any]:
+    """Make a finished fine-tune job's adapter model.adapter's: the running service swaps it in."""
+    _csrf(request, None)
+    jobs = runner(request)
+    try:
+        return job_json(request, jobs, await jobs.apply(job_id))
+    except JobRefused as exc:
+        raise _refused(exc) from None
+
+
+@api.get("/jobs/{job_id}/files/{name:path}", name="job_file", response_class=FileResponse)
+async def job_file(request: Request, job_id: str, name: str) -> FileResponse:
+    """A job's log or report file (as listed in its `files`)."""
+    path = await asyncio.to_thread(runner(request).file_path, job_id, name)
+    if path is None or not path.is_file():
+        raise HTTPException(404, f"no file {name!r} in job {job_id!r}")
+    return FileResponse(path, media_type=MEDIA.get(path.suffix, "text/plain; charset=utf-8"))
+
+
+# -- the page ----------------------------------------------------------------------------------------
+@page.get("/jobs", response_class=HTMLResponse)
+async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
+    jobs = runner(request)
+    records = await asyncio.to_thread(jobs.all)
+    current = jobs.current()
+    tail = await asyncio.to_thread(_log_tail, jobs, current.id) if current else ""
+    files = {record.id: jobs.files(record.id) for record in records}
+    finished = [r.id for r in records if r.kind == "finetune" and r.state == "succeeded"]
+    model = context(request).model_status()
+    response = render(
+        request,
+        "jobs.html",
+        jobs=records,
+        current=current,
+        tail=tail,
+        files=files,
+        adapters=finished,
+        error=error,
+        model=model,
+    )
+    if error is not None:
+        response.status_code = 409 if "one job at a time" in error else 422
+    return response
+
+
+@page.post("/jobs")
+async def start_form(request: Request, csrf: Annotated[str, Form(max_length=200)]) -> Response:
+    _csrf(request, csrf)
+    form = await request.form()
+    fields = {key: value for key, value in form.items() if key != "csrf" and isinstance(value, str) and value != ""}
+    try:
+        options = (FinetuneOptions if fields.get("kind") == "finetune" else EvalOptions).model_validate(fields)
+        await runner(request).submit(options)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        return await jobs_page(request, f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}")
+    except JobRefused as exc:
+        return await jobs_page(request, str(exc))
+    return RedirectResponse("/jobs", status_code=303)
+
+
+@page.post("/jobs/{job_id}/{action}")
+async def action_form(
+    request: Request, job_id: str, action: str, csrf: Annotated[str, Form(max_length=200)]
+) -> Response:
+    _csrf(request, csrf)
+    jobs = runner(request)
+    try:
+        if action == "cancel":
+            await jobs.cancel(job_id)
+        elif action == "apply":
+            await jobs.apply(job_id)
+        else:
+            raise HTTPException(404, f"no action {action!r}")
+    except JobRefused as exc:
+        return await jobs_page(request, str(exc))
+    return RedirectResponse("/jobs", status_code=303)
+
+
+def _log_tail(jobs: JobRunner, job_id: str) -> str:
+    path = jobs.file_path(job_id, LOG)
+    if path is None or not path.is_file():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+        return handle.read().decode("utf-8", "replace")
