@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.helpers import CHROMIUM
 from support.mqtt import Broker
 
 from streamwatch.bench.rtsp import RtspServer
@@ -104,3 +105,14 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     """mosquitto on a free port, for one test."""
     with Broker(tmp_path) as running:
         yield running
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Headless Chromium (Debian's, driven by Playwright); tests using it skip where it is not installed."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

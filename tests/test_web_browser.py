@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import av
 import pytest
 from support.events import new_event
-from support.helpers import REPO, wait_for
+from support.helpers import CHROMIUM, REPO, wait_for
 from support.service import Running, write_site
 
 from streamwatch.clips.mp4 import write_mp4
@@ -22,7 +21,6 @@ from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, NewEvent
 from streamwatch.store.labels import LabelStore, NewLabelRequest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/install-test-deps.sh)")
 
 
@@ -64,16 +62,6 @@ def service(tmp_path: Path) -> Iterator[tuple[str, EventStore]]:
         yield f"http://127.0.0.1:{settings.web.port}", store
     finally:
         running.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_filter_the_timeline_open_an_event_and_mark_it_false_positive(

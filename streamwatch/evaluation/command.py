@@ -122,9 +122,13 @@ class Candidate:
 
 
 def _adapter(value: str | None, settings: Settings) -> str | None:
-    """--adapter / --compare-adapter: a directory, `none` for the bare model; unset: the config's."""
+    """--adapter / --compare-adapter: a directory, `none` for the bare model; unset: the config's (its
+    absolute path; None while its folder is an empty slot)."""
     if value is None:
-        return settings.model.adapter
+        from streamwatch.inference.adapter import is_empty_slot
+
+        path = settings.adapter_path()
+        return None if path is None or is_empty_slot(path) else str(path)
     return None if value.lower() == "none" else os.path.abspath(value)  # a symlink stays one
 
 

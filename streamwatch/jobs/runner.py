@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -85,7 +85,7 @@ class JobRunner:
             if self._current is not None:
                 running = self._current[0]
                 raise JobBusy(f"job {running.id} ({running.kind}) is running: one job at a time")
-            job_id = new_id(datetime.now())
+            job_id = new_id(datetime.now(UTC))
             folder = self.folder.root / job_id
             args = command(options, self.settings.source, folder, self.config.device, self._adapter_of)
             lock = await asyncio.to_thread(self._lock)

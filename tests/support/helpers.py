@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 import urllib.error
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # scripts/install-test-deps.sh
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

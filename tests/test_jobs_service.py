@@ -1,0 +1,137 @@
+"""The learning loop from the running service's REST API and Jobs page: fine-tune on the labels, apply
+the adapter (swapped in without a restart), evaluate it against the bare model, with the real CLI as
+the jobs' child processes on the shipped demo model."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from support.demo_site import demo_site, label_boards
+from support.helpers import CHROMIUM, free_port, wait_for
+from support.service import Running
+
+from streamwatch.config import load_settings
+from streamwatch.inference.build import build_backend
+
+JOB_S = 600  # a CPU fine-tune of 20 steps with its two held-out replays, on a busy machine
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
+    config, _store, labels = demo_site(tmp_path)
+    label_boards(labels, 48, np.random.default_rng(7))
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("[mqtt]\nenabled = true", "[mqtt]\nenabled = false").replace(
+        "port = 8080", f"port = {free_port()}"
+    )
+    text = text.replace("describe = false\n", "describe = false\nenabled = false\n")  # no camera: only the jobs
+    text = text.replace(
+        'id = "./models/demo-glm4v"', 'id = "./models/demo-glm4v"\nadapter = "data/adapter"\nwatch_s = 1'
+    )
+    config.write_text(text, encoding="utf-8")
+    (tmp_path / "data" / "adapter").mkdir()  # an empty slot: the model runs alone until one is applied
+    settings = load_settings(config)
+    running = Running(settings, build_backend)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{settings.web.port}", timeout=30)
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/jobs").text)
+    assert token is not None
+    client.headers["X-CSRF-Token"] = token.group(1)
+    try:
+        yield client, tmp_path
+    finally:
+        client.close()
+        running.stop()
+
+
+def finished(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    wait_for(lambda: client.get(f"/api/jobs/{job_id}").json()["state"] != "running", JOB_S, f"job {job_id}")
+    job: dict[str, Any] = client.get(f"/api/jobs/{job_id}").json()
+    return job
+
+
+def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Path]) -> None:
+    client, folder = site
+    assert client.get("/readyz").json()["model"]["adapter"] is None
+    started = client.post("/api/jobs", json={"kind": "finetune", "steps": 20})
+    assert started.status_code == 202, started.text
+    tune = started.json()
+    assert tune["state"] == "running" and tune["options"]["steps"] == 20
+    busy = client.post("/api/jobs", json={"kind": "eval"})
+    assert busy.status_code == 409 and f"job {tune['id']} (finetune) is running" in busy.json()["detail"]
+    assert client.get("/api/jobs").json()["running"] == tune["id"]
+
+    tune = finished(client, tune["id"])
+    log = client.get(f"/api/jobs/{tune['id']}/files/output.log").text
+    assert tune["state"] == "succeeded", log
+    assert {"output.log", "adapter/finetune.md", "adapter/finetune.json", "adapter/finetune.png"} <= set(tune["files"])
+    assert any(line.startswith("with the adapter, solder-bridge on line: F1") for line in tune["summary"])
+    report = client.get(tune["files"]["adapter/finetune.json"]).json()
+    assert report["training"]["examples"] > 0 and len(report["candidates"]) == 2
+
+    applied = client.post(f"/api/jobs/{tune['id']}/apply")
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["applied_at"] is not None
+    slot = str(folder / "data" / "adapter")
+    wait_for(lambda: client.get("/readyz").json()["model"]["adapter"] == slot, 120, "the adapter to be swapped in")
+    assert client.get("/readyz").json()["model"]["reloads"] == 1
+
+    evaluated = client.post("/api/jobs", json={"kind": "eval", "compare_adapter": "none"})
+    assert evaluated.status_code == 202, evaluated.text
+    job = finished(client, evaluated.json()["id"])
+    assert job["state"] == "succeeded", client.get(job["files"]["output.log"]).text
+    candidates = json.loads(client.get(job["files"]["eval.json"]).text)["candidates"]
+    assert [c["adapter"] for c in candidates] == [slot, None]
+    assert candidates[0]["rows"][0]["n"] == 48
+    assert any(line.startswith("saved the figures of 1 rule x camera pairs") for line in job["summary"])
+    (rule,) = [r for r in client.get("/api/rules").json() if r["id"] == "solder-bridge"]
+    assert [m["camera"] for m in rule["measured"]] == ["line"]
+
+    # the page lists both; refusals name the field or the reason; no path outside a job's folder
+    page = client.get("/jobs").text
+    assert tune["id"] in page and job["id"] in page and "applied" in page
+    token = client.headers["X-CSRF-Token"]
+    form = client.post("/jobs", data={"csrf": token, "kind": "finetune", "steps": "0"})
+    assert form.status_code == 422 and "steps: Input should be greater than or equal to 1" in form.text
+    refused = client.post(f"/jobs/{job['id']}/apply", data={"csrf": token})
+    assert refused.status_code == 422 and "only a finished fine-tune applies" in refused.text
+    for body, field in (
+        ({"kind": "finetune", "holdout": 1}, "holdout"),
+        ({"kind": "eval", "adapter": "../../etc"}, "adapter"),
+        ({"kind": "eval", "target_precision": "high"}, "target_precision"),
+        ({"kind": "train"}, "kind"),
+        ({"kind": "eval", "rules": "/tmp"}, "rules"),
+    ):
+        answer = client.post("/api/jobs", json=body)
+        assert answer.status_code == 422 and field in json.dumps(answer.json()["detail"]), (body, answer.text)
+    unknown = client.post("/api/jobs", json={"kind": "eval", "compare_adapter": "20260101-000000-abcd"})
+    assert unknown.status_code == 422 and "no finished fine-tune job" in unknown.json()["detail"]
+    for path in ("/api/jobs/../config.toml", f"/api/jobs/{job['id']}/files/../../../config.toml", "/api/jobs/x"):
+        assert client.get(path).status_code == 404, path
+    without = httpx.post(f"{client.base_url}/api/jobs", json={"kind": "eval"})
+    assert without.status_code == 403  # no CSRF token: a page on another site cannot start one
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/install-test-deps.sh)")
+def test_an_eval_from_the_jobs_page_in_chromium(site: tuple[httpx.Client, Path], browser: object) -> None:
+    client, _folder = site
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"{client.base_url}/jobs")
+    assert page.locator("#no-jobs").count() == 1 and "without an adapter" in page.locator("#model").inner_text()
+    page.select_option("#compare_adapter", "none")
+    page.fill("#target_precision", "0.9")
+    page.click("#eval-form button")
+    assert page.locator("#current h1").inner_text().startswith("Running: eval")  # the page follows it
+    page.wait_for_selector("li.card[data-state=succeeded]", timeout=JOB_S * 1000)
+    assert page.locator("#current").count() == 0 and page.locator("#eval-form").count() == 1
+    card = page.locator("li.card").first
+    assert "saved the figures of 1 rule x camera pairs" in card.inner_text()
+    card.locator("a", has_text="eval.md").click()
+    page.wait_for_url("**/files/eval.md")
+    assert "| line | solder-bridge |" in page.locator("body").inner_text()
