@@ -10,7 +10,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from PIL import Image
@@ -20,11 +20,12 @@ from streamwatch.config import CameraConfig, LabelsConfig
 from streamwatch.inference.types import Answer
 from streamwatch.rules.model import Rule
 from streamwatch.store.labels import LabelStore, NewLabelRequest
+from streamwatch.store.windows import STRIP_QUALITY, strip
 from streamwatch.vocabulary import LabelReason
 
 log = logging.getLogger(__name__)
 
-FRAME_QUALITY = 92  # JPEG quality of a kept frame: it is replayed through the model later
+FRAME_QUALITY = STRIP_QUALITY  # JPEG quality of a kept frame: it is replayed through the model later
 
 
 class LabelCollector:
@@ -62,10 +63,12 @@ class LabelCollector:
         image: Image.Image,
         frame_at: float,
         reason: LabelReason | None = None,
+        window: Sequence[Image.Image] = (),
     ) -> bool:
         """Keep this answer's frame as a label request if it is one (and the camera x rule's turn; a
         given `reason`, such as a shadow rule's disagreement, takes turns of its own); a failure is
-        logged, never raised: labelling must not stop a camera."""
+        logged, never raised: labelling must not stop a camera. `window`: the frames a question over
+        several frames was asked on, kept with it (store/windows)."""
         if not self.config.enabled or rule.answer != "yes_no":
             return False
         reason = reason or self.reason(rule, answer)
@@ -86,10 +89,12 @@ class LabelCollector:
             threshold=rule.threshold,
             reason=reason.value,
             frame_at=datetime.fromtimestamp(frame_at, UTC),
+            window_frames=len(window) or None,
         )
         try:
             frame = await asyncio.to_thread(jpeg, image, FRAME_QUALITY)
-            await asyncio.to_thread(self.store.add, new, frame)
+            kept = await asyncio.to_thread(lambda: jpeg(strip(window), STRIP_QUALITY)) if window else None
+            await asyncio.to_thread(self.store.add, new, frame, kept)
         except Exception:
             log.exception("camera %s rule %s: could not keep a label request", camera.id, rule.id)
             return False

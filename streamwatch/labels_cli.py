@@ -27,7 +27,8 @@ def _label_store(config: str) -> LabelStore:
 
 
 def as_json(store: LabelStore, item: LabelRequest) -> dict[str, Any]:
-    return label_payload(item) | {"frame_file": str(store.frame_path(item))}
+    strip = store.window_path(item)
+    return label_payload(item) | {"frame_file": str(store.frame_path(item)), "frames_file": strip and str(strip)}
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
@@ -56,6 +57,9 @@ def cmd_labels(args: argparse.Namespace) -> int:
             f"{item.uid}  {item.camera}/{item.rule}  p_yes={p}  {item.reason:<9}  {shown:<4}  {store.frame_path(item)}"
         )
         print(f"    {item.question}")
+        strip = store.window_path(item)
+        if strip is not None:
+            print(f"    asked over {item.window_frames} frames, oldest on the left: {strip}")
     return 0
 
 

@@ -134,13 +134,14 @@ class Sampler:
         question = rule.prompt(camera)
         kind = AnswerKind.YES_NO if rule.answer == "yes_no" else AnswerKind.GENERATE
         tokens = rule.max_new_tokens or self.engine.settings.model.max_new_tokens
-        region, earlier = crop_roi(image, rule.roi), list[Image.Image]()
+        region, earlier, window = crop_roi(image, rule.roi), list[Image.Image](), tuple[Image.Image, ...]()
         shape = Shape.of(rule)
         if shape is not None:  # a question over several frames: the newest is this one
-            window = self.history.window(shape, frame.captured_at)
-            if window is None:
+            found = self.history.window(shape, frame.captured_at)
+            if found is None:
                 log.debug("camera %s rule %s: waiting for %d frames %.1f s apart", camera.id, rule.id, *shape.wants)
                 return None
+            window = found
             *earlier, region = window
         thumb = await asyncio.to_thread(thumbnail, region)
         threshold = camera.change_threshold if rule.change_threshold is None else rule.change_threshold
@@ -165,13 +166,15 @@ class Sampler:
         event = None
         if rule.live:  # a shadow rule's decision is stored by `answer`, beside the live rule's
             try:
-                event = await self.pipeline.handle(camera, rule, question, answer, alert, image, frame.captured_at)
+                event = await self.pipeline.handle(
+                    camera, rule, question, answer, alert, image, frame.captured_at, window
+                )
             except Exception:  # the database or disk failed: say so loudly, keep watching
                 log.exception("camera %s rule %s: could not record the alert event", camera.id, rule.id)
             if event is not None:
                 self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
             if self.labels is not None:
-                await self.labels.offer(camera, rule, question, answer, image, frame.captured_at)
+                await self.labels.offer(camera, rule, question, answer, image, frame.captured_at, window=window)
         confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
         log.info(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d%s",
@@ -187,7 +190,7 @@ class Sampler:
         if self.on_decision is not None:
             kind_name = event.kind if event is not None else None
             self.on_decision(Decision(camera.id, rule.id, question, answer, alert, frame.seq, kind_name, frame.pts))
-        return Decided(rule, question, answer, alert)
+        return Decided(rule, question, answer, alert, window)
 
 
 def describer(engine: Engine) -> Describe:

@@ -29,6 +29,7 @@ class Decided:
     question: str
     answer: Answer
     alert: bool
+    window: tuple[Image.Image, ...] = ()  # a question over several frames: the frames it was asked on
 
 
 class ShadowRecorder:
@@ -58,7 +59,14 @@ class ShadowRecorder:
             log.exception("camera %s shadow rule %s: could not store its decision", camera.id, shadow.rule.id)
         if live is not None and live.alert != shadow.alert and self.labels is not None:
             await self.labels.offer(
-                camera, live.rule, live.question, live.answer, image, frame_at, reason=LabelReason.SHADOW
+                camera,
+                live.rule,
+                live.question,
+                live.answer,
+                image,
+                frame_at,
+                reason=LabelReason.SHADOW,
+                window=live.window,
             )
 
 

@@ -111,7 +111,7 @@ def test_the_store_is_bounded_oldest_first(tmp_path: Path, caplog: pytest.LogCap
     for uid in ("r2", "r3", "r4"):
         assert labels.set_label(uid, Label.NO) is not None
     assert [r.uid for r in labels.list(labelled=True)] == ["r4", "r3"]
-    assert "deleted the 1 oldest labelled frames" in caplog.text
+    assert "deleted the 1 oldest labelled requests" in caplog.text
     assert labels.set_label("nope", Label.YES) is None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from support.helpers import random_image, wait_for
-from support.service import MotionBackend, Running, write_site
+from support.service import MOTION_RULE, MotionBackend, Running, write_site
 
 from streamwatch.config import load_settings
 from streamwatch.frame_history import FrameHistory, Shape
@@ -154,16 +154,3 @@ def test_change_gating_looks_at_the_newest_frame_of_the_window(tmp_path: Path) -
     assert len(backend.prompts) == 1 and backend.prompts[0][0] == 3
     assert [d.answer.reused for d in running.decisions[:4]] == [False, True, True, True]
     assert {d.answer.text for d in running.decisions} == {"no"}  # nothing moves
-
-
-MOTION_RULE = """
-[[rules]]
-id = "walking-right"
-title = "Person walking right"
-cameras = ["gate"]
-question = "Is the person walking to the right? Answer yes or no."
-frames = 3
-span_s = 1
-confirm = { n = 2, m = 2 }
-cooldown_s = 0
-"""

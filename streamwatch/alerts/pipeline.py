@@ -24,6 +24,7 @@ from streamwatch.store.alerts import SavedAlert
 from streamwatch.store.alerts import load as load_alerts
 from streamwatch.store.events import EventStore, NewEvent, Outgoing
 from streamwatch.store.models import Event
+from streamwatch.store.windows import STRIP_QUALITY, strip
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,11 @@ class AlertPipeline:
         positive: bool,
         image: Image.Image,
         frame_at: float,
+        window: Sequence[Image.Image] = (),
     ) -> Event | None:
         """Feed one answer (and whether it meets the rule's condition) to the evaluator; record and
-        announce the event it causes, if any."""
+        announce the event it causes, if any. `window`: the frames a question over several frames was
+        asked on (kept with the event, store/windows)."""
         change = self.evaluator.observe(camera.id, rule, positive, frame_at, rule.value_of(answer.text))
         if change is None:
             return None
@@ -87,6 +90,7 @@ class AlertPipeline:
         if transition is Transition.OPEN and rule.describe and camera.describe and self._describe is not None:
             description = await self._describe(camera, rule, image)
         snapshot = await asyncio.to_thread(jpeg, image)
+        window_jpeg = await asyncio.to_thread(lambda: jpeg(strip(window), STRIP_QUALITY)) if window else None
         new = NewEvent(
             uid=uid,
             alert_id=change.alert_id,
@@ -104,6 +108,7 @@ class AlertPipeline:
             frame_at=datetime.fromtimestamp(frame_at, UTC),
             held_s=change.held_s,
             previous_answer=change.previous,
+            window_frames=len(window) or None,
         )
         plan = self.clips.plan(camera, new) if self.clips is not None and transition is Transition.OPEN else None
         if plan is not None:
@@ -114,7 +119,7 @@ class AlertPipeline:
             return self._messages(event, published_snapshot)
 
         saved = self.evaluator.saved(camera.id, rule.id)
-        event = await asyncio.to_thread(self.store.record, new, snapshot, messages, saved)
+        event = await asyncio.to_thread(self.store.record, new, snapshot, messages, saved, window_jpeg)
         self.events += 1
         if plan is not None and self.clips is not None:
             self.clips.start(plan, uid)

@@ -22,6 +22,7 @@ from streamwatch.ingest.images import ImageRejected, decode_image
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore
 from streamwatch.store.labels import LabelStore
+from streamwatch.store.windows import beside, split
 from streamwatch.vocabulary import EventKind, Label, Verdict
 
 PAGE = 500
@@ -36,6 +37,7 @@ class Example:
     ref: str  # event id, label request id, or clip@seconds
     image: Image.Image  # the full frame (before any roi)
     vars: tuple[tuple[str, str], ...] = ()  # template variables a manifest gives
+    frames: tuple[Image.Image, ...] = ()  # asked over several frames: those (the rule's region at model size)
 
 
 def reviewed(store: EventStore, skipped: list[str]) -> Iterator[Example]:
@@ -46,9 +48,13 @@ def reviewed(store: EventStore, skipped: list[str]) -> Iterator[Example]:
             for event in page:
                 if event.kind == EventKind.RESOLVED:
                     continue
-                image = _load(store.snapshot_path(event), f"event {event.uid}", skipped)
+                what = f"event {event.uid}"
+                path = store.snapshot_path(event)
+                image = _load(path, what, skipped)
                 if image is not None:
-                    yield Example(event.camera, event.rule, truth, "review", event.uid, image)
+                    assert path is not None
+                    frames = _frames(path, event.window_frames, what, skipped)
+                    yield Example(event.camera, event.rule, truth, "review", event.uid, image, frames=frames)
             if len(page) < PAGE:
                 break
             offset += PAGE
@@ -60,9 +66,12 @@ def labelled(labels: LabelStore, skipped: list[str]) -> Iterator[Example]:
         page = labels.list(labelled=True, limit=PAGE, offset=offset)
         for item in page:
             if item.label in (Label.YES, Label.NO):
-                image = _load(labels.frame_path(item), f"label request {item.uid}", skipped)
+                what, path = f"label request {item.uid}", labels.frame_path(item)
+                image = _load(path, what, skipped)
                 if image is not None:
-                    yield Example(item.camera, item.rule, item.label == Label.YES, "label", item.uid, image)
+                    frames = _frames(path, item.window_frames, what, skipped)
+                    truth = item.label == Label.YES
+                    yield Example(item.camera, item.rule, truth, "label", item.uid, image, frames=frames)
         if len(page) < PAGE:
             break
         offset += PAGE
@@ -88,6 +97,21 @@ def _load(path: Path | None, what: str, skipped: list[str]) -> Image.Image | Non
     except ImageRejected as exc:
         skipped.append(f"{what}: {exc}")
         return None
+
+
+def _frames(frame: Path, count: int | None, what: str, skipped: list[str]) -> tuple[Image.Image, ...]:
+    """The frames a question over several frames was asked on, from the strip beside `frame`; () for a
+    single-frame question, or when the strip is gone (the disk cap) or unreadable (said in `skipped`)."""
+    if not count:
+        return ()
+    path = frame.parent / Path(beside(frame.name)).name
+    if not path.is_file():
+        return ()
+    try:
+        return split(decode_image(path), count)
+    except (ImageRejected, ValueError) as exc:
+        skipped.append(f"{what}: its {count} frames cannot be read: {exc}")
+        return ()
 
 
 def all_examples(

@@ -81,6 +81,9 @@ def prepare(
     missing = rule.missing_variables(camera)
     if missing:
         return f"rule {rule.id} on camera {camera.id}: no value for {{{missing[0]}}}"
+    if rule.frames > 1:  # the frames as the service asked them: already the region, at model size
+        *earlier, newest = example.frames
+        return rule, camera, Prompt(newest, rule.prompt(camera), tuple(earlier))
     return rule, camera, Prompt(crop_roi(example.image, rule.roi), rule.prompt(camera))
 
 
@@ -91,8 +94,9 @@ def _unusable(rule: Rule | None, example: Example) -> str | None:
         return f"rule {rule.id}: a text rule meets no condition to measure"
     if rule.on == "change":
         return f'rule {rule.id}: on = "change" compares two answers; one kept frame cannot replay it'
-    if rule.frames > 1:
-        return f"rule {rule.id}: asks over {rule.frames} frames; one kept frame cannot replay it"
+    if rule.frames > 1 and len(example.frames) != rule.frames:
+        kept = len(example.frames) or 1
+        return f"rule {rule.id}: asks over {rule.frames} frames; the example kept {kept}"
     return None
 
 

@@ -59,6 +59,9 @@ def training_examples(
         if rule.answer != "yes_no":
             skipped[f"rule {rule.id}: a {rule.answer} rule (fine-tuning learns yes/no answers)"] += 1
             continue
+        if prompt.frames:
+            skipped[f"rule {rule.id}: asks over {rule.frames} frames (fine-tuning learns single-frame answers)"] += 1
+            continue
         image = np.asarray(fit_longest_side(prompt.image.convert("RGB"), max_image_side))
         kept.append(TrainingExample(image, prompt.question, "yes" if example.truth else "no", rule.id))
     return kept

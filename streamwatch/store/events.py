@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +18,9 @@ from streamwatch.store import outbox
 from streamwatch.store.alerts import SavedAlert, save
 from streamwatch.store.db import Database
 from streamwatch.store.labels import FOLDER as LABELS_FOLDER
+from streamwatch.store.media import write_atomically
 from streamwatch.store.models import Event, utcnow
+from streamwatch.store.windows import beside
 from streamwatch.vocabulary import Verdict
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class NewEvent:
     held_s: float | None = None
     previous_answer: str | None = None
     clip: str | None = None  # where its clip will be written (clip_relative), for open events of cameras with clips
+    window_frames: int | None = None  # a question over several frames: how many (their strip: store/windows)
 
 
 @dataclass(frozen=True)
@@ -94,11 +98,16 @@ class EventStore:
         snapshot_jpeg: bytes | None = None,
         messages: Callable[[Event], Outgoing] = lambda _event: {},
         alert: SavedAlert | None = None,
+        window_jpeg: bytes | None = None,
     ) -> Event:
-        """Write the snapshot, then commit the event, its outbox messages and the alert's new state
-        together: either the event exists, its messages will be delivered and the state says so after a
-        restart, or none of it happened."""
+        """Write the snapshot (and the strip of frames a question over several frames saw), then commit
+        the event, its outbox messages and the alert's new state together: either the event exists, its
+        messages will be delivered and the state says so after a restart, or none of it happened."""
         relative = self._write_snapshot(new, snapshot_jpeg) if snapshot_jpeg is not None else None
+        if relative is not None and window_jpeg is not None and new.window_frames:
+            write_atomically(self.snapshot_dir / beside(relative), window_jpeg)
+        else:
+            new = dataclasses.replace(new, window_frames=None)
         with self.db.session() as session, session.begin():
             event = Event(**new.__dict__, snapshot=relative)
             session.add(event)
@@ -116,11 +125,7 @@ class EventStore:
 
     def _write_snapshot(self, new: NewEvent, jpeg: bytes) -> str:
         relative = self.media_relative(new, ".jpg")
-        path = self.snapshot_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(jpeg)
-        os.replace(partial, path)  # readers never see half a file
+        write_atomically(self.snapshot_dir / relative, jpeg)
         return relative
 
     def snapshot_path(self, event: Event) -> Path | None:
@@ -176,11 +181,14 @@ class EventStore:
     def prune(self, older_than: datetime) -> tuple[int, int]:
         """Delete events created before `older_than` and their snapshot and clip files; returns (rows, files)."""
         with self.db.session() as session, session.begin():
-            old = list(
-                session.execute(select(Event.id, Event.snapshot, Event.clip).where(Event.created_at < older_than))
-            )
+            columns = select(Event.id, Event.snapshot, Event.clip, Event.window_frames)
+            old = list(session.execute(columns.where(Event.created_at < older_than)))
             session.execute(delete(Event).where(Event.id.in_([row.id for row in old])))
-        files = sum(self._delete_file(name) for row in old for name in (row.snapshot, row.clip) if name)
+        names = [
+            (row.snapshot, row.clip, beside(row.snapshot) if row.snapshot and row.window_frames else None)
+            for row in old
+        ]
+        files = sum(self._delete_file(name) for row in names for name in row if name)
         return len(old), files
 
     def cap_disk(self, max_bytes: int) -> tuple[int, int]:

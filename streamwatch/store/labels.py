@@ -6,8 +6,8 @@ Bounded: at most `max_pending` unlabelled requests (the oldest go first, with th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from streamwatch.store.db import Database
+from streamwatch.store.media import write_atomically
 from streamwatch.store.models import LabelRequest, utcnow
+from streamwatch.store.windows import beside
 from streamwatch.vocabulary import Label
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class NewLabelRequest:
     threshold: float
     reason: str
     frame_at: datetime
+    window_frames: int | None = None  # a question over several frames: how many (their strip: store/windows)
 
 
 def label_payload(item: LabelRequest) -> dict[str, Any]:
@@ -55,6 +58,7 @@ def label_payload(item: LabelRequest) -> dict[str, Any]:
         "created_at": item.created_at.isoformat(),
         "label": item.label,
         "labelled_at": item.labelled_at.isoformat() if item.labelled_at else None,
+        "window_frames": item.window_frames,
     }
 
 
@@ -64,14 +68,15 @@ class LabelStore:
         self.snapshot_dir = snapshot_dir
         self.max_pending, self.max_labelled = max_pending, max_labelled
 
-    def add(self, new: NewLabelRequest, jpeg: bytes) -> LabelRequest:
-        """Write the frame, then the request; then drop the oldest pending ones past `max_pending`."""
+    def add(self, new: NewLabelRequest, jpeg: bytes, window_jpeg: bytes | None = None) -> LabelRequest:
+        """Write the frame (and the strip of frames a question over several frames saw), then the
+        request; then drop the oldest pending ones past `max_pending`."""
         relative = (Path(FOLDER) / new.camera / new.frame_at.strftime("%Y-%m-%d") / f"{new.uid}.jpg").as_posix()
-        path = self.snapshot_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(jpeg)
-        os.replace(partial, path)
+        write_atomically(self.snapshot_dir / relative, jpeg)
+        if window_jpeg is not None and new.window_frames:
+            write_atomically(self.snapshot_dir / beside(relative), window_jpeg)
+        else:
+            new = dataclasses.replace(new, window_frames=None)
         with self.db.session() as session, session.begin():
             request = LabelRequest(**new.__dict__, frame=relative)
             session.add(request)
@@ -124,6 +129,10 @@ class LabelStore:
     def frame_path(self, request: LabelRequest) -> Path:
         return self.snapshot_dir / request.frame
 
+    def window_path(self, request: LabelRequest) -> Path | None:
+        """The strip of the frames its question was asked over; None for a single-frame question."""
+        return self.snapshot_dir / beside(request.frame) if request.window_frames else None
+
     def _bound(self, *, pending: bool) -> None:
         limit = self.max_pending if pending else self.max_labelled
         column = LabelRequest.label
@@ -134,9 +143,10 @@ class LabelStore:
                 return
             gone = list(session.scalars(select(LabelRequest).where(LabelRequest.id.in_(over))))
             frames = [request.frame for request in gone]
+            frames += [beside(request.frame) for request in gone if request.window_frames]
             for request in gone:
                 session.delete(request)
         for frame in frames:
             (self.snapshot_dir / frame).unlink(missing_ok=True)
         if not pending:
-            log.warning("labels: deleted the %d oldest labelled frames (labels.max_labelled = %d)", len(frames), limit)
+            log.warning("labels: deleted the %d oldest labelled requests (labels.max_labelled = %d)", len(gone), limit)

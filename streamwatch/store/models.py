@@ -58,6 +58,7 @@ class Event(Base):
     snapshot: Mapped[str | None] = mapped_column(String(300), nullable=True)  # path under snapshot_dir
     clip: Mapped[str | None] = mapped_column(String(300), nullable=True)  # MP4 under snapshot_dir (open events)
     clip_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # its length once written; None: recording
+    window_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)  # asked over several: store/windows
     frame_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the camera frame was captured
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     # review by an operator: "confirmed" or "false_positive" (training data later), with an optional note
@@ -119,6 +120,7 @@ class LabelRequest(Base):
     threshold: Mapped[float] = mapped_column(Float)  # the rule's, when it was asked
     reason: Mapped[str] = mapped_column(String(16))  # uncertain | sample
     frame: Mapped[str] = mapped_column(String(300))  # the full frame (before any ROI crop), under snapshot_dir
+    window_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)  # asked over several: store/windows
     frame_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     label: Mapped[str | None] = mapped_column(String(8), nullable=True)  # yes | no | skip; None: not yet

@@ -21,7 +21,11 @@ page = APIRouter(include_in_schema=False)
 
 
 def label_json(request: Request, item: LabelRequest) -> dict[str, Any]:
-    return label_payload(item) | {"frame_url": request.app.url_path_for("label_frame", label_id=item.uid)}
+    frames = request.app.url_path_for("label_frames", label_id=item.uid) if item.window_frames else None
+    return label_payload(item) | {
+        "frame_url": request.app.url_path_for("label_frame", label_id=item.uid),
+        "frames_url": frames,
+    }
 
 
 def _request(request: Request, label_id: str) -> LabelRequest:
@@ -59,6 +63,16 @@ async def label_frame(request: Request, label_id: str) -> FileResponse:
     path = context(request).labels.frame_path(item)
     if not path.is_file():
         raise HTTPException(404, "the frame file is gone")
+    return FileResponse(path, media_type="image/jpeg")
+
+
+@api.get("/labels/{label_id}/frames", name="label_frames", response_class=FileResponse)
+async def label_frames(request: Request, label_id: str) -> FileResponse:
+    """A question over several frames: those frames side by side, oldest first (`window_frames` of them)."""
+    item = await asyncio.to_thread(_request, request, label_id)
+    path = context(request).labels.window_path(item)
+    if path is None or not path.is_file():
+        raise HTTPException(404, "no frames kept beside this one")
     return FileResponse(path, media_type="image/jpeg")
 
 

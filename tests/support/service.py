@@ -108,6 +108,19 @@ class Running:
         assert not self.thread.is_alive()
 
 
+MOTION_RULE = """
+[[rules]]
+id = "walking-right"
+title = "Person walking right"
+cameras = ["gate"]
+question = "Is the person walking to the right? Answer yes or no."
+frames = 3
+span_s = 1
+confirm = { n = 2, m = 2 }
+cooldown_s = 0
+"""
+
+
 class MotionBackend(SceneBackend):
     """Over several frames: P(yes) 0.95 when the figure moved right from the oldest frame to the newest
     (it walks right, then the clip starts over); records how many images each prompt had, and when."""
