@@ -137,7 +137,7 @@ def test_an_interval_past_the_end_of_the_clip_is_named(tmp_path: Path, clips: di
         + "[[intervals]]\nfrom_s = 0\nto_s = 2\ntruth = 'no'\n[[intervals]]\nfrom_s = 5\nto_s = 7\ntruth = 'yes'\n",
         clips["cam"],
     )
-    taken = [(seconds, truth) for seconds, truth, _pixels in frames(load_manifest(fine))]
+    taken = [(seconds, truth) for seconds, truth, _pixels, _earlier in frames(load_manifest(fine))]
     assert taken == [(0, False), (1, False), (2, False), (5, True), (6, True), (7, True)]
 
 

@@ -13,11 +13,13 @@ import httpx
 import pytest
 from PIL import Image
 from support.helpers import random_image, wait_for
-from support.service import MOTION_RULE, MotionBackend, Running, write_site
+from support.service import MOTION_RULE, MotionBackend, Running, figure_x, write_site
 
 from streamwatch.config import load_settings
-from streamwatch.evaluation.examples import Example, all_examples
+from streamwatch.evaluation.examples import Example, all_examples, from_clips
+from streamwatch.evaluation.manifest import load_manifest
 from streamwatch.evaluation.replay import replay
+from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.rules.loader import load_rules
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore
@@ -103,3 +105,34 @@ def test_motion_events_and_label_requests_keep_their_frames_and_replay_the_same(
     event_strip = snapshots / beside(str(event.snapshot))
     store.prune(datetime.now(UTC) + timedelta(days=1))
     assert not event_strip.exists()
+
+
+def test_a_labelled_clip_gives_a_rule_over_several_frames_its_frames_before_each_sample(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """The walking figure's clip labelled "yes" throughout, for the rule over 3 frames 1 s apart: each
+    sample after the first second comes with the frames 1 s and 0.5 s before it, cropped and sized as
+    the service keeps them; the motion double sees the figure move right in each of them."""
+    write_site(tmp_path, str(clips["cam"]), None)
+    (tmp_path / "rules" / "perimeter.toml").write_text(MOTION_RULE, encoding="utf-8")
+    manifest = tmp_path / "walk.toml"
+    manifest.write_text(
+        f'clip = "{clips["cam"]}"\ncamera = "gate"\nrule = "walking-right"\nevery_s = 1.5\n'
+        '[[intervals]]\nfrom_s = 0\nto_s = 6\ntruth = "yes"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(tmp_path / "config.toml")
+    rules = {rule.id: rule for rule in load_rules(tmp_path / "rules", settings.cameras).rules}
+    examples = list(from_clips([load_manifest(manifest)], rules, 320))
+    assert [e.ref.rsplit("@", 1)[1] for e in examples] == ["0", "1.5", "3", "4.5", "6"]
+    assert [len(e.frames) for e in examples] == [0, 3, 3, 3, 3]  # the first second has no frames before it
+    for example in examples[1:]:
+        assert {frame.size for frame in example.frames} == {(320, 180)}
+        assert example.frames[-1].tobytes() == fit_longest_side(example.image, 320).tobytes()
+        xs = [figure_x(frame) for frame in example.frames]
+        assert None not in xs and xs == sorted(xs) and xs[0] != xs[-1]  # oldest first, moving right
+    backend, skipped = MotionBackend(), Counter[str]()
+    scored = replay(backend, rules, {c.id: c for c in settings.cameras}, iter(examples), skipped)
+    assert skipped == {"rule walking-right: asks over 3 frames; the example kept 1": 1}
+    assert scored[("gate", "walking-right")].p_yes == [0.95] * 4
+    assert list(from_clips([load_manifest(manifest)]))[1].frames == ()  # no rules given: single frames

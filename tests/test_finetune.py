@@ -105,7 +105,7 @@ def test_finetune_refuses_bad_input_clearly(tmp_path: Path, extra: list[str], ex
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
-        ({}, "no adapter_config.json (not a peft adapter directory)"),
+        ({"adapter_model.safetensors": "x"}, "no adapter_config.json (not a peft adapter directory)"),
         ({"adapter_config.json": "{"}, "adapter_config.json is not readable JSON"),
         ({"adapter_config.json": '{"peft_type": "PREFIX_TUNING"}'}, "only LORA adapters are supported"),
         ({"adapter_config.json": '{"peft_type": "LORA"}'}, "no weights (adapter_model.safetensors"),
@@ -123,3 +123,15 @@ def test_a_broken_adapter_in_the_config_is_named_with_file_and_line(
     result = streamwatch("check", "-c", str(config), cwd=tmp_path)
     assert result.returncode != 0 and "config.toml:13: model.adapter: adapter" in result.stderr, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_empty_adapter_folder_is_a_slot_the_model_runs_without(tmp_path: Path) -> None:
+    config = site(tmp_path, 0)
+    (tmp_path / "slot").mkdir()
+    text = config.read_text().replace('id = "./models/demo-glm4v"', 'id = "./models/demo-glm4v"\nadapter = "slot"')
+    config.write_text(text)
+    result = streamwatch("check", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config.write_text(text.replace('adapter = "slot"', 'adapter = "missing"'))
+    missing = streamwatch("check", "-c", str(config), cwd=tmp_path)
+    assert missing.returncode != 0 and "missing: no such directory" in missing.stderr

@@ -66,10 +66,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cameras = {camera.id: camera for camera in settings.cameras}
     notes: list[str] = []
 
-    def examples() -> Iterator[Example] | None:
-        return _peek(all_examples(settings, database, clips, notes))
+    def examples(candidate: Candidate) -> Iterator[Example] | None:
+        return _peek(all_examples(settings, database, clips, notes, rules[candidate]))
 
-    if examples() is None:
+    if examples(base) is None:
         print(f"error: {NOTHING}", file=sys.stderr)
         return 2
     results: list[tuple[Candidate, dict[tuple[str, str], Scored], Counter[str]]] = []
@@ -83,7 +83,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 backend, loaded = _backend(settings, candidate), (candidate.model, candidate.adapter)
             notes.clear()
             skipped: Counter[str] = Counter()
-            stream = examples()
+            stream = examples(candidate)
             assert stream is not None
             stream = with_shadows(stream, shadow_map(rules[candidate]))
             scored = replay(backend, rules[candidate], cameras, stream, skipped, settings.model.max_new_tokens)

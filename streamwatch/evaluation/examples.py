@@ -18,7 +18,10 @@ from PIL import Image
 
 from streamwatch.config import Settings
 from streamwatch.evaluation.manifest import LabelledClip, frames
+from streamwatch.frame_history import Shape
 from streamwatch.ingest.images import ImageRejected, decode_image
+from streamwatch.ingest.preprocess import crop_roi, fit_longest_side
+from streamwatch.rules.model import Rule
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore
 from streamwatch.store.labels import LabelStore
@@ -77,15 +80,27 @@ def labelled(labels: LabelStore, skipped: list[str]) -> Iterator[Example]:
         offset += PAGE
 
 
-def from_clips(clips: Sequence[LabelledClip]) -> Iterator[Example]:
+def from_clips(
+    clips: Sequence[LabelledClip], rules: Mapping[str, Rule] | None = None, max_image_side: int = 0
+) -> Iterator[Example]:
+    """Each clip's labelled frames; for a rule over several frames (`rules`) each with the frames before
+    it that the service would have asked about (the rule's region at `max_image_side`, as kept live)."""
     for clip in clips:
         manifest = clip.manifest
         extra = tuple(sorted(manifest.vars.items()))
-        for seconds, truth, pixels in frames(clip):
+        rule = (rules or {}).get(manifest.rule)
+        shape = Shape.of(rule) if rule is not None else None
+        before = tuple(shape.spacing_s * k for k in range(shape.frames - 1, 0, -1)) if shape else ()
+        for seconds, truth, pixels, earlier in frames(clip, before):
             image = Image.fromarray(pixels)
-            yield Example(
-                manifest.camera, manifest.rule, truth, str(clip.path), f"{manifest.clip}@{seconds:g}", image, extra
-            )
+            window: tuple[Image.Image, ...] = ()
+            if shape is not None and earlier:
+                window = tuple(
+                    fit_longest_side(crop_roi(Image.fromarray(p), shape.roi), max_image_side)
+                    for p in (*earlier, pixels)
+                )
+            ref = f"{manifest.clip}@{seconds:g}"
+            yield Example(manifest.camera, manifest.rule, truth, str(clip.path), ref, image, extra, window)
 
 
 def _load(path: Path | None, what: str, skipped: list[str]) -> Image.Image | None:
@@ -115,12 +130,17 @@ def _frames(frame: Path, count: int | None, what: str, skipped: list[str]) -> tu
 
 
 def all_examples(
-    settings: Settings, database: Database | None, clips: Sequence[LabelledClip], notes: list[str]
+    settings: Settings,
+    database: Database | None,
+    clips: Sequence[LabelledClip],
+    notes: list[str],
+    rules: Mapping[str, Rule] | None = None,
 ) -> Iterator[Example]:
     """Every labelled example, afresh (each reader sees the same ones, in the same order): the database's
-    reviews and answered label requests unless it is None, then the labelled clips'; why a stored one
-    could not be read goes to `notes`."""
-    sources: list[Iterator[Example]] = [from_clips(clips)]
+    reviews and answered label requests unless it is None, then the labelled clips' (with the frames
+    before each that `rules` over several frames ask about); why a stored one could not be read goes to
+    `notes`."""
+    sources: list[Iterator[Example]] = [from_clips(clips, rules, settings.model.max_image_side)]
     if database is not None:
         folder = settings.path(settings.storage.snapshot_dir)
         labels = LabelStore(database, folder, max_pending=10**9, max_labelled=10**9)  # read here, never bounded

@@ -97,8 +97,12 @@ def load_manifest(path: Path) -> LabelledClip:
     return labelled
 
 
-def frames(labelled: LabelledClip) -> Iterator[tuple[float, bool, np.ndarray]]:
-    """(seconds, truth, RGB frame) every `every_s` inside each interval; a DataFileError names an
+def frames(
+    labelled: LabelledClip, before: tuple[float, ...] = ()
+) -> Iterator[tuple[float, bool, np.ndarray, tuple[np.ndarray, ...]]]:
+    """(seconds, truth, RGB frame, earlier frames) every `every_s` inside each interval; `before`: how
+    many seconds before each of those its earlier frames were taken, oldest first (a question over
+    several frames); none where the clip does not reach back that far. A DataFileError names an
     interval past the clip's end, or a clip that cannot be read."""
     manifest = labelled.manifest
     wanted = sorted(
@@ -106,6 +110,9 @@ def frames(labelled: LabelledClip) -> Iterator[tuple[float, bool, np.ndarray]]:
         for index, interval in enumerate(manifest.intervals)
         for k in range(int((interval.to_s - interval.from_s) / manifest.every_s) + 1)
     )
+    reach = max(before, default=0.0)
+    needed = sorted({round(t - b, 6) for t, _truth, _i in wanted for b in before if t - reach >= 0})
+    kept: dict[float, np.ndarray] = {}  # the earlier frames still to be used, by the time they stand for
     try:
         with av.open(str(labelled.clip)) as container:
             stream = container.streams.video[0]
@@ -122,12 +129,22 @@ def frames(labelled: LabelledClip) -> Iterator[tuple[float, bool, np.ndarray]]:
                             )
                         ]
                     )
-            position = 0
+            position = early = 0
             for frame in container.decode(stream):
                 at = float(frame.time or 0.0)
+                pixels: np.ndarray | None = None
+                while early < len(needed) and needed[early] <= at:
+                    pixels = frame.to_ndarray(format="rgb24") if pixels is None else pixels
+                    kept[needed[early]] = pixels
+                    early += 1
                 while position < len(wanted) and wanted[position][0] <= at:
                     seconds, truth, _index = wanted[position]
-                    yield seconds, truth, frame.to_ndarray(format="rgb24")
+                    pixels = frame.to_ndarray(format="rgb24") if pixels is None else pixels
+                    earlier = tuple(kept[round(seconds - b, 6)] for b in before) if seconds - reach >= 0 else ()
+                    yield seconds, truth, pixels, earlier
                     position += 1
+                    upcoming = wanted[position][0] - reach if position < len(wanted) else float("inf")
+                    for time in [time for time in kept if time < upcoming - 1e-6]:
+                        del kept[time]  # no later sample reaches back to it
     except (av.FFmpegError, OSError, IndexError) as exc:
         raise DataFileError([labelled.problem(("clip",), f"cannot read {labelled.clip}: {exc}")]) from None

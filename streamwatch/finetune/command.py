@@ -85,7 +85,7 @@ def finetune(args: argparse.Namespace) -> int:
 
     skipped: Counter[str] = Counter()
     training = training_examples(
-        all_examples(settings, database, clips, notes),
+        all_examples(settings, database, clips, notes, rules),
         rules,
         cameras,
         fraction=args.holdout,
@@ -104,7 +104,7 @@ def finetune(args: argparse.Namespace) -> int:
 
     def held_out() -> Iterator[Example]:
         notes.clear()
-        return held_out_only(all_examples(settings, database, clips, notes), args.holdout, args.seed)
+        return held_out_only(all_examples(settings, database, clips, notes, rules), args.holdout, args.seed)
 
     base = settings.model_copy(update={"model": settings.model.model_copy(update={"adapter": None})})
     held_skipped: Counter[str] = Counter()
