@@ -117,6 +117,31 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     without = httpx.post(f"{client.base_url}/api/jobs", json={"kind": "eval"})
     assert without.status_code == 403  # no CSRF token: a page on another site cannot start one
 
+    # labelled clips from jobs.clips_dir, by name
+    (folder / "labelled-clips").mkdir()
+    (folder / "labelled-clips" / "line.toml").write_text(
+        'clip = "../samples/line.mp4"\ncamera = "line"\nrule = "solder-bridge"\nevery_s = 4\n'
+        '[[intervals]]\nfrom_s = 0\nto_s = 8\ntruth = "no"\n',
+        encoding="utf-8",
+    )
+    assert 'name="clips" value="line.toml"' in client.get("/jobs").text
+    for clips, code, why in (
+        (["../config.toml"], 422, "clips"),
+        (["other.toml"], 422, "clips: no manifest 'other.toml' in"),
+    ):
+        answer = client.post("/api/jobs", json={"kind": "eval", "clips": clips})
+        assert answer.status_code == code and why in json.dumps(answer.json()["detail"]), answer.text
+    with_clips = finished(client, client.post("/api/jobs", json={"kind": "eval", "clips": ["line.toml"]}).json()["id"])
+    assert with_clips["state"] == "succeeded", client.get(with_clips["files"]["output.log"]).text
+    (row,) = json.loads(client.get(with_clips["files"]["eval.json"]).text)["candidates"][0]["rows"]
+    assert row["n"] == 48 + 3 and row["sources"] == {"label": 48, str(folder / "labelled-clips" / "line.toml"): 3}
+
+    # a job that fails says why in its own words; the service keeps watching with its model
+    failing = client.post("/api/jobs", json={"kind": "finetune", "holdout": 0.95}).json()
+    failed = finished(client, failing["id"])
+    assert failed["state"] == "failed" and "usable training examples, at least 8 are needed" in failed["error"]
+    assert client.get("/readyz").json()["model"]["adapter"] == slot
+
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/install-test-deps.sh)")
 def test_an_eval_from_the_jobs_page_in_chromium(site: tuple[httpx.Client, Path], browser: object) -> None:

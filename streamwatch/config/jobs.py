@@ -16,6 +16,9 @@ class JobsConfig(_Section):
     dir: str = Field("data/jobs", description="Folder of the jobs' reports, logs and adapters.")
     keep: int = Field(20, ge=1, le=1000, description="Finished jobs kept; the oldest go first (an applied one stays).")
     timeout_s: float = Field(21_600, ge=60, le=604_800, description="A job running longer is stopped.")
+    clips_dir: str = Field(
+        "labelled-clips", description="Folder of labelled clip manifests (*.toml) a job may be given by name."
+    )
     device: str = Field("auto", description="Where fine-tuning runs: auto (CUDA where there is one), cpu, cuda:N.")
 
     @field_validator("device")

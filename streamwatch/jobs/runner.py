@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 4 * 1024 * 1024  # a job's output kept; the rest is counted, not stored
 TAIL_BYTES = 64 * 1024  # the end of the output read for the result lines
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
+MAX_MANIFESTS = 500  # listed for the page
 RESULT_PREFIXES = ("wrote ", "saved ", "with the adapter", "adapter in ", "regression: ")
 
 
@@ -87,7 +88,8 @@ class JobRunner:
                 raise JobBusy(f"job {running.id} ({running.kind}) is running: one job at a time")
             job_id = new_id(datetime.now(UTC))
             folder = self.folder.root / job_id
-            args = command(options, self.settings.source, folder, self.config.device, self._adapter_of)
+            clips = [self._manifest(name) for name in options.clips]
+            args = command(options, self.settings.source, folder, self.config.device, self._adapter_of, clips)
             lock = await asyncio.to_thread(self._lock)
             try:
                 record = JobRecord(job_id, options.kind, options.model_dump(), "running", now_iso())
@@ -150,6 +152,20 @@ class JobRunner:
         if record is None or record.kind != "finetune" or record.state != "succeeded":
             raise JobRefused(f"adapter {choice!r}: no finished fine-tune job with that id")
         return str(self.folder.root / choice / ADAPTER_DIR)
+
+    def manifests(self) -> list[str]:
+        """The labelled clip manifests a job may be given (jobs.clips_dir's *.toml files)."""
+        folder = self.settings.path(self.config.clips_dir)
+        if not folder.is_dir():
+            return []
+        names = (entry.name for entry in os.scandir(folder) if entry.name.endswith(".toml") and entry.is_file())
+        return sorted(names)[:MAX_MANIFESTS]
+
+    def _manifest(self, name: str) -> Path:
+        path = self.settings.path(self.config.clips_dir) / name
+        if not path.is_file():
+            raise JobRefused(f"clips: no manifest {name!r} in {self.settings.path(self.config.clips_dir)}")
+        return path
 
     def _lock(self) -> IO[bytes]:
         self.folder.root.mkdir(parents=True, exist_ok=True)

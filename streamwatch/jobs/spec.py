@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,8 +15,17 @@ ADAPTER_HELP = "'config' (model.adapter as configured), 'none' (the model alone)
 ADAPTER_DIR = "adapter"  # a fine-tune job's adapter (and its report) within the job's folder
 
 
+MANIFEST = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.toml$"
+Clips = Annotated[
+    list[Annotated[str, Field(pattern=MANIFEST)]],
+    Field(max_length=100, description="labelled clip manifests in jobs.clips_dir, by file name"),
+]
+
+
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clips: Clips = []
 
 
 class EvalOptions(_Options):
@@ -54,15 +63,17 @@ def command(
     folder: Path,
     device: str,
     adapter_of: Callable[[str], str],
+    clips: Sequence[Path] = (),
 ) -> list[str]:
     """The `streamwatch` arguments the job runs (without the interpreter); `adapter_of` turns an
-    adapter choice (a job id, `none`) into the command line's value."""
+    adapter choice (a job id, `none`) into the command line's value; `clips`: the manifests' paths."""
+    given = ["--clips", *map(str, clips)] if clips else []
     if isinstance(options, FinetuneOptions):
-        args = ["model", "finetune", str(folder / ADAPTER_DIR), "-c", str(config), "--from-reviews"]
+        args = ["model", "finetune", str(folder / ADAPTER_DIR), "-c", str(config), "--from-reviews", *given]
         for name in ("steps", "holdout", "batch", "lr", "rank", "seed"):
             args += [f"--{name}", str(getattr(options, name))]
         return [*args, "--device", device, "--log-level", "INFO"]
-    args = ["eval", "-c", str(config), "--out", str(folder), "--name", "eval", "--log-level", "INFO"]
+    args = ["eval", "-c", str(config), "--out", str(folder), "--name", "eval", "--log-level", "INFO", *given]
     if options.adapter != "config":
         args += ["--adapter", adapter_of(options.adapter)]
     if options.compare_adapter is not None:

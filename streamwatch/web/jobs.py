@@ -122,6 +122,7 @@ async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
         tail=tail,
         files=files,
         adapters=finished,
+        manifests=await asyncio.to_thread(jobs.manifests),
         error=error,
         model=model,
     )
@@ -134,7 +135,12 @@ async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
 async def start_form(request: Request, csrf: Annotated[str, Form(max_length=200)]) -> Response:
     _csrf(request, csrf)
     form = await request.form()
-    fields = {key: value for key, value in form.items() if key != "csrf" and isinstance(value, str) and value != ""}
+    fields: dict[str, Any] = {
+        key: value for key, value in form.items() if key not in ("csrf", "clips") and isinstance(value, str) and value
+    }
+    clips = [value for value in form.getlist("clips") if isinstance(value, str)]
+    if clips:
+        fields["clips"] = clips
     try:
         options = (FinetuneOptions if fields.get("kind") == "finetune" else EvalOptions).model_validate(fields)
         await runner(request).submit(options)
