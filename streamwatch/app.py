@@ -16,10 +16,12 @@ from streamwatch.housekeeping import (
     RETENTION_S,
     RULES_POLL_S,
     STATUS_CHECK_S,
+    SUMMARY_S,
     Loops,
     Retention,
     RulesReload,
     StatusPublisher,
+    Summary,
 )
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.build import build_backend, load_backend
@@ -184,6 +186,11 @@ class Service:
         loops.start("retention", retention.step, RETENTION_S, first_now=True)
         loops.start("camera-status", StatusPublisher(self._cameras.statuses, mqtt).step, STATUS_CHECK_S)
         loops.start("model-watchdog", engine.watchdog.step, STATUS_CHECK_S)
+
+        def counts() -> tuple[int, int, int]:
+            return self.answers.decisions, self.answers.reused, pipeline.events
+
+        loops.start("summary", Summary(counts, lambda: engine.queue.stats()).step, SUMMARY_S)
         if settings.model.watch_s > 0:
             factory = self._backend_factory
             reload = ModelReload(settings, engine, lambda s: load_backend(s, factory), model_state)

@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: --shard: {exc}", file=sys.stderr)
             return 2
-    setup_logging(args.log_level or settings.log_level)
+    setup_logging(args.log_level or settings.log_level, settings.log_format)
     return _until_stopped(Service(settings).run(duration_s=args.duration))
 
 
@@ -92,7 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     if overrides:
         settings = settings.model_copy(update={"serve": settings.serve.model_copy(update=overrides)})
-    setup_logging(args.log_level or settings.log_level)
+    setup_logging(args.log_level or settings.log_level, settings.log_format)
     return _until_stopped(serve_model(settings, duration_s=args.duration))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from streamwatch.inference.lanes import QueueStats
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.rules.loader import RuleSet
@@ -29,6 +30,7 @@ STATUS_CHECK_S = 2.0
 RULES_POLL_S = 2.0  # how often rules/ is checked for edits
 RETENTION_S = 600.0
 RESTART_PAUSE_S = 1.0
+SUMMARY_S = 60.0  # how often the decisions of the last while are summed up in the log
 
 
 class Loops:
@@ -151,3 +153,33 @@ class Retention:
                 freed / 1e6,
                 self.max_bytes / 1e9,
             )
+
+
+class Summary:
+    """For a periodic loop: one INFO line a round with what happened since the last one (the decisions
+    themselves are DEBUG lines): decisions (asked the model or reused), requests dropped or failed,
+    alert events."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int, int]], stats: Callable[[], QueueStats]) -> None:
+        self.counts, self.stats = counts, stats  # counts: (decisions, reused, alert events) since start
+        self.last = self._now()
+        self.at = time.monotonic()
+
+    def _now(self) -> tuple[int, int, int, int]:
+        decisions, reused, events = self.counts()
+        stats = self.stats()
+        return decisions, reused, sum(stats.dropped.values()) + stats.failed, events
+
+    async def step(self) -> None:
+        now, at = self._now(), time.monotonic()
+        decisions, reused, lost, events = (new - old for new, old in zip(now, self.last, strict=True))
+        log.info(
+            "last %.0f s: %d decisions (%d asked the model, %d reused), %d requests dropped or failed, %d alert events",
+            at - self.at,
+            decisions,
+            decisions - reused,
+            reused,
+            lost,
+            events,
+        )
+        self.last, self.at = now, at

@@ -42,6 +42,7 @@ class AnswerLog:
 
     latest: dict[tuple[str, str], LastAnswer] = field(default_factory=dict)
     decisions: int = 0
+    reused: int = 0  # of those, answers that stood while the picture did (no model pass)
 
 
 class Sampler:
@@ -159,6 +160,7 @@ class Sampler:
             self.gate.remember(rule.id, question, thumb, at, answer)
         self.metrics.answers.labels(camera.id, "reused" if answer.reused else "asked").inc()
         self.answers.decisions += 1
+        self.answers.reused += answer.reused
         alert = rule.is_alert(answer.text, answer.confidence)
         self.answers.latest[(camera.id, rule.id)] = LastAnswer(
             camera.id, answer.text, answer.confidence, alert, time.time(), answer.reused
@@ -176,7 +178,7 @@ class Sampler:
             if self.labels is not None:
                 await self.labels.offer(camera, rule, question, answer, image, frame.captured_at, window=window)
         confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
-        log.info(
+        log.debug(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d%s",
             camera.id,
             rule.id,

@@ -26,6 +26,7 @@ from streamwatch.tomlfile import DataFileError, Loc, problem, read_toml, substit
 
 class Settings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line (log shippers).")
     shard: str = Field(
         "1/1", description="I/N: this instance runs the cameras whose id hashes to I of N (`run --shard`)."
     )
