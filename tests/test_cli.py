@@ -117,7 +117,7 @@ def test_run_answers_every_rule_of_the_demo_cameras(demo: Path) -> None:
     log_file = demo / "run.log"
     with log_file.open("wb") as log_out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamwatch", "run", "-c", "config.toml"],
+            [sys.executable, "-m", "streamwatch", "run", "-c", "config.toml", "--log-level", "DEBUG"],  # decisions
             cwd=demo,
             stdout=log_out,
             stderr=subprocess.STDOUT,

@@ -31,7 +31,7 @@ def test_readme_shows_exactly_two_setup_commands_and_ci_runs_the_test_one() -> N
 @pytest.mark.skipif(shutil.which("git") is None or shutil.which("make") is None, reason="needs git and make")
 def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
     """Fresh clone -> `make run`: installs into its own .venv and answers the rules with the shipped demo
-    model on the three demo cameras."""
+    model on the three demo cameras (each decision is a DEBUG line: RUN_ARGS asks for them)."""
     clone = tmp_path / "streamwatch"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
@@ -39,7 +39,12 @@ def test_make_run_from_a_fresh_clone(tmp_path: Path) -> None:
     log = tmp_path / "make-run.log"
     with log.open("wb") as out:  # runs until stopped, as a user runs it; stopped with SIGTERM once it answered
         make = subprocess.Popen(
-            ["make", "run"], cwd=clone, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            ["make", "run", "RUN_ARGS=--log-level DEBUG"],
+            cwd=clone,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     answered = re.compile(r"camera=yard rule=fence-climb answer='(yes|no)' p_yes=[01]\.\d+")
 

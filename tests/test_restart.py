@@ -53,7 +53,7 @@ class FlagBackend(Backend):
     def generate(self, prompts, max_new_tokens):
         return ["-" for _ in prompts]
 
-setup_logging("INFO")
+setup_logging("DEBUG")  # the decision lines are DEBUG
 flag = Path(sys.argv[2])
 asyncio.run(Service(load_settings(sys.argv[1]), backend_factory=lambda _s: FlagBackend(flag)).run())
 """

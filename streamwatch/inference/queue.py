@@ -163,7 +163,7 @@ class InferenceQueue:
 
     def _run_group(self, kind: AnswerKind, group: Sequence[Item]) -> None:
         try:
-            texts, confidences, model = self._call_backend(kind, [item.request for item in group])
+            texts, confidences, counts, model = self._call_backend(kind, [item.request for item in group])
         except Exception:
             with self._cond:
                 self._stats.progress_at = self._clock()  # the model answered, if with an error
@@ -184,12 +184,15 @@ class InferenceQueue:
             self._stats.batch_sizes[len(group)] += 1
             self._stats.answered += len(group)
             self._stats.last_latency_s = done - group[-1].request.submitted_at
-        for item, text, confidence in zip(group, texts, confidences, strict=True):
+        for item, text, confidence, count in zip(group, texts, confidences, counts, strict=True):
             latency = done - item.request.submitted_at
-            item.future.set_result(Answer(text, confidence, latency, len(group), model))
+            item.future.set_result(Answer(text, confidence, latency, len(group), model, tokens=count))
 
-    def _call_backend(self, kind: AnswerKind, requests: Sequence[Request]) -> tuple[list[str], list[float | None], str]:
-        """Texts, confidences and the name of the backend that answered (the one in use when it began)."""
+    def _call_backend(
+        self, kind: AnswerKind, requests: Sequence[Request]
+    ) -> tuple[list[str], list[float | None], list[int | None], str]:
+        """Texts, confidences, generated tokens and the name of the backend that answered (the one in use
+        when it began)."""
         prompts = [r.prompt for r in requests]
         with self._use:
             backend = self.backend
@@ -197,9 +200,10 @@ class InferenceQueue:
         try:
             if kind is AnswerKind.YES_NO:
                 scores = backend.score_yes_no(prompts)
-                return [s.text for s in scores], [s.p_yes for s in scores], backend.name
-            texts = backend.generate(prompts, requests[0].max_new_tokens)
-            return texts, [None] * len(texts), backend.name
+                return [s.text for s in scores], [s.p_yes for s in scores], [1] * len(scores), backend.name
+            counted = backend.generate_counted(prompts, requests[0].max_new_tokens)
+            texts = [text for text, _count in counted]
+            return texts, [None] * len(texts), [count for _text, count in counted], backend.name
         finally:
             with self._use:
                 self._users[id(backend)] -= 1

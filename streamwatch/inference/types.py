@@ -60,6 +60,7 @@ class Answer:
     batch_size: int  # how many requests shared the forward pass
     model: str
     reused: bool = False  # the picture had not changed: the last answer stands, no model pass (change.py)
+    tokens: int | None = None  # generated tokens (1 for a yes/no score); None where the backend does not say
 
 
 class InferenceError(RuntimeError):

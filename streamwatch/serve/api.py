@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from streamwatch.config import ServeConfig
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
-from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError
+from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError, Prompt
 from streamwatch.inference.types import Request as Query
 from streamwatch.inference.watchdog import ModelWatchdog
-from streamwatch.serve.chat import completion, parse_chat, stream_chunks, yes_no_logprobs
+from streamwatch.serve.chat import completion, parse_chat, stream_chunks, usage, yes_no_logprobs
 from streamwatch.serve.errors import ApiError
 from streamwatch.serve.fetch import FetchPolicy
 from streamwatch.serve.images import load_images
@@ -116,6 +116,10 @@ def create_openai_app(
         query = parse_chat(
             body, default_tokens=default_tokens, max_tokens=config.max_tokens, max_images=config.max_images
         )
+        if query.model and query.model != model_name:
+            raise ApiError(
+                404, f"model: {query.model!r} is not served here; this server serves {model_name!r}", "model"
+            )
         why = limits.problem(query.question, len(query.image_urls))
         if why is not None:
             raise ApiError(400, f"messages: {why}", "messages")
@@ -141,9 +145,12 @@ def create_openai_app(
         except InferenceError:
             raise ApiError(500, "inference failed; see the server log") from None
         logprobs = yes_no_logprobs(answer.confidence or 0.0, query.top_logprobs) if query.yes_no else None
-        reply = completion(model_name, answer.text, logprobs)
+        asked = Prompt(image, query.question, tuple(frames))
+        prompt_tokens = await asyncio.to_thread(queue.backend.prompt_tokens, asked, query.yes_no)
+        counted = None if prompt_tokens is None or answer.tokens is None else (prompt_tokens, answer.tokens)
+        reply = completion(model_name, answer.text, logprobs, usage(counted))
         if query.stream:
-            return StreamingResponse(stream_chunks(reply), media_type="text/event-stream")
+            return StreamingResponse(stream_chunks(reply, query.include_usage), media_type="text/event-stream")
         return JSONResponse(reply)
 
     return app

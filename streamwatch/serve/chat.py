@@ -3,10 +3,11 @@
 What is understood: the system/developer messages' text and the last user message (text parts and one
 or more `image_url` parts: several are frames of one camera, oldest first, as Home Assistant's LLM
 Vision and Frigate's GenAI send them; at most `serve.max_images`); `max_tokens` /
-`max_completion_tokens`; `logprobs` with `top_logprobs`; `stream`. A request for one token with
+`max_completion_tokens`; `logprobs` with `top_logprobs`; `stream` (with `stream_options.include_usage`);
+`usage` in every answer; `n` = 1 only; `response_format` text only. A request for one token with
 `logprobs` is a yes/no question: it is answered by the engine's one-pass yes/no scorer, and the
 logprobs are those of "yes" and "no" renormalised over the two (what a client deriving a confidence
-from them needs). Sampling parameters are accepted and ignored: answers are greedy.
+from them needs). Sampling parameters are type-checked and ignored: answers are greedy.
 """
 
 from __future__ import annotations
@@ -24,16 +25,43 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from streamwatch.serve.errors import ApiError
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # temperature, seed, ...: accepted, answers are greedy
+def _number(low: float, high: float) -> Any:
+    return Field(None, strict=True, ge=low, le=high)
 
-    model: str = ""
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = Field(False, strict=True)
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(strict=True)
+
+
+class ChatRequest(BaseModel):
+    """Types are checked strictly (a number sent as a string is refused, not converted). Sampling
+    parameters are checked and then ignored: answers are greedy."""
+
+    model_config = ConfigDict(extra="allow")  # other parameters (user, metadata, ...): accepted, unused
+
+    model: str = Field("", strict=True, max_length=300)
     messages: list[dict[str, Any]] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-    stream: bool = False
+    max_tokens: int | None = Field(None, strict=True, ge=1)
+    max_completion_tokens: int | None = Field(None, strict=True, ge=1)
+    logprobs: bool = Field(False, strict=True)
+    top_logprobs: int | None = Field(None, strict=True, ge=0, le=20)
+    stream: bool = Field(False, strict=True)
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, strict=True, ge=1, le=128)
+    temperature: float | None = _number(0, 2)
+    top_p: float | None = _number(0, 1)
+    presence_penalty: float | None = _number(-2, 2)
+    frequency_penalty: float | None = _number(-2, 2)
+    seed: int | None = Field(None, strict=True)
+    response_format: ResponseFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +73,7 @@ class ChatQuery:
     top_logprobs: int
     stream: bool
     model: str
+    include_usage: bool = False  # streamed: a last chunk with the usage
 
 
 def parse_chat(body: Any, *, default_tokens: int, max_tokens: int, max_images: int = 1) -> ChatQuery:
@@ -54,6 +83,17 @@ def parse_chat(body: Any, *, default_tokens: int, max_tokens: int, max_images: i
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise ApiError(400, f"{where}: {first['msg']}", where) from None
+    if request.n != 1:
+        raise ApiError(400, f"n: {request.n} choices asked; this server gives one choice per request (n = 1)", "n")
+    if request.response_format is not None and request.response_format.type != "text":
+        raise ApiError(
+            400,
+            f"response_format: {request.response_format.type!r} is not supported: answers are free text (ask for "
+            "the form you want in the question, or leave response_format out)",
+            "response_format",
+        )
+    if request.stream_options is not None and not request.stream:
+        raise ApiError(400, "stream_options: only with stream = true", "stream_options")
     system: list[str] = []
     user: dict[str, Any] | None = None
     for index, message in enumerate(request.messages):
@@ -89,6 +129,7 @@ def parse_chat(body: Any, *, default_tokens: int, max_tokens: int, max_images: i
         request.top_logprobs or 0,
         request.stream,
         request.model,
+        request.stream_options is not None and request.stream_options.include_usage,
     )
 
 
@@ -131,7 +172,17 @@ def yes_no_logprobs(p_yes: float, top: int) -> dict[str, Any]:
     return {"content": [entries[0] | {"top_logprobs": entries[:top]}]}
 
 
-def completion(model: str, text: str, logprobs: dict[str, Any] | None) -> dict[str, Any]:
+def usage(counts: tuple[int, int] | None) -> dict[str, int] | None:
+    """The `usage` block from (prompt tokens, completion tokens); None where the backend cannot count."""
+    if counts is None:
+        return None
+    prompt, answer = counts
+    return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
+
+
+def completion(
+    model: str, text: str, logprobs: dict[str, Any] | None, used: dict[str, int] | None = None
+) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -145,14 +196,20 @@ def completion(model: str, text: str, logprobs: dict[str, Any] | None) -> dict[s
                 "finish_reason": "stop",
             }
         ],
+        "usage": used,
     }
 
 
-def stream_chunks(reply: dict[str, Any]) -> Iterator[str]:
-    """A finished completion as server-sent events: the whole answer in one delta, then the end."""
+def stream_chunks(reply: dict[str, Any], include_usage: bool = False) -> Iterator[str]:
+    """A finished completion as server-sent events: the whole answer in one delta, then the end; with
+    `include_usage`, every chunk has `usage: null` and a last one (no choices) carries it."""
     choice = reply["choices"][0]
     head = {key: reply[key] for key in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    if include_usage:
+        head["usage"] = None
     delta = {"index": 0, "delta": choice["message"], "logprobs": choice["logprobs"], "finish_reason": None}
     yield f"data: {json.dumps(head | {'choices': [delta]})}\n\n"
     yield f"data: {json.dumps(head | {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
+    if include_usage:
+        yield f"data: {json.dumps(head | {'choices': [], 'usage': reply['usage']})}\n\n"
     yield "data: [DONE]\n\n"

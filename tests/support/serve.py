@@ -32,7 +32,7 @@ def data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
 
 def chat(image_url: str, question: str, **extra: Any) -> dict[str, Any]:
     content = [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": image_url}}]
-    return {"model": "tiny", "messages": [{"role": "user", "content": content}]} | extra
+    return {"model": "tiny-glm4v", "messages": [{"role": "user", "content": content}]} | extra
 
 
 class ServeProcess:

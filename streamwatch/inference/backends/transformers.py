@@ -205,8 +205,13 @@ class TransformersBackend(Backend):
         p_yes = torch.sigmoid(log_yes - log_no)  # softmax over {yes, no}
         return [YesNo(float(p)) for p in p_yes.cpu()]
 
-    @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        return [text for text, _count in self.generate_counted(prompts, max_new_tokens)]
+
+    @torch.inference_mode()
+    def generate_counted(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[tuple[str, int | None]]:
+        """Each answer with the tokens generated for it: up to and including its end-of-sequence token
+        (the rest of a row is padding, while longer answers of the batch went on)."""
         inputs = self._inputs(prompts)
         tokenizer = self.processor.tokenizer
         with self.model_lock:
@@ -215,7 +220,22 @@ class TransformersBackend(Backend):
             )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [clean_answer(t) for t in texts]
+        eos = self.model.generation_config.eos_token_id
+        width = new_tokens.shape[1]
+        counts = [width] * len(texts)
+        if eos is not None:
+            stops = torch.tensor(eos if isinstance(eos, list) else [eos], device=new_tokens.device)
+            ends = torch.isin(new_tokens, stops).cpu()
+            counts = [int(row.nonzero()[0]) + 1 if row.any() else width for row in ends]
+        return [(clean_answer(t), n) for t, n in zip(texts, counts, strict=True)]
+
+    def prompt_tokens(self, prompt: Prompt, yes_no: bool) -> int:
+        """The prompt's tokens as the model gets them, its images' tokens included (the processor's
+        count, on the CPU)."""
+        suffix = self.style.answer_prefix if yes_no else ""
+        images = [fit_longest_side(image, self.max_image_side) for image in prompt.images]
+        text = self.prompt_text(prompt.question, len(images)) + suffix
+        return int(self.processor(images=images, text=[text], return_tensors="pt")["input_ids"].shape[1])
 
     def close(self) -> None:
         del self.model
