@@ -38,6 +38,7 @@ from streamwatch.outputs.announce import Announcer
 from streamwatch.outputs.build import build_outputs
 from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.outputs.topics import Topics
+from streamwatch.outputs.values import AnswerValues
 from streamwatch.rules.evaluator import Evaluator
 from streamwatch.rules.loader import ActiveRules, RuleSet, configured_rules
 from streamwatch.rules.watch import RuleWatcher
@@ -45,6 +46,7 @@ from streamwatch.sampling import AnswerLog, Sampler, describer
 from streamwatch.shadowing import ShadowRecorder
 from streamwatch.shard import Shard
 from streamwatch.store.db import opened_database
+from streamwatch.store.discovery import DiscoveryRecord
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
 from streamwatch.store.shadow import ShadowStore
@@ -113,16 +115,19 @@ class Service:
             log.info("%s", warning)
 
         evaluator = Evaluator()
+        topics = Topics(settings.mqtt, self.shard.name)
         announcer = Announcer(
-            Topics(settings.mqtt, self.shard.name),
+            topics,
             cameras=self.my_cameras,
             rules=rules,
             is_open=evaluator.is_open,
             statuses=self._cameras.statuses,
             discovery=settings.mqtt.home_assistant_discovery,
+            record=DiscoveryRecord(database, self.shard.name),
         )
         outputs = build_outputs(settings, database, owner=self.shard.name, announcements=announcer.messages)
         mqtt = next((output for output in outputs if isinstance(output, MqttOutput)), None)
+        values = announcer.values = AnswerValues(topics, mqtt.publish_now) if mqtt is not None else None
         clips = ClipRecorder(store, self._cameras.packets)
         labels = LabelStore(
             database,
@@ -208,5 +213,6 @@ class Service:
                 on_decision=self._on_decision,
                 labels=collector,
                 shadows=shadows,
+                values=values,
             )
             loops.spawn(f"sampler-{camera.id}", sampler.run)

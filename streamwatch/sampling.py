@@ -24,6 +24,7 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.labelling import LabelCollector
 from streamwatch.metrics import Metrics
+from streamwatch.outputs.values import AnswerValues
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
@@ -59,8 +60,10 @@ class Sampler:
         on_decision: Callable[[Decision], None] | None = None,
         labels: LabelCollector | None = None,
         shadows: ShadowRecorder | None = None,
+        values: AnswerValues | None = None,
     ) -> None:
         self.camera, self.worker = camera, worker
+        self.values = values  # count and choice answers for Home Assistant's sensors
         self.labels = labels  # uncertain answers become label requests
         self.shadows = shadows  # shadow rules' decisions are stored, never alerted
         self.rules, self.engine, self.pipeline = rules, engine, pipeline
@@ -177,6 +180,8 @@ class Sampler:
                 self.metrics.alert_events.labels(camera.id, rule.id, event.kind).inc()
             if self.labels is not None:
                 await self.labels.offer(camera, rule, question, answer, image, frame.captured_at, window=window)
+            if self.values is not None:
+                await self.values.update(camera.id, rule, answer.text)
         confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
         log.debug(
             "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d%s",

@@ -165,3 +165,13 @@ class ShadowDecision(Base):
     live_answer: Mapped[str | None] = mapped_column(String(200), nullable=True)  # None: no live answer beside
     live_p_yes: Mapped[float | None] = mapped_column(Float, nullable=True)
     live_alert: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
+class DiscoveryTopic(Base):
+    """A Home Assistant discovery config an instance (`owner`: its shard, "" alone) published: the next
+    announcement clears those that are no longer published (a camera or rule that went away)."""
+
+    __tablename__ = "discovery_topics"
+
+    topic: Mapped[str] = mapped_column(String(400), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
