@@ -157,12 +157,15 @@ def _cameras(cameras: Sequence[CameraStatus]) -> Iterator[Metric]:
     yield from (up, state, fps, received, reconnects, stalls, clip_buffer)
 
 
+CUDA_ONLY = ("streamwatch_gpu_memory_bytes", "streamwatch_gpu_memory_reserved_bytes")  # gauges, on CUDA only
+
+
 def _gpu() -> Iterator[Metric]:
     torch = sys.modules.get("torch")  # only if the backend loaded it; never import torch for a scrape
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return
-    allocated = GaugeMetricFamily("streamwatch_gpu_memory_bytes", "GPU memory held by tensors", labels=["device"])
-    reserved = GaugeMetricFamily("streamwatch_gpu_memory_reserved_bytes", "GPU memory reserved", labels=["device"])
+    allocated = GaugeMetricFamily(CUDA_ONLY[0], "GPU memory held by tensors", labels=["device"])
+    reserved = GaugeMetricFamily(CUDA_ONLY[1], "GPU memory reserved", labels=["device"])
     for index in range(torch.cuda.device_count()):
         allocated.add_metric([str(index)], float(torch.cuda.memory_allocated(index)))
         reserved.add_metric([str(index)], float(torch.cuda.memory_reserved(index)))

@@ -125,9 +125,7 @@ def test_entities_follow_the_service_and_go_with_their_rule_or_camera(tmp_path: 
         # the rule goes away while running: its entities are cleared
         (tmp_path / "rules" / "people.toml").unlink()
         for topic in people:
-            wait_for(
-                lambda t=topic: any(m.payload == b"" for m in subscriber.on(t)), 30, f"{topic} cleared"
-            )
+            wait_for(lambda t=topic: any(m.payload == b"" for m in subscriber.on(t)), 30, f"{topic} cleared")
     finally:
         running.stop()
     # the camera goes away while stopped: its entities are cleared at the next start
