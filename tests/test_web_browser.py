@@ -69,12 +69,12 @@ def test_filter_the_timeline_open_an_event_and_mark_it_false_positive(
 ) -> None:
     base, store = service
     page = browser.new_page()  # type: ignore[attr-defined]
-    page.goto(base + "/")
+    page.goto(base + "/events")
     assert page.locator("li.event[data-event=fence1]").count() == 1
     assert page.locator("li.event[data-event=gate1]").count() == 1
     page.select_option("select[name=rule]", "gate-open")
     page.click("#filters button[type=submit]")
-    page.wait_for_url("**/?*rule=gate-open*")
+    page.wait_for_url("**/events?*rule=gate-open*")
     assert page.locator("li.event[data-event=gate1]").count() == 1
     assert page.locator("li.event[data-event=fence1]").count() == 0
     page.select_option("select[name=rule]", "")
@@ -90,14 +90,14 @@ def test_filter_the_timeline_open_an_event_and_mark_it_false_positive(
     assert page.locator("#verdict").inner_text() == "false positive — the flag's shadow"
     marked = store.get("fence1")
     assert marked is not None and marked.verdict == "false_positive" and marked.note == "the flag's shadow"
-    page.goto(base + "/?reviewed=no")  # the review queue no longer lists it
+    page.goto(base + "/events?reviewed=no")  # the review queue no longer lists it
     assert page.locator("li.event[data-event=fence1]").count() == 0
 
 
 def test_pages_fit_a_phone_and_show_live_cameras_and_rules(service: tuple[str, EventStore], browser: object) -> None:
     base, _ = service
     phone = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
-    for path in ("/", "/events/gate1", "/cameras", "/rules", "/labels", "/ask"):
+    for path in ("/", "/alerts/gate1", "/events", "/events/gate1", "/cameras", "/rules", "/labels", "/jobs", "/ask"):
         phone.goto(base + path)
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than a phone"

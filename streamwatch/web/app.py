@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Generator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from streamwatch import __version__
 from streamwatch.config import Settings, WebConfig
@@ -40,6 +42,24 @@ CSP = (
 )
 
 
+def when(moment: datetime | None) -> Markup:
+    """A time for a page: UTC, named, in a <time> element that static/time.js shows in the viewer's zone."""
+    if moment is None:
+        return Markup("–")
+    utc = moment.astimezone(UTC)
+    return Markup('<time datetime="{}">{} UTC</time>').format(utc.isoformat(), utc.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def duration(seconds: float) -> str:
+    """A duration for a page: 45 s, 3 min 20 s, 2 h 5 min, 3 d 4 h."""
+    whole = int(seconds)
+    for unit, size, smaller, small in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if whole >= size:
+            rest = (whole % size) // small
+            return f"{whole // size} {unit}" + (f" {rest} {smaller}" if rest else "")
+    return f"{whole} s"
+
+
 def body_limit(path: str) -> int:
     """Uploads (ask) may carry an image; everything else is a small form or JSON document."""
     return MAX_UPLOAD_BYTES + 1024 * 1024 if path in ("/api/ask", "/ask") else SMALL_BODY
@@ -49,6 +69,8 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     app = FastAPI(title="streamwatch", version=__version__, docs_url="/docs", redoc_url=None)
     guard = Guard(config)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["when"] = when
+    templates.env.filters["duration"] = duration
     app.state.context, app.state.guard, app.state.templates = context, guard, templates
     app.state.decoding = asyncio.Semaphore(DECODING_AT_ONCE)
     app.add_middleware(
@@ -81,6 +103,8 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     async def metrics() -> Response:
         return PlainTextResponse(context.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    from streamwatch.web.alerts import api as alerts_api
+    from streamwatch.web.alerts import page as alerts_page
     from streamwatch.web.api import router as api_router
     from streamwatch.web.jobs import api as jobs_api
     from streamwatch.web.jobs import page as jobs_page
@@ -89,6 +113,8 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     from streamwatch.web.pages import router as pages_router
 
     app.include_router(api_router, prefix="/api")
+    app.include_router(alerts_api, prefix="/api")
+    app.include_router(alerts_page)
     app.include_router(labels_api, prefix="/api")
     app.include_router(pages_router)
     app.include_router(labels_page)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
@@ -34,7 +34,22 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
-@router.get("/", response_class=HTMLResponse)
+def since_of(since: str | None, since_local: str | None) -> datetime | None:
+    """The date filter: `since` (ISO 8601, the page's script sends the viewer's time as UTC), else the
+    form's own field (no script: read as UTC, as its label then says); unreadable: no filter."""
+    try:
+        if since:
+            moment = datetime.fromisoformat(since)
+        elif since_local:
+            moment = datetime.fromisoformat(since_local)
+        else:
+            return None
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@router.get("/events", response_class=HTMLResponse)
 async def timeline(
     request: Request,
     camera: str | None = None,
@@ -43,12 +58,11 @@ async def timeline(
     kind: str | None = None,
     reviewed: str | None = None,
     since: str | None = None,
+    since_local: str | None = None,
     page: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
 ) -> HTMLResponse:
-    try:
-        since_time = datetime.fromisoformat(since) if since else None
-    except ValueError:
-        since_time = None
+    """The raw event timeline (the home page lists alerts, web/alerts.py)."""
+    since_time = since_of(since, since_local)
     where = EventFilter(
         camera=_blank(camera),
         rule=_blank(rule),
@@ -71,7 +85,7 @@ async def timeline(
         "severity": severity or "",
         "kind": kind or "",
         "reviewed": reviewed or "",
-        "since": since or "",
+        "since": since_time.isoformat() if since_time else "",
     }
     return render(
         request,
