@@ -232,8 +232,14 @@ def cmd_events(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        from streamwatch.events_cli import mark_event
+
         args.event_id = action[1]
-        return cmd_events_mark(args)
+        return mark_event(_event_store(args.config), args)
+    if action[:1] == ["search"]:
+        from streamwatch.events_cli import search_alerts
+
+        return search_alerts(_event_store(args.config), args, " ".join(action[1:]))
     if action[:1] == ["show"]:
         action = action[1:]
     if len(action) > 1:
@@ -262,19 +268,6 @@ def cmd_events(args: argparse.Namespace) -> int:
         confidence = "" if e.confidence is None else f" p={e.confidence:.2f}"
         when = e.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         print(f"{when}  {e.kind:<8} {e.severity:<8} {e.camera}/{e.rule}  {e.answer!r}{confidence}  {e.uid}")
-    return 0
-
-
-def cmd_events_mark(args: argparse.Namespace) -> int:
-    """Review an event from the command line, as the web UI does."""
-    from streamwatch.alerts.payload import event_payload, review_fields
-
-    store = _event_store(args.config)
-    event = store.review(args.event_id, ReviewChoice(args.verdict).verdict, args.note)
-    if event is None:
-        print(f"error: no event {args.event_id!r}", file=sys.stderr)
-        return 1
-    print(json.dumps(event_payload(event, None) | review_fields(event), indent=2))
     return 0
 
 
@@ -346,9 +339,10 @@ def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
     hashing.set_defaults(func=cmd_hash_password)
 
     events = sub.add_parser(
-        "events", help="alert event history: list (newest first), `show ID`, `mark ID --verdict V [--note N]`"
+        "events",
+        help="alert event history: list (newest first), `show ID`, `mark ID --verdict V [--note N]`, `search TEXT`",
     )
-    events.add_argument("action", nargs="*", metavar="show ID | mark ID", help="default: list")
+    events.add_argument("action", nargs="*", metavar="show ID | mark ID | search TEXT", help="default: list")
     events.add_argument("--verdict", choices=[choice.value for choice in ReviewChoice], help="with mark")
     events.add_argument("--note", default=None, help="with mark")
     events.add_argument("-c", "--config", default="config.toml")

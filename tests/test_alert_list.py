@@ -81,3 +81,31 @@ def test_alerts_as_one_item_filtered_and_searched(stores: tuple[EventStore, Aler
     assert ids(q="pallet") == ["b1"]
     store.prune(datetime.now(UTC) + timedelta(days=1))
     assert ids(q="pallet") == [] and alerts.count() == 0 and alerts.get("a1") is None
+
+
+def test_streamwatch_events_search(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "config.toml").write_text('[storage]\ndatabase_url = "sqlite:///events.db"\n', encoding="utf-8")
+    store = EventStore(Database.open(f"sqlite:///{tmp_path / 'events.db'}"), tmp_path / "snapshots")
+    record(store, "a1", "a1", "open", description="A forklift parks in aisle 3.", camera="aisle", rule="forklift")
+    record(store, "a2", "a1", "resolved", camera="aisle", rule="forklift")
+    record(store, "b1", "b1", "open", camera="yard")
+
+    def search(*words: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "streamwatch", "events", "search", *words, "-c", str(tmp_path / "config.toml")]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    found = search("forklift", "parks")
+    assert found.returncode == 0, found.stderr
+    (line,) = found.stdout.splitlines()
+    assert " resolved " in line and "aisle/forklift" in line and line.endswith(" a1")
+    listed = json.loads(search("forklift", "--json").stdout)
+    assert [a["alert_id"] for a in listed] == ["a1"] and listed[0]["events"] == 2 and listed[0]["state"] == "resolved"
+    assert search("submarine").stdout.strip() == "no alerts match 'submarine'"
+    refused = search("x" * 201)
+    assert (
+        refused.returncode == 2 and "q: at most 200 characters" in refused.stderr and "Traceback" not in refused.stderr
+    )

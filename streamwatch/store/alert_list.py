@@ -139,3 +139,28 @@ class AlertList:
         for event in rows:
             events[event.alert_id].append(event)
         return [Alert(alert_id, events[alert_id]) for alert_id in ids if events[alert_id]]
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """An alert as JSON (REST API, `streamwatch events search --json`), its review being its first event's."""
+    first, resolved = alert.first, alert.resolved
+    return {
+        "alert_id": alert.alert_id,
+        "camera": first.camera,
+        "rule": first.rule,
+        "title": first.title,
+        "severity": first.severity,
+        "state": alert.state,
+        "opened_at": alert.opened_at.isoformat(),
+        "last_at": alert.last_at.isoformat(),
+        "resolved_at": resolved.created_at.isoformat() if resolved else None,
+        "duration_s": round(alert.duration_s(), 1),
+        "events": len(alert.events),
+        "peak_confidence": alert.peak_confidence,
+        "question": first.question,
+        "answer": first.answer,
+        "description": next((e.description for e in alert.events if e.description), None),
+        "verdict": first.verdict,
+        "note": first.note,
+        "reviewed_at": first.reviewed_at.isoformat() if first.reviewed_at else None,
+    }

@@ -11,8 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from streamwatch.alerts.payload import review_fields
-from streamwatch.store.alert_list import Alert, AlertFilter, AlertList
+from streamwatch.store.alert_list import Alert, AlertFilter, AlertList, alert_payload
 from streamwatch.store.search import MAX_QUERY_CHARS, SearchError
 from streamwatch.vocabulary import ReviewChoice, Severity, Verdict
 from streamwatch.web.api import MAX_OFFSET, Review, context, event_json
@@ -29,29 +28,13 @@ def alerts_of(request: Request) -> AlertList:
 
 
 def alert_json(request: Request, alert: Alert) -> dict[str, Any]:
-    first, last, clip, resolved = alert.first, alert.last_snapshot, alert.clip, alert.resolved
+    first, last, clip = alert.first, alert.last_snapshot, alert.clip
     url = request.app.url_path_for
-    described = next((e.description for e in alert.events if e.description), None)
-    return {
-        "alert_id": alert.alert_id,
-        "camera": first.camera,
-        "rule": first.rule,
-        "title": first.title,
-        "severity": first.severity,
-        "state": alert.state,
-        "opened_at": alert.opened_at.isoformat(),
-        "last_at": alert.last_at.isoformat(),
-        "resolved_at": resolved.created_at.isoformat() if resolved else None,
-        "duration_s": round(alert.duration_s(), 1),
-        "events": len(alert.events),
-        "peak_confidence": alert.peak_confidence,
-        "question": first.question,
-        "answer": first.answer,
-        "description": described,
+    return alert_payload(alert) | {
         "first_snapshot_url": url("event_snapshot", event_id=first.uid) if first.snapshot else None,
         "last_snapshot_url": url("event_snapshot", event_id=last.uid) if last and last.snapshot else None,
         "clip_url": url("event_clip", event_id=clip.uid) if clip else None,
-    } | review_fields(first)
+    }
 
 
 def alert_filter(
