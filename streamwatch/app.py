@@ -125,7 +125,13 @@ class Service:
             discovery=settings.mqtt.home_assistant_discovery,
             record=DiscoveryRecord(database, self.shard.name),
         )
-        outputs = build_outputs(settings, database, owner=self.shard.name, announcements=announcer.messages)
+        outputs = build_outputs(
+            settings,
+            database,
+            owner=self.shard.name,
+            announcements=announcer.messages,
+            notifications=metrics.notifications,
+        )
         mqtt = next((output for output in outputs if isinstance(output, MqttOutput)), None)
         values = announcer.values = AnswerValues(topics, mqtt.publish_now) if mqtt is not None else None
         clips = ClipRecorder(store, self._cameras.packets)

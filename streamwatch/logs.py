@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from streamwatch.redact import RedactingFormatter, scrub
 
-NOISY = ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "apscheduler", "alembic")
+NOISY = ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers", "apscheduler", "alembic", "apprise")
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 

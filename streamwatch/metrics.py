@@ -59,6 +59,12 @@ class Metrics:
             ["kind", "state"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "streamwatch_notifications",
+            "Notifications by target (name#N) and outcome: sent, failed (an attempt, retried), quiet, over_limit",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
         self.job_running = Gauge("streamwatch_job_running", "1 while a job runs", registry=self.registry)
         self.registry.register(_Live(live))
 

@@ -3,6 +3,7 @@
 from streamwatch.config.fields import identifier, is_loopback
 from streamwatch.config.jobs import JobsConfig
 from streamwatch.config.labels import LabelsConfig
+from streamwatch.config.notify import NotifyConfig
 from streamwatch.config.sections import (
     CameraConfig,
     EventLogConfig,
@@ -22,6 +23,7 @@ __all__ = [
     "LabelsConfig",
     "ModelConfig",
     "MqttConfig",
+    "NotifyConfig",
     "RemoteConfig",
     "ServeConfig",
     "Settings",

@@ -215,11 +215,21 @@ class WebConfig(_Section):
     )
     token_hash: str | None = Field(None, description="API token (Authorization: Bearer), hashed the same way.")
     session_hours: float = Field(12.0, gt=0, le=24 * 90, description="How long a login lasts.")
+    public_url: str | None = Field(
+        None, description="How operators reach this UI (https://watch.example.com): links in notifications."
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Host names clients may use to reach the UI besides its address (reverse proxies); on "
         "loopback only localhost names are accepted otherwise (DNS rebinding).",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return None if value is None else value.rstrip("/")
 
     @field_validator("password_hash", "token_hash")
     @classmethod

@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from streamwatch.config.fields import LOCAL_PREFIXES, NETWORK_PREFIXES
 from streamwatch.config.jobs import JobsConfig
 from streamwatch.config.labels import LabelsConfig
+from streamwatch.config.notify import NotifyConfig
 from streamwatch.config.sections import (
     CameraConfig,
     EventLogConfig,
@@ -40,8 +41,18 @@ class Settings(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    notify: list[NotifyConfig] = Field(default_factory=list, max_length=50)
     source: Path = Field(Path("config.toml"), exclude=True)
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # where each key is written in `source`
+
+    @field_validator("notify")
+    @classmethod
+    def _notify_names(cls, value: list[NotifyConfig]) -> list[NotifyConfig]:
+        names = [target.name for target in value]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ValueError(f"each [[notify]] needs its own name; given more than once: {', '.join(doubled)}")
+        return value
 
     @field_validator("shard")
     @classmethod

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from prometheus_client import Counter
+
 from streamwatch.config import Settings
 from streamwatch.outputs.base import Output
 from streamwatch.outputs.eventlog import EventLog
 from streamwatch.outputs.message import Message
 from streamwatch.outputs.mqtt import MqttOutput
+from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.store.db import Database
 from streamwatch.store.outbox import Outbox
 
 
 def build_outputs(
-    settings: Settings, database: Database, *, owner: str, announcements: Callable[[], Sequence[Message]] = tuple
+    settings: Settings,
+    database: Database,
+    *,
+    owner: str,
+    announcements: Callable[[], Sequence[Message]] = tuple,
+    notifications: Counter | None = None,
 ) -> list[Output]:
-    """MQTT (`[mqtt]`, announcing `announcements` on every connect) and the event log (`[event_log]`)."""
+    """MQTT (`[mqtt]`, announcing `announcements` on every connect), the event log (`[event_log]`) and a
+    notification target per URL of each `[[notify]]` (counted in `notifications`)."""
     outputs: list[Output] = []
     if settings.mqtt.enabled:
         outbox = Outbox(database, owner=owner, sink=MqttOutput.name)
@@ -24,4 +33,18 @@ def build_outputs(
     if settings.event_log.enabled:
         outbox = Outbox(database, owner=owner, sink=EventLog.name)
         outputs.append(EventLog(settings.path(settings.event_log.path), outbox))
+    for config in settings.notify:
+        for index in range(len(config.urls)):
+            target = f"{config.name}#{index + 1}"
+            outputs.append(
+                NotifyOutput(
+                    config,
+                    index,
+                    Outbox(database, owner=owner, sink=sink_of(target)),
+                    cameras=settings.cameras,
+                    media_dir=settings.path(settings.storage.snapshot_dir),
+                    public_url=settings.web.public_url,
+                    counter=notifications,
+                )
+            )
     return outputs

@@ -1,0 +1,178 @@
+"""Push notifications through Apprise (`[[notify]]`): each URL is a target with its own queue in the
+outbox, so a notification is committed with its event, delivered in order, retried with a backoff
+while its receiver is down, and one failing target never holds up another or MQTT.
+
+Routing (severity, rule, camera, event kind), quiet hours and the hourly limit are decided when the
+event is committed: what is not to be sent is never queued (and is counted). The message: a title
+(severity, rule title, camera), the camera, rule, answer and confidence, the `describe` answer, the
+time, a link to the alert page (`web.public_url`) and its clip, and the snapshot attached. A target's
+URL holds its token: logs, metrics and errors name the target (`name#N`), never the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter
+
+from streamwatch.config import CameraConfig, NotifyConfig
+from streamwatch.outputs.base import Output
+from streamwatch.outputs.message import Message
+from streamwatch.outputs.relay import Relay
+from streamwatch.store.models import Event
+from streamwatch.store.outbox import Outbox
+from streamwatch.vocabulary import EventKind
+
+log = logging.getLogger(__name__)
+
+HOUR_S = 3600.0
+KIND_WORDS = {EventKind.OPEN: "", EventKind.UPDATE: "Still: ", EventKind.RESOLVED: "Resolved: "}
+APPRISE_TYPES = {"critical": "failure", "warning": "warning", "info": "info"}
+
+
+def sink_of(target: str) -> str:
+    """A target's queue in the outbox: stable for its name and place, short enough for the column."""
+    return "notify:" + hashlib.sha256(target.encode()).hexdigest()[:24]
+
+
+class NotifyError(Exception):
+    """The receiver did not take the notification (Apprise said so); it stays queued and is retried."""
+
+
+class NotifyOutput(Output):
+    check = "notify"
+
+    def __init__(
+        self,
+        config: NotifyConfig,
+        index: int,
+        outbox: Outbox,
+        *,
+        cameras: list[CameraConfig],
+        media_dir: Path,
+        public_url: str | None,
+        counter: Counter | None = None,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        self.config, self.url = config, config.urls[index]
+        self.target = f"{config.name}#{index + 1}"
+        self.name = sink_of(self.target)  # its queue in the outbox
+        self.check = f"notify {self.target}"
+        self.cameras = {camera.id: camera for camera in cameras}
+        self.media_dir, self.public_url, self.counter = media_dir, public_url, counter
+        self.sent_at: deque[float] = deque()  # commit times of the last hour's notifications
+        self.relay = Relay(
+            f"notification target {self.target}",
+            outbox,
+            self._send,
+            retry_initial_s=retry_initial_s,
+            retry_max_s=retry_max_s,
+        )
+        self._apprise: Any = None
+
+    # -- what an event becomes -------------------------------------------------------------------------
+    def wanted(self, event: Event) -> bool:
+        """Whether the routing sends this event to this target (severity, rule, camera, kind)."""
+        config = self.config
+        if event.kind not in config.kinds or event.severity not in config.severities:
+            return False
+        if config.rules and event.rule not in config.rules:
+            return False
+        camera = self.cameras.get(event.camera)
+        tags = camera.tags if camera is not None else []
+        return not config.cameras or any(
+            selector[4:] in tags if selector.startswith("tag:") else fnmatchcase(event.camera, selector)
+            for selector in config.cameras
+        )
+
+    def event_messages(self, event: Event, snapshot_jpeg: bytes | None, media_dir: Path | None) -> list[Message]:
+        if not self.wanted(event):
+            return []
+        if event.severity not in self.config.quiet_except and self.config.quiet_at(datetime.now().time()):
+            self._count("quiet")
+            return []
+        now = time.monotonic()
+        while self.sent_at and now - self.sent_at[0] > HOUR_S:
+            self.sent_at.popleft()
+        if len(self.sent_at) >= self.config.max_per_hour:
+            self._count("over_limit")
+            if len(self.sent_at) == self.config.max_per_hour:
+                log.warning("notification target %s: %d this hour, skipping more", self.target, len(self.sent_at))
+            self.sent_at.append(now)  # counted, so the warning is said once an hour
+            return []
+        self.sent_at.append(now)
+        return [Message(self.target, json.dumps(self.compose(event)).encode())]
+
+    def compose(self, event: Event) -> dict[str, Any]:
+        """Title, body, type and attachment of the notification of `event`."""
+        camera = self.cameras.get(event.camera)
+        where = camera.display_name if camera is not None else event.camera
+        title = f"{KIND_WORDS.get(EventKind(event.kind), '')}{event.title} ({where})"
+        if event.kind == EventKind.OPEN:
+            title = f"[{event.severity.upper()}] {title}"
+        confidence = "" if event.confidence is None else f" (P(yes) {event.confidence:.2f})"
+        lines = [
+            f"Camera: {where}",
+            f"Rule: {event.rule} · {event.severity}",
+            f"Answer: {event.answer}{confidence}",
+        ]
+        if event.description:
+            lines.append(event.description)
+        lines.append(f"Time: {event.frame_at.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}")
+        if self.public_url:
+            lines.append(f"Alert: {self.public_url}/alerts/{event.alert_id}")
+            if event.clip:
+                lines.append(f"Clip: {self.public_url}/api/events/{event.uid}/clip.mp4")
+        attach = event.snapshot if self.config.attach and event.snapshot and event.kind != EventKind.RESOLVED else None
+        return {
+            "title": title,
+            "body": "\n".join(lines),
+            "type": APPRISE_TYPES.get(event.severity, "info"),
+            "attach": attach,
+            "event_id": event.uid,
+        }
+
+    # -- delivery ----------------------------------------------------------------------------------------
+    def running(self) -> AbstractAsyncContextManager[Any]:
+        return self.relay.running()
+
+    def notify(self) -> None:
+        self.relay.notify()
+
+    def problem(self) -> str | None:
+        return self.relay.problem()
+
+    async def _send(self, message: Message) -> None:
+        await asyncio.to_thread(self._deliver, json.loads(message.payload))
+        self._count("sent")
+
+    def _deliver(self, note: dict[str, Any]) -> None:
+        import apprise
+
+        if self._apprise is None:
+            self._apprise = apprise.Apprise()
+            if not self._apprise.add(self.url):
+                raise NotifyError("Apprise does not understand this URL (see the Apprise URL formats)")
+        attachment = None
+        path = self.media_dir / note["attach"] if note.get("attach") else None
+        if path is not None and path.is_file():  # retention may have taken it meanwhile: send without
+            attachment = apprise.AppriseAttachment(str(path))
+        sent = self._apprise.notify(title=note["title"], body=note["body"], notify_type=note["type"], attach=attachment)
+        if not sent:
+            self._count("failed")
+            raise NotifyError("the receiver did not take it (Apprise's log says why)")
+
+    def _count(self, outcome: str) -> None:
+        if self.counter is not None:
+            self.counter.labels(self.target, outcome).inc()
