@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 from streamwatch.alerts.pipeline import AlertPipeline, Decision
 from streamwatch.clips.recorder import ClipRecorder
-from streamwatch.config import Settings
+from streamwatch.config import CameraConfig, Settings
+from streamwatch.config_watch import ConfigWatch
 from streamwatch.housekeeping import (
+    CONFIG_POLL_S,
     RETENTION_S,
     RULES_POLL_S,
     STATUS_CHECK_S,
@@ -207,7 +209,8 @@ class Service:
             reload = ModelReload(settings, engine, lambda s: load_backend(s, factory), model_state)
             if reload.paths:
                 loops.start("model-reload", reload.step, settings.model.watch_s)
-        for camera in self.my_cameras:
+
+        def start_sampler(camera: CameraConfig) -> None:
             sampler = Sampler(
                 camera,
                 self.cameras[camera.id],
@@ -222,3 +225,27 @@ class Service:
                 values=values,
             )
             loops.spawn(f"sampler-{camera.id}", sampler.run)
+
+        for camera in self.my_cameras:
+            start_sampler(camera)
+
+        async def cameras_changed(configs: list[CameraConfig]) -> None:
+            """A config edit's cameras: only those added, removed or changed are started or stopped."""
+            old, new = {c.id: c for c in self.my_cameras}, {c.id: c for c in self.shard.select(configs)}
+            gone = [camera for camera in old if camera not in new or new[camera] != old[camera]]
+            for camera in gone:
+                await loops.cancel(f"sampler-{camera}")
+                await self._cameras.remove(camera)
+            self.my_cameras[:] = list(new.values())  # the same list the announcer and the web UI read
+            for camera in [c for c in new if c not in old or new[c] != old[c]]:
+                await self._cameras.add(new[camera])
+                start_sampler(new[camera])
+            watcher.cameras = list(configs)
+            await rules_changed(rules.current)  # alerts of a removed camera resolve; MQTT announces anew
+            added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+            restarted = sorted(c for c in set(new) & set(old) if new[c] != old[c])
+            log.info("cameras changed: added %s, removed %s, restarted %s", added, removed, restarted)
+
+        config_watch = ConfigWatch(settings, cameras_changed)
+        checks["config"] = config_watch.problem
+        loops.start("config-watch", config_watch.step, CONFIG_POLL_S)

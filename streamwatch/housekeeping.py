@@ -28,6 +28,7 @@ STATUS_LOG_S = 300.0  # how often every camera's status is logged
 STATUS_PUBLISH_S = 30.0  # camera status on MQTT: on every state change, and at least this often
 STATUS_CHECK_S = 2.0
 RULES_POLL_S = 2.0  # how often rules/ is checked for edits
+CONFIG_POLL_S = 2.0  # how often config.toml is checked for edits (its cameras apply while running)
 RETENTION_S = 600.0
 RESTART_PAUSE_S = 1.0
 SUMMARY_S = 60.0  # how often the decisions of the last while are summed up in the log
@@ -70,6 +71,14 @@ class Loops:
                     self.failures.pop(name, None)
 
         self.tasks.append(asyncio.create_task(supervised(), name=name))
+
+    async def cancel(self, name: str) -> None:
+        """Stop the loop called `name` (a removed camera's sampler)."""
+        for task in [task for task in self.tasks if task.get_name() == name]:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.tasks.remove(task)
+        self.failures.pop(name, None)
 
     async def stop(self) -> None:
         for task in self.tasks:

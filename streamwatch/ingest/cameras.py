@@ -1,4 +1,5 @@
-"""This instance's camera workers, started together and stopped together."""
+"""This instance's camera workers, started together and stopped together; one added or removed while
+running (a config edit) starts or stops on its own."""
 
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ class Cameras:
         for worker in self.workers.values():
             worker.request_stop()
         for worker in self.workers.values():
+            await asyncio.to_thread(worker.stop)
+
+    async def add(self, config: CameraConfig) -> CameraWorker:
+        """A camera added while running: its worker starts at once."""
+        worker = self.workers[config.id] = CameraWorker(config)
+        worker.start()
+        return worker
+
+    async def remove(self, camera_id: str) -> None:
+        """A camera removed (or about to be replaced) while running: its worker is stopped."""
+        worker = self.workers.pop(camera_id, None)
+        if worker is not None:
+            worker.request_stop()
             await asyncio.to_thread(worker.stop)
 
     def statuses(self) -> list[CameraStatus]:

@@ -1,0 +1,73 @@
+"""config.toml edited while running: its cameras apply within seconds, without a restart.
+
+For a periodic loop (`step`): once the file has changed and stood still for one poll (an editor's
+write is finished), it is read and checked whole. An invalid edit is refused with its file:line
+problems and the running cameras stay (readiness says so until the file is fixed). A valid one hands
+its cameras to `apply` (which adds, removes and restarts only the cameras that differ); any other
+section that changed is named in the log: it needs a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from streamwatch.config import CameraConfig, Settings, load_settings
+from streamwatch.tomlfile import DataFileError
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[int, int] | None
+
+
+def _signature(path: Path) -> Signature:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def restart_needed(old: Settings, new: Settings) -> list[str]:
+    """The sections (and top-level keys) other than `cameras` that differ: they apply at a restart."""
+    names = [name for name in type(old).model_fields if name not in ("cameras", "source")]
+    return [name for name in names if getattr(old, name) != getattr(new, name)]
+
+
+class ConfigWatch:
+    def __init__(self, settings: Settings, apply: Callable[[list[CameraConfig]], Awaitable[None]]) -> None:
+        self.path, self.current, self.apply = settings.source, settings, apply
+        self.applied = self.seen = _signature(self.path)
+        self.error: str | None = None  # why the file on disk is not applied (readiness)
+
+    def problem(self) -> str | None:
+        return None if self.error is None else f"{self.path} was edited and is not applied: {self.error}"
+
+    async def step(self) -> None:
+        now = await asyncio.to_thread(_signature, self.path)
+        changed, settled = now != self.applied, now == self.seen
+        self.seen = now
+        if not changed or not settled or now is None:
+            return
+        self.applied = now
+        try:
+            new = await asyncio.to_thread(load_settings, self.path)
+        except DataFileError as exc:
+            self.error = f"{len(exc.problems)} problem(s), first: {exc.problems[0]}"
+            log.error("%s changed but is not applied, the running cameras stay:\n%s", self.path, exc)
+            return
+        except OSError as exc:
+            self.error = str(exc)
+            log.error("%s changed but cannot be read (%s); the running cameras stay", self.path, exc)
+            return
+        self.error = None
+        later = restart_needed(self.current, new)
+        if later:
+            log.warning("%s: %s changed: restart streamwatch to apply it", self.path, ", ".join(later))
+        if new.cameras != self.current.cameras:
+            await self.apply(list(new.cameras))
+        elif not later:
+            log.info("%s changed; its cameras are the same", self.path)
+        self.current = new
