@@ -169,6 +169,14 @@ def test_adapter_choices_are_checked_and_turned_into_the_command_line(tmp_path: 
     tuned = command(FinetuneOptions(steps=7, holdout=0.3), settings.source, tmp_path, "cuda:1", runner._adapter_of)
     assert tuned[:5] == ["model", "finetune", str(tmp_path / ADAPTER_DIR), "-c", str(settings.source)]
     assert "--from-reviews" in tuned and tuned[tuned.index("--steps") + 1] == "7" and "cuda:1" in tuned
+    other = command(
+        EvalOptions(compare_rules="rules-b", compare_model="org/other"),
+        settings.source,
+        tmp_path,
+        "cpu",
+        runner._adapter_of,
+    )
+    assert other[-2:] == [f"--compare-rules={settings.source.parent / 'rules-b'}", "--compare-model=org/other"]
     manifests = [tmp_path / "a.toml", tmp_path / "b.toml"]
     for options in (EvalOptions(), FinetuneOptions()):
         given = command(options, settings.source, tmp_path, "cpu", runner._adapter_of, manifests)

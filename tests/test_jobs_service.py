@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from support.demo_site import demo_site, label_boards
-from support.helpers import CHROMIUM, free_port, wait_for
+from support.helpers import CHROMIUM, REPO, free_port, wait_for
 from support.service import Running
 
 from streamwatch.config import load_settings
@@ -135,6 +136,20 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     assert with_clips["state"] == "succeeded", client.get(with_clips["files"]["output.log"]).text
     (row,) = json.loads(client.get(with_clips["files"]["eval.json"]).text)["candidates"][0]["rows"]
     assert row["n"] == 48 + 3 and row["sources"] == {"label": 48, str(folder / "labelled-clips" / "line.toml"): 3}
+
+    # a candidate rules folder side by side (its rule's threshold moved)
+    shutil.copytree(REPO / "rules", folder / "rules-b")
+    defect = folder / "rules-b" / "defect.toml"
+    defect.write_text(defect.read_text(encoding="utf-8").replace("threshold = 0.7", "threshold = 0.9", 1), "utf-8")
+    compared = client.post("/api/jobs", json={"kind": "eval", "compare_rules": "rules-b"}).json()
+    compared = finished(client, compared["id"])
+    assert compared["state"] == "succeeded", client.get(compared["files"]["output.log"]).text
+    a, b = json.loads(client.get(compared["files"]["eval.json"]).text)["candidates"]
+    assert (
+        b["rules"] == str(folder / "rules-b") and a["rows"][0]["threshold"] == 0.7 and b["rows"][0]["threshold"] == 0.9
+    )
+    refused = client.post("/api/jobs", json={"kind": "eval", "compare_model": "--force"})
+    assert refused.status_code == 422 and "compare_model" in json.dumps(refused.json()["detail"])
 
     # a job that fails says why in its own words; the service keeps watching with its model
     failing = client.post("/api/jobs", json={"kind": "finetune", "holdout": 0.95}).json()

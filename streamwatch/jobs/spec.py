@@ -13,6 +13,7 @@ JOB_ID = r"^\d{8}-\d{6}-[0-9a-f]{4}$"
 ADAPTER = r"^(config|none|\d{8}-\d{6}-[0-9a-f]{4})$"
 ADAPTER_HELP = "'config' (model.adapter as configured), 'none' (the model alone) or the id of a finished fine-tune job"
 ADAPTER_DIR = "adapter"  # a fine-tune job's adapter (and its report) within the job's folder
+PATH = r"^[^\x00-\x1f-][^\x00-\x1f]{0,499}$"  # a folder or hub id as written: no control characters, no option
 
 
 MANIFEST = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.toml$"
@@ -39,6 +40,13 @@ class EvalOptions(_Options):
     ] = None
     target_precision: Annotated[
         float | None, Field(gt=0, le=1, description="suggest the lowest threshold reaching this precision")
+    ] = None
+    compare_rules: Annotated[
+        str | None,
+        Field(pattern=PATH, description="also evaluate this rules folder (relative to the config's), side by side"),
+    ] = None
+    compare_model: Annotated[
+        str | None, Field(pattern=PATH, description="also evaluate this model (a hub id or a local folder)")
     ] = None
 
 
@@ -80,4 +88,8 @@ def command(
         args += ["--compare-adapter", adapter_of(options.compare_adapter)]
     if options.target_precision is not None:
         args += ["--target-precision", str(options.target_precision)]
+    if options.compare_rules is not None:
+        args.append(f"--compare-rules={config.parent / options.compare_rules}")
+    if options.compare_model is not None:
+        args.append(f"--compare-model={options.compare_model}")
     return args
