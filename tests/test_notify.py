@@ -102,7 +102,7 @@ def test_an_alert_reaches_a_webhook_and_a_mailbox_with_its_snapshot(
     port, mails = smtp
     config = write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None)
     mail = f"mailto://127.0.0.1:{port}?from=streamwatch@example.com&to=ops@example.com"
-    extra = f'[[notify]]\nname = "ops"\nurls = ["{webhook.url}", "{mail}"]\n'
+    extra = f'[[notify]]\nname = "ops"\nurls = ["{webhook.url}", "{mail}"]\nattach_clip = true\n'
     text = config.read_text(encoding="utf-8").replace("[web]\n", '[web]\npublic_url = "https://watch.example.com/"\n')
     config.write_text(text + extra, encoding="utf-8")
     settings = load_settings(config)
@@ -126,12 +126,14 @@ def test_an_alert_reaches_a_webhook_and_a_mailbox_with_its_snapshot(
     assert "Camera: Gate" in body and "Rule: right-side · critical" in body and "Answer: yes (P(yes) 0.95)" in body
     assert "A person in red walks along the fence." in body and "Time: " in body
     assert "Alert: https://watch.example.com/alerts/" in body and "Clip: https://watch.example.com/api/events/" in body
-    (attached,) = note["attachments"]
-    assert attached["mimetype"] == "image/jpeg" and base64.b64decode(attached["base64"])[:2] == b"\xff\xd8"
+    snapshot, clip = note["attachments"]  # the snapshot, and the clip once written (clip_post_s later)
+    assert snapshot["mimetype"] == "image/jpeg" and base64.b64decode(snapshot["base64"])[:2] == b"\xff\xd8"
+    assert clip["mimetype"] == "video/mp4" and base64.b64decode(clip["base64"])[4:8] == b"ftyp"
     message = mails[0]
     assert message["Subject"] == note["title"] and message["To"] == "ops@example.com"
     jpegs = [part for part in message.walk() if part.get_content_type() == "image/jpeg"]
     assert len(jpegs) == 1 and jpegs[0].get_payload(decode=True)[:2] == b"\xff\xd8"
+    assert [part.get_filename() for part in message.walk() if part.get_content_type() == "video/mp4"]
     assert all(n["title"].startswith("[CRITICAL]") for n in webhook.received)  # open only: no resolve sent
     assert opened.event == "open"
     assert 'streamwatch_notifications_total{outcome="sent",target="ops#1"}' in metrics

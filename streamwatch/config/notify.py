@@ -39,6 +39,9 @@ class NotifyConfig(_Section):
     )
     max_per_hour: int = Field(30, ge=1, le=3600, description="At most this many a target an hour; the rest skipped.")
     attach: bool = Field(True, description="Attach the snapshot (and link the clip, with web.public_url).")
+    attach_clip: bool = Field(
+        False, description="Also attach the alert's clip: an open alert's notification then waits for it."
+    )
 
     @field_validator("urls")
     @classmethod

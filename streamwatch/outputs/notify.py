@@ -36,6 +36,8 @@ from streamwatch.vocabulary import EventKind
 log = logging.getLogger(__name__)
 
 HOUR_S = 3600.0
+CLIP_GRACE_S = 30.0  # past clip_post_s, how long a notification waits for its clip before going without
+CLIP_POLL_S = 0.5
 KIND_WORDS = {EventKind.OPEN: "", EventKind.UPDATE: "Still: ", EventKind.RESOLVED: "Resolved: "}
 APPRISE_TYPES = {"critical": "failure", "warning": "warning", "info": "info"}
 
@@ -135,11 +137,15 @@ class NotifyOutput(Output):
             if event.clip:
                 lines.append(f"Clip: {self.public_url}/api/events/{event.uid}/clip.mp4")
         attach = event.snapshot if self.config.attach and event.snapshot and event.kind != EventKind.RESOLVED else None
+        clip = event.clip if self.config.attach_clip and event.clip else None
+        wait_s = (camera.clip_post_s if camera is not None else 0.0) + CLIP_GRACE_S
         return {
             "title": title,
             "body": "\n".join(lines),
             "type": APPRISE_TYPES.get(event.severity, "info"),
             "attach": attach,
+            "clip": clip,
+            "clip_by": time.time() + wait_s,  # wall clock: the wait survives a restart
             "event_id": event.uid,
         }
 
@@ -154,7 +160,12 @@ class NotifyOutput(Output):
         return self.relay.problem()
 
     async def _send(self, message: Message) -> None:
-        await asyncio.to_thread(self._deliver, json.loads(message.payload))
+        note = json.loads(message.payload)
+        if note.get("clip"):  # written clip_post_s after the alert opened: wait for it (this target only)
+            clip = self.media_dir / note["clip"]
+            while not await asyncio.to_thread(clip.is_file) and time.time() < note["clip_by"]:
+                await asyncio.sleep(CLIP_POLL_S)
+        await asyncio.to_thread(self._deliver, note)
         self._count("sent")
 
     def _deliver(self, note: dict[str, Any]) -> None:
@@ -164,10 +175,9 @@ class NotifyOutput(Output):
             self._apprise = apprise.Apprise()
             if not self._apprise.add(self.url):
                 raise NotifyError("Apprise does not understand this URL (see the Apprise URL formats)")
-        attachment = None
-        path = self.media_dir / note["attach"] if note.get("attach") else None
-        if path is not None and path.is_file():  # retention may have taken it meanwhile: send without
-            attachment = apprise.AppriseAttachment(str(path))
+        files = [self.media_dir / note[key] for key in ("attach", "clip") if note.get(key)]
+        present = [str(path) for path in files if path.is_file()]  # retention may have taken one: go without
+        attachment = apprise.AppriseAttachment(present) if present else None
         sent = self._apprise.notify(title=note["title"], body=note["body"], notify_type=note["type"], attach=attachment)
         if not sent:
             self._count("failed")
