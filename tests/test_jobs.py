@@ -96,6 +96,8 @@ def test_one_job_at_a_time_even_across_two_services_on_one_folder(tmp_path: Path
             assert cancelled.state == "cancelled" and cancelled.error == "cancelled by an operator"
             again = await second.submit(EvalOptions())  # the lock is free once the first job ended
             assert second.current() == again
+            async with JobRunner(settings, python=python).running():  # a third instance starting meanwhile
+                assert second.get(again.id).state == "running"  # type: ignore[union-attr]  # not "interrupted"
         assert second.get(again.id).state == "interrupted"  # type: ignore[union-attr]  # the service stopped
 
     asyncio.run(main())

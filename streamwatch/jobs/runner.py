@@ -51,9 +51,20 @@ class JobRunner:
     # -- lifetime ---------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Jobs a previous run left `running` are marked interrupted; a job running at stop is ended."""
-        for record in await asyncio.to_thread(self.folder.interrupted):
-            log.warning("job %s (%s) was interrupted by the previous stop of the service", record.id, record.kind)
+        """Jobs a previous run left `running` are marked interrupted (unless another instance on the same
+        folder holds the lock: that one is running); a job running at stop is ended."""
+        try:
+            lock = await asyncio.to_thread(self._lock)
+        except JobBusy:
+            lock = None
+        if lock is not None:
+            try:
+                for record in await asyncio.to_thread(self.folder.interrupted):
+                    log.warning(
+                        "job %s (%s) was interrupted by the previous stop of the service", record.id, record.kind
+                    )
+            finally:
+                lock.close()
         try:
             yield
         finally:
