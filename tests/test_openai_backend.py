@@ -30,7 +30,7 @@ QUESTION = "Is any person climbing the fence? Answer yes or no."
 
 
 def remote(*urls: str, **options: Any) -> OpenAIBackend:
-    return OpenAIBackend("tiny", RemoteConfig(base_urls=list(urls), **options))
+    return OpenAIBackend("tiny-glm4v", RemoteConfig(base_urls=list(urls), **options))
 
 
 def as_sent(image: Image.Image) -> Image.Image:

@@ -171,7 +171,8 @@ def test_labelling_with_the_keyboard(service: tuple[str, EventStore], browser: o
     assert page.locator("#pending").inner_text() == "2 waiting"
     assert page.locator("img.snapshot").evaluate("img => img.complete && img.naturalWidth > 0")
     page.keyboard.press("y")
-    page.wait_for_function("document.querySelector('#pending').innerText === '1 waiting'")
+    # a selector, not wait_for_function: the page's CSP forbids the eval Playwright's polling may need
+    page.locator("#pending", has_text="1 waiting").wait_for()
     page.keyboard.press("s")
     page.wait_for_selector("#empty")
     assert [(r.uid, r.label) for r in labels.list(labelled=True)] == [("k2", "skip"), ("k1", "yes")]

@@ -18,6 +18,12 @@ POSTGRES_DOCUMENT = (
 )  # the expression of migration 0013's index
 
 
+def outside_the_models(name: str | None) -> bool:
+    """Whether a database object is the search's own (migration 0013), not one of the models' tables:
+    the FTS5 table with its shadow tables, the PostgreSQL index."""
+    return name is not None and (name.startswith("events_fts") or name == "ix_events_search")
+
+
 class SearchError(ValueError):
     """A search that cannot be run as given (too long); the message says why."""
 
