@@ -46,7 +46,7 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
             assert body == {
                 "ready": True,
                 "reasons": {},
-                "checks": {"model": True, "database": True, "broker": True, "loops": True},
+                "checks": {"model": True, "database": True, "broker": True, "loops": True, "config": True},
             }
             assert model["id"] == "scene-double" and model["adapter"] is None and model["reload_error"] is None
             with urllib.request.urlopen(base + "/metrics") as scrape:
