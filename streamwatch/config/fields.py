@@ -23,6 +23,13 @@ def not_blank(value: str) -> str:
     return value
 
 
+def device_name(value: str) -> str:
+    """Where a model runs (model.device, jobs.device)."""
+    if not DEVICE.match(value):
+        raise ValueError("expected auto, cpu, mps, cuda or cuda:N")
+    return value
+
+
 def host_name(value: str) -> str:
     """A host name or IP address (not a URL, not blank)."""
     if "://" in value:

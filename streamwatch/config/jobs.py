@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from streamwatch.config.fields import DEVICE
+from streamwatch.config.fields import device_name
 from streamwatch.config.sections import _Section
 
 
@@ -21,9 +21,4 @@ class JobsConfig(_Section):
     )
     device: str = Field("auto", description="Where fine-tuning runs: auto (CUDA where there is one), cpu, cuda:N.")
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not DEVICE.match(value):
-            raise ValueError("expected auto, cpu, mps, cuda or cuda:N")
-        return value
+    _device = field_validator("device")(device_name)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from streamwatch.config.fields import DEVICE, host_name, identifier, is_loopback, not_blank, source_url, topic
+from streamwatch.config.fields import device_name, host_name, identifier, is_loopback, not_blank, source_url, topic
 from streamwatch.redact import SECRETS, display_url
 
 
@@ -148,12 +148,7 @@ class ModelConfig(_Section):
         "is then loaded beside the running one and swapped in between batches (0: never).",
     )
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not DEVICE.match(value):
-            raise ValueError("expected auto, cpu, mps, cuda or cuda:N")
-        return value
+    _device = field_validator("device")(device_name)
 
 
 class MqttConfig(_Section):

@@ -8,19 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 from streamwatch.alerts.payload import event_payload
-from streamwatch.outputs.base import Output
 from streamwatch.outputs.message import Message
-from streamwatch.outputs.relay import Relay
+from streamwatch.outputs.relay import Relay, RelayedOutput
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 
 
-class EventLog(Output):
+class EventLog(RelayedOutput):
     name = "event_log"
     check = "event_log"
 
@@ -30,15 +27,6 @@ class EventLog(Output):
 
     def event_messages(self, event: Event, snapshot_jpeg: bytes | None, media_dir: Path | None) -> list[Message]:
         return [Message(str(self.path), json.dumps(event_payload(event, media_dir)).encode())]
-
-    def running(self) -> AbstractAsyncContextManager[Any]:
-        return self.relay.running()
-
-    def notify(self) -> None:
-        self.relay.notify()
-
-    def problem(self) -> str | None:
-        return self.relay.problem()
 
     async def _append(self, message: Message) -> None:
         await asyncio.to_thread(self._write, message.payload)

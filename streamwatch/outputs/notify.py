@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from collections import deque
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -26,9 +25,8 @@ from typing import Any
 from prometheus_client import Counter
 
 from streamwatch.config import CameraConfig, NotifyConfig
-from streamwatch.outputs.base import Output
 from streamwatch.outputs.message import Message
-from streamwatch.outputs.relay import Relay
+from streamwatch.outputs.relay import Relay, RelayedOutput
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 from streamwatch.vocabulary import EventKind
@@ -51,7 +49,7 @@ class NotifyError(Exception):
     """The receiver did not take the notification (Apprise said so); it stays queued and is retried."""
 
 
-class NotifyOutput(Output):
+class NotifyOutput(RelayedOutput):
     check = "notify"
 
     def __init__(
@@ -150,15 +148,6 @@ class NotifyOutput(Output):
         }
 
     # -- delivery ----------------------------------------------------------------------------------------
-    def running(self) -> AbstractAsyncContextManager[Any]:
-        return self.relay.running()
-
-    def notify(self) -> None:
-        self.relay.notify()
-
-    def problem(self) -> str | None:
-        return self.relay.problem()
-
     async def _send(self, message: Message) -> None:
         note = json.loads(message.payload)
         if note.get("clip"):  # written clip_post_s after the alert opened: wait for it (this target only)

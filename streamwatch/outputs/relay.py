@@ -7,7 +7,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
+from streamwatch.outputs.base import Output
 from streamwatch.outputs.message import Message
 from streamwatch.store.outbox import Outbox
 
@@ -91,3 +94,18 @@ class Relay:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class RelayedOutput(Output):
+    """An output delivered by a `Relay` (`self.relay`): its running, notify and problem are the relay's."""
+
+    relay: Relay
+
+    def running(self) -> AbstractAsyncContextManager[Any]:
+        return self.relay.running()
+
+    def notify(self) -> None:
+        self.relay.notify()
+
+    def problem(self) -> str | None:
+        return self.relay.problem()
