@@ -151,7 +151,7 @@ async def alerts_page(
 @page.get("/alerts/{alert_id}", response_class=HTMLResponse)
 async def alert_page(request: Request, alert_id: str) -> HTMLResponse:
     alert = await asyncio.to_thread(_alert, request, alert_id)
-    return render(request, "alert.html", alert=alert, shown=alert_json(request, alert), choices=list(ReviewChoice))
+    return render(request, "alert.html", alert=alert, shown=alert_json(request, alert), choices=ReviewChoice)
 
 
 @page.post("/alerts/{alert_id}/review")
