@@ -40,26 +40,26 @@ def test_cameras_follow_config_edits_while_running(
     store = EventStore(Database.open(settings.database_url()), tmp_path / "data" / "snapshots")
     try:
         cameras = running.service.cameras
-        wait_for(lambda: all(w.status().state == "online" for w in cameras.values()), 60, "both cameras online")
-        wait_for(lambda: store.count(EventFilter(camera="dock", kind="open")) >= 1, 60, "an alert on dock")
+        wait_for(lambda: all(w.status().state == "online" for w in cameras.values()), 120, "both cameras online")
+        wait_for(lambda: store.count(EventFilter(camera="dock", kind="open")) >= 1, 120, "an alert on dock")
         gate = cameras["gate"]
         frames = gate.status().frames
 
         # dock goes, yard comes: gate is not touched
         config.write_text(base + CAMERA.format(id="yard", url=rtsp_server.url("/small")), encoding="utf-8")
-        wait_for(lambda: set(cameras) == {"gate", "yard"}, 30, "the edit applied")
+        wait_for(lambda: set(cameras) == {"gate", "yard"}, 120, "the edit applied")
         mark = len(running.decisions)
-        wait_for(lambda: cameras["yard"].status().state == "online", 60, "the new camera online")
+        wait_for(lambda: cameras["yard"].status().state == "online", 120, "the new camera online")
         assert cameras["gate"] is gate and gate.status().frames > frames  # the same worker, still delivering
-        wait_for(lambda: store.count(EventFilter(camera="dock", kind="resolved")) >= 1, 30, "dock's alert resolved")
+        wait_for(lambda: store.count(EventFilter(camera="dock", kind="resolved")) >= 1, 120, "dock's alert resolved")
         assert "cameras changed: added ['yard'], removed ['dock'], restarted []" in caplog.text
-        wait_for(lambda: any(d.camera == "yard" for d in running.decisions[mark:]), 60, "yard's decisions")
+        wait_for(lambda: any(d.camera == "yard" for d in running.decisions[mark:]), 120, "yard's decisions")
         assert "dock" not in {d.camera for d in running.decisions[mark:]}
 
         # an invalid edit: refused with file:line, the running cameras stay, readiness says why
         broken = base + CAMERA.format(id="yard", url=rtsp_server.url("/small")) + '\n[[cameras]]\nid = "Bad Id"\n'
         config.write_text(broken, encoding="utf-8")
-        wait_for(lambda: get_json(ready)[0] == 503, 30, "readiness to say the edit is not applied")
+        wait_for(lambda: get_json(ready)[0] == 503, 120, "readiness to say the edit is not applied")
         _status, body = get_json(ready)
         assert "config.toml was edited and is not applied" in body["reasons"]["config"]
         assert "config.toml:" in caplog.text and "cameras[2].id" in caplog.text
@@ -69,8 +69,8 @@ def test_cameras_follow_config_edits_while_running(
         yard = cameras["yard"]
         edited = base.replace("[web]\n", "[web]\nsession_hours = 2\n")
         config.write_text(edited + CAMERA.format(id="yard", url=rtsp_server.url("/cam")), encoding="utf-8")
-        wait_for(lambda: cameras.get("yard") is not yard, 30, "yard restarted on its new URL")
-        wait_for(lambda: get_json(ready)[0] == 200, 30, "ready again")
+        wait_for(lambda: cameras.get("yard") is not yard, 120, "yard restarted on its new URL")
+        wait_for(lambda: get_json(ready)[0] == 200, 120, "ready again")
         assert cameras["gate"] is gate and "restarted ['yard']" in caplog.text
         assert "config.toml: web changed: restart streamwatch to apply it" in caplog.text
     finally:
