@@ -133,6 +133,7 @@ class Service:
             owner=self.shard.name,
             announcements=announcer.messages,
             notifications=metrics.notifications,
+            owns=lambda camera: self.shard.of(camera) == self.shard.index,
         )
         mqtt = next((output for output in outputs if isinstance(output, MqttOutput)), None)
         values = announcer.values = AnswerValues(topics, mqtt.publish_now) if mqtt is not None else None

@@ -13,6 +13,7 @@ from streamwatch.outputs.message import Message
 from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.store.db import Database
+from streamwatch.store.events import committed_since
 from streamwatch.store.outbox import Outbox
 
 
@@ -23,9 +24,11 @@ def build_outputs(
     owner: str,
     announcements: Callable[[], Sequence[Message]] = tuple,
     notifications: Counter | None = None,
+    owns: Callable[[str], bool] = lambda _camera: True,
 ) -> list[Output]:
     """MQTT (`[mqtt]`, announcing `announcements` on every connect), the event log (`[event_log]`) and a
-    notification target per URL of each `[[notify]]` (counted in `notifications`)."""
+    notification target per URL of each `[[notify]]` (counted in `notifications`; its hourly limit rebuilt
+    from the events of the cameras this instance `owns`)."""
     outputs: list[Output] = []
     if settings.mqtt.enabled:
         outbox = Outbox(database, owner=owner, sink=MqttOutput.name)
@@ -45,6 +48,7 @@ def build_outputs(
                     media_dir=settings.path(settings.storage.snapshot_dir),
                     public_url=settings.web.public_url,
                     counter=notifications,
+                    history=lambda since: committed_since(database, since, owns),
                 )
             )
     return outputs

@@ -2,8 +2,10 @@
 outbox, so a notification is committed with its event, delivered in order, retried with a backoff
 while its receiver is down, and one failing target never holds up another or MQTT.
 
-Routing (severity, rule, camera, event kind), quiet hours and the hourly limit are decided when the
-event is committed: what is not to be sent is never queued (and is counted). The message: a title
+Routing (severity, rule, camera, event kind), quiet hours and the hourly limit (`outputs/limit.py`:
+only what went out counts, critical always goes out) are decided when the event is committed: what is
+not to be sent is never queued (and is counted). At start the limit is rebuilt from the last hour's
+events, so a restart neither forgets it nor grants a fresh hour. The message: a title
 (severity, rule title, camera), the camera, rule, answer and confidence, the `describe` answer, the
 time, a link to the alert page (`web.public_url`) and its clip, and the snapshot attached. A target's
 URL holds its token: logs, metrics and errors name the target (`name#N`), never the URL.
@@ -16,8 +18,9 @@ import hashlib
 import json
 import logging
 import time
-from collections import deque
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from streamwatch.config import CameraConfig, NotifyConfig
+from streamwatch.outputs.limit import HOUR_S, HourlyLimit
 from streamwatch.outputs.message import Message
 from streamwatch.outputs.relay import Relay, RelayedOutput
 from streamwatch.store.models import Event
@@ -33,7 +37,6 @@ from streamwatch.vocabulary import EventKind
 
 log = logging.getLogger(__name__)
 
-HOUR_S = 3600.0
 CLIP_GRACE_S = 30.0  # past clip_post_s, how long a notification waits for its clip before going without
 CLIP_POLL_S = 0.5
 KIND_WORDS = {EventKind.OPEN: "", EventKind.UPDATE: "Still: ", EventKind.RESOLVED: "Resolved: "}
@@ -62,8 +65,9 @@ class NotifyOutput(RelayedOutput):
         media_dir: Path,
         public_url: str | None,
         counter: Counter | None = None,
+        history: Callable[[datetime], Sequence[Event]] | None = None,
         retry_initial_s: float = 1.0,
-        retry_max_s: float = 30.0,
+        retry_max_s: float = 5.0,
     ) -> None:
         self.config, self.url = config, config.urls[index]
         self.target = f"{config.name}#{index + 1}"
@@ -71,7 +75,8 @@ class NotifyOutput(RelayedOutput):
         self.check = f"notify {self.target}"
         self.cameras = {camera.id: camera for camera in cameras}
         self.media_dir, self.public_url, self.counter = media_dir, public_url, counter
-        self.sent_at: deque[float] = deque()  # commit times of the last hour's notifications
+        self.limit = HourlyLimit(self.target, config.max_per_hour)
+        self.history = history  # this instance's events committed since a time, oldest first
         self.relay = Relay(
             f"notification target {self.target}",
             outbox,
@@ -99,20 +104,38 @@ class NotifyOutput(RelayedOutput):
     def event_messages(self, event: Event, snapshot_jpeg: bytes | None, media_dir: Path | None) -> list[Message]:
         if not self.wanted(event):
             return []
-        if event.severity not in self.config.quiet_except and self.config.quiet_at(datetime.now().time()):
-            self._count("quiet")
+        outcome = self._decide(event, datetime.now(UTC))
+        if outcome is not None:
+            self._count(outcome)
             return []
-        now = time.monotonic()
-        while self.sent_at and now - self.sent_at[0] > HOUR_S:
-            self.sent_at.popleft()
-        if len(self.sent_at) >= self.config.max_per_hour:
-            self._count("over_limit")
-            if len(self.sent_at) == self.config.max_per_hour:
-                log.warning("notification target %s: %d this hour, skipping more", self.target, len(self.sent_at))
-            self.sent_at.append(now)  # counted, so the warning is said once an hour
-            return []
-        self.sent_at.append(now)
         return [Message(self.target, json.dumps(self.compose(event)).encode())]
+
+    def _decide(self, event: Event, at: datetime, *, replaying: bool = False) -> str | None:
+        """None: `event` (routed here) goes out at `at`; else why not ("quiet", "over_limit")."""
+        if event.severity not in self.config.quiet_except and self.config.quiet_at(at.astimezone().time()):
+            return "quiet"
+        if not self.limit.admit(event.severity, at.timestamp(), quietly=replaying):
+            return "over_limit"
+        return None
+
+    def restore(self, events: Sequence[Event]) -> int:
+        """Rebuild the limit's window from the events committed within the last hour, oldest first, as
+        they were decided then; returns how many of them went out."""
+        sent = 0
+        for event in events:
+            if self.wanted(event) and self._decide(event, event.created_at, replaying=True) is None:
+                sent += 1
+        return sent
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Any]:
+        if self.history is not None:
+            since = datetime.now(UTC) - timedelta(seconds=HOUR_S)
+            sent = self.restore(await asyncio.to_thread(self.history, since))
+            if sent:
+                log.info("notification target %s: %d sent within the last hour, before this start", self.target, sent)
+        async with self.relay.running() as relay:
+            yield relay
 
     def compose(self, event: Event) -> dict[str, Any]:
         """Title, body, type and attachment of the notification of `event`."""

@@ -39,7 +39,7 @@ async def deliver_waiting(
 class Relay:
     """The delivery of an output that keeps no connection of its own (a file, an HTTP endpoint): every
     waiting message in order; a failed send is logged, kept for readiness and retried after a backoff
-    (doubling from `retry_initial_s` to `retry_max_s`)."""
+    (doubling from `retry_initial_s` to `retry_max_s`), or at once when a new message is committed."""
 
     def __init__(
         self, name: str, outbox: Outbox, send: Send, *, retry_initial_s: float = 1.0, retry_max_s: float = 30.0
@@ -68,7 +68,8 @@ class Relay:
                         "%s: cannot deliver (%s: %s); retrying, nothing is lost", self.name, type(exc).__name__, exc
                     )
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):  # a new message tries again at once
+                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
                 backoff = min(self.retry_max_s, backoff * 2)
                 continue
             if self.last_error is not None:

@@ -225,6 +225,13 @@ class EventStore:
         return True
 
 
+def committed_since(database: Database, since: datetime, owns: Callable[[str], bool]) -> list[Event]:
+    """The events committed since `since` of the cameras `owns` says are this instance's, oldest first."""
+    query = select(Event).where(Event.created_at >= since).order_by(Event.created_at, Event.id)
+    with database.session() as session:
+        return [event for event in session.scalars(query) if owns(event.camera)]
+
+
 def _media_files(root: Path) -> list[tuple[float, int, Path]]:
     """(modified, bytes, path) of every snapshot and clip under `root`."""
     found: list[tuple[float, int, Path]] = []
