@@ -165,8 +165,9 @@ class Service:
             await running.enter_async_context(jobs.running())  # ends a running job after the web UI stops
         loops = Loops()
         checks: dict[str, Check] = {"model": engine.watchdog.problem, "database": database.problem}
-        checks |= {output.check: output.problem for output in outputs}
         checks["loops"] = loops.problem
+        checks |= {output.check: output.problem for output in outputs}
+        degrading = {output.check for output in outputs} | {"config", "rules"}  # watching goes on without
         view = ServiceView(
             store=store,
             cameras=self._cameras,
@@ -176,6 +177,7 @@ class Service:
             engine=engine,
             metrics=metrics,
             checks=checks,
+            degrading=degrading,
             labels=labels,
             model_state=model_state,
             jobs=jobs,
@@ -193,6 +195,7 @@ class Service:
 
         await running.enter_async_context(loops)
         watcher = RuleWatcher(settings.path(settings.rules_dir), settings.cameras, rules.current, engine.limits)
+        checks["rules"] = watcher.problem
         loops.start("rules-watch", RulesReload(watcher, rules_changed).step, RULES_POLL_S)
         retention = Retention(
             store, settings.storage.retention_days, int(settings.storage.max_disk_gb * 1e9), shadows=shadow_store

@@ -4,7 +4,8 @@ For a periodic loop (`step`): once the file has changed and stood still for one 
 write is finished), it is read and checked whole. An invalid edit is refused with its file:line
 problems and the running cameras stay (readiness says so until the file is fixed). A valid one hands
 its cameras to `apply` (which adds, removes and restarts only the cameras that differ); any other
-section that changed is named in the log: it needs a restart.
+section that changed is named in the log: it needs a restart. A file deleted, replaced by a broken link
+or a link loop is an error in the log and in readiness (the next start would fail) until it is back.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from streamwatch.tomlfile import DataFileError
 
 log = logging.getLogger(__name__)
 
-Signature = tuple[int, int] | None
+Signature = tuple[int, int] | str  # (mtime, size), or why the file cannot be read
 
 
 def _signature(path: Path) -> Signature:
     try:
         stat = path.stat()
-    except OSError:
-        return None
+    except OSError as exc:  # deleted, a broken link or a link loop, no permission
+        return exc.strerror or type(exc).__name__
     return stat.st_mtime_ns, stat.st_size
 
 
@@ -43,13 +44,23 @@ class ConfigWatch:
         self.error: str | None = None  # why the file on disk is not applied (readiness)
 
     def problem(self) -> str | None:
-        return None if self.error is None else f"{self.path} was edited and is not applied: {self.error}"
+        return None if self.error is None else f"{self.path} changed and is not applied: {self.error}"
 
     async def step(self) -> None:
         now = await asyncio.to_thread(_signature, self.path)
         changed, settled = now != self.applied, now == self.seen
         self.seen = now
-        if not changed or not settled or now is None:
+        if isinstance(now, str):  # gone: the running settings stay, and the next start would fail
+            if changed and settled:
+                self.applied = now
+                self.error = f"it cannot be read ({now}); the next start would fail"
+                log.error(
+                    "%s cannot be read (%s): the running settings stay; restore it before a restart",
+                    self.path,
+                    now,
+                )
+            return
+        if not changed or not settled:
             return
         self.applied = now
         try:

@@ -59,9 +59,10 @@ def test_cameras_follow_config_edits_while_running(
         # an invalid edit: refused with file:line, the running cameras stay, readiness says why
         broken = base + CAMERA.format(id="yard", url=rtsp_server.url("/small")) + '\n[[cameras]]\nid = "Bad Id"\n'
         config.write_text(broken, encoding="utf-8")
-        wait_for(lambda: get_json(ready)[0] == 503, 120, "readiness to say the edit is not applied")
-        _status, body = get_json(ready)
-        assert "config.toml was edited and is not applied" in body["reasons"]["config"]
+        wait_for(lambda: "config" in get_json(ready)[1]["degraded"], 120, "readiness to say the edit is not applied")
+        status, body = get_json(ready)  # still watching: degraded, not "not ready"
+        assert status == 200 and body["status"] == "degraded"
+        assert "config.toml changed and is not applied" in body["reasons"]["config"]
         assert "config.toml:" in caplog.text and "cameras[2].id" in caplog.text
         assert set(cameras) == {"gate", "yard"} and cameras["gate"] is gate
 
@@ -70,7 +71,7 @@ def test_cameras_follow_config_edits_while_running(
         edited = base.replace("[web]\n", "[web]\nsession_hours = 2\n")
         config.write_text(edited + CAMERA.format(id="yard", url=rtsp_server.url("/cam")), encoding="utf-8")
         wait_for(lambda: cameras.get("yard") is not yard, 120, "yard restarted on its new URL")
-        wait_for(lambda: get_json(ready)[0] == 200, 120, "ready again")
+        wait_for(lambda: get_json(ready)[1]["status"] == "ok", 120, "ready again")
         assert cameras["gate"] is gate and "restarted ['yard']" in caplog.text
         assert "config.toml: web changed: restart streamwatch to apply it" in caplog.text
     finally:

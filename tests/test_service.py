@@ -45,8 +45,17 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
             model = body.pop("model")
             assert body == {
                 "ready": True,
+                "status": "ok",
                 "reasons": {},
-                "checks": {"model": True, "database": True, "broker": True, "loops": True, "config": True},
+                "degraded": [],
+                "checks": {
+                    "model": True,
+                    "database": True,
+                    "broker": True,
+                    "loops": True,
+                    "rules": True,
+                    "config": True,
+                },
             }
             assert model["id"] == "scene-double" and model["adapter"] is None and model["reload_error"] is None
             with urllib.request.urlopen(base + "/metrics") as scrape:
@@ -140,13 +149,14 @@ def test_readiness_follows_the_broker_connection(tmp_path: Path, broker: Broker)
 
     running = Running(settings)
     try:
-        wait_for(lambda: ready()[0] == 200, 30, "ready with the broker up")
+        wait_for(lambda: ready()[1]["status"] == "ok", 30, "ready with the broker up")
         broker.stop()  # nothing needs publishing now: the loss must be noticed anyway
-        wait_for(lambda: ready()[0] == 503, 30, "readiness to say the broker is gone")
-        reasons = ready()[1]["reasons"]
-        assert isinstance(reasons, dict) and f"not connected to 127.0.0.1:{broker.port}" in str(reasons["broker"])
+        wait_for(lambda: ready()[1]["status"] == "degraded", 30, "readiness to say the broker is gone")
+        status, body = ready()  # still watching (events wait in the outbox): ready, degraded, with the reason
+        assert status == 200 and body["ready"] is True and body["degraded"] == ["broker"]
+        assert f"not connected to 127.0.0.1:{broker.port}" in str(body["reasons"]["broker"])
         broker.start()
-        wait_for(lambda: ready()[0] == 200, 30, "ready again once the broker is back")
+        wait_for(lambda: ready()[1]["status"] == "ok", 30, "ready again once the broker is back")
     finally:
         running.stop()
 

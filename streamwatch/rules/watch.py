@@ -50,6 +50,16 @@ class RuleWatcher:
         self.rejected: dict[Path, list[str]] = {}  # files whose latest version was rejected, with why
         self.folder_problem: str | None = None  # the folder itself cannot be read (logged once)
 
+    def problem(self) -> str | None:
+        """Why rules/ on disk is not what runs (readiness): the folder unreadable, or files rejected."""
+        if self.folder_problem is not None:
+            return f"{self.folder_problem}; the rules loaded before keep running"
+        if not self.rejected:
+            return None
+        names = ", ".join(sorted(path.name for path in self.rejected))
+        first = next(iter(self.rejected.values()))[0] if any(self.rejected.values()) else "rejected"
+        return f"rules rejected, not applied: {names} (first problem: {first})"
+
     def check(self) -> RuleSet | None:
         """A new rule set if any file changed (and something loaded differently), else None."""
         try:
@@ -82,6 +92,8 @@ class RuleWatcher:
             result.rules.extend(loaded[path])
         for gone in self.current.files.keys() - now.keys():
             log.info("rules: %s removed", gone.name)
+        for gone in self.rejected.keys() - now.keys():
+            del self.rejected[gone]
         result.warnings.extend(shadow_warnings(result))
         for warning in result.warnings:
             log.info("rules: %s", warning)

@@ -87,14 +87,18 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
-        """200 when every check passes; 503 with the reason of each that does not."""
+        """200 while the service can watch (model, database, loops): "ok", or "degraded" naming what
+        fails beside (an output, an edit not applied); 503 "not ready" with the reason of each failing check."""
         checks = await asyncio.to_thread(context.readiness)
-        ready = all(reason is None for reason in checks.values())
         reasons = {name: reason for name, reason in checks.items() if reason is not None}
+        degrading = context.degrading()
+        ready = all(name in degrading for name in reasons)
         body = {
             "ready": ready,
+            "status": "not ready" if not ready else "degraded" if reasons else "ok",
             "checks": {name: reason is None for name, reason in checks.items()},
             "reasons": reasons,
+            "degraded": sorted(name for name in reasons if name in degrading),
             "model": context.model_status(),  # a failed reload keeps the running model: ready, with its reason
         }
         return JSONResponse(body, status_code=200 if ready else 503)

@@ -68,5 +68,8 @@ class WebContext(Protocol):
     def readiness(self) -> dict[str, str | None]:
         """Each check: None when it passes, else why not."""
 
+    def degrading(self) -> frozenset[str]:
+        """The checks whose failure leaves the service watching, degraded (an output, an edit not applied)."""
+
     def model_status(self) -> dict[str, Any]:
         """The model answering (id, adapter, when loaded) and its last reload's failure, if any."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from PIL import Image
@@ -44,6 +44,7 @@ class ServiceView:
         engine: Engine,
         metrics: Metrics,
         checks: Mapping[str, Check],
+        degrading: Collection[str],
         labels: LabelStore,
         model_state: ModelState,
         jobs: JobRunner | None = None,
@@ -52,7 +53,7 @@ class ServiceView:
         self.labels = labels
         self._read: dict[str, tuple[float, ByRule]] = {}  # _by_rule's, by what
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
-        self.checks = checks
+        self.checks, self._degrading = checks, frozenset(degrading)
         self.model_state = model_state
         self.jobs = jobs
 
@@ -128,9 +129,12 @@ class ServiceView:
 
     def readiness(self) -> dict[str, str | None]:
         """What works now, each None when it does or the reason when it does not: the model answering
-        within model.stall_timeout_s, the database writable, the broker connected (with MQTT on), every
-        background loop running."""
+        within model.stall_timeout_s, the database writable, every background loop running (without
+        these it cannot watch); each output delivering, config.toml and rules/ applied as on disk."""
         return {name: check() for name, check in self.checks.items()}
+
+    def degrading(self) -> frozenset[str]:
+        return self._degrading
 
     def model_status(self) -> dict[str, Any]:
         return self.model_state.as_dict()

@@ -87,6 +87,9 @@ class Site:
     def readiness(self) -> dict[str, str | None]:
         return {"model": None, "database": None}
 
+    def degrading(self) -> frozenset[str]:
+        return frozenset()
+
     def model_status(self) -> dict[str, Any]:
         return {"id": self.queue.backend.name, "adapter": None, "reload_error": None}
 
