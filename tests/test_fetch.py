@@ -194,6 +194,17 @@ def test_bodies_and_nesting_are_bounded(api: TestClient) -> None:
     assert api.post("/v1/chat/completions", content=json.dumps({"messages": [1] * 10}).encode()).status_code == 400
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize("field", ["temperature", "max_tokens", "top_logprobs"])
+def test_numbers_that_are_not_json_numbers_are_a_400(api: TestClient, number: str, field: str) -> None:
+    body = json.dumps(chat("Is the gate open?")).replace('"model"', f'"{field}": {number}, "model"', 1)
+    response = api.post("/v1/chat/completions", content=body.encode())
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "not JSON numbers" in error["message"] or "too large for a 64-bit float" in error["message"]
+
+
 def test_wrong_keys_are_throttled(api: TestClient) -> None:
     wrong = {"Authorization": "Bearer guess"}
     codes = [api.get("/v1/models", headers=wrong).status_code for _ in range(12)]

@@ -30,6 +30,7 @@ from streamwatch.serve.errors import ApiError
 from streamwatch.serve.fetch import FetchPolicy
 from streamwatch.serve.images import load_images
 from streamwatch.web.gate import SMALL_BODY, Gate, Throttle, allowed_hosts, client_of
+from streamwatch.web.strict_json import loads
 
 log = logging.getLogger(__name__)
 DECODING_AT_ONCE = 2
@@ -108,8 +109,10 @@ def create_openai_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
         try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = loads(await request.body())
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, f"the request body is not JSON: {exc.msg}") from None
+        except UnicodeDecodeError:
             raise ApiError(400, "the request body is not JSON") from None
         except RecursionError:
             raise ApiError(400, "the request body is nested too deeply") from None

@@ -16,9 +16,10 @@ from streamwatch.store.search import MAX_QUERY_CHARS, SearchError
 from streamwatch.vocabulary import ReviewChoice, Severity, Verdict
 from streamwatch.web.api import MAX_OFFSET, Review, context, event_json
 from streamwatch.web.pages import render, since_of
+from streamwatch.web.strict_json import StrictJsonRoute
 
-api = APIRouter(tags=["alerts"])
-page = APIRouter(include_in_schema=False)
+api = APIRouter(tags=["alerts"], route_class=StrictJsonRoute)
+page = APIRouter(include_in_schema=False, route_class=StrictJsonRoute)
 PAGE_SIZE = 20
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE
 

@@ -19,8 +19,9 @@ from streamwatch.store.events import EventFilter
 from streamwatch.store.models import Event
 from streamwatch.vocabulary import EventKind, Severity, Verdict
 from streamwatch.web.context import WebContext
+from streamwatch.web.strict_json import StrictJsonRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_OFFSET = 1_000_000  # deeper paging is refused (a filter narrows the list instead)
 THUMBNAIL_SIDE = 640

@@ -23,6 +23,7 @@ from streamwatch.web.api import DECODING_AT_ONCE, MAX_UPLOAD_BYTES
 from streamwatch.web.context import WebContext
 from streamwatch.web.gate import SMALL_BODY, Gate, allowed_hosts
 from streamwatch.web.guard import Guard
+from streamwatch.web.strict_json import StrictJsonRoute
 
 HERE = Path(__file__).parent
 
@@ -67,6 +68,7 @@ def body_limit(path: str) -> int:
 
 def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     app = FastAPI(title="streamwatch", version=__version__, docs_url="/docs", redoc_url=None)
+    app.router.route_class = StrictJsonRoute
     guard = Guard(config)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["when"] = when

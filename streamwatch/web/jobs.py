@@ -15,9 +15,10 @@ from streamwatch.jobs.runner import JobBusy, JobRefused, JobRunner
 from streamwatch.jobs.spec import EvalOptions, FinetuneOptions, JobOptions
 from streamwatch.web.api import context
 from streamwatch.web.pages import render
+from streamwatch.web.strict_json import StrictJsonRoute
 
-api = APIRouter(tags=["jobs"])
-page = APIRouter(include_in_schema=False)
+api = APIRouter(tags=["jobs"], route_class=StrictJsonRoute)
+page = APIRouter(include_in_schema=False, route_class=StrictJsonRoute)
 LOG_TAIL_BYTES = 8192  # of a job's log shown on the page
 MEDIA = {".md": "text/markdown; charset=utf-8", ".json": "application/json", ".png": "image/png"}
 

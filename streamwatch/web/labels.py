@@ -15,9 +15,10 @@ from streamwatch.store.models import LabelRequest
 from streamwatch.vocabulary import Label
 from streamwatch.web.api import MAX_OFFSET, context
 from streamwatch.web.pages import render
+from streamwatch.web.strict_json import StrictJsonRoute
 
-api = APIRouter(tags=["labels"])
-page = APIRouter(include_in_schema=False)
+api = APIRouter(tags=["labels"], route_class=StrictJsonRoute)
+page = APIRouter(include_in_schema=False, route_class=StrictJsonRoute)
 
 
 def label_json(request: Request, item: LabelRequest) -> dict[str, Any]:

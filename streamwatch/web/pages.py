@@ -15,9 +15,10 @@ from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
 from streamwatch.web.api import MAX_OFFSET, context, question_checked, read_image
 from streamwatch.web.auth import MAX_SECRET_CHARS
 from streamwatch.web.guard import SESSION_COOKIE, Guard
+from streamwatch.web.strict_json import StrictJsonRoute
 
-router = APIRouter(include_in_schema=False)
-login_router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=StrictJsonRoute)
+login_router = APIRouter(include_in_schema=False, route_class=StrictJsonRoute)
 PAGE_SIZE = 30
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE
 
