@@ -183,7 +183,7 @@ class Service:
             jobs=jobs,
         )
         if listener is not None:
-            await running.enter_async_context(serving(create_app(view, web), listener))
+            await running.enter_async_context(serving(create_app(view, web), listener, web.trusted_proxies))
             log.info("web UI on http://%s:%d/ (API docs at /docs)", web.host, web.port)
 
         async def rules_changed(new: RuleSet) -> None:

@@ -209,4 +209,5 @@ def test_wrong_keys_are_throttled(api: TestClient) -> None:
     wrong = {"Authorization": "Bearer guess"}
     codes = [api.get("/v1/models", headers=wrong).status_code for _ in range(12)]
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+    assert api.get("/v1/models").status_code == 200  # the right key from the same client: never refused
     assert api.get("/health").status_code == 200  # probes are never throttled

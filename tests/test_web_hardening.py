@@ -6,18 +6,19 @@ is throttled and a wrong token is cheap to refuse."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-from support.helpers import free_port
+from support.helpers import free_port, wait_for
 from support.web import Site, add_event, jpeg_bytes
 
 import streamwatch.web.guard as guard_module
@@ -45,8 +46,9 @@ def protected() -> WebConfig:
 class LiveServer:
     """The app on a real uvicorn socket in a thread of its own, as the service runs it."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, trusted_proxies: tuple[str, ...] = ()) -> None:
         self.port = free_port()
+        self.trusted_proxies = trusted_proxies
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(app,), daemon=True)
@@ -55,7 +57,7 @@ class LiveServer:
 
     def _run(self, app: FastAPI) -> None:
         async def main() -> None:
-            self.server, task = await serve(app, bind("127.0.0.1", self.port))
+            self.server, task = await serve(app, bind("127.0.0.1", self.port), self.trusted_proxies)
             self.ready.set()
             await task
 
@@ -280,6 +282,86 @@ def test_guessing_passwords_locks_the_client_out(site: Site) -> None:
         locked = client.post("/login", data={"password": "correct horse"}, follow_redirects=False)
         assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 60  # even the right one, for now
         assert client.get("/api/events", headers={"Authorization": "Bearer wrong"}).status_code == 429
+
+
+def guess_until_locked(post: Callable[[int], int]) -> list[int]:
+    """Wrong passwords until ten were checked (refusals of the shared hash budget waited out); the codes."""
+    codes: list[int] = []
+    for attempt in range(500):
+        codes.append(post(attempt))
+        if codes.count(401) == 10:
+            return codes
+        if codes[-1] in (429, -429):  # the shared hash budget (or a lockout, which fails below)
+            time.sleep(0.2)
+    raise AssertionError(f"never locked out: {codes[-20:]}")
+
+
+def test_a_browser_that_logged_in_before_is_never_locked_out_by_others(site: Site) -> None:
+    config = protected()  # one password hash: the same config.toml before and after a restart
+    with TestClient(create_app(site, config), base_url="http://127.0.0.1:8080") as before:
+        assert before.post("/login", data={"password": "correct horse"}, follow_redirects=False).status_code == 303
+        device = before.cookies["sw_device"]
+    app = create_app(site, config)  # a restart: the device cookie still counts (same password)
+    with (
+        TestClient(app, base_url="http://127.0.0.1:8080") as operator,
+        TestClient(app, base_url="http://127.0.0.1:8080") as guesser,  # the same address
+        TestClient(app, base_url="http://127.0.0.1:8080") as forged,
+    ):
+        operator.cookies.set("sw_device", device)
+        forged.cookies.set("sw_device", "0" * 24 + "." + "0" * 32)  # not signed for this password
+        guess_until_locked(lambda i: guesser.post("/login", data={"password": f"guess {i}"}).status_code)
+        assert guesser.post("/login", data={"password": "correct horse"}).status_code == 429  # an unknown browser
+        assert forged.post("/login", data={"password": "correct horse"}).status_code == 429
+        assert operator.post("/login", data={"password": "correct horse"}, follow_redirects=False).status_code == 303
+
+
+def test_a_devices_own_guesses_lock_only_that_device(site: Site) -> None:
+    config = protected()  # one password hash: the same config.toml before and after a restart
+    with TestClient(create_app(site, config), base_url="http://127.0.0.1:8080") as before:
+        assert before.post("/login", data={"password": "correct horse"}, follow_redirects=False).status_code == 303
+        device = before.cookies["sw_device"]
+    app = create_app(site, config)
+    with (
+        TestClient(app, base_url="http://127.0.0.1:8080") as stolen,
+        TestClient(app, base_url="http://127.0.0.1:8080") as other,
+    ):
+        stolen.cookies.set("sw_device", device)
+        guess_until_locked(lambda i: stolen.post("/login", data={"password": f"guess {i}"}).status_code)
+        assert stolen.post("/login", data={"password": "correct horse"}).status_code == 429
+        assert other.post("/login", data={"password": "correct horse"}, follow_redirects=False).status_code == 303
+
+
+def login_through(server: LiveServer, password: str, forwarded_for: str | None) -> int:
+    """The status of a login over a real socket; 429 for a lockout, -429 for the shared hash budget."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if forwarded_for is not None:
+        headers["X-Forwarded-For"] = forwarded_for
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request("POST", "/login", body=f"password={password.replace(' ', '+')}", headers=headers)
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    if response.status == 429 and int(response.headers["Retry-After"]) <= 1:
+        return -429
+    return response.status
+
+
+def test_forwarded_headers_count_only_from_trusted_proxies(site: Site) -> None:
+    untrusted = LiveServer(create_app(site, protected()))
+    try:  # a rotating X-Forwarded-For from a client that is no proxy: one client all the same
+        guess_until_locked(lambda i: login_through(untrusted, f"guess {i}", f"10.9.{i // 250}.{i % 250}"))
+        assert login_through(untrusted, "guess again", "10.200.0.1") == 429
+    finally:
+        untrusted.stop()
+    proxied = LiveServer(create_app(site, protected()), trusted_proxies=("127.0.0.0/8",))
+    try:  # behind a trusted proxy each forwarded client is its own
+        guess_until_locked(lambda i: login_through(proxied, f"guess {i}", "203.0.113.7"))
+        assert login_through(proxied, "guess again", "203.0.113.7") == 429
+        wait_for(lambda: login_through(proxied, "correct horse", "203.0.113.8") == 303, 30, "another client's login")
+    finally:
+        proxied.stop()
 
 
 def test_a_wrong_token_is_cheap_and_a_right_one_is_hashed_once(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:

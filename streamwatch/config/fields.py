@@ -39,6 +39,19 @@ def host_name(value: str) -> str:
     return value
 
 
+def proxy_networks(values: list[str]) -> list[str]:
+    """Addresses or networks of reverse proxies (10.0.0.5, 10.0.0.0/24, ::1): only their forwarded
+    headers (X-Forwarded-For, X-Forwarded-Proto) are believed."""
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or network like 10.0.0.5 or 10.0.0.0/24") from None
+    return values
+
+
 def topic(value: str) -> str:
     if (
         not value

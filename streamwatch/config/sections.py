@@ -8,7 +8,16 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from streamwatch.config.fields import device_name, host_name, identifier, is_loopback, not_blank, source_url, topic
+from streamwatch.config.fields import (
+    device_name,
+    host_name,
+    identifier,
+    is_loopback,
+    not_blank,
+    proxy_networks,
+    source_url,
+    topic,
+)
 from streamwatch.redact import SECRETS, display_url
 
 
@@ -218,6 +227,13 @@ class WebConfig(_Section):
         description="Host names clients may use to reach the UI besides its address (reverse proxies); on "
         "loopback only localhost names are accepted otherwise (DNS rebinding).",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed; "
+        "empty: none, every client is the address that connected.",
+    )
+    _proxies = field_validator("trusted_proxies")(proxy_networks)
 
     @field_validator("public_url")
     @classmethod
@@ -269,6 +285,12 @@ class ServeConfig(_Section):
     max_image_mb: float = Field(20.0, gt=0, le=500, description="Largest image accepted, encoded.")
     max_tokens: int = Field(1024, ge=1, le=8192, description="Most tokens one request may generate.")
     max_images: int = Field(8, ge=1, le=16, description="Most images in one request (frames of a camera).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; empty: none.",
+    )
+    _proxies = field_validator("trusted_proxies")(proxy_networks)
 
     @field_validator("api_key")
     @classmethod

@@ -2,7 +2,8 @@
 `/health`. Requests from every client go into the same queue, so they are batched together.
 
 Every request passes the `Gate` first: the API key (when configured; wrong keys are throttled per
-client) before any body is read, then a body bound that fits one image of `serve.max_image_mb` (several
+client, the right key is never refused; the client is the address that connected unless it is one of
+`serve.trusted_proxies`) before any body is read, then a body bound that fits one image of `serve.max_image_mb` (several
 images of one request share it, and one pixel budget). Questions are bounded like
 rule questions (characters, and tokens of the model); `/health` answers 503 while the model is
 stalled (requests waiting, no model call finishing)."""
@@ -63,15 +64,15 @@ def create_openai_app(
     async def authorise(request: Request) -> Response | None:
         if key is None or request.url.path == "/health":
             return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key):
+            return None  # the right key is never refused, whatever others sent from the same address
         client = client_of(request)
         wait = throttle.retry_after(client)
         if wait > 0:
             return ApiError(429, "too many requests with a wrong API key; try again later").response(wait)
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key):
-            throttle.failed(client)
-            return ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)").response()
-        return None
+        throttle.failed(client)
+        return ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)").response()
 
     app.add_middleware(
         Gate,

@@ -50,7 +50,7 @@ async def serve_model(
                 limits=engine.limits,
                 watchdog=engine.watchdog,
             )
-            await running.enter_async_context(serving(app, listener))
+            await running.enter_async_context(serving(app, listener, config.trusted_proxies))
             log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port, name)
             loops = await running.enter_async_context(Loops())
             loops.start("model-watchdog", engine.watchdog.step, STATUS_CHECK_S)

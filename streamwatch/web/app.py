@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -154,10 +154,23 @@ def bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-async def serve(app: FastAPI, listener: socket.socket) -> tuple[Server, asyncio.Task[None]]:
-    """Start serving on `listener` in the running event loop; returns once it accepts connections."""
+async def serve(
+    app: FastAPI, listener: socket.socket, trusted_proxies: Sequence[str] = ()
+) -> tuple[Server, asyncio.Task[None]]:
+    """Start serving on `listener` in the running event loop; returns once it accepts connections.
+    Forwarded headers are believed only from `trusted_proxies` (none: the client is who connected)."""
     host, port = listener.getsockname()[:2]
-    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies),
+    )
+    server = Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]), name="web")
     while not server.started:
         if task.done():
@@ -177,18 +190,20 @@ def listen(settings: Settings, section: str, host: str, port: int, hint: str) ->
         ) from None
 
 
-async def start_server(app: FastAPI, listener: socket.socket) -> tuple[Server, asyncio.Task[None]]:
+async def start_server(
+    app: FastAPI, listener: socket.socket, trusted_proxies: Sequence[str] = ()
+) -> tuple[Server, asyncio.Task[None]]:
     """`serve`, with a failure to start as a StartupError."""
     try:
-        return await serve(app, listener)
+        return await serve(app, listener, trusted_proxies)
     except RuntimeError as exc:
         raise StartupError(str(exc)) from None
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI, listener: socket.socket) -> AsyncIterator[None]:
+async def serving(app: FastAPI, listener: socket.socket, trusted_proxies: Sequence[str] = ()) -> AsyncIterator[None]:
     """The app served on `listener` for the life of the block."""
-    server, task = await start_server(app, listener)
+    server, task = await start_server(app, listener, trusted_proxies)
     try:
         yield
     finally:

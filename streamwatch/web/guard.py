@@ -6,6 +6,11 @@ before any body is read. A token or password is checked with the slow hash once:
 then remembered (by a keyed digest, never in clear) and later requests cost one HMAC; a wrong one
 counts against its client (`Throttle`), and the slow hash runs only within a shared budget. Logging
 out revokes the session on the server, not only in the browser.
+
+A client is the address that connected (forwarded headers count only from `web.trusted_proxies`).
+A browser that logged in once carries a device cookie (signed with a key derived from the password's
+hash: it outlives restarts and ends with a password change); its logins are throttled on their own, so
+guesses from the same address (another local process, the same NAT) never lock the operator out.
 """
 
 from __future__ import annotations
@@ -58,18 +63,22 @@ class Guard:
             )
         return RedirectResponse(f"/login?next={path}", status_code=303)
 
-    async def verify(self, request: Request, secret: str, stored: str | None) -> tuple[bool, Response | None]:
-        """(right?, the response refusing a throttled client). Known-good secrets cost one HMAC."""
+    async def verify(
+        self, request: Request, secret: str, stored: str | None, *, who: str | None = None
+    ) -> tuple[bool, Response | None]:
+        """(right?, the response refusing a throttled client). Known-good secrets cost one HMAC. Failures
+        count against `who` (a known device, which the shared hash budget does not hold up) or else the
+        client's address."""
         if stored is None or not secret or len(secret) > MAX_SECRET_CHARS:
             return False, None
         digest = hmac.new(self._key, f"{stored}\0{secret}".encode(), hashlib.sha256).hexdigest()
         if self._verified.get(digest, 0.0) > time.monotonic():
             return True, None
-        client = client_of(request)
+        client = who or client_of(request)
         wait = self.throttle.retry_after(client)
         if wait > 0:
             return False, too_many(wait)
-        if not self.throttle.may_hash():
+        if who is None and not self.throttle.may_hash():  # a known device has its own lockout, not this budget
             return False, too_many(1.0)
         if await asyncio.to_thread(verify_secret, secret, stored):
             if len(self._verified) > 1000:
@@ -78,6 +87,23 @@ class Guard:
             return True, None
         self.throttle.failed(client)
         return False, None
+
+    # -- devices: browsers that logged in before --------------------------------------------------
+    def device(self, request: Request) -> str | None:
+        """The id of the browser's device cookie when it is one this password signed, else None."""
+        value = request.cookies.get(DEVICE_COOKIE, "")
+        device, _, mac = value.partition(".")
+        if not device or len(value) > 200 or not hmac.compare_digest(mac, self._device_mac(device)):
+            return None
+        return device
+
+    def new_device(self) -> str:
+        device = secrets.token_hex(12)
+        return f"{device}.{self._device_mac(device)}"
+
+    def _device_mac(self, device: str) -> str:
+        key = hashlib.sha256(b"streamwatch device\0" + (self.config.password_hash or "").encode()).digest()
+        return hmac.new(key, device.encode(), hashlib.sha256).hexdigest()[:32]
 
     # -- sessions and CSRF ------------------------------------------------------------------------
     def session(self, request: Request) -> dict[str, object] | None:
@@ -90,6 +116,8 @@ class Guard:
 
 
 SESSION_COOKIE = "sw_session"
+DEVICE_COOKIE = "sw_device"
+DEVICE_S = 365 * 24 * 3600
 
 
 def bearer_token(request: Request) -> str:

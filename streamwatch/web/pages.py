@@ -14,7 +14,7 @@ from streamwatch.store.events import EventFilter
 from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
 from streamwatch.web.api import MAX_OFFSET, context, question_checked, read_image
 from streamwatch.web.auth import MAX_SECRET_CHARS
-from streamwatch.web.guard import SESSION_COOKIE, Guard
+from streamwatch.web.guard import DEVICE_COOKIE, DEVICE_S, SESSION_COOKIE, Guard
 from streamwatch.web.strict_json import StrictJsonRoute
 
 router = APIRouter(include_in_schema=False, route_class=StrictJsonRoute)
@@ -176,7 +176,9 @@ async def login(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     guard: Guard = request.app.state.guard
-    right, throttled = await guard.verify(request, password, guard.config.password_hash)
+    device = guard.device(request)  # a browser that logged in before: throttled on its own
+    who = f"device:{device}" if device is not None else None
+    right, throttled = await guard.verify(request, password, guard.config.password_hash, who=who)
     if not right:
         error = "Too many attempts; try again later." if throttled is not None else "Wrong password."
         refused = render(request, "login.html", next=_safe_next(next), error=error)
@@ -193,6 +195,15 @@ async def login(
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+    if device is None:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            guard.new_device(),
+            max_age=DEVICE_S,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
     return response
 
 
