@@ -156,6 +156,7 @@ class Service:
         await pipeline.restore(rules.watched(self.my_cameras), lambda camera: self.shard.of(camera) == self.shard.index)
         for output in outputs:  # after the restore: MQTT's first announcement carries the restored states
             await running.enter_async_context(output.running())
+        await running.enter_async_context(pipeline.running())  # describe follow-ups: drained after the queue
         await running.enter_async_context(clips.running())  # exits after the queue drained: its clips too
         await running.enter_async_context(engine.answering())
         await running.enter_async_context(self._cameras)

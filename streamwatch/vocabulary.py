@@ -19,6 +19,15 @@ class EventKind(StrEnum):
     RESOLVED = "resolved"
 
 
+class DescriptionState(StrEnum):
+    """An open alert's `describe` answer: being generated (the alert went out without it), it came as
+    an update, or it did not come (the model was slow, down or stopped)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    NONE = "none"
+
+
 class Verdict(StrEnum):
     """An operator's review of an event; an event reviewed without a verdict was just `seen`."""
 

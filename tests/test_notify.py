@@ -28,7 +28,7 @@ from streamwatch.metrics import Metrics
 from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.redact import RedactingFormatter, scrub
 from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore, committed_since
+from streamwatch.store.events import EventStore, committed_since, description_of
 from streamwatch.store.outbox import Outbox
 from streamwatch.tomlfile import DataFileError
 
@@ -103,6 +103,7 @@ def test_an_alert_reaches_a_webhook_and_a_mailbox_with_its_snapshot(
     config = write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None)
     mail = f"mailto://127.0.0.1:{port}?from=streamwatch@example.com&to=ops@example.com"
     extra = f'[[notify]]\nname = "ops"\nurls = ["{webhook.url}", "{mail}"]\nattach_clip = true\n'
+    extra += "wait_for_description_s = 30\n"  # the open alert's notification waits for its description
     text = config.read_text(encoding="utf-8").replace("[web]\n", '[web]\npublic_url = "https://watch.example.com/"\n')
     config.write_text(text + extra, encoding="utf-8")
     settings = load_settings(config)
@@ -159,6 +160,7 @@ def events_and_target(
         public_url=None,
         counter=metrics.notifications,
         history=lambda since: committed_since(database, since, lambda _camera: True),
+        description_of=lambda uid: description_of(database, uid),
         retry_initial_s=0.5,
         retry_max_s=retry_max_s,
     )

@@ -25,7 +25,7 @@ from support.service import RULES, Running, figure_on_the_right, write_site
 from streamwatch.bench.rtsp import RtspServer
 from streamwatch.config import load_settings
 from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore
+from streamwatch.store.events import EventStore, description_of
 
 
 def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
@@ -38,7 +38,7 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
         try:
             # 8 s clip: the figure crosses the centre at 4 s; the camera restarts the clip at the end
             opened = json.loads(subscriber.wait_for("sw/events", 1, timeout=30)[0].payload)
-            subscriber.wait_for("sw/events", 2, timeout=30)
+            subscriber.wait_for("sw/events", 3, timeout=30)  # open, its description as an update, resolved
             base = f"http://127.0.0.1:{settings.web.port}"
             with urllib.request.urlopen(base + "/readyz") as ready:
                 body = json.load(ready)
@@ -65,8 +65,8 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
         finally:
             running.stop()
     events = [json.loads(m.payload) for m in subscriber.on("sw/events")]
-    resolved = events[1]
-    assert (opened["type"], resolved["type"]) == ("open", "resolved")
+    described, resolved = events[1], events[2]
+    assert [e["type"] for e in events[:3]] == ["open", "update", "resolved"]
     for event in (opened, resolved):
         assert event["camera"] == "gate" and event["rule"] == "right-side" and event["severity"] == "critical"
         assert event["question"] == "Is a person standing at the right side of the fence? Answer yes or no."
@@ -74,7 +74,10 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
         assert set(event) >= {"event_id", "alert_id", "answer", "confidence", "frame_at", "created_at", "snapshot"}
     assert opened["answer"] == "yes" and opened["confidence"] == pytest.approx(0.95)
     assert resolved["answer"] == "no" and resolved["alert_id"] == opened["event_id"]
-    assert opened["description"] == "A person in red walks along the fence."
+    # the open event went out at once; its description followed as an update of the same alert
+    assert opened["description"] is None and opened["description_state"] == "pending"
+    assert described["description"] == "A person in red walks along the fence."
+    assert described["alert_id"] == opened["event_id"] and described["description_state"] == "done"
     # retained state, snapshot and Home Assistant discovery
     assert [m.payload for m in subscriber.on("sw/gate/right-side/state")][-2:] == [b"ON", b"OFF"]
     assert subscriber.on("sw/gate/right-side/snapshot")[0].payload[:2] == b"\xff\xd8"
@@ -178,14 +181,15 @@ def test_describe_is_not_asked_on_a_camera_that_says_no(tmp_path: Path) -> None:
     rule = Rule(id="r", title="R", question="Anyone? Answer yes or no.", describe="Describe them.")
     image = Image.new("RGB", (64, 36))
 
-    async def scenario() -> list[str | None]:
+    async def scenario() -> list[tuple[str | None, str | None]]:
         pipeline = AlertPipeline(store, describe=describe)
-        descriptions = []
-        for camera in (CameraConfig(id="demo", url="a.mp4", describe=False), CameraConfig(id="real", url="b.mp4")):
-            answer = Answer("yes", 0.9, 0.1, 1, "m")
-            event = await pipeline.handle(camera, rule, "Anyone?", answer, True, image, 1.0)
-            assert event is not None and event.kind == "open"
-            descriptions.append(event.description)
-        return descriptions
+        opened = []
+        async with pipeline.running():
+            for camera in (CameraConfig(id="demo", url="a.mp4", describe=False), CameraConfig(id="real", url="b.mp4")):
+                answer = Answer("yes", 0.9, 0.1, 1, "m")
+                event = await pipeline.handle(camera, rule, "Anyone?", answer, True, image, 1.0)
+                assert event is not None and event.kind == "open"
+                opened.append(event.uid)
+        return [description_of(store.db, uid) for uid in opened]
 
-    assert asyncio.run(scenario()) == [None, "a person"] and asked == ["real"]
+    assert asyncio.run(scenario()) == [(None, None), ("done", "a person")] and asked == ["real"]

@@ -26,6 +26,7 @@ def event_payload(event: Event, media_dir: Path | None) -> dict[str, Any]:
         "answer": event.answer,
         "confidence": event.confidence,
         "description": event.description,
+        "description_state": event.description_state,
         "held_s": None if event.held_s is None else round(event.held_s, 1),
         "previous_answer": event.previous_answer,
         "latency_s": round(event.latency_s, 3),

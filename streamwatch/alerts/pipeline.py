@@ -1,14 +1,22 @@
-"""From an answered rule to an alert event: evaluate, describe, snapshot, record with every output's messages."""
+"""From an answered rule to an alert event: evaluate, snapshot, record with every output's messages; then
+describe.
+
+An alert's open event is committed and delivered at once. A rule's `describe` follow-up is generated
+after it, in the background: its answer is set on the open event and published as an `update` event
+(while the alert is open), or, when the model is slow, down or stopping, the open event is marked
+`none` (it went out, marked without a description). At most `MAX_DESCRIBING` are generated at once;
+beyond that an alert is marked `none` at once rather than waiting."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,8 +33,12 @@ from streamwatch.store.alerts import load as load_alerts
 from streamwatch.store.events import EventStore, NewEvent, Outgoing
 from streamwatch.store.models import Event
 from streamwatch.store.windows import STRIP_QUALITY, strip
+from streamwatch.vocabulary import DescriptionState
 
 log = logging.getLogger(__name__)
+
+MAX_DESCRIBING = 16  # describe follow-ups generated at once; more alerts opening go out without one
+DESCRIBE_DRAIN_S = 10.0  # at stop, how long describe follow-ups in flight may still finish
 
 Describe = Callable[[CameraConfig, Rule, Image.Image], Awaitable[str | None]]
 
@@ -55,6 +67,7 @@ class AlertPipeline:
         self.outputs = list(outputs)
         self.evaluator = evaluator or Evaluator()
         self._describe = describe
+        self._describing: set[asyncio.Task[None]] = set()
         self.events = 0
 
     def _messages(self, event: Event, snapshot_jpeg: bytes | None) -> Outgoing:
@@ -86,9 +99,7 @@ class AlertPipeline:
         transition = change.transition
         # the open event's uid is the alert's id; its updates and its resolve get their own
         uid = change.alert_id if transition is Transition.OPEN else uuid.uuid4().hex
-        description = None
-        if transition is Transition.OPEN and rule.describe and camera.describe and self._describe is not None:
-            description = await self._describe(camera, rule, image)
+        describing = transition is Transition.OPEN and rule.describe and camera.describe and self._describe is not None
         snapshot = await asyncio.to_thread(jpeg, image)
         window_jpeg = await asyncio.to_thread(lambda: jpeg(strip(window), STRIP_QUALITY)) if window else None
         new = NewEvent(
@@ -104,11 +115,12 @@ class AlertPipeline:
             confidence=answer.confidence,
             latency_s=answer.latency_s,
             model=answer.model[:300],
-            description=description,
+            description=None,
             frame_at=datetime.fromtimestamp(frame_at, UTC),
             held_s=change.held_s,
             previous_answer=change.previous,
             window_frames=len(window) or None,
+            description_state=DescriptionState.PENDING if describing else None,
         )
         plan = self.clips.plan(camera, new) if self.clips is not None and transition is Transition.OPEN else None
         if plan is not None:
@@ -134,7 +146,67 @@ class AlertPipeline:
             "-" if answer.confidence is None else f"{answer.confidence:.3f}",
             uid,
         )
+        if describing:
+            await self._start_describing(camera, rule, image, event)
         return event
+
+    # -- the describe follow-up, after the alert went out -----------------------------------------------
+    async def _start_describing(self, camera: CameraConfig, rule: Rule, image: Image.Image, opened: Event) -> None:
+        if len(self._describing) >= MAX_DESCRIBING:
+            log.warning(
+                "alert %s: %d descriptions already being generated; this one goes without", opened.uid, MAX_DESCRIBING
+            )
+            await asyncio.to_thread(self.store.described, opened.uid, None, DescriptionState.NONE)
+            return
+        task = asyncio.create_task(self._describe_later(camera, rule, image, opened), name=f"describe-{opened.uid}")
+        self._describing.add(task)
+        task.add_done_callback(self._describing.discard)
+
+    async def _describe_later(self, camera: CameraConfig, rule: Rule, image: Image.Image, opened: Event) -> None:
+        """Ask the follow-up, then set it on the open event and publish it as an update (or say it
+        did not come). Whatever fails here is logged; the alert itself has gone out already."""
+        assert self._describe is not None
+        try:
+            text = await self._describe(camera, rule, image)
+            if text is None:
+                await asyncio.to_thread(self.store.described, opened.uid, None, DescriptionState.NONE)
+                return
+            still_open = self.evaluator.state(camera.id, rule.id).alert_id == opened.uid
+            if not still_open:  # resolved meanwhile: the open event gets it, no update after the resolve
+                await asyncio.to_thread(self.store.described, opened.uid, text, DescriptionState.DONE)
+                return
+            update = dataclasses.replace(
+                _as_new(opened),
+                uid=uuid.uuid4().hex,
+                kind=Transition.UPDATE.value,
+                description=text,
+                description_state=DescriptionState.DONE,
+                clip=None,
+                window_frames=None,
+            )
+            await asyncio.to_thread(
+                self.store.record, update, None, lambda event: self._messages(event, None), describes=opened.uid
+            )
+            self.events += 1
+            self._notify()
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self.store.described, opened.uid, None, DescriptionState.NONE)
+            raise
+        except Exception:
+            log.exception("alert %s: its description could not be recorded", opened.uid)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[AlertPipeline]:
+        """Inside: describe follow-ups run in the background; at exit those in flight get
+        DESCRIBE_DRAIN_S to finish, the rest are marked without a description."""
+        try:
+            yield self
+        finally:
+            if self._describing:
+                _done, late = await asyncio.wait(set(self._describing), timeout=DESCRIBE_DRAIN_S)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
 
     # -- across restarts and rule changes -------------------------------------------------------------
     async def restore(self, watched: set[tuple[str, str]], owns: Callable[[str], bool]) -> int:
@@ -143,6 +215,9 @@ class AlertPipeline:
         for saved in await asyncio.to_thread(load_alerts, self.store.db):
             if owns(saved.camera):
                 self.evaluator.restore(saved)
+        settled = await asyncio.to_thread(self.store.settle_descriptions, owns)
+        if settled:
+            log.info("%d alerts' descriptions were still being generated at the last stop: they went without", settled)
         await self.resolve_unwatched(watched)
         still = [key for key in self.evaluator.open_alerts() if key in watched]
         for camera, rule in still:
@@ -188,6 +263,12 @@ class AlertPipeline:
         closed = SavedAlert(camera, rule, False, None, opened.frame_at.timestamp() if opened else now, now, now)
 
         self.store.record(new, None, lambda event: self._messages(event, None), closed)
+
+
+def _as_new(event: Event) -> NewEvent:
+    """A recorded event's fields, to base another event on."""
+    fields = {field.name: getattr(event, field.name) for field in dataclasses.fields(NewEvent)}
+    return NewEvent(**fields)
 
 
 NO_LONGER_WATCHED = "(no longer watched)"

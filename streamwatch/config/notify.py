@@ -42,6 +42,13 @@ class NotifyConfig(_Section):
     attach_clip: bool = Field(
         False, description="Also attach the alert's clip: an open alert's notification then waits for it."
     )
+    wait_for_description_s: float = Field(
+        0.0,
+        ge=0,
+        le=120,
+        description="An open alert of a rule with `describe`: wait up to this long for its description "
+        "(0: send at once; the description follows as an update, for targets that route updates).",
+    )
 
     @field_validator("urls")
     @classmethod

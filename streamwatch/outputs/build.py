@@ -13,7 +13,7 @@ from streamwatch.outputs.message import Message
 from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.store.db import Database
-from streamwatch.store.events import committed_since
+from streamwatch.store.events import committed_since, description_of
 from streamwatch.store.outbox import Outbox
 
 
@@ -49,6 +49,7 @@ def build_outputs(
                     public_url=settings.web.public_url,
                     counter=notifications,
                     history=lambda since: committed_since(database, since, owns),
+                    description_of=lambda uid: description_of(database, uid),
                 )
             )
     return outputs

@@ -5,10 +5,13 @@ while its receiver is down, and one failing target never holds up another or MQT
 Routing (severity, rule, camera, event kind), quiet hours and the hourly limit (`outputs/limit.py`:
 only what went out counts, critical always goes out) are decided when the event is committed: what is
 not to be sent is never queued (and is counted). At start the limit is rebuilt from the last hour's
-events, so a restart neither forgets it nor grants a fresh hour. The message: a title
-(severity, rule title, camera), the camera, rule, answer and confidence, the `describe` answer, the
-time, a link to the alert page (`web.public_url`) and its clip, and the snapshot attached. A target's
-URL holds its token: logs, metrics and errors name the target (`name#N`), never the URL.
+events, so a restart neither forgets it nor grants a fresh hour.
+
+The message: a title (severity, rule title, camera), the camera, rule, answer and confidence, the
+`describe` answer (an open alert's notification goes at once, or waits up to `wait_for_description_s`
+for it), the time, a link to the alert page (`web.public_url`) and its clip, and the snapshot
+attached. A target's URL holds its token: logs, metrics and errors name the target (`name#N`), never
+the URL.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from streamwatch.outputs.message import Message
 from streamwatch.outputs.relay import Relay, RelayedOutput
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
-from streamwatch.vocabulary import EventKind
+from streamwatch.vocabulary import DescriptionState, EventKind
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class NotifyOutput(RelayedOutput):
         public_url: str | None,
         counter: Counter | None = None,
         history: Callable[[datetime], Sequence[Event]] | None = None,
+        description_of: Callable[[str], tuple[str | None, str | None]] | None = None,
         retry_initial_s: float = 1.0,
         retry_max_s: float = 5.0,
     ) -> None:
@@ -77,6 +81,7 @@ class NotifyOutput(RelayedOutput):
         self.media_dir, self.public_url, self.counter = media_dir, public_url, counter
         self.limit = HourlyLimit(self.target, config.max_per_hour)
         self.history = history  # this instance's events committed since a time, oldest first
+        self.description_of = description_of  # an event's description (state, text), as committed now
         self.relay = Relay(
             f"notification target {self.target}",
             outbox,
@@ -157,6 +162,11 @@ class NotifyOutput(RelayedOutput):
             lines.append(f"Alert: {self.public_url}/alerts/{event.alert_id}")
             if event.clip:
                 lines.append(f"Clip: {self.public_url}/api/events/{event.uid}/clip.mp4")
+        waits = (
+            self.config.wait_for_description_s > 0
+            and event.description_state == DescriptionState.PENDING
+            and self.description_of is not None
+        )
         attach = event.snapshot if self.config.attach and event.snapshot and event.kind != EventKind.RESOLVED else None
         clip = event.clip if self.config.attach_clip and event.clip else None
         wait_s = (camera.clip_post_s if camera is not None else 0.0) + CLIP_GRACE_S
@@ -168,17 +178,34 @@ class NotifyOutput(RelayedOutput):
             "clip": clip,
             "clip_by": time.time() + wait_s,  # wall clock: the wait survives a restart
             "event_id": event.uid,
+            "describe_by": time.time() + self.config.wait_for_description_s if waits else None,
+            "describe_at": 3,  # the body's line the description goes before (after the answer)
         }
 
     # -- delivery ----------------------------------------------------------------------------------------
     async def _send(self, message: Message) -> None:
         note = json.loads(message.payload)
+        if note.get("describe_by"):  # generated after the alert opened: wait for it (this target only)
+            note["body"] = await self._described(note)
         if note.get("clip"):  # written clip_post_s after the alert opened: wait for it (this target only)
             clip = self.media_dir / note["clip"]
             while not await asyncio.to_thread(clip.is_file) and time.time() < note["clip_by"]:
                 await asyncio.sleep(CLIP_POLL_S)
         await asyncio.to_thread(self._deliver, note)
         self._count("sent")
+
+    async def _described(self, note: dict[str, Any]) -> str:
+        """The body with the open event's description in it, once it came or the wait ran out."""
+        assert self.description_of is not None
+        while True:
+            state, text = await asyncio.to_thread(self.description_of, note["event_id"])
+            if state != DescriptionState.PENDING or time.time() >= note["describe_by"]:
+                break
+            await asyncio.sleep(CLIP_POLL_S)
+        if not text:
+            text = "Description: none (the model did not answer in time); the alert went out without it."
+        lines = note["body"].split("\n")
+        return "\n".join([*lines[: note["describe_at"]], text, *lines[note["describe_at"] :]])
 
     def _deliver(self, note: dict[str, Any]) -> None:
         import apprise

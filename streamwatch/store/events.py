@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.orm import Session
 
 from streamwatch.outputs.message import Message
 from streamwatch.store import outbox
@@ -21,7 +22,7 @@ from streamwatch.store.labels import FOLDER as LABELS_FOLDER
 from streamwatch.store.media import write_atomically
 from streamwatch.store.models import Event, utcnow
 from streamwatch.store.windows import beside
-from streamwatch.vocabulary import Verdict
+from streamwatch.vocabulary import DescriptionState, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class NewEvent:
     previous_answer: str | None = None
     clip: str | None = None  # where its clip will be written (clip_relative), for open events of cameras with clips
     window_frames: int | None = None  # a question over several frames: how many (their strip: store/windows)
+    description_state: str | None = None  # DescriptionState: a `describe` answer pending, done or none
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,12 @@ class EventStore:
         messages: Callable[[Event], Outgoing] = lambda _event: {},
         alert: SavedAlert | None = None,
         window_jpeg: bytes | None = None,
+        describes: str | None = None,
     ) -> Event:
         """Write the snapshot (and the strip of frames a question over several frames saw), then commit
         the event, its outbox messages and the alert's new state together: either the event exists, its
-        messages will be delivered and the state says so after a restart, or none of it happened."""
+        messages will be delivered and the state says so after a restart, or none of it happened.
+        `describes`: the uid of the open event whose description this event brings (set with it)."""
         relative = self._write_snapshot(new, snapshot_jpeg) if snapshot_jpeg is not None else None
         if relative is not None and window_jpeg is not None and new.window_frames:
             write_atomically(self.snapshot_dir / beside(relative), window_jpeg)
@@ -116,7 +120,26 @@ class EventStore:
                 session.add_all(outbox.row(message, owner=self.owner, sink=sink) for message in outgoing)
             if alert is not None:
                 save(session, alert)
+            if describes is not None:
+                _set_description(session, describes, new.description, new.description_state)
         return event
+
+    def described(self, uid: str, text: str | None, state: str) -> None:
+        """Set the description (and its state) of the open event `uid`, with no event of its own."""
+        with self.db.session() as session, session.begin():
+            _set_description(session, uid, text, state)
+
+    def settle_descriptions(self, owns: Callable[[str], bool]) -> int:
+        """At start: descriptions a previous run was still generating for the cameras this instance `owns`
+        will not come; marked so. Returns how many."""
+        with self.db.session() as session, session.begin():
+            pending = session.execute(
+                select(Event.uid, Event.camera).where(Event.description_state == DescriptionState.PENDING)
+            ).all()
+            uids = [uid for uid, camera in pending if owns(camera)]
+            for uid in uids:
+                _set_description(session, uid, None, DescriptionState.NONE)
+        return len(uids)
 
     @staticmethod
     def media_relative(new: NewEvent, suffix: str) -> str:
@@ -223,6 +246,17 @@ class EventStore:
             return False
         _remove_empty_parents(path.parent, self.snapshot_dir)
         return True
+
+
+def _set_description(session: Session, uid: str, text: str | None, state: str | None) -> None:
+    session.execute(update(Event).where(Event.uid == uid).values(description=text, description_state=state))
+
+
+def description_of(database: Database, uid: str) -> tuple[str | None, str | None]:
+    """(state, text) of an event's description; (None, None) when there is no such event."""
+    with database.session() as session:
+        row = session.execute(select(Event.description_state, Event.description).where(Event.uid == uid)).first()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 def committed_since(database: Database, since: datetime, owns: Callable[[str], bool]) -> list[Event]:

@@ -53,6 +53,8 @@ class Event(Base):
     latency_s: Mapped[float] = mapped_column(Float)
     model: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)  # the rule's `describe` answer
+    # open events of rules with `describe`: pending (being generated), done, none (the model did not answer)
+    description_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     held_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # for_s rules: how long it had held
     previous_answer: Mapped[str | None] = mapped_column(Text, nullable=True)  # on = "change": the answer before
     snapshot: Mapped[str | None] = mapped_column(String(300), nullable=True)  # path under snapshot_dir
