@@ -29,7 +29,7 @@ from streamwatch.inference.watchdog import ModelWatchdog
 from streamwatch.serve.chat import completion, parse_chat, stream_chunks, usage, yes_no_logprobs
 from streamwatch.serve.errors import ApiError
 from streamwatch.serve.fetch import FetchPolicy
-from streamwatch.serve.images import load_images
+from streamwatch.serve.images import Fetcher, decode_images
 from streamwatch.web.gate import SMALL_BODY, Gate, Throttle, allowed_hosts, client_of
 from streamwatch.web.strict_json import loads
 
@@ -60,6 +60,7 @@ def create_openai_app(
     chat_body = int(config.max_image_mb * 1e6 * 4 / 3) + 1024 * 1024  # one base64 image and the JSON around it
     throttle = Throttle()
     decoding = asyncio.Semaphore(DECODING_AT_ONCE)
+    fetcher = Fetcher(policy)
 
     async def authorise(request: Request) -> Response | None:
         if key is None or request.url.path == "/health":
@@ -127,8 +128,9 @@ def create_openai_app(
         why = limits.problem(query.question, len(query.image_urls))
         if why is not None:
             raise ApiError(400, f"messages: {why}", "messages")
+        payloads = await fetcher.payloads(query.image_urls)  # a slow image host holds no decode slot
         async with decoding:
-            *frames, image = await asyncio.to_thread(load_images, query.image_urls, policy)
+            *frames, image = await asyncio.to_thread(decode_images, payloads, policy.max_bytes)
         kind = AnswerKind.YES_NO if query.yes_no else AnswerKind.GENERATE
         source = client_of(request)  # round-robin fairness between clients
         try:

@@ -6,17 +6,21 @@ address the name resolves to is checked, and loopback, private, link-local (clou
 NAT, multicast and reserved ones are refused unless `serve.fetch_allow_private = true`. The
 connection goes to the address that was checked (a second DNS answer cannot swap it), redirects are
 followed by hand (at most `MAX_REDIRECTS`) and each hop is checked again, and the whole fetch has
-one deadline and one size cap. Whatever goes wrong on the network side, the caller gets the same
-message, so a client cannot map which hosts and ports answer; the log says what happened.
+one deadline and one size cap. The deadline holds against a peer that trickles a byte (or a header
+line) at a time: a watchdog closes the connection when it passes, wherever the read is. Whatever
+goes wrong on the network side, the caller gets the same message, so a client cannot map which hosts
+and ports answer; the log says what happened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import logging
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -58,9 +62,10 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
             PARAM,
         )
     deadline = time.monotonic() + policy.timeout_s
+    watchdog = _Watchdog(policy.timeout_s)
     try:
         for _hop in range(MAX_REDIRECTS + 1):
-            status, location, body = _get(url, policy, deadline)
+            status, location, body = _get(url, policy, deadline, watchdog)
             if location is None:
                 if status != 200:
                     raise Refused(f"HTTP {status}")
@@ -68,11 +73,47 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
             url = urljoin(url, location)
         raise Refused(f"more than {MAX_REDIRECTS} redirects")
     except Refused as exc:
-        log.info("serve: image URL %s not fetched: %s", redact_url(url), exc)
+        reason = f"timed out after {policy.timeout_s:g} s (serve.fetch_timeout_s)" if watchdog.fired else exc
+        log.info("serve: image URL %s not fetched: %s", redact_url(url), reason)
         raise ApiError(400, NOT_FETCHED, PARAM) from None
+    finally:
+        watchdog.cancel()
 
 
-def _get(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str | None, bytes]:
+class _Watchdog:
+    """Closes the fetch's current connection when its deadline passes, so that no read of a trickling
+    peer (a header line, a body chunk) outlives it."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._timer = threading.Timer(timeout_s, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _get(url: str, policy: FetchPolicy, deadline: float, watchdog: _Watchdog) -> tuple[int, str | None, bytes]:
     """One request: (status, redirect target or None, body)."""
     parts = urlsplit(url)
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
@@ -85,7 +126,7 @@ def _get(url: str, policy: FetchPolicy, deadline: float) -> tuple[int, str | Non
     except ValueError:
         raise Refused("bad port") from None
     address = _checked_address(host, port, policy.allow_private)
-    connection = _Pinned(host, port, address, _remaining(deadline), tls=scheme == "https")
+    connection = _Pinned(host, port, address, _remaining(deadline), watchdog, tls=scheme == "https")
     try:
         target = parts.path or "/"
         connection.request(
@@ -147,11 +188,12 @@ def _read(response: http.client.HTTPResponse, max_bytes: int, deadline: float, u
 class _Pinned(http.client.HTTPConnection):
     """An HTTP(S) connection to a checked address, speaking to `host` (Host header, TLS name)."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float, *, tls: bool) -> None:
+    def __init__(self, host: str, port: int, address: str, timeout: float, watchdog: _Watchdog, *, tls: bool) -> None:
         super().__init__(host, port, timeout=timeout)
-        self._address = address
+        self._address, self._watchdog = address, watchdog
         self._tls = ssl.create_default_context() if tls else None
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
+        self._watchdog.watch(sock)  # the raw socket: shutting it down ends a TLS read as well
         self.sock = self._tls.wrap_socket(sock, server_hostname=self.host) if self._tls is not None else sock

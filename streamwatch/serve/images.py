@@ -1,11 +1,20 @@
 """The images of a chat request: `data:` URIs, or http(s) URLs fetched under the fetch policy. The images
-of one request share one pixel budget (one large image, or several frames of a camera)."""
+of one request share one pixel budget (one large image, or several frames of a camera).
+
+Getting the bytes and decoding them are two steps with slots of their own: a fetch waits on the
+network in `Fetcher`'s threads (at most `FETCHING_AT_ONCE`, each within the fetch deadline, a wait for
+a thread included), a decode takes one of the few decode slots only once its bytes are here. So a slow
+image host holds no slot that a request with a `data:` URI needs."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import dataclasses
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from PIL import Image
@@ -14,30 +23,78 @@ from streamwatch.ingest.images import MAX_IMAGE_PIXELS, ImageRejected, decode_im
 from streamwatch.serve.errors import ApiError
 from streamwatch.serve.fetch import PARAM, FetchPolicy, fetch
 
+FETCHING_AT_ONCE = 8
 
-def load_images(urls: Sequence[str], policy: FetchPolicy, max_pixels: int = MAX_IMAGE_PIXELS) -> list[Image.Image]:
-    """RGB images, in order; ApiError(400/413) naming the image and what is wrong with its URL or bytes."""
+
+class Fetcher:
+    """The bytes of each image URL of a request, in order; http(s) ones fetched in threads of its own."""
+
+    def __init__(self, policy: FetchPolicy, at_once: int = FETCHING_AT_ONCE) -> None:
+        self.policy = policy
+        self._pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="serve-fetch")
+        self._slots = asyncio.Semaphore(at_once)
+
+    async def payloads(self, urls: Sequence[str]) -> list[bytes]:
+        """The bytes of each image; the fetches of one request share one deadline (fetch_timeout_s)."""
+        deadline = time.monotonic() + self.policy.timeout_s
+        found: list[bytes] = []
+        for number, url in enumerate(urls, 1):
+            try:
+                found.append(await self._payload(url, deadline))
+            except ApiError as exc:
+                raise _one_of(exc, number, len(urls)) from None
+        return found
+
+    async def _payload(self, url: str, deadline: float) -> bytes:
+        if url.startswith("data:"):
+            return _data_uri(url, self.policy.max_bytes)
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ApiError(
+                400, f"image_url must be a data: URI or an http(s) URL, not {scheme or 'a bare path'!r}", PARAM
+            )
+        if not self.policy.enabled:
+            return fetch(url, self.policy)  # refused at once, saying how to enable it
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise ApiError(503, "too many image URLs are being fetched; retry later, or send a data: URI") from None
+        try:
+            policy = dataclasses.replace(self.policy, timeout_s=max(0.001, deadline - time.monotonic()))
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fetch, url, policy)
+        finally:
+            self._slots.release()
+
+def _one_of(exc: ApiError, number: int, count: int, more: str = "") -> ApiError:
+    """An ApiError about one image of several, saying which (the error itself for a single image)."""
+    if count == 1:
+        return exc
+    return ApiError(exc.status, f"image {number} of {count}: {exc.message}{more}", exc.param)
+
+
+def _loop_time(deadline: float) -> float:
+    """A time.monotonic() deadline on the running loop's clock."""
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
+
+
+def decode_images(payloads: Sequence[bytes], max_bytes: int, max_pixels: int = MAX_IMAGE_PIXELS) -> list[Image.Image]:
+    """RGB images, in order, within one pixel budget; ApiError(400/413) naming the image and what is wrong."""
     images: list[Image.Image] = []
-    for number, url in enumerate(urls, 1):
+    for number, data in enumerate(payloads, 1):
         left = max_pixels - sum(image.width * image.height for image in images)
         try:
-            images.append(load_image(url, policy, left))
+            images.append(decode(data, max_bytes, left))
         except ApiError as exc:
-            if len(urls) == 1:
-                raise
             shared = " (the images of one request share that budget)" if "pixels" in exc.message else ""
-            raise ApiError(exc.status, f"image {number} of {len(urls)}: {exc.message}{shared}", exc.param) from None
+            raise _one_of(exc, number, len(payloads), shared) from None
     return images
 
 
 def load_image(url: str, policy: FetchPolicy, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """An RGB image, or ApiError(400/413) saying what is wrong with the URL or its bytes."""
-    if url.startswith("data:"):
-        return _decode(_data_uri(url, policy.max_bytes), policy.max_bytes, max_pixels)
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ApiError(400, f"image_url must be a data: URI or an http(s) URL, not {scheme or 'a bare path'!r}", PARAM)
-    return _decode(fetch(url, policy), policy.max_bytes, max_pixels)
+    """One image from a `data:` URI or a fetched URL (blocking), or ApiError saying what is wrong."""
+    data = _data_uri(url, policy.max_bytes) if url.startswith("data:") else fetch(url, policy)
+    return decode(data, policy.max_bytes, max_pixels)
 
 
 def _data_uri(url: str, max_bytes: int) -> bytes:
@@ -52,7 +109,7 @@ def _data_uri(url: str, max_bytes: int) -> bytes:
         raise ApiError(400, "image_url data: URI is not valid base64", PARAM) from None
 
 
-def _decode(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
+def decode(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     if len(data) > max_bytes:
         raise ApiError(413, f"image is larger than {max_bytes / 1e6:g} MB", PARAM)
     try:
