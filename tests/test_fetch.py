@@ -205,9 +205,29 @@ def test_numbers_that_are_not_json_numbers_are_a_400(api: TestClient, number: st
     assert "not JSON numbers" in error["message"] or "too large for a 64-bit float" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "content", "status"),
+    [
+        ("POST", "/v1/chat/completions", {}, b"{" + b" " * 3_000_000 + b"}", 413),  # past the body bound
+        ("GET", "/v1/models", {"Host": "evil.example"}, b"", 421),  # a name this server does not answer to
+        ("GET", "/v1/nothing-here", {}, b"", 404),
+        ("GET", "/v1/chat/completions", {}, b"", 405),
+    ],
+)
+def test_every_refusal_is_in_openais_error_shape(
+    api: TestClient, method: str, path: str, headers: dict[str, str], content: bytes, status: int
+) -> None:
+    response = api.request(method, path, headers=headers, content=content)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == status and error["message"]
+    assert error["type"] in ("invalid_request_error", "not_found_error")
+
+
 def test_wrong_keys_are_throttled(api: TestClient) -> None:
     wrong = {"Authorization": "Bearer guess"}
     codes = [api.get("/v1/models", headers=wrong).status_code for _ in range(12)]
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+    assert api.get("/v1/models", headers=wrong).json()["error"]["type"] == "rate_limit_error"
     assert api.get("/v1/models").status_code == 200  # the right key from the same client: never refused
     assert api.get("/health").status_code == 200  # probes are never throttled

@@ -2,7 +2,9 @@
 
 A PNG of a hundred kilobytes can declare 30000x30000 pixels (2.7 GB once decoded). The header is
 read first and the image refused when it declares more than `MAX_IMAGE_PIXELS`; only then are the
-pixels decoded. Used by web uploads, `streamwatch serve`, image-folder cameras and `streamwatch ask`.
+pixels decoded. A file cut short is refused even where the decoder would make do with it (a PNG's
+chunks are checked up to IEND, a JPEG must end with its end-of-image marker). Used by web uploads,
+`streamwatch serve`, image-folder cameras and `streamwatch ask`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+PNG_END = b"IEND\xaeB`\x82"  # the last chunk of every PNG, with its (constant) CRC
 MAX_IMAGE_PIXELS = 36_000_000  # 8K (7680x4320) fits; a camera frame is far smaller
 
 
@@ -25,13 +28,29 @@ class ImageRejected(ValueError):
         self.too_large = too_large
 
 
+def _check_whole(image: Image.Image, data: bytes) -> None:
+    """ImageRejected when the file was cut short or damaged where decoding alone would not notice: a PNG
+    whose chunks fail their CRC or stop before IEND (PIL decodes a PNG cut inside its last chunk), a
+    JPEG without its end-of-image marker."""
+    if image.format == "PNG":
+        try:
+            image.verify()  # every chunk's CRC, up to IEND
+        except (SyntaxError, OSError, ValueError) as exc:
+            raise ImageRejected(f"the PNG is damaged or cut short ({exc})") from None
+        if not data.endswith(PNG_END):
+            raise ImageRejected("the PNG is cut short (it does not end with its IEND chunk)")
+    elif image.format == "JPEG" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageRejected("the JPEG is cut short (no end-of-image marker)")
+
+
 def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """An RGB image, or ImageRejected saying why (not an image, damaged, too many pixels)."""
-    source = data if isinstance(data, Path) else io.BytesIO(data)
+    """An RGB image, or ImageRejected saying why (not an image, damaged or cut short, too many pixels)."""
     try:
+        if isinstance(data, Path):
+            data = data.read_bytes()
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageRejected(
@@ -39,6 +58,8 @@ def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> I
                         "million pixels are decoded",
                         too_large=True,
                     )
+                _check_whole(image, data)
+            with Image.open(io.BytesIO(data)) as image:  # verify() leaves an image that cannot load
                 image.load()
                 return image.convert("RGB")
     except ImageRejected:

@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamwatch.config import ServeConfig
 from streamwatch.inference.limits import PromptLimits
@@ -81,11 +82,18 @@ def create_openai_app(
         hosts=allowed_hosts(config.host, []),
         body_limit=lambda path: chat_body if path == "/v1/chat/completions" else SMALL_BODY,
         headers=lambda _path: {"X-Content-Type-Options": "nosniff"},
+        refusal=lambda status, message: ApiError(status, message).response(),
     )
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes (404), wrong methods (405) and the like, in OpenAI's error shape too."""
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return ApiError(exc.status_code, message).response(headers=exc.headers)
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -10,7 +11,9 @@ _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
+    421: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -27,6 +30,8 @@ class ApiError(Exception):
         kind = _TYPES.get(self.status, "server_error")
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.status}}
 
-    def response(self, retry_after_s: float | None = None) -> JSONResponse:
-        headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s is not None else None
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+    def response(self, retry_after_s: float | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
+        extra = dict(headers or {})
+        if retry_after_s is not None:
+            extra["Retry-After"] = str(max(1, round(retry_after_s)))
+        return JSONResponse(self.body(), status_code=self.status, headers=extra or None)

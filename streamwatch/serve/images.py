@@ -66,6 +66,7 @@ class Fetcher:
         finally:
             self._slots.release()
 
+
 def _one_of(exc: ApiError, number: int, count: int, more: str = "") -> ApiError:
     """An ApiError about one image of several, saying which (the error itself for a single image)."""
     if count == 1:

@@ -24,6 +24,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Check = Callable[[Request], Awaitable[Response | None]]  # None: let it through
+Refusal = Callable[[int, str], Response]  # (status, message): a refusal in the app's own error shape
+
+
+def detail(status: int, message: str) -> Response:
+    """The web API's error shape (FastAPI's): `{"detail": message}`."""
+    return JSONResponse({"detail": message}, status_code=status)
+
+
 SMALL_BODY = 64 * 1024  # every route that takes no upload
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -107,8 +115,10 @@ class Gate:
         body_limit: Callable[[str], int],
         hosts: set[str] | None,
         headers: Callable[[str], dict[str, str]],
+        refusal: Refusal = detail,
     ) -> None:
         self.app = app
+        self.refusal = refusal
         self.check = check
         self.body_limit = body_limit
         self.hosts = {name.lower() for name in hosts} if hosts is not None else None
@@ -140,7 +150,7 @@ class Gate:
         limit = self.body_limit(path)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _too_large(limit)(scope, receive, send_with_headers)
+            await self._too_large(limit)(scope, receive, send_with_headers)
             return
         chunked = length is None and scope["method"] not in ("GET", "HEAD", "OPTIONS")
         large = limit > SMALL_BODY and (chunked or (length is not None and int(length) > SMALL_BODY))
@@ -148,22 +158,21 @@ class Gate:
             if chunked:  # no Content-Length: counted while it is buffered
                 body = await _buffered(receive, limit)
                 if body is None:
-                    await _too_large(limit)(scope, receive, send_with_headers)
+                    await self._too_large(limit)(scope, receive, send_with_headers)
                     return
                 receive = _replay(body)
             await self.app(scope, receive, send_with_headers)
+
+    def _too_large(self, limit: int) -> Response:
+        return self.refusal(413, f"request body larger than {limit} bytes")
 
     def _refusal(self, request: Request) -> Response | None:
         if self.hosts is None:
             return None
         host = _host_name(request.headers.get("host", "")).lower()
         if host not in self.hosts:
-            return JSONResponse({"detail": "unknown Host header"}, status_code=421)
+            return self.refusal(421, "unknown Host header")
         return None
-
-
-def _too_large(limit: int) -> Response:
-    return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
 
 
 async def _buffered(receive: Receive, limit: int) -> bytes | None:
