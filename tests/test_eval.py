@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -198,3 +199,27 @@ def test_eval_without_labelled_examples_says_how_to_get_some(tmp_path: Path) -> 
     )
     assert result.returncode == 2 and "no labelled examples: review alerts" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("compared", ["folder without a model", "file", "org/no-such-model-offline"])
+def test_a_compared_model_that_cannot_load_is_named_as_such(tmp_path: Path, compared: str) -> None:
+    config, _events, labels = demo_site(tmp_path)
+    label_boards(labels, 4, np.random.default_rng(2))
+    target = {"folder without a model": tmp_path / "empty", "file": tmp_path / "model.txt"}.get(compared)
+    if compared == "folder without a model":
+        (tmp_path / "empty").mkdir()
+    elif compared == "file":
+        (tmp_path / "model.txt").write_text("not a model")
+    given = str(target) if target is not None else compared
+    command = [sys.executable, "-m", "streamwatch", "eval", "-c", str(config), "--out", str(tmp_path / "out")]
+    result = subprocess.run(
+        [*command, "--compare-model", given, "--no-save"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"--compare-model {given}: cannot load it as a model" in result.stderr
+    assert "Traceback" not in result.stderr and "AttributeError" not in result.stderr
+    assert "model.id" not in result.stderr  # the config's model loaded fine: the compared one is named

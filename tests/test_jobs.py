@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from streamwatch.config import JobsConfig, load_settings
 from streamwatch.jobs.apply import apply_adapter
@@ -228,3 +229,11 @@ def test_jobs_can_be_switched_off(tmp_path: Path) -> None:
             await JobRunner(settings).submit(EvalOptions())
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("folder", ["/etc", "../rules", "rules/../../x", "a/..", "C:\\rules", "rules\\..\\..\\x"])
+def test_compare_rules_stays_within_the_config_folder(folder: str) -> None:
+    with pytest.raises(ValidationError, match="relative to the config's folder"):
+        EvalOptions(compare_rules=folder)
+    assert EvalOptions(compare_rules="rules-b").compare_rules == "rules-b"
+    assert EvalOptions(compare_rules="sub/rules.v2").compare_rules == "sub/rules.v2"

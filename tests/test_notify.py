@@ -248,6 +248,16 @@ def test_routing_quiet_hours_and_the_hourly_limit(tmp_path: Path, webhook: Webho
             'config.toml:4: notify[0].quiet_hours: expected "HH:MM-HH:MM"',
         ),
         ('name = "a"\nurls = ["no scheme"]', "config.toml:3: notify[0].urls: each url is an Apprise URL"),
+        (
+            'name = "a"\nurls = ["tgram://abc/123"]',
+            "config.toml:3: notify[0].urls: url 1 (tgram://...) is not a URL Apprise",
+        ),
+        (
+            'name = "a"\nurls = ["json://h", "json://"]',
+            "config.toml:3: notify[0].urls: url 2 (json://...) is not a URL",
+        ),
+        ('name = "a"\nurls = ["nonsense://x"]', "config.toml:3: notify[0].urls: url 1 (nonsense://...) is not"),
+        ('name = "a"\nurls = ["mailto://"]', "config.toml:3: notify[0].urls: url 1 (mailto://...) is not"),
         ('name = "a"\nurls = []', "config.toml:3: notify[0].urls"),
         ('name = "A b"\nurls = ["json://h"]', "config.toml:2: notify[0].name"),
         ('name = "a"\nurls = ["json://h"]\nkinds = ["opened"]', "config.toml:4: notify[0].kinds[0]"),

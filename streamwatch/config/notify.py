@@ -4,6 +4,7 @@ and a rate limit per target."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import time
 from urllib.parse import parse_qsl, urlsplit
@@ -53,10 +54,16 @@ class NotifyConfig(_Section):
     @field_validator("urls")
     @classmethod
     def _urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
+        for index, url in enumerate(urls):
             _register(url)
             if "://" not in url or len(url) > 2000:
                 raise ValueError("each url is an Apprise URL such as ntfys://TOPIC or mailtos://user:pass@host")
+            if not _apprise_parses(url):
+                scheme = url.split("://", 1)[0]
+                raise ValueError(
+                    f"url {index + 1} ({scheme}://...) is not a URL Apprise can use: check its form for the "
+                    "service (https://github.com/caronc/apprise/wiki) and that its ${...} variables are set"
+                )
         return urls
 
     @field_validator("quiet_hours")
@@ -73,6 +80,20 @@ class NotifyConfig(_Section):
         start_text, end_text = self.quiet_hours.split("-")
         start, end = time.fromisoformat(start_text), time.fromisoformat(end_text)
         return start <= moment < end if start <= end else moment >= start or moment < end
+
+
+def _apprise_parses(url: str) -> bool:
+    """Whether Apprise understands `url` (its service, and the parts that service needs); Apprise's own
+    complaint, which may show the URL, is kept out of the log."""
+    import apprise
+
+    quiet = logging.getLogger("apprise")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)
+    try:
+        return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
+    finally:
+        quiet.setLevel(level)
 
 
 def _register(url: str) -> None:

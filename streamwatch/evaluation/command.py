@@ -80,7 +80,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if backend is None or loaded != (candidate.model, candidate.adapter):
                 if backend is not None:
                     backend.close()
-                backend, loaded = _backend(settings, candidate), (candidate.model, candidate.adapter)
+                    backend = None  # closed: a failing load next must not close it again
+                backend = _backend(settings, candidate, compared=candidate is not base, base=base)
+                loaded = (candidate.model, candidate.adapter)
             notes.clear()
             skipped: Counter[str] = Counter()
             stream = examples(candidate)
@@ -165,11 +167,24 @@ def _agreement(database: Database | None, rules: dict[str, Rule]) -> list[dict[s
     return [row for row in ShadowStore(database).agreement() if row["rule"] in rules]
 
 
-def _backend(settings: Settings, candidate: Candidate) -> Backend:
+def _backend(settings: Settings, candidate: Candidate, *, compared: bool, base: Candidate) -> Backend:
+    """The candidate's model; a load that fails names what was asked for: the config's model.id or
+    model.adapter, or `--model`, `--adapter`, `--compare-model` or `--compare-adapter`."""
     from streamwatch.inference.build import load_backend
+    from streamwatch.lifecycle import StartupError
 
     model = settings.model.model_copy(update={"id": candidate.model, "adapter": candidate.adapter})
-    return load_backend(settings.model_copy(update={"model": model}))
+    try:
+        return load_backend(settings.model_copy(update={"model": model}))
+    except StartupError as exc:
+        if not compared:
+            raise
+        if candidate.model != base.model:
+            why = str(exc).split(f"cannot load the model {candidate.model}: ", 1)[-1]
+            raise StartupError(f"--compare-model {candidate.model}: cannot load it as a model: {why}") from None
+        if candidate.adapter != base.adapter:
+            raise StartupError(f"--compare-adapter {candidate.adapter}: {exc}") from None
+        raise
 
 
 def regressions(

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 JOB_ID = r"^\d{8}-\d{6}-[0-9a-f]{4}$"
 ADAPTER = r"^(config|none|\d{8}-\d{6}-[0-9a-f]{4})$"
@@ -48,6 +48,16 @@ class EvalOptions(_Options):
     compare_model: Annotated[
         str | None, Field(pattern=PATH, description="also evaluate this model (a hub id or a local folder)")
     ] = None
+
+    @field_validator("compare_rules")
+    @classmethod
+    def _inside_config_folder(cls, value: str | None) -> str | None:
+        """A folder relative to the config's, and within it: not absolute, no `..`."""
+        if value is not None:
+            path = PurePosixPath(value.replace("\\", "/"))
+            if path.is_absolute() or PureWindowsPath(value).drive or ".." in path.parts:
+                raise ValueError("a rules folder relative to the config's folder, within it (no leading / and no ..)")
+        return value
 
 
 class FinetuneOptions(_Options):
