@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -368,3 +371,73 @@ def test_the_last_will_is_registered_again_on_a_restarted_broker(tmp_path: Path)
     finally:
         process.kill()
         broker.stop()
+
+
+class GarbageBroker:
+    """A TCP server on a free port that answers MQTT clients with something that is not MQTT: `connack`
+    (a valid CONNACK, then garbage in the same packet), `random` bytes, or an `http` error page."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode, self.accepted = mode, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _address = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(4096)
+                garbage = {
+                    "connack": b"\x20\x02\x00\x00" + bytes(range(7, 200)),
+                    "random": bytes((i * 37 + 11) % 256 for i in range(300)),
+                    "http": b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+                }[self.mode]
+                connection.sendall(garbage)
+                connection.recv(4096)  # until the client gives up
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("mode", ["connack", "random", "http"])
+def test_a_broker_that_speaks_garbage_is_never_called_connected(
+    mode: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    garbage = GarbageBroker(mode)
+    settings = MqttConfig(host="127.0.0.1", port=garbage.port, topic_prefix="sw", keepalive_s=5)
+    connected_ever: list[bool] = []
+
+    async def scenario() -> str | None:
+        publisher = MqttOutput(settings, outbox(tmp_path), reconnect_initial_s=0.2)
+        task = asyncio.create_task(publisher.run())
+        while caplog.text.count("unavailable (") < (2 if mode == "connack" else 1):
+            connected_ever.append(publisher.connected.is_set())
+            await asyncio.sleep(0.02)
+        problem = publisher.problem()
+        await publisher.stop(task)
+        return problem
+
+    try:
+        problem = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        garbage.close()
+    gc.collect()  # a future whose exception nobody read is reported when it is collected
+    assert garbage.accepted >= 1 and not any(connected_ever)
+    assert "mqtt: connected to" not in caplog.text and "never retrieved" not in caplog.text
+    assert problem is not None and f"127.0.0.1:{garbage.port}" in problem
+    if mode == "connack":
+        assert "before the broker acknowledged anything (is it MQTT?)" in problem
+    else:
+        assert "no MQTT answer within 10 s" in problem or "acknowledged anything" in problem

@@ -100,7 +100,7 @@ class MqttOutput(Output):
                 tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
             except (OSError, ssl.SSLError) as exc:  # logged and retried: the file may be put back
                 raise TlsSetupError(f"cannot use mqtt.ca_file {config.ca_file}: {exc.strerror or exc}") from None
-        return aiomqtt.Client(
+        return _Client(
             config.host,
             config.port,
             username=config.username,
@@ -115,24 +115,37 @@ class MqttOutput(Output):
     async def run(self) -> None:
         """Connect, announce, relay the outbox; on any failure, log it, back off and reconnect."""
         backoff = self._reconnect_initial_s
+
+        acknowledged = False
+
+        async def session(client: aiomqtt.Client) -> None:
+            nonlocal backoff, acknowledged
+            await client.publish(self.topics.available, b"online", qos=1, retain=True)
+            acknowledged = True
+            log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)  # it acknowledged: MQTT
+            backoff = self._reconnect_initial_s
+            backlog = await asyncio.to_thread(self.outbox.last_id)
+            if backlog is not None:  # what waited before this connection goes out first
+                await self._deliver(client, until=backlog)
+            for message in self._on_connect():
+                await _publish(client, message)
+            self.connected.set()
+            await self._relay(client)
+
         while not self._stopping:
-            probe = False
+            probe, acknowledged = False, False
             try:
                 async with self._client_for() as client:
                     self._client = client
-                    log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
-                    backoff = self._reconnect_initial_s
-                    await client.publish(self.topics.available, b"online", qos=1, retain=True)
-                    backlog = await asyncio.to_thread(self.outbox.last_id)
-                    if backlog is not None:  # what waited before this connection goes out first
-                        await self._deliver(client, until=backlog)
-                    for message in self._on_connect():
-                        await _publish(client, message)
-                    self.connected.set()
-                    await _until_disconnected(client, self._relay(client))
+                    # watched from the first packet on: a broker that drops the connection (or answers
+                    # garbage) right after CONNACK is a disconnect like any other, its error retrieved
+                    await _until_disconnected(client, session(client))
             except aiomqtt.MqttError as exc:
                 probe = not isinstance(exc, MqttConnectError)  # unreachable or lost: watch for its return
-                self._failed(f"{exc}", backoff)
+                reason = self._reason(exc)
+                if self._client is not None and not acknowledged:  # connected, then nothing acknowledged
+                    reason = f"the connection ended before the broker acknowledged anything (is it MQTT?): {reason}"
+                self._failed(reason, backoff)
             except Exception as exc:  # TLS set-up (a missing CA file), a database error in the relay, ...
                 self._failed(f"{type(exc).__name__}: {exc}", backoff, error=True)
             finally:
@@ -140,6 +153,16 @@ class MqttOutput(Output):
                 self.connected.clear()
             await self._wait_to_retry(backoff * random.uniform(0.8, 1.2), probe=probe)
             backoff = min(RECONNECT_MAX_S, backoff * 2)
+
+    def _reason(self, exc: aiomqtt.MqttError) -> str:
+        """What went wrong, in words an operator can act on."""
+        text, cause = str(exc), exc.__cause__
+        if "timed out" in text.lower() and self._client is None:
+            where = f"{self.config.host}:{self.config.port}"
+            return f"no MQTT answer within {PUBLISH_TIMEOUT_S:g} s: is {where} an MQTT broker?"
+        if isinstance(cause, aiomqtt.MqttError) and str(cause) != text:
+            return f"{text}: {cause}"
+        return text
 
     def _failed(self, reason: str, backoff: float, *, error: bool = False) -> None:
         if self._stopping:
@@ -216,6 +239,18 @@ async def _publish(client: aiomqtt.Client, message: Message) -> None:
     await client.publish(
         message.address, message.payload, qos=int(options.get("qos", 1)), retain=bool(options.get("retain", False))
     )
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, but a connection lost while it is being set up (a broker that sends garbage
+    right after CONNACK) leaves no "Future exception was never retrieved" in the log: aiomqtt replaces
+    that disconnect's future unseen at the end of connecting. The loss itself still surfaces: the first
+    publish then fails as "not connected"."""
+
+    def _on_disconnect(self, *args: Any, **kwargs: Any) -> None:
+        super()._on_disconnect(*args, **kwargs)
+        if self._disconnected.done() and not self._disconnected.cancelled():
+            self._disconnected.exception()  # marks it retrieved; the watcher still reads it
 
 
 class TlsSetupError(Exception):
