@@ -5,6 +5,7 @@ an RTSP camera (GStreamer's server) or a file -> an alert -> its clip, through `
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from support.helpers import wait_for
 from support.service import Running, write_site
 
 from streamwatch.bench.rtsp import RtspServer
-from streamwatch.clips.mp4 import write_mp4
+from streamwatch.clips.mp4 import decoding_stamps, write_mp4
 from streamwatch.clips.ring import PacketRing
 from streamwatch.config import load_settings
 from streamwatch.ingest.synthetic import write_clip
@@ -79,11 +80,27 @@ def test_a_clip_never_spans_two_connections(clips: dict[str, Path]) -> None:
     ring = PacketRing("cam", keep_s=30.0, max_bytes=100_000_000)
     fill(ring, clips["cam"], limit=25)
     span = ring.span_from(0.0)
-    assert span is not None and ring.after(span.segment, span.packets[-1].seq) == []
+    assert span is not None and ring.after(span.segment, span.packets[-1].seq) == ([], True)
     fill(ring, clips["cam"], limit=5)  # reconnected
-    assert ring.after(span.segment, span.packets[-1].seq) is None
-    ring.end_segment()
-    assert ring.span_from(0.0) is None
+    assert ring.after(span.segment, span.packets[-1].seq) == ([], False)
+
+
+def test_an_alert_while_the_stream_is_down_still_gets_the_seconds_before(clips: dict[str, Path]) -> None:
+    ring = PacketRing("cam", keep_s=30.0, max_bytes=100_000_000)
+    fill(ring, clips["cam"], limit=40)
+    first = ring.span_from(0.0)
+    assert first is not None
+    ring.end_segment()  # the connection dropped; no new one yet
+    down = ring.span_from(ring._packets[-1].at - 2.0)  # an alert opens now, on a frame from before the drop
+    assert down is not None and down.packets[0].keyframe and down.segment is first.segment
+    assert ring.after(down.segment, down.packets[-1].seq) == ([], False)  # nothing more will come: write it
+    ring.add(_any_packet(clips["cam"]))  # a straggler after the end: ignored
+    assert ring.after(down.segment, down.packets[-1].seq) == ([], False)
+
+
+def _any_packet(clip: Path) -> av.Packet:
+    with av.open(str(clip)) as container:
+        return next(p for p in container.demux(container.streams.video[0]) if p.size and p.is_keyframe)
 
 
 def test_late_packets_move_the_clock_early_ones_do_not(clips: dict[str, Path]) -> None:
@@ -119,6 +136,27 @@ def test_the_mp4_is_a_stream_copy_that_starts_on_a_keyframe(tmp_path: Path, clip
     with pytest.raises(ValueError, match="starting with a keyframe"):
         write_mp4(tmp_path / "x.mp4", span.segment, span.packets[1:])
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.mp4.partial").exists()
+
+
+@pytest.mark.parametrize("missing", [1, 3, 8, "all"])
+def test_packets_without_decode_times_are_muxed(tmp_path: Path, clips: dict[str, Path], missing: int | str) -> None:
+    """The first packets of an RTSP connection carry no DTS; with B-frames their PTS go 9000, 18000, 9000,
+    ...: the muxer needs made-up decode times, increasing and never after the picture's time."""
+    ring = PacketRing("cam", keep_s=60.0, max_bytes=100_000_000)
+    fill(ring, clips["bframes"])
+    span = ring.span_from(ring._packets[-1].at - 2.5)
+    assert span is not None
+    reordered = [p.pts for p in span.packets[:8]]
+    assert reordered != sorted(reordered)  # B-frames: presentation order differs from decoding order
+    count = len(span.packets) if missing == "all" else int(missing)
+    stripped = [dataclasses.replace(p, dts=None) if i < count else p for i, p in enumerate(span.packets)]
+    path = tmp_path / "clip.mp4"
+    seconds = write_mp4(path, span.segment, stripped)
+    frames, _duration = decoded(path)
+    assert len(frames) == len(span.packets) and frames[0].key_frame and seconds > 2.0
+    assert [f.pts for f in frames] == sorted(f.pts for f in frames)  # shown in order
+    stamps = decoding_stamps(stripped)
+    assert all(a[1] < b[1] for a, b in itertools.pairwise(stamps)) and all(dts <= pts for pts, dts in stamps)
 
 
 def test_the_disk_cap_deletes_the_oldest_clips_first_and_retention_deletes_clips(tmp_path: Path) -> None:
@@ -192,6 +230,34 @@ def test_an_alert_gets_a_clip_of_its_camera(tmp_path: Path, clips: dict[str, Pat
         line for line in metrics.splitlines() if line.startswith('streamwatch_camera_clip_buffer_bytes{camera="gate"}')
     ]
     assert buffered and float(buffered[0].split()[-1]) > 0
+
+
+def test_an_rtsp_camera_with_bframes_gets_its_clip_from_the_start_of_the_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over RTSP the first packets of a connection carry no decode time; with B-frames their presentation
+    times are out of order. An alert a few seconds after the (re)connect has those packets in its clip
+    (clip_pre_s reaches back past the connect): the clip is written all the same."""
+    bframes = write_clip(tmp_path / "bframes.mp4", seconds=8, bframes=2)
+    with RtspServer({"/gate": bframes}) as rtsp:
+        config = alert_config(tmp_path, rtsp.url("/gate"))
+        config.write_text(config.read_text().replace("clip_pre_s = 2", "clip_pre_s = 30"))
+        settings = load_settings(config)
+        running = Running(settings)
+        store = EventStore(Database.open(settings.database_url()), tmp_path / "data" / "snapshots")
+        try:
+            wait_for(lambda: any(e.kind == "open" for e in store.list()), 40, "an alert")
+            opened = next(e for e in store.list() if e.kind == "open")
+            wait_for(
+                lambda: store.get(opened.uid).clip_s is not None or store.get(opened.uid).clip is None, 30, "the clip"
+            )  # type: ignore[union-attr]
+        finally:
+            running.stop()
+    event = store.get(opened.uid)
+    assert event is not None and event.clip is not None, caplog.text
+    assert "could not be written" not in caplog.text
+    frames, duration = decoded(tmp_path / "data" / "snapshots" / event.clip)
+    assert frames[0].key_frame and duration >= 2.0 and [f.pts for f in frames] == sorted(f.pts for f in frames)
 
 
 def test_a_clip_being_recorded_at_shutdown_is_written_with_what_arrived(tmp_path: Path, clips: dict[str, Path]) -> None:

@@ -256,3 +256,30 @@ def test_an_open_alert_whose_rule_goes_away_while_running_is_resolved(
     assert later.wait_for("sw/gate/flag/state")[0].payload == b"OFF"  # what Home Assistant sees now
     subscriber.close()
     later.close()
+
+
+def test_a_clip_cut_off_by_a_crash_is_settled_at_the_next_start(site: Site) -> None:
+    """SIGKILL less than clip_post_s after an alert opened: the clip was never written. The next start says
+    so (no clip), instead of "being recorded" for ever."""
+    site.config.write_text(
+        site.config.read_text().replace("change_threshold = 0", "change_threshold = 0\nclip_post_s = 60")
+    )
+    site.flag.touch()
+    site.start()
+    store = EventStore(Database.open(f"sqlite:///{site.folder / 'events.db'}"), site.folder / "data" / "snapshots")
+    try:
+
+        def opened() -> list[str]:
+            return [e.uid for e in store.list() if e.kind == "open" and e.clip is not None and e.clip_s is None]
+
+        wait(lambda: opened(), "an alert whose clip is being recorded")
+        uid = opened()[0]
+        site.stop(signal.SIGKILL)
+        assert store.get(uid).clip is not None  # type: ignore[union-attr]  # as the crash left it
+        site.flag.unlink()
+        site.start()
+        wait(lambda: store.get(uid).clip is None, "the cut-off clip to be settled")  # type: ignore[union-attr]
+        assert f"the clip of event {uid} was lost" in site.log()
+        site.stop(signal.SIGTERM)
+    finally:
+        store.db.close()

@@ -215,6 +215,8 @@ class AlertPipeline:
         for saved in await asyncio.to_thread(load_alerts, self.store.db):
             if owns(saved.camera):
                 self.evaluator.restore(saved)
+        if self.clips is not None:
+            await self.clips.settle(owns)
         settled = await asyncio.to_thread(self.store.settle_descriptions, owns)
         if settled:
             log.info("%d alerts' descriptions were still being generated at the last stop: they went without", settled)

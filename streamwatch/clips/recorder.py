@@ -5,7 +5,8 @@ When an alert opens, `plan` takes the packets already kept (the part before) and
 event is recorded with that name. `start` then collects the packets that follow until the stream has
 passed the end (or its connection ended, or `clip_post_s` + `WAIT_EXTRA_S` went by), writes the file in
 a thread and marks the event's clip written (its length) or, on failure, names none. At shutdown every
-pending clip is written at once with what has arrived: nothing recorded is thrown away.
+pending clip is written at once with what has arrived: nothing recorded is thrown away. After a crash,
+`settle` marks at the next start what was still being recorded (written, or lost).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from streamwatch.clips.mp4 import write_mp4
+from streamwatch.clips.mp4 import clip_seconds, write_mp4
 from streamwatch.clips.ring import PacketRing, Span
 from streamwatch.config import CameraConfig
 from streamwatch.store.events import EventStore, NewEvent
@@ -55,6 +56,26 @@ class ClipRecorder:
             if self._jobs:
                 await asyncio.gather(*self._jobs, return_exceptions=True)
 
+    async def settle(self, owns: Callable[[str], bool]) -> int:
+        """At start: the clips a previous run was still recording (it was killed) for the cameras this
+        instance `owns` are settled: a file it finished writing is marked with its length, the others are
+        marked lost (their packets went with the process), so none says "being recorded" for ever.
+        Returns how many were lost."""
+        lost = 0
+        for uid, camera, relative in await asyncio.to_thread(self.store.unfinished_clips):
+            if not owns(camera):
+                continue  # another shard's, maybe recording now
+            path = self.store.snapshot_dir / relative
+            seconds = await asyncio.to_thread(clip_seconds, path)
+            path.with_name(path.name + ".partial").unlink(missing_ok=True)
+            await asyncio.to_thread(self.store.clip_written, uid, seconds)
+            if seconds is None:
+                lost += 1
+                log.warning(
+                    "camera %s: the clip of event %s was lost: the service stopped while recording it", camera, uid
+                )
+        return lost
+
     def plan(self, camera: CameraConfig, new: NewEvent) -> ClipPlan | None:
         """A clip for this open event, if the camera keeps packets and has some; None otherwise."""
         ring = self.rings(camera.id) if camera.clips else None
@@ -81,10 +102,10 @@ class ClipRecorder:
         packets = list(plan.span.packets)
         deadline = time.monotonic() + max(0.0, plan.end - time.time()) + WAIT_EXTRA_S
         while True:
-            more = plan.ring.after(plan.span.segment, packets[-1].seq)
-            if more is None:
-                break  # the connection ended: the clip ends there
+            more, live = plan.ring.after(plan.span.segment, packets[-1].seq)
             packets += more
+            if not live:
+                break  # the connection ended: the clip ends there
             if packets[-1].at >= plan.end or time.monotonic() >= deadline or self._stopping.is_set():
                 break
             with contextlib.suppress(TimeoutError):

@@ -8,7 +8,9 @@ The ring always starts on a keyframe and keeps the last `keep_s` seconds from th
 them, and at most `max_bytes`: the oldest keyframe interval goes first.
 
 A connection is a segment: a clip never mixes two (the stream's parameters may change on reconnect);
-each segment holds a template of its stream for the MP4 muxer that outlives the connection.
+each segment holds a template of its stream for the MP4 muxer that outlives the connection. When a
+connection ends, its packets stay until the next one starts: an alert that opens while the stream is
+down still gets the seconds before it.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class PacketRing:
         self._lock = threading.Lock()
         self._packets: deque[Packet] = deque()
         self._bytes = 0
-        self._segment: Segment | None = None
+        self._segment: Segment | None = None  # the newest connection's (ended ones keep their packets)
+        self._live = False  # whether that connection is still delivering
         self._segments = 0
         self._seq = 0
         self._anchor: tuple[float, float] | None = None  # (wall clock, stream seconds)
@@ -80,17 +83,18 @@ class PacketRing:
         segment = Segment(self._segments + 1, stream)
         with self._lock:
             self._segments += 1
-            self._segment, self._anchor = segment, None
+            self._segment, self._anchor, self._live = segment, None, True
             self._packets.clear()
             self._bytes = 0
 
     def end_segment(self) -> None:
-        """The connection ended: clips waiting for more of it are finished with what there is."""
+        """The connection ended: clips waiting for more of it are finished with what there is; its
+        packets stay for alerts that open before the next connection."""
         with self._lock:
-            self._segment = None
+            self._live = False
 
     def add(self, packet: av.Packet) -> None:
-        if packet.size == 0 or self._segment is None:
+        if packet.size == 0 or self._segment is None or not self._live:
             return
         data, key = bytes(packet), bool(packet.is_keyframe)
         stamp = packet.pts if packet.pts is not None else packet.dts
@@ -140,8 +144,8 @@ class PacketRing:
 
     # -- clip writers ------------------------------------------------------------------------------
     def span_from(self, start: float) -> Span | None:
-        """The current segment's packets from the last keyframe at or before `start` (or its oldest
-        keyframe, if the ring does not reach back that far); None without packets."""
+        """The newest segment's packets (its connection may have ended) from the last keyframe at or before
+        `start` (or its oldest keyframe, if the ring does not reach back that far); None without packets."""
         with self._lock:
             if self._segment is None or not self._packets:
                 return None
@@ -153,12 +157,13 @@ class PacketRing:
                 first = index
         return Span(segment, packets[first:])
 
-    def after(self, segment: Segment, seq: int) -> list[Packet] | None:
-        """Packets of `segment` that arrived after `seq`; None when the segment is over (reconnected)."""
+    def after(self, segment: Segment, seq: int) -> tuple[list[Packet], bool]:
+        """Packets of `segment` that arrived after `seq`, and whether more may come (False once its
+        connection ended or was replaced: a clip waiting for more is finished with what there is)."""
         with self._lock:
             if self._segment is not segment:
-                return None
-            return [packet for packet in self._packets if packet.seq > seq]
+                return [], False
+            return [packet for packet in self._packets if packet.seq > seq], self._live
 
     @property
     def bytes(self) -> int:

@@ -167,6 +167,12 @@ class EventStore:
                     event.clip = None
                 event.clip_s = seconds
 
+    def unfinished_clips(self) -> list[tuple[str, str, str]]:
+        """(uid, camera, clip) of the events whose clip was named but never marked written or lost."""
+        query = select(Event.uid, Event.camera, Event.clip).where(Event.clip.is_not(None), Event.clip_s.is_(None))
+        with self.db.session() as session:
+            return [(uid, camera, clip) for uid, camera, clip in session.execute(query).all() if clip]
+
     def get(self, uid: str) -> Event | None:
         with self.db.session() as session:
             return session.scalar(select(Event).where(Event.uid == uid))
