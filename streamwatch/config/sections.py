@@ -234,6 +234,12 @@ class WebConfig(_Section):
         "empty: none, every client is the address that connected.",
     )
     _proxies = field_validator("trusted_proxies")(proxy_networks)
+    image_memory_mb: float = Field(
+        512.0,
+        ge=64,
+        le=65536,
+        description="Memory for uploaded images being decoded or waiting for the model; more waits, then 503.",
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -291,6 +297,12 @@ class ServeConfig(_Section):
         description="Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; empty: none.",
     )
     _proxies = field_validator("trusted_proxies")(proxy_networks)
+    image_memory_mb: float = Field(
+        512.0,
+        ge=64,
+        le=65536,
+        description="Memory for request images being decoded or waiting for the model; more waits, then 503.",
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -9,12 +9,16 @@ chunks are checked up to IEND, a JPEG must end with its end-of-image marker). Us
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
+from streamwatch.ingest.preprocess import fit_longest_side
 
 PNG_END = b"IEND\xaeB`\x82"  # the last chunk of every PNG, with its (constant) CRC
 MAX_IMAGE_PIXELS = 36_000_000  # 8K (7680x4320) fits; a camera frame is far smaller
@@ -23,9 +27,10 @@ MAX_IMAGE_PIXELS = 36_000_000  # 8K (7680x4320) fits; a camera frame is far smal
 class ImageRejected(ValueError):
     """The bytes are not an image streamwatch will decode; `too_large` for size limits (HTTP 413)."""
 
-    def __init__(self, message: str, *, too_large: bool = False) -> None:
+    def __init__(self, message: str, *, too_large: bool = False, which: str = "") -> None:
         super().__init__(message)
         self.too_large = too_large
+        self.which = which  # "image 2 of 3" when a request holds several
 
 
 def _check_whole(image: Image.Image, data: bytes) -> None:
@@ -43,25 +48,46 @@ def _check_whole(image: Image.Image, data: bytes) -> None:
         raise ImageRejected("the JPEG is cut short (no end-of-image marker)")
 
 
-def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """An RGB image, or ImageRejected saying why (not an image, damaged or cut short, too many pixels)."""
-    try:
+def declared_size(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header, nothing decoded; ImageRejected when it is not an image or declares
+    more than `max_pixels`."""
+    with _reading(max_pixels), Image.open(io.BytesIO(data)) as image:
+        return _counted(image, max_pixels)
+
+
+def decode_image(data: bytes | Path, *, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int = 0) -> Image.Image:
+    """An RGB image, or ImageRejected saying why (not an image, damaged or cut short, too many pixels).
+    With `max_side`, shrunk at once to at most that long a side (`fit_longest_side`, as the backends do):
+    the full-size picture does not outlive the decode."""
+    with _reading(max_pixels):
         if isinstance(data, Path):
             data = data.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            _counted(image, max_pixels)
+            _check_whole(image, data)
+        with Image.open(io.BytesIO(data)) as image:  # verify() leaves an image that cannot load
+            image.load()
+            rgb = image.convert("RGB")
+    return fit_longest_side(rgb, max_side) if max_side > 0 else rgb
+
+
+def _counted(image: Image.Image, max_pixels: int) -> tuple[int, int]:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"the image is {width}x{height} pixels; at most {max_pixels / 1e6:g} million pixels are decoded",
+            too_large=True,
+        )
+    return width, height
+
+
+@contextlib.contextmanager
+def _reading(max_pixels: int) -> Iterator[None]:
+    """PIL's own complaints as ImageRejected."""
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageRejected(
-                        f"the image is {width}x{height} pixels; at most {max_pixels / 1e6:g} "
-                        "million pixels are decoded",
-                        too_large=True,
-                    )
-                _check_whole(image, data)
-            with Image.open(io.BytesIO(data)) as image:  # verify() leaves an image that cannot load
-                image.load()
-                return image.convert("RGB")
+            yield
     except ImageRejected:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:  # PIL's own, coarser guard

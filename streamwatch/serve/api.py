@@ -11,14 +11,17 @@ stalled (requests waiting, no model call finishing)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamwatch.config import ServeConfig
@@ -27,10 +30,12 @@ from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError, Prompt
 from streamwatch.inference.types import Request as Query
 from streamwatch.inference.watchdog import ModelWatchdog
-from streamwatch.serve.chat import completion, parse_chat, stream_chunks, usage, yes_no_logprobs
+from streamwatch.ingest.budget import MemoryBudget, NoRoom, held_images
+from streamwatch.ingest.images import ImageRejected
+from streamwatch.serve.chat import ChatQuery, completion, parse_chat, stream_chunks, usage, yes_no_logprobs
 from streamwatch.serve.errors import ApiError
-from streamwatch.serve.fetch import FetchPolicy
-from streamwatch.serve.images import Fetcher, decode_images
+from streamwatch.serve.fetch import PARAM, FetchPolicy
+from streamwatch.serve.images import Fetcher
 from streamwatch.web.gate import SMALL_BODY, Gate, Throttle, allowed_hosts, client_of
 from streamwatch.web.strict_json import loads
 
@@ -47,6 +52,7 @@ def create_openai_app(
     timeout_s: float,
     limits: PromptLimits,
     watchdog: ModelWatchdog,
+    max_image_side: int = 1280,
 ) -> FastAPI:
     app = FastAPI(title="streamwatch OpenAI-compatible API", version="1")
     key = config.api_key.get_secret_value().encode() if config.api_key else None
@@ -61,6 +67,7 @@ def create_openai_app(
     chat_body = int(config.max_image_mb * 1e6 * 4 / 3) + 1024 * 1024  # one base64 image and the JSON around it
     throttle = Throttle()
     decoding = asyncio.Semaphore(DECODING_AT_ONCE)
+    budget = MemoryBudget(int(config.image_memory_mb * 1e6), "serve.image_memory_mb")
     fetcher = Fetcher(policy)
 
     async def authorise(request: Request) -> Response | None:
@@ -137,19 +144,39 @@ def create_openai_app(
         if why is not None:
             raise ApiError(400, f"messages: {why}", "messages")
         payloads = await fetcher.payloads(query.image_urls)  # a slow image host holds no decode slot
-        async with decoding:
-            *frames, image = await asyncio.to_thread(decode_images, payloads, policy.max_bytes)
-        kind = AnswerKind.YES_NO if query.yes_no else AnswerKind.GENERATE
-        source = client_of(request)  # round-robin fairness between clients
+        async with images_held(payloads) as (*frames, image):
+            reply = await answered(query, image, frames, client_of(request))
+        if query.stream:
+            return StreamingResponse(stream_chunks(reply, query.include_usage), media_type="text/event-stream")
+        return JSONResponse(reply)
+
+    @contextlib.asynccontextmanager
+    async def images_held(payloads: list[bytes]) -> AsyncIterator[list[Image.Image]]:
+        """The request's images, shrunk to the model's size as soon as they are decoded, held within
+        serve.image_memory_mb until answered."""
         try:
-            deadline = time.monotonic() + timeout_s
+            async with held_images(
+                payloads, budget=budget, decoding=decoding, max_side=max_image_side, timeout_s=timeout_s
+            ) as images:
+                payloads.clear()  # the encoded bytes are not needed while the pictures wait
+                yield images
+        except ImageRejected as exc:
+            message = f"image_url does not hold an image this server can read: {exc}"
+            message = f"{exc.which}: {message}" if exc.which else message
+            raise ApiError(413 if exc.too_large else 400, message, PARAM) from None
+        except NoRoom as exc:
+            raise ApiError(413 if exc.too_large else 503, str(exc), PARAM) from None
+
+    async def answered(query: ChatQuery, image: Image.Image, frames: list[Image.Image], client: str) -> dict[str, Any]:
+        kind = AnswerKind.YES_NO if query.yes_no else AnswerKind.GENERATE
+        try:
             answer = await queue.ask(
                 Query(
                     image,
                     query.question,
                     kind,
-                    source=f"api:{source}",
-                    deadline=deadline,
+                    source=f"api:{client}",  # round-robin fairness between clients
+                    deadline=time.monotonic() + timeout_s,
                     max_new_tokens=query.max_tokens,
                     frames=tuple(frames),
                 )
@@ -162,9 +189,6 @@ def create_openai_app(
         asked = Prompt(image, query.question, tuple(frames))
         prompt_tokens = await asyncio.to_thread(queue.backend.prompt_tokens, asked, query.yes_no)
         counted = None if prompt_tokens is None or answer.tokens is None else (prompt_tokens, answer.tokens)
-        reply = completion(model_name, answer.text, logprobs, usage(counted))
-        if query.stream:
-            return StreamingResponse(stream_chunks(reply, query.include_usage), media_type="text/event-stream")
-        return JSONResponse(reply)
+        return completion(model_name, answer.text, logprobs, usage(counted))
 
     return app

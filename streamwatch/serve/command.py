@@ -49,6 +49,7 @@ async def serve_model(
                 timeout_s=model.request_timeout_s,
                 limits=engine.limits,
                 watchdog=engine.watchdog,
+                max_image_side=model.max_image_side,
             )
             await running.enter_async_context(serving(app, listener, config.trusted_proxies))
             log.info("OpenAI-compatible API on http://%s:%d/v1 (model %s)", config.host, config.port, name)

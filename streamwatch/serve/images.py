@@ -1,5 +1,5 @@
-"""The images of a chat request: `data:` URIs, or http(s) URLs fetched under the fetch policy. The images
-of one request share one pixel budget (one large image, or several frames of a camera).
+"""The bytes of a chat request's images: `data:` URIs, or http(s) URLs fetched under the fetch policy
+(decoded then within one pixel budget and serve.image_memory_mb: `ingest/budget.held_images`).
 
 Getting the bytes and decoding them are two steps with slots of their own: a fetch waits on the
 network in `Fetcher`'s threads (at most `FETCHING_AT_ONCE`, each within the fetch deadline, a wait for
@@ -17,9 +17,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from PIL import Image
-
-from streamwatch.ingest.images import MAX_IMAGE_PIXELS, ImageRejected, decode_image
 from streamwatch.serve.errors import ApiError
 from streamwatch.serve.fetch import PARAM, FetchPolicy, fetch
 
@@ -79,25 +76,6 @@ def _loop_time(deadline: float) -> float:
     return asyncio.get_running_loop().time() + (deadline - time.monotonic())
 
 
-def decode_images(payloads: Sequence[bytes], max_bytes: int, max_pixels: int = MAX_IMAGE_PIXELS) -> list[Image.Image]:
-    """RGB images, in order, within one pixel budget; ApiError(400/413) naming the image and what is wrong."""
-    images: list[Image.Image] = []
-    for number, data in enumerate(payloads, 1):
-        left = max_pixels - sum(image.width * image.height for image in images)
-        try:
-            images.append(decode(data, max_bytes, left))
-        except ApiError as exc:
-            shared = " (the images of one request share that budget)" if "pixels" in exc.message else ""
-            raise _one_of(exc, number, len(payloads), shared) from None
-    return images
-
-
-def load_image(url: str, policy: FetchPolicy, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """One image from a `data:` URI or a fetched URL (blocking), or ApiError saying what is wrong."""
-    data = _data_uri(url, policy.max_bytes) if url.startswith("data:") else fetch(url, policy)
-    return decode(data, policy.max_bytes, max_pixels)
-
-
 def _data_uri(url: str, max_bytes: int) -> bytes:
     header, comma, payload = url.partition(",")
     if not comma or not header.endswith(";base64"):
@@ -108,14 +86,3 @@ def _data_uri(url: str, max_bytes: int) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "image_url data: URI is not valid base64", PARAM) from None
-
-
-def decode(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
-    if len(data) > max_bytes:
-        raise ApiError(413, f"image is larger than {max_bytes / 1e6:g} MB", PARAM)
-    try:
-        return decode_image(data, max_pixels=max(1, max_pixels))
-    except ImageRejected as exc:
-        raise ApiError(
-            413 if exc.too_large else 400, f"image_url does not hold an image this server can read: {exc}", PARAM
-        ) from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,7 +16,8 @@ from pydantic import BaseModel, Field
 from streamwatch.alerts.payload import event_payload, review_fields
 from streamwatch.alerts.pipeline import jpeg
 from streamwatch.inference.types import AnswerKind, DroppedError
-from streamwatch.ingest.images import ImageRejected, decode_image
+from streamwatch.ingest.budget import NoRoom, held_images
+from streamwatch.ingest.images import ImageRejected
 from streamwatch.store.events import EventFilter
 from streamwatch.store.models import Event
 from streamwatch.vocabulary import EventKind, Severity, Verdict
@@ -23,6 +26,7 @@ from streamwatch.web.strict_json import StrictJsonRoute
 
 router = APIRouter(route_class=StrictJsonRoute)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+IMAGE_WAIT_S = 30.0  # how long an upload may wait for room in web.image_memory_mb
 MAX_OFFSET = 1_000_000  # deeper paging is refused (a filter narrows the list instead)
 THUMBNAIL_SIDE = 640
 DECODING_AT_ONCE = 2  # uploaded images decoded at the same time: bounds the memory they take
@@ -170,16 +174,29 @@ async def rules(request: Request) -> list[dict[str, Any]]:
     ]
 
 
-async def read_image(request: Request, upload: UploadFile) -> Image.Image:
-    """The uploaded picture: at most MAX_UPLOAD_BYTES, its pixel count checked before decoding."""
+@contextlib.asynccontextmanager
+async def uploaded_image(request: Request, upload: UploadFile) -> AsyncIterator[Image.Image]:
+    """The uploaded picture (at most MAX_UPLOAD_BYTES, its pixel count checked before decoding), shrunk
+    to the model's size as soon as it is decoded and held within web.image_memory_mb until the block
+    ends: 413 for what could never fit, 422 for what is not a whole image, 503 while the budget is full."""
     data = await upload.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         raise HTTPException(413, f"image larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-    async with request.app.state.decoding:
-        try:
-            return await asyncio.to_thread(decode_image, data)
-        except ImageRejected as exc:
-            raise HTTPException(413 if exc.too_large else 422, str(exc)) from None
+    state = request.app.state
+    try:
+        async with held_images(
+            [data],
+            budget=state.images,
+            decoding=state.decoding,
+            max_side=context(request).image_side(),
+            timeout_s=IMAGE_WAIT_S,
+        ) as (picture,):
+            del data  # the encoded bytes are not needed while the picture waits
+            yield picture
+    except ImageRejected as exc:
+        raise HTTPException(413 if exc.too_large else 422, str(exc)) from None
+    except NoRoom as exc:
+        raise HTTPException(413 if exc.too_large else 503, str(exc), {"Retry-After": "5"}) from None
 
 
 def question_checked(request: Request, question: str) -> str:
@@ -202,12 +219,12 @@ async def ask(
     if not request.app.state.guard.csrf_ok(request, csrf):
         raise HTTPException(403, "missing or wrong CSRF token")
     question_checked(request, question)
-    picture = await read_image(request, image)
     answer_kind = AnswerKind.YES_NO if kind == "yes_no" else AnswerKind.GENERATE
-    try:
-        answer = await context(request).ask(picture, question, answer_kind)
-    except DroppedError as exc:
-        raise HTTPException(503, f"the model is too busy: {exc}") from None
+    async with uploaded_image(request, image) as picture:
+        try:
+            answer = await context(request).ask(picture, question, answer_kind)
+        except DroppedError as exc:
+            raise HTTPException(503, f"the model is too busy: {exc}") from None
     return {
         "answer": answer.text,
         "confidence": answer.confidence,

@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from streamwatch import __version__
 from streamwatch.config import Settings, WebConfig
+from streamwatch.ingest.budget import MemoryBudget
 from streamwatch.lifecycle import StartupError
 from streamwatch.web.api import DECODING_AT_ONCE, MAX_UPLOAD_BYTES
 from streamwatch.web.context import WebContext
@@ -75,6 +76,7 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     templates.env.filters["duration"] = duration
     app.state.context, app.state.guard, app.state.templates = context, guard, templates
     app.state.decoding = asyncio.Semaphore(DECODING_AT_ONCE)
+    app.state.images = MemoryBudget(int(config.image_memory_mb * 1e6), "web.image_memory_mb")
     app.add_middleware(
         Gate,
         check=guard.check,

@@ -62,6 +62,9 @@ class WebContext(Protocol):
 
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer: ...
 
+    def image_side(self) -> int:
+        """The longest side the model sees (model.max_image_side): uploads are shrunk to it at once."""
+
     def question_problem(self, question: str) -> str | None:
         """Why a question may not go to the model (empty, too long), or None."""
 

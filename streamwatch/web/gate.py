@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -123,7 +122,7 @@ class Gate:
         self.body_limit = body_limit
         self.hosts = {name.lower() for name in hosts} if hosts is not None else None
         self.headers = headers
-        self._large = asyncio.Semaphore(4)  # bodies over SMALL_BODY in memory or on disk at once
+        self._large = asyncio.Semaphore(4)  # bodies over SMALL_BODY being received at once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,14 +153,19 @@ class Gate:
             return
         chunked = length is None and scope["method"] not in ("GET", "HEAD", "OPTIONS")
         large = limit > SMALL_BODY and (chunked or (length is not None and int(length) > SMALL_BODY))
-        async with self._large if large else contextlib.nullcontext():
+        slot = _Slot(self._large if large else None)
+        try:
+            await slot.take()
             if chunked:  # no Content-Length: counted while it is buffered
                 body = await _buffered(receive, limit)
                 if body is None:
                     await self._too_large(limit)(scope, receive, send_with_headers)
                     return
                 receive = _replay(body)
-            await self.app(scope, receive, send_with_headers)
+                slot.give_back()
+            await self.app(scope, slot.watching(receive), send_with_headers)
+        finally:
+            slot.give_back()
 
     def _too_large(self, limit: int) -> Response:
         return self.refusal(413, f"request body larger than {limit} bytes")
@@ -173,6 +177,37 @@ class Gate:
         if host not in self.hosts:
             return self.refusal(421, "unknown Host header")
         return None
+
+
+class _Slot:
+    """One of the few places for a large body while it is received: given back as soon as the whole body
+    has arrived (or the client went away), not when the answer is sent, so requests that wait long after
+    their upload (for the model) do not keep others from uploading."""
+
+    def __init__(self, semaphore: asyncio.Semaphore | None) -> None:
+        self.semaphore, self.held = semaphore, False
+
+    async def take(self) -> None:
+        if self.semaphore is not None:
+            await self.semaphore.acquire()
+            self.held = True
+
+    def give_back(self) -> None:
+        if self.held and self.semaphore is not None:
+            self.held = False
+            self.semaphore.release()
+
+    def watching(self, receive: Receive) -> Receive:
+        if not self.held:
+            return receive
+
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                self.give_back()
+            return message
+
+        return watched
 
 
 async def _buffered(receive: Receive, limit: int) -> bytes | None:

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.store.events import EventFilter
 from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
-from streamwatch.web.api import MAX_OFFSET, context, question_checked, read_image
+from streamwatch.web.api import MAX_OFFSET, context, question_checked, uploaded_image
 from streamwatch.web.auth import MAX_SECRET_CHARS
 from streamwatch.web.guard import DEVICE_COOKIE, DEVICE_S, SESSION_COOKIE, Guard
 from streamwatch.web.strict_json import StrictJsonRoute
@@ -154,9 +154,9 @@ async def ask_form(
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
     try:
         question_checked(request, question)
-        picture = await read_image(request, image)
         kind_value = AnswerKind.YES_NO if kind == "yes_no" else AnswerKind.GENERATE
-        answer = await context(request).ask(picture, question, kind_value)
+        async with uploaded_image(request, image) as picture:
+            answer = await context(request).ask(picture, question, kind_value)
     except HTTPException as exc:
         return render(request, "ask.html", result=None, question=question, error=exc.detail)
     except DroppedError as exc:

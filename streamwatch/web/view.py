@@ -124,6 +124,9 @@ class ServiceView:
         """A one-off question (web/API) through the same shared queue as the cameras."""
         return await self.engine.ask("api", question, image, kind, self.engine.settings.model.max_new_tokens)
 
+    def image_side(self) -> int:
+        return self.engine.settings.model.max_image_side
+
     def question_problem(self, question: str) -> str | None:
         return self.engine.limits.problem(question)
 

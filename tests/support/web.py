@@ -81,6 +81,9 @@ class Site:
     async def ask(self, image: Image.Image, question: str, kind: AnswerKind) -> Answer:
         return await self.queue.ask(Request(image, question, kind, source="api"))
 
+    def image_side(self) -> int:
+        return 1280
+
     def question_problem(self, question: str) -> str | None:
         return PromptLimits(max_chars=200).problem(question)
 
