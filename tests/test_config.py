@@ -78,6 +78,19 @@ MALFORMED = [
     pytest.param('[model]\nid = "./models/m"\nmax_bach = 4\n', ":3: model.max_bach: unknown key", id="unknown-key"),
     pytest.param('[modle]\nid = "x"\n', ":1: modle: unknown key", id="unknown-section"),
     pytest.param(
+        VALID_CAMERA + 'source = "/etc/shadow"\n', ":4: cameras[0].source: unknown key", id="unknown-camera-key"
+    ),
+    pytest.param(
+        'cameras = [{id = "a", url = "a.mp4", source = "/etc/shadow"}]\n',
+        ":1: cameras[0].source: unknown key",
+        id="unknown-inline-camera-key",
+    ),
+    pytest.param(
+        VALID_CAMERA + '[cameras.source]\npath = "/etc/shadow"\n',
+        ":4: cameras[0].source: unknown key",
+        id="camera-table",
+    ),
+    pytest.param(
         "[model]\nmax_batch = 0\n",
         ":2: model.max_batch: Input should be greater than or equal to 1 (got 0)",
         id="batch-zero",
