@@ -209,7 +209,25 @@ class EventLogConfig(_Section):
     path: Path = Field(Path("data/events.jsonl"), description="The file (relative to the config file).")
 
 
-class WebConfig(_Section):
+class _Served(_Section):
+    """What the web UI and `serve` share as HTTP servers: who the client is, and the memory of images."""
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed; "
+        "empty: none, every client is the address that connected.",
+    )
+    _proxies = field_validator("trusted_proxies")(proxy_networks)
+    image_memory_mb: float = Field(
+        512.0,
+        ge=64,
+        le=65536,
+        description="Memory for request images being decoded or waiting for the model; more waits, then 503.",
+    )
+
+
+class WebConfig(_Served):
     enabled: bool = True
     host: str = Field("127.0.0.1", description="Bind address; off-loopback needs authentication.")
     _host = field_validator("host")(host_name)
@@ -226,19 +244,6 @@ class WebConfig(_Section):
         default_factory=list,
         description="Host names clients may use to reach the UI besides its address (reverse proxies); on "
         "loopback only localhost names are accepted otherwise (DNS rebinding).",
-    )
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        max_length=100,
-        description="Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed; "
-        "empty: none, every client is the address that connected.",
-    )
-    _proxies = field_validator("trusted_proxies")(proxy_networks)
-    image_memory_mb: float = Field(
-        512.0,
-        ge=64,
-        le=65536,
-        description="Memory for uploaded images being decoded or waiting for the model; more waits, then 503.",
     )
 
     @field_validator("public_url")
@@ -268,7 +273,7 @@ class WebConfig(_Section):
         return not self.loopback or self.password_hash is not None or self.token_hash is not None
 
 
-class ServeConfig(_Section):
+class ServeConfig(_Served):
     """`streamwatch serve`: the batched engine as an OpenAI-compatible chat-completions server."""
 
     host: str = Field("127.0.0.1", description="Bind address; off-loopback needs api_key.")
@@ -291,18 +296,6 @@ class ServeConfig(_Section):
     max_image_mb: float = Field(20.0, gt=0, le=500, description="Largest image accepted, encoded.")
     max_tokens: int = Field(1024, ge=1, le=8192, description="Most tokens one request may generate.")
     max_images: int = Field(8, ge=1, le=16, description="Most images in one request (frames of a camera).")
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        max_length=100,
-        description="Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; empty: none.",
-    )
-    _proxies = field_validator("trusted_proxies")(proxy_networks)
-    image_memory_mb: float = Field(
-        512.0,
-        ge=64,
-        le=65536,
-        description="Memory for request images being decoded or waiting for the model; more waits, then 503.",
-    )
 
     @field_validator("api_key")
     @classmethod
