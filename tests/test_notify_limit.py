@@ -5,6 +5,7 @@ restart rebuilds the window from the last hour's events (no fresh hour, nothing 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -17,8 +18,12 @@ from test_notify import events_and_target, record
 
 from streamwatch.config import NotifyConfig
 from streamwatch.outputs.limit import HOUR_S, HourlyLimit
+from streamwatch.outputs.message import Message
 from streamwatch.outputs.notify import NotifyOutput
+from streamwatch.outputs.relay import Relay
+from streamwatch.store.db import Database
 from streamwatch.store.models import Event
+from streamwatch.store.outbox import Outbox
 
 
 def sent_per_hour(severities: list[str], every_s: float, hours: int, max_per_hour: int) -> list[int]:
@@ -102,3 +107,35 @@ def test_events_older_than_an_hour_do_not_count_after_a_restart(tmp_path: Path) 
 async def enter_and_leave(target: NotifyOutput) -> None:
     async with target.running():
         pass
+
+
+def test_a_failing_target_tries_again_at_once_when_a_new_notification_is_committed(tmp_path: Path) -> None:
+    """The receiver was down and the backoff has grown long; a new notification does not wait it out."""
+    from streamwatch.outputs.message import Message
+
+    outbox = Outbox(Database.open(f"sqlite:///{tmp_path / 'relay.db'}"), sink="notify:test")
+    up = asyncio.Event()
+    sent: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if not up.is_set():
+            raise ConnectionRefusedError("receiver down")
+        sent.append(message.payload)
+
+    async def scenario() -> None:
+        relay = Relay("target t#1", outbox, send, retry_initial_s=120.0, retry_max_s=120.0)
+        async with relay.running():
+            outbox.add([Message("t#1", b"first")])
+            relay.notify()
+            while relay.last_error is None:  # failed once: now backing off for 120 s
+                await asyncio.sleep(0.02)
+            up.set()  # the receiver is back
+            outbox.add([Message("t#1", b"second")])
+            relay.notify()
+            async with asyncio.timeout(60):  # well inside the 120 s backoff
+                while len(sent) < 2:
+                    await asyncio.sleep(0.02)
+
+    asyncio.run(scenario())
+    assert sent == [b"first", b"second"]  # in order, the waiting one first
+    assert inspect.signature(NotifyOutput).parameters["retry_max_s"].default == 5.0  # the longest a target waits
