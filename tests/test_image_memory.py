@@ -153,3 +153,53 @@ def test_the_budget_waits_for_room_refuses_after_the_wait_and_never_fits_too_lar
 async def _hold(budget: MemoryBudget, size: int) -> None:
     async with budget.reserved(size, 5.0):
         pass
+
+
+def test_serve_holds_concurrent_near_limit_images_within_its_budget(tiny_glm4v: Path) -> None:
+    """`serve` with the model busy (its queue not started: every request waits): 16 requests of a 6000x6000
+    PNG take about the budget, not 16 x 108 MB (before: 0.5 to 2.5 GB)."""
+    import base64
+
+    from streamwatch.config import ServeConfig
+    from streamwatch.inference.backends.transformers import TransformersBackend
+    from streamwatch.inference.queue import InferenceQueue
+    from streamwatch.inference.watchdog import ModelWatchdog
+    from streamwatch.serve.api import create_openai_app
+
+    backend = TransformersBackend.load(str(tiny_glm4v), device="cpu")
+    queue = InferenceQueue(backend, max_batch=2, max_wait_s=0.01)  # never started: the model is busy
+    limits = backend.prompt_limits(max_chars=2000, max_tokens=64, max_new_tokens=16)
+    config = ServeConfig(image_memory_mb=BUDGET_MB)
+    app = create_openai_app(
+        queue, config, "tiny", default_tokens=16, timeout_s=60, limits=limits, watchdog=ModelWatchdog(queue, 600)
+    )
+    server = LiveServer(app)
+    uri = "data:image/png;base64," + base64.b64encode(near_limit_png()).decode()
+    content = [
+        {"type": "text", "text": "Is it open? Answer yes or no."},
+        {"type": "image_url", "image_url": {"url": uri}},
+    ]
+    statuses: list[int] = []
+
+    def request() -> None:
+        body = {"messages": [{"role": "user", "content": content}], "max_tokens": 1}
+        response = httpx.post(f"http://127.0.0.1:{server.port}/v1/chat/completions", json=body, timeout=180)
+        statuses.append(response.status_code)
+
+    baseline = resident_mb()
+    sampler = Sampler()
+    threads = [threading.Thread(target=request, daemon=True) for _ in range(UPLOADS)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: queue.stats().pending + len(statuses) == UPLOADS, 150, "every request decoded (or refused)")
+        peak = sampler.stop()
+        assert queue.stats().pending >= 1 and set(statuses) <= {503}, statuses
+        assert peak - baseline < BUDGET_MB + 200, (baseline, peak)
+    finally:
+        sampler.running = False
+        queue.stop(drain=False, timeout=5)  # the waiting requests are dropped (503)
+        for thread in threads:
+            thread.join(60)
+        server.stop()
+    assert set(statuses) == {503}
