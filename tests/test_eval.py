@@ -24,6 +24,7 @@ from support.helpers import REPO
 from streamwatch.alerts.pipeline import jpeg
 from streamwatch.demo.dataset import demo_tasks, example
 from streamwatch.evaluation import metrics
+from streamwatch.evaluation.false_alerts import false_alerts
 from streamwatch.evaluation.manifest import frames, load_manifest
 from streamwatch.store import measures
 from streamwatch.store.labels import NewLabelRequest
@@ -59,11 +60,10 @@ def test_calibration_error_and_false_alerts_a_day() -> None:
     assert metrics.calibration_error([0.95, 0.95, 0.05, 0.05], [True, True, False, False]) == pytest.approx(0.05)
     assert metrics.calibration_error([0.9, 0.9], [False, False]) == pytest.approx(0.9)
     assert metrics.calibration_error([], []) is None
-    # 1 sample every 2 s (43,200 a day); 1 in 100 answers falsely yes
-    assert metrics.false_alerts_per_day(0.01, 2.0, 1, 1) == pytest.approx(432.0)
-    # 2 of 3: a positive answer completing the second positive among three: q * C(2,1) * q * (1 - q)
-    assert metrics.false_alerts_per_day(0.01, 2.0, 2, 3) == pytest.approx(43_200 * 0.01 * 2 * 0.01 * 0.99)
-    assert metrics.false_alerts_per_day(None, 2.0, 1, 1) is None
+    # 1 sample every 2 s (43,200 a day); 1 in 100 answers falsely yes; n = m = 1, no cooldown: 100 samples
+    # closed on average, then open until the next "no" (1 / 0.99 samples)
+    assert false_alerts(0.01, 2.0, 1, 1).openings_per_day == pytest.approx(43_200 / (100 + 1 / 0.99))
+    # (the state machine against the evaluator itself: tests/test_false_alerts.py)
 
 
 def manifest(tmp_path: Path, body: str, clip: Path | None = None) -> Path:

@@ -119,14 +119,3 @@ def _within(low: float | None, high: float, current: float) -> float:
     middle = (low + high) / 2
     nice = round(middle, 3)
     return nice if low < nice <= high else middle
-
-
-def false_alerts_per_day(false_positive_rate: float | None, sample_interval_s: float, n: int, m: int) -> float | None:
-    """Alerts a day on a camera where the rule's condition is never true: samples a day times the chance
-    that a sample completes n positives among the last m (it is positive, and exactly n - 1 of the m - 1
-    before it were), the answers taken as independent. Cooldown and open alerts make it fewer."""
-    if false_positive_rate is None:
-        return None
-    q = false_positive_rate
-    per_sample = q * math.comb(m - 1, n - 1) * q ** (n - 1) * (1 - q) ** (m - n)
-    return 86_400 / sample_interval_s * per_sample

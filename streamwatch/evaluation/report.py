@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from streamwatch.evaluation import metrics
+from streamwatch.evaluation.false_alerts import false_alerts
 from streamwatch.evaluation.replay import Scored
 from streamwatch.reports import markdown_table, write_report
 
@@ -28,9 +29,15 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
     at_best = metrics.counts(p, truth, best) if best is not None else None
     n, m = rule.confirm.n, rule.confirm.m
 
-    def per_day(counted: metrics.Counts | None) -> float | None:
+    def alerts(counted: metrics.Counts | None) -> tuple[float | None, float | None]:
+        """(false alerts opened a day, share of the time one is open) at the rule's settings."""
         rate = counted.false_positive_rate if counted is not None else None
-        return _round(metrics.false_alerts_per_day(rate, scored.sample_interval_s, n, m), 2)
+        if rate is None:
+            return None, None
+        found = false_alerts(rate, scored.sample_interval_s, n, m, rule.cooldown_s)
+        return _round(found.openings_per_day, 2), _round(found.open_share, 4)
+
+    false_now, false_there = alerts(now), alerts(at_best)
 
     return {
         "camera": scored.camera,
@@ -50,12 +57,14 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
         "recall": _round(now.recall),
         "f1": _round(now.f1),
         "calibration_error": _round(metrics.calibration_error(p, truth)) if tunable else None,
-        "false_alerts_per_day": per_day(now),
+        "false_alerts_per_day": false_now[0],
+        "false_alert_open_share": false_now[1],
         "suggested_threshold": _round(best, 6),  # a round number where one fits (metrics.best_threshold)
         "suggested_precision": _round(at_best.precision) if at_best else None,
         "suggested_recall": _round(at_best.recall) if at_best else None,
         "suggested_f1": _round(at_best.f1) if at_best else None,
-        "suggested_false_alerts_per_day": per_day(at_best),
+        "suggested_false_alerts_per_day": false_there[0],
+        "suggested_false_alert_open_share": false_there[1],
         "curve": _curve(p, truth) if tunable else [],
     }
 
@@ -107,7 +116,7 @@ def shadow_pairs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if live is None:
             continue
         pair = {"camera": shadow["camera"], "live": live["rule"], "shadow": shadow["rule"], "n": shadow["n"]}
-        for name in ("f1", "precision", "recall", "false_alerts_per_day"):
+        for name in ("f1", "precision", "recall", "false_alerts_per_day", "false_alert_open_share"):
             pair[f"{name}_live"], pair[f"{name}_shadow"] = live[name], shadow[name]
         pairs.append(pair)
     return pairs
@@ -126,6 +135,8 @@ PAIRED = [
     ("recall_shadow", "recall shadow"),
     ("false_alerts_per_day_live", "false alerts/day live"),
     ("false_alerts_per_day_shadow", "false alerts/day shadow"),
+    ("false_alert_open_share_live", "false alert open live"),
+    ("false_alert_open_share_shadow", "false alert open shadow"),
 ]
 
 AGREED = [
@@ -196,10 +207,12 @@ COLUMNS = [
     ("f1", "F1"),
     ("calibration_error", "ECE"),
     ("false_alerts_per_day", "false alerts/day"),
+    ("false_alert_open_share", "false alert open"),
     ("suggested_threshold", "suggested threshold"),
     ("suggested_precision", "precision there"),
     ("suggested_recall", "recall there"),
     ("suggested_false_alerts_per_day", "false alerts/day there"),
+    ("suggested_false_alert_open_share", "false alert open there"),
 ]
 
 

@@ -19,6 +19,7 @@ FIELDS = (
     "f1",
     "suggested_threshold",
     "false_alerts_per_day",
+    "false_alert_open_share",
 )
 
 

@@ -145,7 +145,8 @@ class RuleMeasure(Base):
     recall: Mapped[float | None] = mapped_column(Float, nullable=True)
     f1: Mapped[float | None] = mapped_column(Float, nullable=True)
     suggested_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
-    false_alerts_per_day: Mapped[float | None] = mapped_column(Float, nullable=True)
+    false_alerts_per_day: Mapped[float | None] = mapped_column(Float, nullable=True)  # false alerts opened a day
+    false_alert_open_share: Mapped[float | None] = mapped_column(Float, nullable=True)  # of the time, 0..1
     measured_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
