@@ -105,8 +105,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "WARNING")
     use_config = Path(args.config).exists() or args.model is None
     settings = load_settings(args.config, sections=("model",)) if use_config else Settings()
-    if args.model is not None:
-        overrides = {"id": args.model, **({"device": args.device} if args.device else {})}
+    if args.model is not None:  # another model: the config's adapter was trained for its own, not this one
+        overrides = {"id": args.model, "adapter": None, **({"device": args.device} if args.device else {})}
         settings = settings.model_copy(update={"model": ModelConfig(**{**settings.model.model_dump(), **overrides})})
     try:
         image = grab_frame(args.source)
@@ -319,7 +319,9 @@ def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--kind", choices=["yes_no", "text"], default="yes_no")
     ask.add_argument("-c", "--config", default="config.toml", help="model settings come from here")
-    ask.add_argument("--model", help="hub id or local directory (overrides the config)")
+    ask.add_argument(
+        "--model", help="hub id or local directory (overrides the config; the config's adapter is left out)"
+    )
     ask.add_argument("--device", help="auto, cpu, cuda, cuda:N (with --model)")
     ask.add_argument("--max-new-tokens", type=int, default=32)
     ask.add_argument("--json", action="store_true", help="print one JSON object")

@@ -84,6 +84,18 @@ def test_ask_with_an_explicit_model_needs_no_config(tmp_path: Path, tiny_qwen2vl
     assert json.loads(result.stdout)["model"] == str(tiny_qwen2vl)
 
 
+def test_ask_with_another_model_leaves_the_configs_adapter_out(tmp_path: Path, tiny_qwen2vl: Path) -> None:
+    """The config's adapter belongs to the config's model: `--model` asks the other model alone."""
+    random_image(2).save(tmp_path / "f.png")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "base_model_name_or_path": "elsewhere"}')
+    (tmp_path / "config.toml").write_text('[model]\nid = "org/configured"\nadapter = "adapter"\n')
+    result = streamwatch("ask", "f.png", "Is it day?", "--model", str(tiny_qwen2vl), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == str(tiny_qwen2vl)
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [("missing.jpg", "missing.jpg: file not found"), ("not-an-image.png", "not a readable image")],
