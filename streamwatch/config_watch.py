@@ -40,6 +40,7 @@ def restart_needed(old: Settings, new: Settings) -> list[str]:
 class ConfigWatch:
     def __init__(self, settings: Settings, apply: Callable[[list[CameraConfig]], Awaitable[None]]) -> None:
         self.path, self.current, self.apply = settings.source, settings, apply
+        self.started = settings  # what runs for every section but the cameras, until a restart
         self.applied = self.seen = _signature(self.path)
         self.error: str | None = None  # why the file on disk is not applied (readiness)
 
@@ -74,7 +75,7 @@ class ConfigWatch:
             log.error("%s changed but cannot be read (%s); the running cameras stay", self.path, exc)
             return
         self.error = None
-        later = restart_needed(self.current, new)
+        later = restart_needed(self.started, new)  # a value set back to the running one needs nothing
         if later:
             log.warning("%s: %s changed: restart streamwatch to apply it", self.path, ", ".join(later))
         if new.cameras != self.current.cameras:

@@ -390,3 +390,32 @@ def test_events_need_only_the_storage_section(tmp_path: Path) -> None:
     assert any("UNSET_MQTT_PASSWORD" in p for p in problems(path))  # the service needs everything
     settings = load_settings(path, sections=("storage",))
     assert settings.database_url() == f"sqlite:///{tmp_path / 'db' / 'events.db'}"
+
+
+def test_a_section_set_back_to_what_runs_needs_no_restart(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import os
+
+    from streamwatch.config_watch import ConfigWatch
+
+    path = write(tmp_path, '[model]\nid = "./models/m"\n[web]\nsession_hours = 12\n')
+    applied: list[object] = []
+
+    async def apply(cameras: object) -> None:
+        applied.append(cameras)
+
+    watch = ConfigWatch(load_settings(path), apply)
+
+    async def edit(session_hours: int, stamp: int) -> None:
+        path.write_text(f'[model]\nid = "./models/m"\n[web]\nsession_hours = {session_hours}\n', encoding="utf-8")
+        os.utime(path, ns=(stamp, stamp))
+        await watch.step()  # seen changed
+        await watch.step()  # stood still: read
+
+    caplog.set_level("INFO")
+    asyncio.run(edit(2, 10**18))
+    assert "web changed: restart streamwatch to apply it" in caplog.text
+    caplog.clear()
+    asyncio.run(edit(12, 2 * 10**18))  # back to the value that runs
+    assert "restart" not in caplog.text and "its cameras are the same" in caplog.text
+    assert watch.problem() is None and not applied
