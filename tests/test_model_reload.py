@@ -7,6 +7,7 @@ is released only after it."""
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import textwrap
 import threading
@@ -71,8 +72,9 @@ def put(adapter: Path, into: Path) -> None:
 
 @pytest.mark.slow
 def test_a_new_adapter_is_swapped_in_without_a_restart_and_a_broken_one_keeps_the_running_model(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     first, second = make_adapter(tmp_path / "a", 1), make_adapter(tmp_path / "b", 2)
     picture = board()
     want_first, want_second = expected_p_yes(first, picture), expected_p_yes(second, picture)
@@ -156,6 +158,13 @@ def test_a_new_adapter_is_swapped_in_without_a_restart_and_a_broken_one_keeps_th
         wait_for(lambda: model()["reloads"] == 2, 60, "the adapter the link now names to be swapped in")
         assert model()["reload_error"] is None and asked() == pytest.approx(want_first, abs=1e-4)
         assert "streamwatch_model_reload_failing 0.0" in client.get("/metrics").text
+
+        for item in (tmp_path / "adapters" / "slot-b").iterdir():  # emptied: a slot, the model alone
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+        wait_for(lambda: model()["reloads"] == 3, 60, "the emptied slot to be swapped in")
+        assert model()["adapter"] is None  # and the log says the same as /readyz
+        last = caplog.text.split("model reloaded: ")[-1].splitlines()[0]
+        assert "without an adapter now answers" in last
     finally:
         client.close()
         running.stop()

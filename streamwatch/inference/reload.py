@@ -129,7 +129,8 @@ class ModelReload:
         old = self.engine.swap(backend)
         self.state.loaded_at, self.state.last_error = time.time(), None
         self.state.reloads += 1
-        log.info("model reloaded: %s now answers; releasing the previous one", what)
+        answering = backend.name + (f" with adapter {backend.adapter}" if backend.adapter else " without an adapter")
+        log.info("model reloaded: %s now answers; releasing the previous one", answering)
         await asyncio.to_thread(self.engine.release, old, RELEASE_WAIT_S)
 
     def _failed(self, why: str) -> None:
