@@ -64,6 +64,8 @@ def test_finetune_writes_an_adapter_and_a_before_after_report_that_eval_and_the_
     shown = (out / "finetune.md").read_text()
     assert f"LoRA adapter (rank 8) on {training['examples']} labelled examples" in shown
     assert "## A against B" in shown and (out / "finetune.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Left out of training: none." in shown  # nothing was: said so, as it would name what was
+    assert "None" not in result.stdout  # a missing figure reads as "-" or says why there is none
 
     # eval compares the model with and without it; the config takes it
     compared = streamwatch(

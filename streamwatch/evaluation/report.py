@@ -223,8 +223,9 @@ def markdown(data: dict[str, Any], notes: Sequence[str] = ()) -> str:
         "# Evaluation",
         "",
         f"{data['date']}. A rule alerts on an answer when P(yes) >= its threshold. Suggested threshold: {goal}.",
-        "False alerts a day: on a camera where the condition never holds, sampled at the rule's interval,",
-        "with its N-of-M confirmation (answers taken as independent; cooldowns make it fewer).",
+        "False alerts, on a camera where the condition never holds: opened a day, and the share of the time",
+        "one is open, from the alert state machine at the rule's interval (N-of-M to open, m negatives in a",
+        "row to resolve, then its cooldown), the answers taken as independent.",
         *(["", *notes] if notes else []),
     ]
     for index, candidate in enumerate(data["candidates"]):

@@ -133,22 +133,30 @@ def finetune(args: argparse.Namespace) -> int:
             "loss": history,
         }
     }
+    left_out = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "none"
     lines = [
         f"Fine-tuned: a LoRA adapter (rank {lora.rank}) on {len(training)} labelled examples "
         f"({', '.join(f'{n} {rule}' for rule, n in sorted(per_rule.items()))}), {lora.steps} steps of "
         f"{lora.batch}, seed {lora.seed}; loss {history[0][1]:.3f} at step {history[0][0]} -> "
         f"{history[-1][1]:.3f} at step {history[-1][0]}.",
+        f"Left out of training: {left_out}.",
         f"Measured on the held-out part ({args.holdout:g} of the examples, never trained on): A is the model "
-        "without the adapter, B with it.",
+        "without the adapter, B with it (what the held-out part left out is listed under each).",
     ]
     candidates = summarise(results, None)
     for path in write(out, NAME, candidates, None, extra, lines):
         print(f"wrote {path}")
     for row in candidates[1]["rows"]:  # an adapter moves the scores: its own threshold goes with it
+        shown = {key: "-" if row[key] is None else row[key] for key in row}
+        suggestion = (
+            f"suggested threshold {shown['suggested_threshold']} (held-out precision {shown['suggested_precision']}, "
+            f"recall {shown['suggested_recall']})"
+            if row["suggested_threshold"] is not None
+            else "no threshold suggested (the held-out part cannot separate yes from no for it)"
+        )
         print(
-            f"with the adapter, {row['rule']} on {row['camera']}: F1 {row['f1']} at threshold {row['threshold']}; "
-            f"suggested threshold {row['suggested_threshold']} (held-out precision {row['suggested_precision']}, "
-            f"recall {row['suggested_recall']})"
+            f"with the adapter, {row['rule']} on {row['camera']}: F1 {shown['f1']} at threshold "
+            f"{shown['threshold']}; {suggestion}"
         )
     print(f'adapter in {out}: set model.adapter = "{out}" (a running service watching it loads it)')
     return 0
