@@ -49,6 +49,7 @@ def test_finetune_writes_an_adapter_and_a_before_after_report_that_eval_and_the_
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    assert "step 20 of 20, loss " in result.stderr  # not a terminal (a job's log): progress as lines
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     report = json.loads((out / "finetune.json").read_text())
     training = report["training"]

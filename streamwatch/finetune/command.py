@@ -173,6 +173,9 @@ def _replay(settings: Settings, rules: Any, cameras: Any, examples: Any, skipped
         backend.close()
 
 
+PROGRESS_EVERY_S = 30.0
+
+
 def _train(settings: Settings, training: list[Any], lora: LoraSettings, device: str, out: Path) -> list[Any]:
     import torch
     from tqdm import tqdm
@@ -189,11 +192,16 @@ def _train(settings: Settings, training: list[Any], lora: LoraSettings, device: 
     model = AutoModelForImageTextToText.from_pretrained(ref, dtype=torch.float32).to(on)
     peft_model = add_lora(model, lora)
     print(f"training a LoRA adapter on {len(training)} examples on {on}", file=sys.stderr)
-    with tqdm(total=lora.steps, unit="step", file=sys.stderr, disable=None) as bar:
+    lines = not sys.stderr.isatty()  # a job's log, a pipe: a line at most every PROGRESS_EVERY_S, not a bar
+    said = [-PROGRESS_EVERY_S]
+    with tqdm(total=lora.steps, unit="step", file=sys.stderr, disable=True if lines else None) as bar:
 
-        def progress(step: int, loss: float, _seconds: float) -> None:
+        def progress(step: int, loss: float, seconds: float) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
+            if lines and (seconds - said[0] >= PROGRESS_EVERY_S or step == lora.steps):
+                said[0] = seconds
+                print(f"step {step} of {lora.steps}, loss {loss:.4f}, {seconds:.0f} s", file=sys.stderr, flush=True)
 
         history = train_lora(peft_model, processor, training, lora, progress)
     out.mkdir(parents=True, exist_ok=True)
