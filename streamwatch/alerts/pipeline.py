@@ -194,6 +194,8 @@ class AlertPipeline:
             raise
         except Exception:
             log.exception("alert %s: its description could not be recorded", opened.uid)
+            with contextlib.suppress(Exception):  # not left "pending": the next start would settle it anyway
+                await asyncio.to_thread(self.store.described, opened.uid, None, DescriptionState.NONE)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AlertPipeline]:
