@@ -165,7 +165,9 @@ def create_openai_app(
             message = f"{exc.which}: {message}" if exc.which else message
             raise ApiError(413 if exc.too_large else 400, message, PARAM) from None
         except NoRoom as exc:
-            raise ApiError(413 if exc.too_large else 503, str(exc), PARAM) from None
+            raise ApiError(
+                413 if exc.too_large else 503, str(exc), PARAM, retry_after_s=None if exc.too_large else 5
+            ) from None
 
     async def answered(query: ChatQuery, image: Image.Image, frames: list[Image.Image], client: str) -> dict[str, Any]:
         kind = AnswerKind.YES_NO if query.yes_no else AnswerKind.GENERATE

@@ -22,9 +22,12 @@ _TYPES = {
 class ApiError(Exception):
     """A request this server answers with `status` and a message that says what to change."""
 
-    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, param: str | None = None, *, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param = status, message, param
+        self.retry_after_s = retry_after_s  # said as Retry-After
 
     def body(self) -> dict[str, Any]:
         kind = _TYPES.get(self.status, "server_error")
@@ -32,6 +35,7 @@ class ApiError(Exception):
 
     def response(self, retry_after_s: float | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
         extra = dict(headers or {})
+        retry_after_s = self.retry_after_s if retry_after_s is None else retry_after_s
         if retry_after_s is not None:
             extra["Retry-After"] = str(max(1, round(retry_after_s)))
         return JSONResponse(self.body(), status_code=self.status, headers=extra or None)
