@@ -55,7 +55,8 @@ def service(tmp_path: Path) -> Iterator[tuple[str, EventStore]]:
             (REPO / "tests" / "data" / "snapshot.jpg").read_bytes(),
         )
     measured = {"rule": "right-side", "camera": "gate", "n": 40, "positives": 12, "threshold": 0.5}
-    measured |= {"precision": 0.9, "recall": 0.75, "f1": 0.82, "suggested_threshold": 0.42, "false_alerts_per_day": 3.1}
+    measured |= {"precision": 0.9, "recall": 0.75, "f1": 0.82, "suggested_threshold": 0.42}
+    measured |= {"false_alerts_per_day": 3.1, "false_alert_open_share": 0.004}
     measures.save(store.db, "m", [measured])  # as `streamwatch eval` leaves them
     running = Running(settings)
     try:
@@ -112,7 +113,8 @@ def test_pages_fit_a_phone_and_show_live_cameras_and_rules(service: tuple[str, E
     assert phone.locator("li.card[data-rule=right-side]").count() == 1
     shown = phone.locator("li.card[data-rule=right-side] .measured[data-camera=gate]").inner_text()
     assert shown == (
-        "gate, measured on 40 labelled frames: precision 0.90 · recall 0.75 · suggested threshold 0.42 (now 0.50)"
+        "gate, measured on 40 labelled frames: precision 0.90 · recall 0.75 · false alerts where nothing happens: "
+        "3.1 opened a day, one open 0.4 % of the time · suggested threshold 0.42 (now 0.50)"
     )
 
 
