@@ -2,11 +2,11 @@
 
 Decoding is bounded (a few at once, pixels counted before decoding), but a decoded image then waits in
 the queue until it is answered: 32 concurrent 6000x6000 uploads held 3 GB. So every image takes a
-reservation before it is decoded: its decoded size (width x height x 3 bytes, twice: the decoder's
-copy and the RGB one), shrunk to the model's size as soon as it is decoded (`fit_longest_side`, the
-same resize the backend does, so the model sees the same pixels), held until it is answered. A request
-that does not fit waits for room until its deadline, then is refused (503, try later); one that could
-never fit is refused at once (413)."""
+reservation before it is decoded: its decoded size (width x height x 3 bytes, three times over: the
+decoder's copy, the RGB one, and the decoder's buffers and heap not yet given back), shrunk to the
+model's size as soon as it is decoded (`fit_longest_side`, the same resize the backend does, so the
+model sees the same pixels), held until it is answered. A request that does not fit waits for room
+until its deadline, then is refused (503, try later); one that could never fit is refused at once (413)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import AsyncIterator, Sequence
 
 from PIL import Image
 
 from streamwatch.ingest.images import MAX_IMAGE_PIXELS, ImageRejected, declared_size, decode_image
-
-log = logging.getLogger(__name__)
 
 BYTES_PER_PIXEL = 3
 DECODE_COPIES = 3  # the decoder's image, its RGB conversion, and the decoder's own buffers and heap not yet given back

@@ -64,11 +64,11 @@ class Fetcher:
             self._slots.release()
 
 
-def _one_of(exc: ApiError, number: int, count: int, more: str = "") -> ApiError:
+def _one_of(exc: ApiError, number: int, count: int) -> ApiError:
     """An ApiError about one image of several, saying which (the error itself for a single image)."""
     if count == 1:
         return exc
-    return ApiError(exc.status, f"image {number} of {count}: {exc.message}{more}", exc.param)
+    return ApiError(exc.status, f"image {number} of {count}: {exc.message}", exc.param)
 
 
 def _loop_time(deadline: float) -> float:
