@@ -41,21 +41,6 @@ def test_counts_precision_recall_f1_at_a_threshold() -> None:
     assert metrics.counts(p, truth, 0.95).precision is None  # it never alerts
 
 
-def test_the_suggested_threshold_maximises_f1_or_meets_a_precision() -> None:
-    p = [0.9, 0.8, 0.7, 0.4, 0.3, 0.2]
-    truth = [True, False, True, True, False, False]
-    assert metrics.best_threshold(p, truth, 0.5) == 0.35  # all three positives, one false: F1 0.857; (0.3, 0.4]
-    assert metrics.best_threshold(p, truth, 0.5, target_precision=1.0) == 0.85  # (0.8, 0.9]: its middle
-    assert metrics.best_threshold(p, truth, 0.35) == 0.35  # inside (0.3, 0.4], the best set: keep it
-    # perfectly separated, the positives scored 0.99998 and above: a round threshold between, not 1.0
-    assert metrics.best_threshold([0.99998, 0.99999, 0.2, 0.1], [True, True, False, False], 0.7) == 0.7
-    assert metrics.best_threshold([0.99998, 0.99999, 0.9, 0.1], [True, True, False, False], 0.7) == 0.95
-    narrow = metrics.best_threshold([0.99998, 0.99999, 0.99997, 0.1], [True, True, False, False], 0.7)
-    assert narrow == pytest.approx(0.999975)  # no round number fits between: the exact middle
-    assert metrics.best_threshold(p, [False] * 6, 0.5) is None  # nothing to find
-    assert metrics.best_threshold([0.6, 0.6], [True, False], 0.5, target_precision=0.9) is None
-
-
 def test_calibration_error_and_false_alerts_a_day() -> None:
     assert metrics.calibration_error([0.95, 0.95, 0.05, 0.05], [True, True, False, False]) == pytest.approx(0.05)
     assert metrics.calibration_error([0.9, 0.9], [False, False]) == pytest.approx(0.9)

@@ -12,6 +12,7 @@ from streamwatch.config.fields import LOCAL_PREFIXES, NETWORK_PREFIXES
 from streamwatch.config.jobs import JobsConfig
 from streamwatch.config.labels import LabelsConfig
 from streamwatch.config.notify import NotifyConfig
+from streamwatch.config.release import ReleaseConfig
 from streamwatch.config.sections import (
     CameraConfig,
     EventLogConfig,
@@ -41,6 +42,7 @@ class Settings(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     notify: list[NotifyConfig] = Field(default_factory=list, max_length=50)
     source: Path = Field(Path("config.toml"), exclude=True)
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)  # where each key is written in `source`

@@ -1,9 +1,8 @@
 """How well a yes/no rule does on labelled examples: counts at a threshold, precision, recall, F1,
-expected calibration error, the threshold that would do best, and the false alerts a day it means."""
+expected calibration error (the suggested threshold: thresholds.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -78,44 +77,3 @@ def calibration_error(p_yes: Sequence[float], truth: Sequence[bool], bins: int =
     if not p_yes:
         return None
     return sum(b.answers * abs(b.mean_p_yes - b.yes) for b in reliability(p_yes, truth, bins)) / len(p_yes)
-
-
-def best_threshold(
-    p_yes: Sequence[float], truth: Sequence[bool], current: float, target_precision: float | None = None
-) -> float | None:
-    """The threshold that maximises F1 (ties: the one nearest to `current`), or with `target_precision`
-    the lowest threshold whose precision reaches it (the most recall at that precision). Each distinct
-    score s (above the next lower one, s') stands for every threshold in (s', s]: they alert on the same
-    answers; the one suggested is `current` where it lies inside, else the middle of the interval (a
-    margin on both sides for answers not seen yet), never the edge a score sits on. None without any
-    positive example (or when no threshold reaches the target)."""
-    if not any(truth):
-        return None
-    best: tuple[float, float, float] | None = None  # (F1, -distance to current, threshold)
-    below: float | None = None
-    for score in sorted(set(p_yes)):
-        result = counts(p_yes, truth, score)
-        suggested = _within(below, score, current)
-        outside = max(0.0, current - score, (below - current) if below is not None else 0.0)
-        below = score
-        if target_precision is not None:
-            if result.precision is not None and result.precision >= target_precision:
-                return suggested
-            continue
-        key = (result.f1 or 0.0, -outside, suggested)
-        if best is None or key > best:
-            best = key
-    return None if best is None else best[2]
-
-
-def _within(low: float | None, high: float, current: float) -> float:
-    """A threshold in (low, high] (low None: no lower bound): `current` if it is inside, else the middle
-    of the interval (as far from the scores on either side as it can be), three decimals where they fit."""
-    if (low is None or current > low) and current <= high:
-        return current
-    if low is None:
-        nice = math.floor(high * 1000) / 1000
-        return nice if nice > 0 else high
-    middle = (low + high) / 2
-    nice = round(middle, 3)
-    return nice if low < nice <= high else middle

@@ -12,6 +12,7 @@ from typing import Any
 from streamwatch.evaluation import metrics
 from streamwatch.evaluation.false_alerts import false_alerts
 from streamwatch.evaluation.replay import Scored
+from streamwatch.evaluation.thresholds import suggest
 from streamwatch.reports import markdown_table, write_report
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
     rule, p, truth = scored.rule, scored.p_yes, scored.truth
     now = metrics.counts(p, truth, scored.threshold)
     tunable = rule.answer == "yes_no"  # count and choice rules alert on a condition, not a threshold
-    best = metrics.best_threshold(p, truth, rule.threshold, target_precision) if tunable else None
+    suggestion = suggest(p, truth, rule.threshold, target_precision) if tunable else None
+    best = suggestion.threshold if suggestion is not None else None
     at_best = metrics.counts(p, truth, best) if best is not None else None
     n, m = rule.confirm.n, rule.confirm.m
 
@@ -59,7 +61,10 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
         "calibration_error": _round(metrics.calibration_error(p, truth)) if tunable else None,
         "false_alerts_per_day": false_now[0],
         "false_alert_open_share": false_now[1],
-        "suggested_threshold": _round(best, 6),  # a round number where one fits (metrics.best_threshold)
+        "suggested_threshold": None if best is None else float(f"{best:.6g}"),  # thresholds.suggest
+        "suggested_why": suggestion.why if suggestion is not None else None,
+        "suggested_cv_precision": _round(suggestion.cv_precision) if suggestion else None,
+        "suggested_cv_recall": _round(suggestion.cv_recall) if suggestion else None,
         "suggested_precision": _round(at_best.precision) if at_best else None,
         "suggested_recall": _round(at_best.recall) if at_best else None,
         "suggested_f1": _round(at_best.f1) if at_best else None,
@@ -213,6 +218,7 @@ COLUMNS = [
     ("suggested_recall", "recall there"),
     ("suggested_false_alerts_per_day", "false alerts/day there"),
     ("suggested_false_alert_open_share", "false alert open there"),
+    ("suggested_why", "how sure"),
 ]
 
 
@@ -222,7 +228,9 @@ def markdown(data: dict[str, Any], notes: Sequence[str] = ()) -> str:
     parts = [
         "# Evaluation",
         "",
-        f"{data['date']}. A rule alerts on an answer when P(yes) >= its threshold. Suggested threshold: {goal}.",
+        f"{data['date']}. A rule alerts on an answer when P(yes) >= its threshold. Suggested threshold: {goal}",
+        "that still holds with every answer moved by e (2.7x) in odds, from at least 5 truly-yes and 5 truly-no",
+        "examples; how sure: the same choice cross-validated (chosen without a fold, counted on it).",
         "False alerts, on a camera where the condition never holds: opened a day, and the share of the time",
         "one is open, from the alert state machine at the rule's interval (N-of-M to open, m negatives in a",
         "row to resolve, then its cooldown), the answers taken as independent.",

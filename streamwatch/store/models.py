@@ -178,3 +178,24 @@ class DiscoveryTopic(Base):
 
     topic: Mapped[str] = mapped_column(String(400), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Release(Base):
+    """One version of what decides the alerts beyond the rules' questions: the adapter and every yes/no
+    rule's threshold, as a change made it (release/). A refused change is kept too, never live."""
+
+    __tablename__ = "releases"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    by: Mapped[str] = mapped_column(String(200))  # who made it: a user, `web <address>`, a job
+    action: Mapped[str] = mapped_column(String(20))  # baseline | apply | rollback
+    outcome: Mapped[str] = mapped_column(String(20))  # passed | overridden | refused | not gated
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the fine-tune job it came from
+    adapter: Mapped[str | None] = mapped_column(String(500), nullable=True)  # its kept copy; None: no adapter
+    adapter_from: Mapped[str | None] = mapped_column(String(500), nullable=True)  # where it was taken from
+    thresholds: Mapped[str] = mapped_column(Text)  # JSON: rule id -> threshold, every yes/no rule's
+    changes: Mapped[str] = mapped_column(Text)  # JSON: what changed, a line each
+    gate: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: the gate's report
+    override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rolled_back_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
