@@ -161,7 +161,7 @@ class Service:
         await running.enter_async_context(engine.answering())
         await running.enter_async_context(self._cameras)
 
-        jobs = JobRunner(settings, metrics) if settings.jobs.enabled else None
+        jobs = JobRunner(settings, metrics, database) if settings.jobs.enabled else None
         if jobs is not None:
             await running.enter_async_context(jobs.running())  # ends a running job after the web UI stops
         loops = Loops()

@@ -285,7 +285,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-RUNTIME_COMMANDS = ("run", "serve", "check", "ask", "probe", "events", "labels", "hash-password")
+RUNTIME_COMMANDS = ("run", "serve", "check", "ask", "probe", "events", "labels", "hash-password", "release")
 
 
 def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
@@ -358,9 +358,11 @@ def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
     events.set_defaults(func=cmd_events)
     from streamwatch.evaluation.command import add_eval_parser
     from streamwatch.labels_cli import add_labels_parser
+    from streamwatch.release.command import add_release_parser
 
     add_labels_parser(sub)
     add_eval_parser(sub)
+    add_release_parser(sub)
 
     if tools:
         from streamwatch.bench.commands import add_bench_parser

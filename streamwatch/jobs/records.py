@@ -23,14 +23,14 @@ RECORD = "job.json"
 LOG = "output.log"
 REPORT_SUFFIXES = (".md", ".json", ".png", ".log")
 MAX_FILES = 200  # a job folder's files listed at most
-STATES = ("running", "succeeded", "failed", "cancelled", "timed out", "interrupted")
+STATES = ("running", "succeeded", "failed", "refused", "cancelled", "timed out", "interrupted")
 FINISHED = STATES[1:]
 
 
 @dataclass(frozen=True)
 class JobRecord:
     id: str
-    kind: str  # eval | finetune
+    kind: str  # eval | finetune | release
     options: dict[str, Any]
     state: str  # one of STATES
     created_at: str  # ISO 8601, UTC
@@ -38,7 +38,7 @@ class JobRecord:
     exit_code: int | None = None
     error: str | None = None  # why it did not succeed, in a line
     summary: list[str] = field(default_factory=list)  # what it printed that says the result
-    applied_at: str | None = None  # a fine-tune job whose adapter is model.adapter's (since when)
+    applied_at: str | None = None  # a fine-tune job whose adapter a release made live (since when)
 
     @property
     def finished(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -20,8 +21,10 @@ from typing import IO
 
 from streamwatch.config import Settings
 from streamwatch.jobs.records import LOG, JobFolder, JobRecord, new_id, now_iso
-from streamwatch.jobs.spec import ADAPTER_DIR, EvalOptions, FinetuneOptions, command
+from streamwatch.jobs.spec import ADAPTER_DIR, EvalOptions, FinetuneOptions, ReleaseOptions, command
 from streamwatch.metrics import Metrics
+from streamwatch.release.versions import Version
+from streamwatch.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,11 @@ MAX_LOG_BYTES = 4 * 1024 * 1024  # a job's output kept; the rest is counted, not
 TAIL_BYTES = 64 * 1024  # the end of the output read for the result lines
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
 MAX_MANIFESTS = 500  # listed for the page
-RESULT_PREFIXES = ("wrote ", "saved ", "with the adapter", "adapter in ", "regression: ")
+RESULT_PREFIXES = (
+    *("wrote ", "saved ", "with the adapter", "adapter in ", "regression: "),
+    *("change: ", "gate: ", "refused: ", "release: "),  # a release
+)
+REFUSED = 1  # `streamwatch release apply`'s exit status when the gate refused the change
 
 
 class JobRefused(Exception):
@@ -41,8 +48,15 @@ class JobBusy(JobRefused):
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        database: Database | None = None,
+        python: str = sys.executable,
+    ) -> None:
         self.settings, self.config, self.metrics, self.python = settings, settings.jobs, metrics, python
+        self.database = database  # the versions of adapter + thresholds (release/), where there is one
         self.folder = JobFolder(settings.path(settings.jobs.dir))
         self._submitting = asyncio.Lock()
         self._current: tuple[JobRecord, asyncio.subprocess.Process, asyncio.Task[JobRecord]] | None = None
@@ -90,7 +104,8 @@ class JobRunner:
         folder = self.folder.path(job_id)
         return folder / name if folder is not None and name in self.files(job_id) else None
 
-    async def submit(self, options: EvalOptions | FinetuneOptions) -> JobRecord:
+    async def submit(self, options: EvalOptions | FinetuneOptions | ReleaseOptions, by: str = "a job") -> JobRecord:
+        """Start the job; `by`: who asked (a release records it with its version)."""
         if not self.config.enabled:
             raise JobRefused("jobs are off in this service ([jobs] enabled = false)")
         async with self._submitting:
@@ -99,8 +114,8 @@ class JobRunner:
                 raise JobBusy(f"job {running.id} ({running.kind}) is running: one job at a time")
             job_id = new_id(datetime.now(UTC))
             folder = self.folder.root / job_id
-            clips = [self._manifest(name) for name in options.clips]
-            args = command(options, self.settings.source, folder, self.config.device, self._adapter_of, clips)
+            clips = [self._manifest(name) for name in getattr(options, "clips", ())]
+            args = command(options, self.settings.source, folder, self.config.device, self._adapter_of, clips, by)
             lock = await asyncio.to_thread(self._lock)
             try:
                 record = JobRecord(job_id, options.kind, options.model_dump(), "running", now_iso())
@@ -133,24 +148,79 @@ class JobRunner:
             raise JobRefused(f"job {job_id} is not running")
         return await self._stop(job_id, "cancelled", "cancelled by an operator")
 
-    async def apply(self, job_id: str) -> JobRecord:
-        from streamwatch.jobs.apply import apply_adapter
-
+    async def apply(
+        self, job_id: str, by: str, thresholds: dict[str, float] | None = None, override: str | None = None
+    ) -> JobRecord:
+        """A release job for a finished fine-tune's adapter (and `thresholds`): the gate decides."""
         record = self.folder.get(job_id)
         if record is None:
             raise JobRefused(f"no job {job_id!r}")
         if record.kind != "finetune" or record.state != "succeeded":
             raise JobRefused(f"job {job_id} is a {record.state} {record.kind} job: only a finished fine-tune applies")
-        await asyncio.to_thread(apply_adapter, self.settings, self.folder.root / job_id / ADAPTER_DIR)
-        applied = None
+        try:
+            options = ReleaseOptions(adapter=job_id, thresholds=thresholds or {}, override=override)
+        except ValueError as exc:
+            raise JobRefused(str(exc).splitlines()[-1]) from None
+        return await self.submit(options, by)
+
+    def versions(self, limit: int = 100) -> tuple[list[Version], Version | None]:
+        """(the versions of adapter + thresholds, newest first; the live one)."""
+        if self.database is None:
+            return [], None
+        from streamwatch.release.actions import versions_of
+
+        versions = versions_of(self.settings, self.database)
+        return versions.all(limit), versions.live()
+
+    async def rollback(self, version: int, by: str) -> Version:
+        """Version `version`'s adapter and thresholds live again (never while a release job runs)."""
+        from streamwatch.release.actions import rollback
+        from streamwatch.release.live import NotApplied
+
+        if self.database is None:
+            raise JobRefused("this service keeps no versions (no database)")
+        async with self._submitting:
+            if self._current is not None and self._current[0].kind == "release":
+                raise JobBusy(f"release job {self._current[0].id} is running: roll back once it ended")
+            try:
+                return await asyncio.to_thread(rollback, self.settings, self.database, version, by=by)
+            except NotApplied as exc:
+                raise JobRefused(str(exc)) from None
+
+    async def override(self, job_id: str, by: str, reason: str) -> JobRecord:
+        """A refused release job's change again, with `reason` to apply it where the gate refuses."""
+        record = self.folder.get(job_id)
+        if record is None or record.kind != "release" or record.state != "refused":
+            raise JobRefused(f"job {job_id} is not a refused release")
+        try:
+            options = ReleaseOptions.model_validate(record.options | {"override": reason.strip()})
+        except ValueError:
+            raise JobRefused("an override needs a reason (3 to 500 characters)") from None
+        return await self.submit(options, by)
+
+    def suggested_thresholds(self, job_id: str) -> dict[str, float]:
+        """A fine-tune job's thresholds for its adapter, from its held-out part: a rule's, where every
+        camera of it suggested the same one (thresholds.suggest: enough examples of each answer)."""
+        path = self.folder.root / job_id / ADAPTER_DIR / "finetune.json"
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))["candidates"][1]["rows"]
+            values: dict[str, set[float | None]] = {}
+            for row in rows:
+                values.setdefault(str(row["rule"]), set()).add(row["suggested_threshold"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return {}
+        return {rule: float(v) for rule, found in values.items() if len(found) == 1 and (v := next(iter(found)))}
+
+    async def _applied(self, record: JobRecord) -> None:
+        """A release job that made a fine-tune's adapter live: that job is marked applied, no other."""
+        adapter = record.options.get("adapter")
+        if record.kind != "release" or record.state != "succeeded" or adapter is None:
+            return
         for other in await asyncio.to_thread(self.folder.all):
-            if other.id == job_id:
-                applied = await asyncio.to_thread(self.folder.update, other, applied_at=now_iso())
+            if other.id == adapter:
+                await asyncio.to_thread(self.folder.update, other, applied_at=now_iso())
             elif other.applied_at is not None:
                 await asyncio.to_thread(self.folder.update, other, applied_at=None)
-        assert applied is not None
-        log.info("job %s: its adapter is now model.adapter's; the service swaps it in", job_id)
-        return applied
 
     # -- inside -----------------------------------------------------------------------------------
     def _adapter_of(self, choice: str) -> str:
@@ -215,11 +285,12 @@ class JobRunner:
             output.close()
         lines = tail.decode("utf-8", "replace").splitlines()
         code = process.returncode
-        state, error = self._stop_as or (("succeeded", None) if code == 0 else ("failed", _why(lines, code)))
+        state, error = self._stop_as or _ended(record.kind, code, lines)
         summary = [line.strip() for line in lines if line.startswith(RESULT_PREFIXES)][-40:]
         record = await asyncio.to_thread(
             self.folder.update, record, state=state, ended_at=now_iso(), exit_code=code, error=error, summary=summary
         )
+        await self._applied(record)
         self._current = None
         lock.close()
         if self.metrics is not None:
@@ -250,6 +321,15 @@ async def _terminate(process: asyncio.subprocess.Process) -> None:
             os.killpg(process.pid, sig)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), STOP_WAIT_S)
+
+
+def _ended(kind: str, code: int | None, lines: list[str]) -> tuple[str, str | None]:
+    if code == 0:
+        return "succeeded", None
+    if kind == "release" and code == REFUSED:
+        refusals = [line.removeprefix("refused:").strip() for line in lines if line.startswith("refused:")]
+        return "refused", "the release gate refused it: " + "; ".join(refusals[:5])
+    return "failed", _why(lines, code)
 
 
 def _why(lines: list[str], code: int | None) -> str:

@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from streamwatch.config.fields import CAMERA_ID
 
 JOB_ID = r"^\d{8}-\d{6}-[0-9a-f]{4}$"
 ADAPTER = r"^(config|none|\d{8}-\d{6}-[0-9a-f]{4})$"
@@ -72,19 +74,71 @@ class FinetuneOptions(_Options):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="seed of the split and the training")] = 0
 
 
-JobOptions = Annotated[EvalOptions | FinetuneOptions, Field(discriminator="kind")]
+Thresholds = Annotated[
+    dict[Annotated[str, Field(pattern=CAMERA_ID.pattern)], Annotated[float, Field(ge=0, le=1)]],
+    Field(max_length=1000, description="rule id -> its new threshold"),
+]
+Override = Annotated[
+    str | None,
+    Field(
+        min_length=3,
+        max_length=500,
+        pattern=r"\S",
+        description="apply even where the gate refuses: the reason, recorded with the version",
+    ),
+]
+
+
+class ReleaseOptions(BaseModel):
+    """`streamwatch release apply`: an adapter and/or thresholds through the release gate (replayed on
+    every judged rule's labelled examples, before and after), live when it passes or is overridden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    kind: Literal["release"] = "release"
+    adapter: Annotated[
+        str | None,
+        Field(
+            pattern=r"^(none|\d{8}-\d{6}-[0-9a-f]{4})$",
+            description="the id of a finished fine-tune job, 'none' (the model alone), or null: keep the adapter",
+        ),
+    ] = None
+    thresholds: Thresholds = {}
+    override: Override = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ReleaseOptions:
+        if self.adapter is None and not self.thresholds:
+            raise ValueError("nothing to apply: give an adapter (a fine-tune job's id, or 'none') and/or thresholds")
+        return self
+
+
+JobOptions = Annotated[EvalOptions | FinetuneOptions | ReleaseOptions, Field(discriminator="kind")]
 
 
 def command(
-    options: EvalOptions | FinetuneOptions,
+    options: EvalOptions | FinetuneOptions | ReleaseOptions,
     config: Path,
     folder: Path,
     device: str,
     adapter_of: Callable[[str], str],
     clips: Sequence[Path] = (),
+    by: str = "a job",
 ) -> list[str]:
     """The `streamwatch` arguments the job runs (without the interpreter); `adapter_of` turns an
-    adapter choice (a job id, `none`) into the command line's value; `clips`: the manifests' paths."""
+    adapter choice (a job id, `none`) into the command line's value; `clips`: the manifests' paths;
+    `by`: who asked (a release records it)."""
+    if isinstance(options, ReleaseOptions):
+        args = ["release", "apply", "-c", str(config), "--out", str(folder), "--by", by, "--log-level", "INFO"]
+        if options.adapter is not None:
+            args.append(f"--adapter={adapter_of(options.adapter)}")
+            if options.adapter != "none":
+                args.append(f"--job={options.adapter}")
+        for rule, value in sorted(options.thresholds.items()):
+            args.append(f"--threshold={rule}={value!r}")
+        if options.override is not None:
+            args.append(f"--override={options.override}")
+        return args
     given = ["--clips", *map(str, clips)] if clips else []
     if isinstance(options, FinetuneOptions):
         args = ["model", "finetune", str(folder / ADAPTER_DIR), "-c", str(config), "--from-reviews", *given]

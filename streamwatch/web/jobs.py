@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from streamwatch.jobs.records import LOG, JobRecord
 from streamwatch.jobs.runner import JobBusy, JobRefused, JobRunner
-from streamwatch.jobs.spec import EvalOptions, FinetuneOptions, JobOptions
+from streamwatch.jobs.spec import EvalOptions, FinetuneOptions, JobOptions, Override, Thresholds
 from streamwatch.web.api import context
+from streamwatch.web.gate import client_of
 from streamwatch.web.pages import render
 from streamwatch.web.strict_json import StrictJsonRoute
 
@@ -39,6 +40,12 @@ def _refused(exc: JobRefused) -> HTTPException:
     return HTTPException(409 if isinstance(exc, JobBusy) else 422, str(exc))
 
 
+def who(request: Request) -> str:
+    """Who made a change, as far as this service knows: how they were let in, and from where."""
+    how = {"session": "a web session", "token": "an API token", "open": "an open web UI"}
+    return f"{how.get(request.scope.get('state', {}).get('auth', ''), 'the web UI')} from {client_of(request)}"
+
+
 def _csrf(request: Request, token: str | None) -> None:
     if not request.app.state.guard.csrf_ok(request, token):
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
@@ -60,7 +67,7 @@ async def start_job(request: Request, options: Annotated[JobOptions, Body()]) ->
     _csrf(request, None)
     jobs = runner(request)
     try:
-        record = await jobs.submit(options)
+        record = await jobs.submit(options, who(request))
     except JobRefused as exc:
         raise _refused(exc) from None
     return job_json(request, jobs, record)
@@ -85,13 +92,42 @@ async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
         raise _refused(exc) from None
 
 
-@api.post("/jobs/{job_id}/apply")
-async def apply_job(request: Request, job_id: str) -> dict[str, Any]:
-    """Make a finished fine-tune job's adapter model.adapter's: the running service swaps it in."""
+class ApplyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    thresholds: Thresholds = {}
+    override: Override = None
+
+
+@api.post("/jobs/{job_id}/apply", status_code=202)
+async def apply_job(request: Request, job_id: str, body: Annotated[ApplyBody | None, Body()] = None) -> dict[str, Any]:
+    """Start a release job for a finished fine-tune job's adapter (with `thresholds`, rule id -> value):
+    the gate replays every rule's labelled examples with the live adapter and with this one; the adapter
+    goes live only when no rule gets worse, or with `override` (a reason, recorded). Returns the release
+    job; its state ends `succeeded` (live) or `refused`."""
     _csrf(request, None)
     jobs = runner(request)
+    body = body or ApplyBody()
     try:
-        return job_json(request, jobs, await jobs.apply(job_id))
+        record = await jobs.apply(job_id, who(request), dict(body.thresholds), body.override)
+    except JobRefused as exc:
+        raise _refused(exc) from None
+    return job_json(request, jobs, record)
+
+
+@api.get("/releases")
+async def list_releases(request: Request) -> dict[str, Any]:
+    """The versions of adapter + thresholds, newest first (refused changes included), and the live one."""
+    versions, live = await asyncio.to_thread(runner(request).versions)
+    return {"items": [v.to_json() for v in versions], "live": None if live is None else live.version}
+
+
+@api.post("/releases/{version}/rollback")
+async def rollback_release(request: Request, version: int) -> dict[str, Any]:
+    """Make version `version`'s adapter and thresholds live again (recorded as a new version)."""
+    _csrf(request, None)
+    try:
+        return (await runner(request).rollback(version, who(request))).to_json()
     except JobRefused as exc:
         raise _refused(exc) from None
 
@@ -115,6 +151,8 @@ async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
     files = {record.id: jobs.files(record.id) for record in records}
     finished = [r.id for r in records if r.kind == "finetune" and r.state == "succeeded"]
     model = context(request).model_status()
+    versions, live = await asyncio.to_thread(jobs.versions, 50)
+    suggested = {r: await asyncio.to_thread(jobs.suggested_thresholds, r) for r in finished}
     response = render(
         request,
         "jobs.html",
@@ -126,6 +164,10 @@ async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
         manifests=await asyncio.to_thread(jobs.manifests),
         error=error,
         model=model,
+        versions=versions,
+        live=live,
+        suggested=suggested,
+        release=jobs.settings.release,
     )
     if error is not None:
         response.status_code = 409 if "one job at a time" in error else 422
@@ -155,20 +197,51 @@ async def start_form(request: Request, csrf: Annotated[str, Form(max_length=200)
 
 @page.post("/jobs/{job_id}/{action}")
 async def action_form(
-    request: Request, job_id: str, action: str, csrf: Annotated[str, Form(max_length=200)]
+    request: Request,
+    job_id: str,
+    action: str,
+    csrf: Annotated[str, Form(max_length=200)],
+    thresholds: Annotated[str, Form(max_length=20_000)] = "",
+    override: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
+    """cancel a running job; apply a fine-tune's adapter (with thresholds `rule=value, ...` and an
+    optional override reason); override: a refused release again, with the reason given."""
     _csrf(request, csrf)
     jobs = runner(request)
     try:
         if action == "cancel":
             await jobs.cancel(job_id)
         elif action == "apply":
-            await jobs.apply(job_id)
+            await jobs.apply(job_id, who(request), parse_thresholds(thresholds), override.strip() or None)
+        elif action == "override":
+            await jobs.override(job_id, who(request), override)
         else:
             raise HTTPException(404, f"no action {action!r}")
     except JobRefused as exc:
         return await jobs_page(request, str(exc))
     return RedirectResponse("/jobs", status_code=303)
+
+
+@page.post("/releases/{version}/rollback")
+async def rollback_form(request: Request, version: int, csrf: Annotated[str, Form(max_length=200)]) -> Response:
+    _csrf(request, csrf)
+    try:
+        await runner(request).rollback(version, who(request))
+    except JobRefused as exc:
+        return await jobs_page(request, str(exc))
+    return RedirectResponse("/jobs#versions", status_code=303)
+
+
+def parse_thresholds(text: str) -> dict[str, float]:
+    """`rule=value, rule=value` (commas, spaces or new lines between) as the form writes them."""
+    found: dict[str, float] = {}
+    for item in text.replace(",", " ").split():
+        rule, _, value = item.partition("=")
+        try:
+            found[rule] = float(value)
+        except ValueError:
+            raise JobRefused(f"thresholds: {item!r}: write rule=value, e.g. solder-bridge=0.4") from None
+    return found
 
 
 def _log_tail(jobs: JobRunner, job_id: str) -> str:
