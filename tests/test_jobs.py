@@ -15,11 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 from streamwatch.config import JobsConfig, load_settings
-from streamwatch.jobs.apply import apply_adapter
 from streamwatch.jobs.records import JobFolder, JobRecord
 from streamwatch.jobs.runner import JobBusy, JobRefused, JobRunner
 from streamwatch.jobs.spec import ADAPTER_DIR, EvalOptions, FinetuneOptions, command
 from streamwatch.metrics import Metrics
+from streamwatch.release.live import NotApplied, apply_adapter
 
 
 def settings_in(folder: Path, extra: str = ""):  # type: ignore[no-untyped-def]
@@ -197,11 +197,11 @@ def write_adapter(folder: Path, marker: str) -> Path:
 def test_applying_an_adapter_fills_the_slot_or_repoints_its_link(tmp_path: Path) -> None:
     new = write_adapter(tmp_path / "jobs" / "a" / "adapter", "new")
     unset = settings_in(tmp_path)
-    with pytest.raises(JobRefused, match=r"model\.adapter is not set"):
+    with pytest.raises(NotApplied, match=r"model\.adapter is not set"):
         apply_adapter(unset, new)
     (tmp_path / "slot").mkdir()  # an empty folder: a slot waiting for an adapter
     not_watched = settings_in(tmp_path, 'adapter = "slot"\nwatch_s = 0\n')
-    with pytest.raises(JobRefused, match=r"model\.watch_s is 0"):
+    with pytest.raises(NotApplied, match=r"model\.watch_s is 0"):
         apply_adapter(not_watched, new)
     settings = settings_in(tmp_path, 'adapter = "slot"\n')
     apply_adapter(settings, new)
@@ -210,7 +210,7 @@ def test_applying_an_adapter_fills_the_slot_or_repoints_its_link(tmp_path: Path)
     (tmp_path / "slot" / "adapter_model.bin").write_bytes(b"old")  # an earlier adapter's other format
     apply_adapter(settings, new)
     assert not (tmp_path / "slot" / "adapter_model.bin").exists()
-    with pytest.raises(JobRefused, match=r"no adapter_config\.json"):
+    with pytest.raises(NotApplied, match=r"no adapter_config\.json"):
         apply_adapter(settings, tmp_path / "jobs")
 
     other = write_adapter(tmp_path / "jobs" / "b" / "adapter", "other")
@@ -219,6 +219,10 @@ def test_applying_an_adapter_fills_the_slot_or_repoints_its_link(tmp_path: Path)
     apply_adapter(linked, other)
     assert (tmp_path / "link").is_symlink() and (tmp_path / "link").resolve() == other.resolve()
     assert (new / "adapter_model.safetensors").read_bytes() == b"new"  # the earlier job's adapter untouched
+    apply_adapter(linked, None)  # no adapter: the link points at an empty folder
+    assert (tmp_path / "link").is_symlink() and os.listdir(tmp_path / "link") == []
+    apply_adapter(settings, None)  # no adapter: the folder emptied
+    assert os.listdir(tmp_path / "slot") == []
 
 
 def test_jobs_can_be_switched_off(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ JOB_S = 600  # a CPU fine-tune of 20 steps with its two held-out replays, on a b
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
-    config, _store, labels = demo_site(tmp_path)
+    config, _store, labels = demo_site(tmp_path, own_rules=True)  # a release writes thresholds into them
     label_boards(labels, 48, np.random.default_rng(7))
     text = config.read_text(encoding="utf-8")
     text = text.replace("[mqtt]\nenabled = true", "[mqtt]\nenabled = false").replace(
@@ -76,12 +76,34 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     report = client.get(tune["files"]["adapter/finetune.json"]).json()
     assert report["training"]["examples"] > 0 and len(report["candidates"]) == 2
 
-    applied = client.post(f"/api/jobs/{tune['id']}/apply")
-    assert applied.status_code == 200, applied.text
-    assert applied.json()["applied_at"] is not None
+    # Apply: a release job; the gate refuses, since only solder-bridge has labelled examples
+    applied = client.post(f"/api/jobs/{tune['id']}/apply", json={"thresholds": {"solder-bridge": 0.6}})
+    assert applied.status_code == 202, applied.text
+    gated = finished(client, applied.json()["id"])
+    assert gated["kind"] == "release" and gated["state"] == "refused", client.get(gated["files"]["output.log"]).text
+    assert "the release gate refused it: " in gated["error"] and "fence-climb: cannot be judged" in gated["error"]
+    assert "refused: missing-screw: cannot be judged: no labelled example" in "\n".join(gated["summary"])
+    assert {"gate.md", "gate.json"} <= set(gated["files"])
+    assert client.get("/readyz").json()["model"]["adapter"] is None  # nothing changed
+    page = client.get("/jobs").text
+    assert f'action="/jobs/{gated["id"]}/override"' in page and "The release gate" in page
+    # applied anyway, with a reason (the page's form): recorded, live
+    token = client.headers["X-CSRF-Token"]
+    forced = client.post(f"/jobs/{gated['id']}/override", data={"csrf": token, "override": "only solder-bridge runs"})
+    assert forced.status_code == 303, forced.text
+    release_job = client.get("/api/jobs").json()["items"][0]
+    assert release_job["options"]["override"] == "only solder-bridge runs"
+    assert finished(client, release_job["id"])["state"] == "succeeded"
+    assert client.get(f"/api/jobs/{tune['id']}").json()["applied_at"] is not None
     slot = str(folder / "data" / "adapter")
     wait_for(lambda: client.get("/readyz").json()["model"]["adapter"] == slot, 120, "the adapter to be swapped in")
     assert client.get("/readyz").json()["model"]["reloads"] == 1
+    releases = client.get("/api/releases").json()
+    assert releases["live"] == 3 and [v["outcome"] for v in releases["items"]] == ["overridden", "refused", "not gated"]
+    assert (
+        releases["items"][0]["job_id"] == tune["id"] and releases["items"][0]["by"] == "an open web UI from 127.0.0.1"
+    )
+    assert releases["items"][0]["thresholds"]["solder-bridge"] == 0.6
 
     evaluated = client.post("/api/jobs", json={"kind": "eval", "compare_adapter": "none"})
     assert evaluated.status_code == 202, evaluated.text
@@ -146,7 +168,7 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     assert compared["state"] == "succeeded", client.get(compared["files"]["output.log"]).text
     a, b = json.loads(client.get(compared["files"]["eval.json"]).text)["candidates"]
     assert (
-        b["rules"] == str(folder / "rules-b") and a["rows"][0]["threshold"] == 0.7 and b["rows"][0]["threshold"] == 0.9
+        b["rules"] == str(folder / "rules-b") and a["rows"][0]["threshold"] == 0.6 and b["rows"][0]["threshold"] == 0.9
     )
     refused = client.post("/api/jobs", json={"kind": "eval", "compare_model": "--force"})
     assert refused.status_code == 422 and "compare_model" in json.dumps(refused.json()["detail"])
@@ -156,6 +178,16 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     failed = finished(client, failing["id"])
     assert failed["state"] == "failed" and "usable training examples, at least 8 are needed" in failed["error"]
     assert client.get("/readyz").json()["model"]["adapter"] == slot
+
+    # roll back to the state before the first change: live again without a restart
+    assert 'action="/releases/1/rollback"' in client.get("/jobs").text
+    back = client.post("/api/releases/1/rollback")
+    assert back.status_code == 200, back.text
+    assert back.json()["version"] == 4 and back.json()["rolled_back_to"] == 1
+    wait_for(lambda: client.get("/readyz").json()["model"]["adapter"] is None, 120, "the adapter to be taken out")
+    assert "threshold = 0.7" in (folder / "rules" / "defect.toml").read_text(encoding="utf-8")
+    never = client.post("/api/releases/2/rollback")
+    assert never.status_code == 422 and "never went live" in never.json()["detail"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/install-test-deps.sh)")

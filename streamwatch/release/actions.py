@@ -18,7 +18,7 @@ from streamwatch.release.live import (
     current_thresholds,
     set_thresholds,
 )
-from streamwatch.release.versions import State, Version, Versions
+from streamwatch.release.versions import State, Version, Versions, same_adapter
 from streamwatch.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def apply_change(
     versions = versions_of(settings, database)
     baseline(settings, versions, by)
     before = live_state(settings)
-    adapter = before.adapter if isinstance(change.adapter, Keep) else change.adapter
+    adapter = _kept(versions, before.adapter) if isinstance(change.adapter, Keep) else change.adapter
     state = State(adapter, before.thresholds | dict(change.thresholds))
     outcome = "passed" if report.passed else ("overridden" if override is not None else "refused")
     if outcome == "refused":
@@ -130,6 +130,19 @@ def rollback(settings: Settings, database: Database, to: int, *, by: str) -> Ver
     )
     log.info("rolled back to version %d (now version %d, by %s)", to, version.version, by)
     return version
+
+
+def _kept(versions: Versions, live: Path | None) -> Path | None:
+    """The live adapter as the live version's kept copy where the slot still holds just that (a change
+    of thresholds alone then keeps no second copy); else the slot, to be copied."""
+    version = versions.live()
+    if live is None or version is None:
+        return live
+    try:
+        copy = versions.adapter_path(version)
+    except FileNotFoundError:
+        return live
+    return copy if copy is not None and same_adapter(copy, live) else live
 
 
 def _differences(before: State, after: State) -> list[str]:

@@ -162,6 +162,19 @@ class Versions:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+def same_adapter(a: Path, b: Path) -> bool:
+    """Whether two adapter folders hold the same files, byte for byte."""
+    for name in (CONFIG, *WEIGHTS):
+        first, second = a / name, b / name
+        if first.is_file() != second.is_file():
+            return False
+        if first.is_file() and (
+            first.stat().st_size != second.stat().st_size or first.read_bytes() != second.read_bytes()
+        ):
+            return False
+    return True
+
+
 def _named(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
