@@ -1,29 +1,49 @@
-"""Which of the service's own answers an operator should label: the uncertain ones (P(yes) within
-`labels.band` of the rule's threshold) and a small random share of plain "no"s (where misses hide),
-at most one per camera x rule every `labels.every_s`. They are kept as label requests (the full frame,
-the question as asked, the model and its answer), never as alerts and never published."""
+"""Which of the service's own answers an operator should label, so that the labels teach:
+
+- the uncertain ones: P(yes) within `labels.band` of the rule's threshold, measured in log-odds (a
+  threshold of 0.0004 has its band at 0.00022..0.00074, not 0..0.15);
+- a small random share of plain "no"s (where misses hide) and of confident "yes"es (so that positives
+  are labelled too, not only the uncertain and the sampled noes);
+- spread over the score range and over time: at most one request per camera x rule x score range
+  (the band is four ranges; beyond it, ranges of the same width) every `labels.every_s`;
+- never the same picture twice for a camera x rule: a frame whose rule region looks like one of the
+  last `RECENT` kept for it (32 x 32 grey thumbnails within `SAME_PICTURE` of each other on average)
+  teaches nothing new and is skipped. The memory is rebuilt from the kept frames after a restart.
+
+They are kept as label requests (the full frame, the question as asked, the model and its answer),
+never as alerts and never published."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+import numpy as np
 from PIL import Image
 
 from streamwatch.alerts.pipeline import jpeg
 from streamwatch.config import CameraConfig, LabelsConfig
+from streamwatch.evaluation.thresholds import logit
 from streamwatch.inference.types import Answer
+from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.rules.model import Rule
 from streamwatch.store.labels import LabelStore, NewLabelRequest
 from streamwatch.store.windows import STRIP_QUALITY, strip
 from streamwatch.vocabulary import LabelReason
 
 log = logging.getLogger(__name__)
+
+RECENT = 100  # kept frames per camera x rule remembered to skip the same picture again
+THUMB = 32  # side of the grey thumbnails compared
+SAME_PICTURE = 3.0  # mean absolute difference (0..255) below which two thumbnails are the same picture
+RANGES = 16  # score ranges each side of the threshold (beyond: the last one)
 
 FRAME_QUALITY = STRIP_QUALITY  # JPEG quality of a kept frame: it is replayed through the model later
 
@@ -40,7 +60,9 @@ class LabelCollector:
         self.store, self.config = store, config
         self._rng = rng or random.Random()
         self._clock = clock
-        self._last: dict[tuple[str, str, bool], float] = {}
+        self._last: dict[tuple[str, str, str, int], float] = {}
+        self._recent: dict[tuple[str, str], deque[np.ndarray]] = {}  # thumbnails of the frames kept
+        self.duplicates = 0  # frames skipped as the same picture as one kept
 
     def reason(self, rule: Rule, answer: Answer) -> LabelReason | None:
         """Why this answer should be labelled, or None. Only answers the model gave (not reused ones)
@@ -48,11 +70,39 @@ class LabelCollector:
         p = answer.confidence
         if rule.answer != "yes_no" or answer.reused or p is None:
             return None
-        if abs(p - rule.threshold) <= self.config.band:
+        if abs(distance(p, rule.threshold)) <= half_band(self.config.band) + 1e-9:
             return LabelReason.UNCERTAIN
         if p < rule.threshold and self._rng.random() < self.config.sample_no:
             return LabelReason.SAMPLE
+        if p >= rule.threshold and self._rng.random() < self.config.sample_yes:
+            return LabelReason.SAMPLE_YES
         return None
+
+    def score_range(self, rule: Rule, p: float | None) -> int:
+        """Which range of scores `p` falls in, around the rule's threshold: the band is four of them."""
+        if p is None:
+            return 0
+        width = half_band(self.config.band) / 2 or 1.0
+        return max(-RANGES, min(RANGES, math.floor(distance(p, rule.threshold) / width)))
+
+    async def _same_picture(self, camera: CameraConfig, rule: Rule, thumb: np.ndarray) -> bool:
+        key = (camera.id, rule.id)
+        if key not in self._recent:
+            kept = await asyncio.to_thread(self._kept_thumbnails, camera.id, rule)
+            self._recent[key] = deque(kept, maxlen=RECENT)
+        return any(float(np.abs(seen - thumb).mean()) < SAME_PICTURE for seen in self._recent[key])
+
+    def _kept_thumbnails(self, camera: str, rule: Rule) -> list[np.ndarray]:
+        """The thumbnails of the newest frames kept for the camera x rule (after a restart)."""
+        found = []
+        for item in reversed(self.store.list(camera=camera, rule=rule.id, limit=RECENT)):
+            path = self.store.frame_path(item)
+            try:
+                with Image.open(path) as image:
+                    found.append(thumbnail(image, rule.roi))
+            except (OSError, ValueError) as exc:
+                log.debug("label request %s: its frame cannot be read for the memory: %s", item.uid, exc)
+        return found
 
     async def offer(
         self,
@@ -74,8 +124,17 @@ class LabelCollector:
         reason = reason or self.reason(rule, answer)
         if reason is None:
             return False
-        key, now = (camera.id, rule.id, reason == LabelReason.SHADOW), self._clock()
+        key = (camera.id, rule.id, reason.value, self.score_range(rule, answer.confidence))
+        now = self._clock()
         if key in self._last and now - self._last[key] < self.config.every_s:
+            return False
+        try:
+            thumb = await asyncio.to_thread(thumbnail, image, rule.roi)
+            if await self._same_picture(camera, rule, thumb):
+                self.duplicates += 1
+                return False
+        except Exception:
+            log.exception("camera %s rule %s: could not compare a label request's frame", camera.id, rule.id)
             return False
         self._last[key] = now
         new = NewLabelRequest(
@@ -95,6 +154,7 @@ class LabelCollector:
             frame = await asyncio.to_thread(jpeg, image, FRAME_QUALITY)
             kept = await asyncio.to_thread(lambda: jpeg(strip(window), STRIP_QUALITY)) if window else None
             await asyncio.to_thread(self.store.add, new, frame, kept)
+            self._recent[(camera.id, rule.id)].append(thumb)
         except Exception:
             log.exception("camera %s rule %s: could not keep a label request", camera.id, rule.id)
             return False
@@ -107,3 +167,19 @@ class LabelCollector:
             new.uid,
         )
         return True
+
+
+def half_band(band: float) -> float:
+    """`labels.band` (P(yes) either side of 0.5) as log-odds, the same either side of any threshold."""
+    return logit(0.5 + band)
+
+
+def distance(p: float, threshold: float) -> float:
+    """How far P(yes) lies from the threshold, in log-odds (negative: below)."""
+    return logit(p) - logit(threshold)
+
+
+def thumbnail(image: Image.Image, roi: tuple[float, float, float, float] | None) -> np.ndarray:
+    """The rule's region of the frame as a THUMB x THUMB grey picture, to compare frames cheaply."""
+    small = crop_roi(image, roi).convert("L").resize((THUMB, THUMB), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32)

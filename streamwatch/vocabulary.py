@@ -60,4 +60,5 @@ class LabelReason(StrEnum):
 
     UNCERTAIN = "uncertain"  # P(yes) near the rule's threshold
     SAMPLE = "sample"  # a plain "no", sampled (misses hide there)
+    SAMPLE_YES = "sample-yes"  # a confident "yes", sampled (so that positives are labelled too)
     SHADOW = "shadow"  # a shadow rule decided otherwise on the same frame

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -52,9 +53,12 @@ def new_request(uid: str) -> NewLabelRequest:
     [
         (0.6, False, RULE, LabelReason.UNCERTAIN),  # at the threshold
         (0.46, False, RULE, LabelReason.UNCERTAIN),  # within the band below
-        (0.74, False, RULE, LabelReason.UNCERTAIN),  # ... and above
-        (0.9, False, RULE, None),  # confident yes
-        (0.02, False, RULE, LabelReason.SAMPLE),  # a plain no, sampled (the rng below always samples)
+        (0.72, False, RULE, LabelReason.UNCERTAIN),  # ... and above (the band is in log-odds: 0.35..0.65 at 0.5)
+        (0.9, False, RULE, LabelReason.SAMPLE_YES),  # a confident yes, sampled (the rng below always samples)
+        (0.02, False, RULE, LabelReason.SAMPLE),  # a plain no, sampled
+        (0.0005, False, RULE.model_copy(update={"threshold": 0.0004}), LabelReason.UNCERTAIN),
+        (0.0002, False, RULE.model_copy(update={"threshold": 0.0004}), LabelReason.SAMPLE),  # not "uncertain"
+        (0.01, False, RULE.model_copy(update={"threshold": 0.0004}), LabelReason.SAMPLE_YES),
         (0.6, True, RULE, None),  # a reused answer adds nothing
         (0.6, False, RULE.model_copy(update={"answer": "text"}), None),  # only yes/no rules
     ],
@@ -68,19 +72,60 @@ def test_which_answers_are_label_requests(
     assert collector.reason(rule, answer(p, reused=reused)) == expected
 
 
-def test_plain_nos_are_sampled_at_the_configured_share(tmp_path: Path) -> None:
-    collector = LabelCollector(store(tmp_path), LabelsConfig(sample_no=0.05), rng=random.Random(3))
-    sampled = sum(collector.reason(RULE, answer(0.02)) is not None for _ in range(4000))
+@pytest.mark.parametrize(("p", "setting"), [(0.02, "sample_no"), (0.95, "sample_yes")])
+def test_plain_nos_and_confident_yeses_are_sampled_at_the_configured_share(
+    tmp_path: Path, p: float, setting: str
+) -> None:
+    collector = LabelCollector(store(tmp_path), LabelsConfig(**{setting: 0.05}), rng=random.Random(3))
+    sampled = sum(collector.reason(RULE, answer(p)) is not None for _ in range(4000))
     assert 120 <= sampled <= 280  # 5 % of 4000 = 200
+    never = LabelCollector(store(tmp_path), LabelsConfig(**{setting: 0.0}), rng=random.Random(3))
+    assert all(never.reason(RULE, answer(p)) is None for _ in range(200))
+
+
+def test_requests_spread_over_the_score_range_and_never_repeat_a_picture(tmp_path: Path) -> None:
+    """Each quarter of the band has its own turn; the same picture (the rule's region) is asked once
+    per camera x rule, also after a restart; a different picture, or another rule's region, is new."""
+    now = [1000.0]
+    labels = store(tmp_path)
+    collector = LabelCollector(labels, LabelsConfig(every_s=600, sample_no=0), clock=lambda: now[0])
+    frames = [random_image(seed, 320, 180) for seed in range(8)]
+
+    def offer(p: float, frame: Image.Image, rule: Rule = RULE) -> bool:
+        return asyncio.run(collector.offer(YARD, rule, "q", answer(p), frame, 1_700_000_000.0))
+
+    # 0.6 is the threshold: 0.52 and 0.58 fall in the two quarters below, 0.62 and 0.7 in those above
+    assert [offer(p, frames[i]) for i, p in enumerate((0.52, 0.58, 0.62, 0.7))] == [True] * 4
+    assert not offer(0.59, frames[4])  # the second quarter's turn is taken
+    now[0] += 601
+    assert not offer(0.59, frames[1])  # its turn again, but the same picture as one kept
+    noisy = Image.fromarray(
+        (np.asarray(frames[1], dtype=np.int16) + np.random.default_rng(0).integers(-4, 5, (180, 320, 3)))
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
+    assert not offer(0.59, noisy)  # the same scene with sensor noise: still the same picture
+    assert collector.duplicates == 2
+    assert offer(0.59, frames[5])  # a new picture
+    corner = RULE.model_copy(update={"id": "corner", "roi": (0.0, 0.0, 0.25, 0.25)})
+    assert offer(0.59, frames[5], corner)  # another rule: its own memory
+    half = frames[6].copy()
+    half.paste(frames[5].crop((0, 0, 80, 45)), (0, 0))  # frame 5's corner: the same picture for `corner`
+    now[0] += 601
+    assert not offer(0.59, half, corner)
+    restarted = LabelCollector(labels, LabelsConfig(every_s=600, sample_no=0), clock=lambda: now[0])
+    assert not asyncio.run(restarted.offer(YARD, RULE, "q", answer(0.59), frames[0], 0.0))  # remembered
+    assert asyncio.run(restarted.offer(YARD, RULE, "q", answer(0.59), frames[7], 0.0))
 
 
 def test_requests_are_rate_limited_per_camera_and_rule_and_keep_the_full_frame(tmp_path: Path) -> None:
     now = [1000.0]
     labels = store(tmp_path)
     collector = LabelCollector(labels, LabelsConfig(every_s=600), clock=lambda: now[0])
-    frame = random_image(1, 640, 360)
+    frames = iter(random_image(seed, 640, 360) for seed in range(10))
 
     def offer(camera: CameraConfig = YARD) -> bool:
+        frame = next(frames)
         return asyncio.run(collector.offer(camera, RULE, "the question as asked", answer(0.58), frame, 1_700_000_000.0))
 
     assert offer() and not offer()  # the second within every_s
@@ -99,7 +144,7 @@ def test_requests_are_rate_limited_per_camera_and_rule_and_keep_the_full_frame(t
     with Image.open(labels.frame_path(first)) as image:
         assert image.size == (640, 360)  # the full frame, not a crop
     disabled = LabelCollector(labels, LabelsConfig(enabled=False))
-    assert not asyncio.run(disabled.offer(YARD, RULE, "q", answer(0.6), frame, 0.0))
+    assert not asyncio.run(disabled.offer(YARD, RULE, "q", answer(0.6), next(frames), 0.0))
 
 
 def test_the_store_is_bounded_oldest_first(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
