@@ -61,7 +61,7 @@ def _apply(args: argparse.Namespace) -> int:
     for line in report.change:
         print(f"change: {line}")
     for verdict in report.verdicts:
-        print(f"gate: {verdict.rule} ({verdict.yes} yes, {verdict.no} no): {'ok' if verdict.passed else 'worse'}")
+        print(f"gate: {verdict.rule} ({verdict.yes} yes, {verdict.no} no): {'ok' if verdict.passed else 'refused'}")
     for line in report.refusals():
         print(f"refused: {line}", file=sys.stderr)
     version = outcome.version
