@@ -1,8 +1,9 @@
 """The learning loop end to end, small (the full run's numbers are in bench/learning-loop.md): the demo
 model watching a camera through `streamwatch run`, a scripted operator reviewing alerts and answering
-label requests through the REST API, `streamwatch eval`, the suggested threshold written into the rule
-file and reloaded, `streamwatch model finetune --from-reviews`, the adapter swapped in without a
-restart, and the held-out boards passing again."""
+label requests through the REST API, `streamwatch eval`, its suggested threshold through the release
+gate (`streamwatch release apply`) into the rule file and reloaded, `streamwatch model finetune
+--from-reviews`, the adapter through the gate and swapped in without a restart, and the held-out boards
+passing again."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_the_whole_loop_runs_through_the_service_and_its_interfaces(tmp_path: Pa
     command += ["--steps", "10", "--interval", "0.3", "--work-dir", str(tmp_path / "site"), "--out", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads((tmp_path / "learning-loop.json").read_text())
+    (report,) = json.loads((tmp_path / "learning-loop.json").read_text())["runs"]
     before, after = report["phases"]["before"], report["phases"]["after"]
     for phase in (before, after):
         assert (phase["good"], phase["bridged"]) == (8, 6)  # the same held-out boards, twice
@@ -30,12 +31,24 @@ def test_the_whole_loop_runs_through_the_service_and_its_interfaces(tmp_path: Pa
     reviewed, labelled = report["reviewed"], report["labelled"]
     assert reviewed["confirmed"] >= 1 and labelled["no"] >= 1  # the operator's answers, through the API
     assert report["eval"]["n"] == sum(reviewed.values()) + sum(labelled.values())  # eval saw every one
-    applied = report["eval"]["applied_threshold"]
-    assert applied == (report["eval"]["suggested_threshold"] or report["eval"]["threshold"])
-    assert f"threshold = {applied}" in (tmp_path / "site" / "rules" / "defect.toml").read_text()
-    assert report["finetune"]["examples"] >= 8 and report["reloads"] == 1  # swapped in, not restarted
-    log = (tmp_path / "site" / "service.log").read_text()
-    assert "model reloaded" in log and "Traceback" not in log
+    gate = report["gates"]["adapter"]
+    assert gate["outcome"] in ("passed", "refused") and gate["live"] == (gate["outcome"] == "passed")
+    assert (gate["outcome"] == "refused") == bool(gate["refusals"])
+    live = report["live_threshold"]
+    assert f"threshold = {live}" in (tmp_path / "site" / "seed-0" / "rules" / "defect.toml").read_text()
+    assert report["finetune"]["examples"] >= 8 and report["reloads"] == (1 if gate["live"] else 0)  # no restart
+    versions = subprocess.run(
+        [sys.executable, "-m", "streamwatch", "release", "list", "--json", "-c", "config.toml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path / "site" / "seed-0",
+        check=True,
+    )
+    outcomes = [v["outcome"] for v in json.loads(versions.stdout)]
+    assert outcomes[-1] == "not gated" and outcomes[0] == gate["outcome"]  # the baseline first, the adapter last
+    log = (tmp_path / "site" / "seed-0" / "service.log").read_text()
+    assert ("model reloaded" in log) == gate["live"] and "Traceback" not in log
     assert log.count("streamwatch running") == 1  # one service from start to end
     shown = (tmp_path / "learning-loop.md").read_text()
-    assert "| before (shipped threshold, no adapter) | 8 |" in shown
+    assert f"| 0 | {before['alerted_good']}/8 (" in shown and "SeedSequence([2, seed])" in shown

@@ -168,6 +168,8 @@ def test_the_gate_passes_a_harmless_adapter_refuses_a_harmful_one_and_versions_r
         (("apply", "--threshold", "solder-bridge=high"), "give RULE=VALUE"),
         (("apply",), "nothing to apply"),
         (("apply", "--adapter", str(site.parent)), "no adapter_config.json"),
+        (("apply", "--threshold", "solder-bridge=0.7"), "nothing changes"),
+        (("apply", "--adapter", str(identity)), "nothing changes"),
         (("rollback", "99"), "no version 99"),
     ):
         code, _out, err = release(site, capsys, *args)

@@ -130,6 +130,7 @@ def cmd_bench_gating(args: argparse.Namespace) -> int:
 
 def cmd_bench_learning_loop(args: argparse.Namespace) -> int:
     from streamwatch.bench.learning_loop import LoopConfig, run_bench
+    from streamwatch.bench.loop_site import LabelSettings
 
     _logging(args)
     config = LoopConfig(
@@ -139,13 +140,25 @@ def cmd_bench_learning_loop(args: argparse.Namespace) -> int:
         held_bridged=args.held_bridged,
         interval_s=args.interval,
         steps=args.steps,
-        seed=args.seed,
+        seeds=tuple(args.seeds),
+        unjudged_seed=args.unjudged_seed,
+        labels=LabelSettings(every_s=args.label_every, sample_no=args.sample_no, sample_yes=args.sample_yes),
         repo=Path(args.repo),
         out_dir=Path(args.out),
         name=args.name,
         work_dir=Path(args.work_dir) if args.work_dir else None,
     )
     return _report(run_bench, config)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}")
+    return seeds
 
 
 def _resolutions(text: str) -> list[tuple[int, int]]:
@@ -275,7 +288,13 @@ def add_bench_parser(sub: Any) -> None:
     loop.add_argument("--held-bridged", type=_positive, default=200, help="bridged boards held out")
     loop.add_argument("--interval", type=float, default=0.15, help="the camera's sample interval, seconds")
     loop.add_argument("--steps", type=_positive, default=200, help="fine-tuning steps")
-    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--seeds", type=_seeds, default=[0], help="seeds, one run each: 0,1,2,3,4")
+    loop.add_argument(
+        "--unjudged-seed", type=int, help="also a run with foreign-object live and never labelled: the gate refuses"
+    )
+    loop.add_argument("--label-every", type=float, default=0.0, help="[labels] every_s of the site")
+    loop.add_argument("--sample-no", type=float, default=0.3, help="[labels] sample_no of the site")
+    loop.add_argument("--sample-yes", type=float, default=0.05, help="[labels] sample_yes of the site")
     loop.add_argument("--repo", default=".", help="the checkout with models/demo-glm4v and rules/")
     loop.add_argument("--work-dir", help="keep the site here (default: a temporary folder)")
     _outputs(loop, "learning-loop")

@@ -27,20 +27,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamwatch.bench.loop_site import CAMERA, RULE, TAIL, Board, Operator, Site, belt, make_boards
+from streamwatch.bench.loop_report import markdown, summary
+from streamwatch.bench.loop_site import CAMERA, RULE, TAIL, Board, LabelSettings, Operator, Site, belt, make_boards
 from streamwatch.bench.report import machine
-from streamwatch.reports import markdown_table, write_report
+from streamwatch.reports import write_report
+
+TRAINING_STREAM, HELD_OUT_STREAM = 1, 2  # numpy SeedSequence([stream, seed]); the demo model trained on seed 0
+ALSO_RULE = "foreign-object"  # the unjudged run's second live rule, which the operator never labels
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ class LoopConfig:
     held_bridged: int = 200
     interval_s: float = 0.15  # the camera's sample interval: one image shown per interval
     steps: int = 200  # fine-tuning steps
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    unjudged_seed: int | None = None  # also a run with ALSO_RULE live and unlabelled: the gate must refuse
+    labels: LabelSettings = field(default_factory=LabelSettings)
     repo: Path = Path(".")
     out_dir: Path = Path("bench")
     name: str = "learning-loop"
@@ -68,6 +73,7 @@ class Phase:
     alerted_good: int = 0
     alerted_bridged: int = 0
     alerts_on_belt: int = 0
+    also_alerted_good: int | None = None  # ALSO_RULE's alerts on good boards (the unjudged run)
     seconds: float = 0.0
 
     @property
@@ -80,13 +86,25 @@ class Phase:
 
 
 def run_bench(config: LoopConfig, progress: Callable[[str], None] = print) -> list[Path]:
+    runs = []
+    plan: list[tuple[int, str | None]] = [(seed, None) for seed in config.seeds]
+    if config.unjudged_seed is not None:
+        plan.append((config.unjudged_seed, ALSO_RULE))
+    started = time.monotonic()
     with _work_dir(config) as work:
-        result = run_loop(config, work, progress)
+        for seed, also in plan:
+            folder = work / (f"seed-{seed}" + ("-unjudged" if also else ""))
+            progress(f"seed {seed}{' with ' + also + ' live and unlabelled' if also else ''}")
+            runs.append(run_loop(config, seed, also, folder, progress))
     data = {
         "machine": machine(),
         "date": _now_iso()[:16] + "Z",
-        "config": {k: str(v) for k, v in asdict(config).items()},
-        **result,
+        "config": {k: str(v) for k, v in asdict(config).items() if k != "labels"},
+        "labels": asdict(config.labels),
+        "streams": {"training": TRAINING_STREAM, "held_out": HELD_OUT_STREAM},
+        "runs": runs,
+        "summary": summary([run for run in runs if run["also_rule"] is None]),
+        "minutes": round((time.monotonic() - started) / 60, 1),
     }
     return write_report(config.out_dir, config.name, data, markdown(data))
 
@@ -101,63 +119,97 @@ def _work_dir(config: LoopConfig) -> Iterator[Path]:
         yield Path(folder)
 
 
-def run_loop(config: LoopConfig, work: Path, progress: Callable[[str], None]) -> dict[str, Any]:
-    rng = np.random.default_rng(config.seed)
+def run_loop(
+    config: LoopConfig, seed: int, also_rule: str | None, work: Path, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """One seed: held-out and training boards from their own seed streams, the loop through the gate."""
     repo = config.repo.resolve()
-    held = make_boards("held", config.held_good, config.held_bridged, rng, repo)
-    train = make_boards("train", config.train_good, config.train_bridged, rng, repo)
-    site = Site(work, repo, config.interval_s)
+    held = make_boards("held", config.held_good, config.held_bridged, _rng(HELD_OUT_STREAM, seed), repo)
+    train = make_boards("train", config.train_good, config.train_bridged, _rng(TRAINING_STREAM, seed), repo)
+    work.mkdir(parents=True, exist_ok=True)
+    site = Site(work, repo, config.interval_s, config.labels, also_rule)
     site.write()
     site.write_pass("held", held)
     site.write_pass("train", train)
     started = time.monotonic()
     site.start()
     operator = Operator(site.port, [*held, *train, belt()])
+    gates: dict[str, Any] = {}
+    forced = None
     try:
         site.wait(operator.ready, 300, "the service to be ready")
         progress(f"service ready in {time.monotonic() - started:.0f} s")
-        before = stream(site, operator, "held", held, progress)
-        stream(site, operator, "train", train, progress)
+        before = stream(site, operator, "held", held, progress, also_rule)
+        stream(site, operator, "train", train, progress, also_rule)
         reviewed, labelled = review(operator, {board.key for board in held})
         progress(f"reviewed {sum(reviewed.values())} alerts {reviewed}, labelled {labelled}")
         site.cli("eval", "--out", str(work / "eval"))
         row = _row(json.loads((work / "eval" / "eval.json").read_text())["candidates"][0])
-        threshold = row["suggested_threshold"] if row["suggested_threshold"] is not None else row["threshold"]
-        set_threshold(site, operator, threshold)
-        progress(f"eval: F1 {row['f1']} at {row['threshold']}; threshold {threshold} applied")
+        threshold = row["threshold"]
+        if row["suggested_threshold"] not in (None, threshold):
+            gates["threshold"] = release(
+                site, work / "gate-threshold", "--threshold", f"{RULE}={row['suggested_threshold']}"
+            )
+            threshold = row["suggested_threshold"] if gates["threshold"]["live"] else threshold
+        wait_threshold(site, operator, threshold)
+        progress(
+            f"eval: F1 {row['f1']} at {row['threshold']}; suggested {row['suggested_threshold']}, live {threshold}"
+        )
         tuned = time.monotonic()
         site.cli("model", "finetune", str(work / "adapters" / "v1"), "--from-reviews", "--steps", str(config.steps))
         finetune_s = time.monotonic() - tuned
         report = json.loads((work / "adapters" / "v1" / "finetune.json").read_text())
         tuned_row = _row(report["candidates"][1])
         adapted = tuned_row["suggested_threshold"] if tuned_row["suggested_threshold"] is not None else threshold
-        for name in ("adapter_config.json", "adapter_model.safetensors"):
-            shutil.copy(work / "adapters" / "v1" / name, site.slot / name)
-        site.wait(lambda: operator.model()["reloads"] >= 1, 300, "the adapter to be swapped in")
-        set_threshold(site, operator, adapted)  # the adapter's own threshold, from its held-out part
+        args = ["--adapter", str(work / "adapters" / "v1")]
+        args += ["--threshold", f"{RULE}={adapted}"] if adapted != threshold else []
+        gates["adapter"] = release(site, work / "gate-adapter", *args)
+        if gates["adapter"]["live"]:
+            site.wait(lambda: operator.model()["reloads"] >= 1, 300, "the adapter to be swapped in")
+            threshold = adapted
+        wait_threshold(site, operator, threshold)
+        progress(f"fine-tuned in {finetune_s:.0f} s; the gate {gates['adapter']['outcome']} the adapter")
+        after = stream(site, operator, "held", held, progress, also_rule)
+        if also_rule is not None and not gates["adapter"]["live"]:  # what the refusal kept from happening
+            gates["forced"] = release(site, work / "gate-forced", *args, "--override", "bench: what it would do")
+            site.wait(lambda: operator.model()["reloads"] >= 1, 300, "the forced adapter to be swapped in")
+            wait_threshold(site, operator, adapted)
+            forced = stream(site, operator, "held", held, progress, also_rule)
         model = operator.model()
-        progress(f"fine-tuned in {finetune_s:.0f} s; adapter swapped in ({model['adapter']}), threshold {adapted}")
-        after = stream(site, operator, "held", held, progress)
     finally:
         operator.close()
         site.stop()
     return {
-        "phases": {"before": _phase(before), "after": _phase(after)},
+        "seed": seed,
+        "also_rule": also_rule,
+        "phases": {"before": _phase(before), "after": _phase(after)} | ({"forced": _phase(forced)} if forced else {}),
         "reviewed": reviewed,
         "labelled": labelled,
         "eval": {key: row[key] for key in ("n", "positives", "threshold", "precision", "recall", "f1")}
-        | {"suggested_threshold": row["suggested_threshold"], "applied_threshold": threshold},
+        | {"suggested_threshold": row["suggested_threshold"], "suggested_why": row.get("suggested_why")},
         "finetune": {
             "suggested_threshold": tuned_row["suggested_threshold"],
-            "applied_threshold": adapted,
+            "suggested_why": tuned_row.get("suggested_why"),
             "seconds": round(finetune_s, 1),
             "examples": report["training"]["examples"],
             "loss": report["training"]["loss"],
-            "held_out_rows": [c["rows"] for c in report["candidates"]],
         },
+        "gates": gates,
+        "live_threshold": threshold,
         "reloads": model["reloads"],
         "minutes": round((time.monotonic() - started) / 60, 1),
     }
+
+
+def _rng(stream: int, seed: int) -> np.random.Generator:
+    return np.random.default_rng([stream, seed])
+
+
+def release(site: Site, out: Path, *args: str) -> dict[str, Any]:
+    """`streamwatch release apply ARGS` as the operator: the gate's outcome and its refusals."""
+    result = site.cli("release", "apply", *args, "--by", "bench operator", "--out", str(out), refused_ok=True)
+    gate = json.loads((out / "gate.json").read_text())
+    return {"live": result.returncode == 0, "outcome": gate["outcome"], "refusals": gate["refusals"]}
 
 
 def _row(candidate: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +218,14 @@ def _row(candidate: dict[str, Any]) -> dict[str, Any]:
     return dict(row)
 
 
-def stream(site: Site, operator: Operator, name: str, boards: list[Board], progress: Callable[[str], None]) -> Phase:
+def stream(
+    site: Site,
+    operator: Operator,
+    name: str,
+    boards: list[Board],
+    progress: Callable[[str], None],
+    also_rule: str | None = None,
+) -> Phase:
     """The pass `name` (its folder written by Site.write_pass) past the camera; the alerts opened on
     `boards` meanwhile, each recognised by the operator."""
     since = _now_iso()
@@ -186,6 +245,10 @@ def stream(site: Site, operator: Operator, name: str, boards: list[Board], progr
             alerted.add(board.key)
         elif board.bridged is None:
             on_belt += 1
+    also = None
+    if also_rule is not None:
+        seen = {operator.look(f"/api/events/{e['event_id']}/snapshot").key for e in operator.events(since, also_rule)}
+        also = sum(1 for b in boards if b.key in seen and not b.bridged)
     phase = Phase(
         name,
         good=sum(1 for b in boards if not b.bridged),
@@ -193,6 +256,7 @@ def stream(site: Site, operator: Operator, name: str, boards: list[Board], progr
         alerted_good=sum(1 for b in boards if b.key in alerted and not b.bridged),
         alerted_bridged=sum(1 for b in boards if b.key in alerted and b.bridged),
         alerts_on_belt=on_belt,
+        also_alerted_good=also,
         seconds=time.monotonic() - began,
     )
     progress(
@@ -220,6 +284,9 @@ def review(operator: Operator, held_out: set[str]) -> tuple[dict[str, int], dict
         if not items:
             break
         for item in items:
+            if item["rule"] != RULE:  # the operator knows each board's solder joints, nothing else
+                left += 1
+                continue
             board = operator.look(f"/api/labels/{item['id']}/frame")
             if board.key in held_out:
                 left += 1
@@ -230,16 +297,13 @@ def review(operator: Operator, held_out: set[str]) -> tuple[dict[str, int], dict
     return reviewed, labelled
 
 
-def set_threshold(site: Site, operator: Operator, threshold: float) -> None:
-    """The rule file edited as an operator would; the service reloads it."""
-    text = site.rules.read_text(encoding="utf-8")
-    lines = [f"threshold = {threshold}" if line.startswith("threshold = ") else line for line in text.splitlines()]
-    site.rules.write_text("\n".join(lines) + "\n", encoding="utf-8")
+def wait_threshold(site: Site, operator: Operator, threshold: float) -> None:
+    """Until the service runs the rule at `threshold` (a release wrote it into the rule file)."""
 
     def applied() -> bool:
         return any(r["id"] == RULE and r["threshold"] == threshold for r in operator.get("/api/rules"))
 
-    site.wait(applied, 60, "the new threshold to be loaded")
+    site.wait(applied, 60, f"threshold {threshold} to be loaded")
 
 
 def _now_iso() -> str:
@@ -248,61 +312,3 @@ def _now_iso() -> str:
 
 def _phase(phase: Phase) -> dict[str, Any]:
     return asdict(phase) | {"false_alert_rate": round(phase.false_alert_rate, 4), "recall": round(phase.recall, 4)}
-
-
-def _machine(info: dict[str, Any]) -> str:
-    return f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores (CPU only)"
-
-
-def _percent(phase: dict[str, Any]) -> dict[str, Any]:
-    return phase | {key: f"{phase[key]:.2%}" for key in ("false_alert_rate", "recall")}
-
-
-def markdown(data: dict[str, Any]) -> str:
-    before, after = data["phases"]["before"], data["phases"]["after"]
-    rows = [
-        {"when": "before (shipped threshold, no adapter)", **_percent(before)},
-        {"when": "after (suggested threshold, fine-tuned adapter)", **_percent(after)},
-    ]
-    columns = [
-        ("when", "held-out pass"),
-        ("good", "good boards"),
-        ("alerted_good", "alerted"),
-        ("false_alert_rate", "false-alert rate"),
-        ("bridged", "bridged boards"),
-        ("alerted_bridged", "alerted"),
-        ("recall", "recall"),
-        ("alerts_on_belt", "alerts on the empty belt"),
-    ]
-    evaluation, tuned = data["eval"], data["finetune"]
-    reviewed, labelled = data["reviewed"], data["labelled"]
-    return "\n".join(
-        [
-            "# The learning loop on the demo model",
-            "",
-            f"{_machine(data['machine'])}, {data['date']}. `streamwatch bench learning-loop` "
-            f"({data['minutes']} min): the shipped demo model and solder-bridge rule watching an inspection camera",
-            "through `streamwatch run`; a scripted operator reviews alerts and answers label requests through the",
-            "REST API by each board's truth, runs `streamwatch eval`, applies the suggested threshold,",
-            "fine-tunes an adapter from the reviews and copies it into the watched adapter slot (swapped in",
-            "without a restart). The same held-out boards, never reviewed or trained on, pass the camera before",
-            "and after. A board counts as alerted when an alert opened on it.",
-            "",
-            markdown_table(rows, columns),
-            "",
-            f"- Operator: {sum(reviewed.values())} alerts reviewed ({reviewed.get('confirmed', 0)} confirmed, "
-            f"{reviewed.get('false_positive', 0)} false positives), {sum(labelled.values())} label requests "
-            f"answered ({labelled.get('yes', 0)} yes, {labelled.get('no', 0)} no); the held-out boards' are left "
-            "unanswered.",
-            f"- eval on those labels: {evaluation['n']} examples, F1 {evaluation['f1']} at the shipped threshold "
-            f"{evaluation['threshold']}; suggested {evaluation['suggested_threshold']}, applied "
-            f"{evaluation['applied_threshold']}.",
-            f"- finetune: {tuned['examples']} training examples, {tuned['seconds']} s; loss "
-            f"{tuned['loss'][0][1]:.2e} at step {tuned['loss'][0][0]} -> {tuned['loss'][-1][1]:.2e} at step "
-            f"{tuned['loss'][-1][0]}; swapped in without a restart "
-            f"(reloads: {data['reloads']}), with the threshold its report suggests on its own held-out part "
-            f"({tuned['applied_threshold']}): an adapter moves the scores, so the base model's threshold does not "
-            "carry over.",
-            "",
-        ]
-    )

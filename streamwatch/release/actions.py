@@ -64,6 +64,8 @@ def apply_change(
         check_slot(settings)
     if override is not None and not override.strip():
         raise NotApplied("an override needs a reason")
+    if _no_effect(settings, change):
+        raise NotApplied("nothing changes: the adapter and every threshold given are what runs already")
     report = run_gate(settings, change, database, settings.release)
     versions = versions_of(settings, database)
     baseline(settings, versions, by)
@@ -130,6 +132,17 @@ def rollback(settings: Settings, database: Database, to: int, *, by: str) -> Ver
     )
     log.info("rolled back to version %d (now version %d, by %s)", to, version.version, by)
     return version
+
+
+def _no_effect(settings: Settings, change: Change) -> bool:
+    live = live_state(settings)
+    if any(live.thresholds.get(rule) != value for rule, value in change.thresholds.items()):
+        return False
+    if isinstance(change.adapter, Keep):
+        return True
+    if change.adapter is None or live.adapter is None:
+        return change.adapter is None and live.adapter is None
+    return same_adapter(change.adapter, live.adapter)
 
 
 def _kept(versions: Versions, live: Path | None) -> Path | None:
