@@ -3,7 +3,8 @@
 - the uncertain ones: P(yes) within `labels.band` of the rule's threshold, measured in log-odds (a
   threshold of 0.0004 has its band at 0.00022..0.00074, not 0..0.15);
 - a small random share of plain "no"s (where misses hide) and of confident "yes"es (so that positives
-  are labelled too, not only the uncertain and the sampled noes);
+  are labelled too, not only the uncertain and the sampled noes); the draw comes from the picture (a
+  hash of its thumbnail and the rule), so the same footage gives the same requests;
 - spread over the score range and over time: at most one request per camera x rule x score range
   (the band is four ranges; beyond it, ranges of the same width) every `labels.every_s`;
 - never the same picture twice for a camera x rule: a frame whose rule region looks like one of the
@@ -16,6 +17,7 @@ never as alerts and never published."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import random
@@ -58,25 +60,30 @@ class LabelCollector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store, self.config = store, config
-        self._rng = rng or random.Random()
+        self._rng = rng  # None: each sampling draw comes from the picture (the same footage, the same requests)
         self._clock = clock
         self._last: dict[tuple[str, str, str, int], float] = {}
         self._recent: dict[tuple[str, str], deque[np.ndarray]] = {}  # thumbnails of the frames kept
         self.duplicates = 0  # frames skipped as the same picture as one kept
 
-    def reason(self, rule: Rule, answer: Answer) -> LabelReason | None:
+    def reason(self, rule: Rule, answer: Answer, draw: float | None = None) -> LabelReason | None:
         """Why this answer should be labelled, or None. Only answers the model gave (not reused ones)
-        to yes/no rules."""
+        to yes/no rules. `draw` (0..1) decides a sample: the collector's rng's where it has one."""
         p = answer.confidence
         if rule.answer != "yes_no" or answer.reused or p is None:
             return None
-        if abs(distance(p, rule.threshold)) <= half_band(self.config.band) + 1e-9:
+        if self.uncertain(rule, p):
             return LabelReason.UNCERTAIN
-        if p < rule.threshold and self._rng.random() < self.config.sample_no:
+        if draw is None:
+            draw = self._rng.random() if self._rng is not None else random.random()
+        if p < rule.threshold and draw < self.config.sample_no:
             return LabelReason.SAMPLE
-        if p >= rule.threshold and self._rng.random() < self.config.sample_yes:
+        if p >= rule.threshold and draw < self.config.sample_yes:
             return LabelReason.SAMPLE_YES
         return None
+
+    def uncertain(self, rule: Rule, p: float) -> bool:
+        return abs(distance(p, rule.threshold)) <= half_band(self.config.band) + 1e-9
 
     def score_range(self, rule: Rule, p: float | None) -> int:
         """Which range of scores `p` falls in, around the rule's threshold: the band is four of them."""
@@ -121,7 +128,18 @@ class LabelCollector:
         several frames was asked on, kept with it (store/windows)."""
         if not self.config.enabled or rule.answer != "yes_no":
             return False
-        reason = reason or self.reason(rule, answer)
+        thumb = None
+        if reason is None:
+            p = answer.confidence
+            draw = None
+            if self._rng is None and not answer.reused and p is not None and not self.uncertain(rule, p):
+                try:
+                    thumb = await asyncio.to_thread(thumbnail, image, rule.roi)
+                except Exception:
+                    log.exception("camera %s rule %s: could not look at a frame to sample", camera.id, rule.id)
+                    return False
+                draw = picture_draw(thumb, rule.id)
+            reason = self.reason(rule, answer, draw)
         if reason is None:
             return False
         key = (camera.id, rule.id, reason.value, self.score_range(rule, answer.confidence))
@@ -129,7 +147,8 @@ class LabelCollector:
         if key in self._last and now - self._last[key] < self.config.every_s:
             return False
         try:
-            thumb = await asyncio.to_thread(thumbnail, image, rule.roi)
+            if thumb is None:
+                thumb = await asyncio.to_thread(thumbnail, image, rule.roi)
             if await self._same_picture(camera, rule, thumb):
                 self.duplicates += 1
                 return False
@@ -177,6 +196,12 @@ def half_band(band: float) -> float:
 def distance(p: float, threshold: float) -> float:
     """How far P(yes) lies from the threshold, in log-odds (negative: below)."""
     return logit(p) - logit(threshold)
+
+
+def picture_draw(thumb: np.ndarray, rule_id: str) -> float:
+    """A number in 0..1 fixed by the picture and the rule: sampling that the same footage repeats."""
+    digest = hashlib.sha256(thumb.astype(np.uint8).tobytes() + rule_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def thumbnail(image: Image.Image, roi: tuple[float, float, float, float] | None) -> np.ndarray:

@@ -248,3 +248,26 @@ class UnsureBackend(Backend):
 
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
         return ["-" for _ in prompts]
+
+
+def test_without_an_rng_the_sample_is_drawn_from_the_picture(tmp_path: Path) -> None:
+    """The same footage gives the same label requests (a fresh collector, a restart, a re-run); over
+    many pictures the share is the configured one."""
+    from streamwatch.labelling import picture_draw, thumbnail
+
+    pictures = [random_image(seed, 64, 36) for seed in range(2000)]
+    draws = [picture_draw(thumbnail(p, None), RULE.id) for p in pictures]
+    assert 60 <= sum(d < 0.05 for d in draws) <= 140  # 5 % of 2000 = 100
+    assert draws == [picture_draw(thumbnail(p, None), RULE.id) for p in pictures]
+    other = [picture_draw(thumbnail(p, None), "other-rule") for p in pictures[:50]]
+    assert other != draws[:50]  # each rule draws for itself
+
+    def kept(folder: Path) -> list[str]:
+        labels = store(folder)
+        collector = LabelCollector(labels, LabelsConfig(sample_no=0.05, every_s=0))
+        for index, picture in enumerate(pictures[:300]):
+            asyncio.run(collector.offer(YARD, RULE, "q", answer(0.01), picture, float(index)))
+        return [item.frame_at.isoformat() for item in labels.list(limit=1000)]
+
+    first = kept(tmp_path / "a")
+    assert first and first == kept(tmp_path / "b")

@@ -41,7 +41,7 @@ def _percent(value: float | None) -> str:
 
 def _gate(gate: dict[str, Any] | None) -> str:
     if gate is None:
-        return "not asked (no threshold suggested)"
+        return "not asked (no other threshold suggested)"
     return str(gate["outcome"]) + (f": {'; '.join(gate['refusals'])}" if gate["refusals"] else "")
 
 

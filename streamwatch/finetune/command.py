@@ -152,7 +152,7 @@ def finetune(args: argparse.Namespace) -> int:
             f"suggested threshold {shown['suggested_threshold']} (held-out precision {shown['suggested_precision']}, "
             f"recall {shown['suggested_recall']})"
             if row["suggested_threshold"] is not None
-            else "no threshold suggested (the held-out part cannot separate yes from no for it)"
+            else f"no threshold suggested ({row['suggested_why'] or 'the held-out part cannot separate yes from no'})"
         )
         print(
             f"with the adapter, {row['rule']} on {row['camera']}: F1 {shown['f1']} at threshold "
