@@ -184,6 +184,7 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     back = client.post("/api/releases/1/rollback")
     assert back.status_code == 200, back.text
     assert back.json()["version"] == 4 and back.json()["rolled_back_to"] == 1
+    assert client.get(f"/api/jobs/{tune['id']}").json()["applied_at"] is None  # its adapter is out again
     wait_for(lambda: client.get("/readyz").json()["model"]["adapter"] is None, 120, "the adapter to be taken out")
     assert "threshold = 0.7" in (folder / "rules" / "defect.toml").read_text(encoding="utf-8")
     never = client.post("/api/releases/2/rollback")

@@ -163,12 +163,23 @@ def test_the_gate_passes_a_harmless_adapter_refuses_a_harmful_one_and_versions_r
     assert release(site, capsys, "rollback", "2")[0] == 0  # 2's copy is the one 5 and 7 made live too
     assert slot_weights(site) == (identity / "adapter_model.safetensors").read_bytes()
 
+    # a rule file edited by hand since: that state becomes a version before the next change
+    text = defect.read_text(encoding="utf-8")
+    at = text.index('id = "missing-screw"')
+    defect.write_text(text[:at] + text[at:].replace("threshold = 0.7", "threshold = 0.75", 1), encoding="utf-8")
+    assert release(site, capsys, "apply", "--threshold", "solder-bridge=0.65")[0] == 0
+    newest = json.loads(release(site, capsys, "list", "--json")[1])[:2]
+    assert [(v["action"], v["changes"]) for v in newest] == [
+        ("apply", ["solder-bridge: threshold 0.7 -> 0.65"]),
+        ("baseline", ["changed outside streamwatch release", "missing-screw: threshold 0.7 -> 0.75"]),
+    ]
+
     for args, says in (
         (("apply", "--threshold", "no-such-rule=0.5"), "no such rule"),
         (("apply", "--threshold", "solder-bridge=high"), "give RULE=VALUE"),
         (("apply",), "nothing to apply"),
         (("apply", "--adapter", str(site.parent)), "no adapter_config.json"),
-        (("apply", "--threshold", "solder-bridge=0.7"), "nothing changes"),
+        (("apply", "--threshold", "solder-bridge=0.65"), "nothing changes"),
         (("apply", "--adapter", str(identity)), "nothing changes"),
         (("rollback", "99"), "no version 99"),
     ):

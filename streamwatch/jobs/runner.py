@@ -183,9 +183,11 @@ class JobRunner:
             if self._current is not None and self._current[0].kind == "release":
                 raise JobBusy(f"release job {self._current[0].id} is running: roll back once it ended")
             try:
-                return await asyncio.to_thread(rollback, self.settings, self.database, version, by=by)
+                live = await asyncio.to_thread(rollback, self.settings, self.database, version, by=by)
             except NotApplied as exc:
                 raise JobRefused(str(exc)) from None
+            await self._mark_applied(live.job_id if live.adapter is not None else None)
+            return live
 
     async def override(self, job_id: str, by: str, reason: str) -> JobRecord:
         """A refused release job's change again, with `reason` to apply it where the gate refuses."""
@@ -216,9 +218,14 @@ class JobRunner:
         adapter = record.options.get("adapter")
         if record.kind != "release" or record.state != "succeeded" or adapter is None:
             return
+        await self._mark_applied(None if adapter == "none" else adapter)
+
+    async def _mark_applied(self, job_id: str | None) -> None:
+        """The fine-tune job whose adapter is live is marked applied (since now), no other."""
         for other in await asyncio.to_thread(self.folder.all):
-            if other.id == adapter:
-                await asyncio.to_thread(self.folder.update, other, applied_at=now_iso())
+            if other.id == job_id:
+                if other.applied_at is None:
+                    await asyncio.to_thread(self.folder.update, other, applied_at=now_iso())
             elif other.applied_at is not None:
                 await asyncio.to_thread(self.folder.update, other, applied_at=None)
 

@@ -40,13 +40,28 @@ def live_state(settings: Settings) -> State:
 
 
 def baseline(settings: Settings, versions: Versions, by: str) -> Version:
-    """The state before the first recorded change, as version 1 (so it can be rolled back to)."""
+    """The state before the first recorded change, as version 1 (so it can be rolled back to); and where
+    what runs is no longer the live version's (a rule file or the adapter slot edited by hand, a rule
+    added), that state as a version too, so that a rollback can return to it."""
     live = versions.live()
+    now = live_state(settings)
+    changes = ["as configured"]
     if live is not None:
-        return live
-    return versions.record(
-        by=by, action="baseline", outcome="not gated", state=live_state(settings), changes=["as configured"]
-    )
+        try:
+            recorded = State(versions.adapter_path(live), live.thresholds)
+        except FileNotFoundError:  # its copy pruned: the adapter cannot be compared, the thresholds can
+            recorded = State(now.adapter, live.thresholds)
+        differences = _differences(recorded, now)
+        if not differences:
+            return live
+        changes = ["changed outside streamwatch release", *differences]
+    return versions.record(by=by, action="baseline", outcome="not gated", state=now, changes=changes)
+
+
+def _same_files(a: Path | None, b: Path | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return same_adapter(a, b)
 
 
 def apply_change(
@@ -95,7 +110,7 @@ def apply_change(
         changes=list(report.change),
         job_id=job_id,
         gate=report.to_json(),
-        override_reason=override,
+        override_reason=override if outcome == "overridden" else None,
     )
     log.info("release version %d is live (%s, by %s)", version.version, outcome, by)
     return Outcome(report, version, applied=True)
@@ -160,7 +175,7 @@ def _kept(versions: Versions, live: Path | None) -> Path | None:
 
 def _differences(before: State, after: State) -> list[str]:
     lines = []
-    if before.adapter != after.adapter:
+    if not _same_files(before.adapter, after.adapter):
         lines.append(f"adapter: {before.adapter or 'none'} -> {after.adapter or 'none'}")
     for rule, value in sorted(after.thresholds.items()):
         if before.thresholds.get(rule) != value:
