@@ -139,6 +139,7 @@ def cmd_bench_learning_loop(args: argparse.Namespace) -> int:
         held_good=args.held_good,
         held_bridged=args.held_bridged,
         interval_s=args.interval,
+        board_frames=args.board_frames,
         steps=args.steps,
         seeds=tuple(args.seeds),
         unjudged_seed=args.unjudged_seed,
@@ -287,6 +288,7 @@ def add_bench_parser(sub: Any) -> None:
     loop.add_argument("--held-good", type=_positive, default=400, help="good boards held out (before and after)")
     loop.add_argument("--held-bridged", type=_positive, default=200, help="bridged boards held out")
     loop.add_argument("--interval", type=float, default=0.15, help="the camera's sample interval, seconds")
+    loop.add_argument("--board-frames", type=_positive, default=2, help="images each board is shown for")
     loop.add_argument("--steps", type=_positive, default=200, help="fine-tuning steps")
     loop.add_argument("--seeds", type=_seeds, default=[0], help="seeds, one run each: 0,1,2,3,4")
     loop.add_argument(

@@ -53,6 +53,7 @@ class LoopConfig:
     held_good: int = 400
     held_bridged: int = 200
     interval_s: float = 0.15  # the camera's sample interval: one image shown per interval
+    board_frames: int = 2  # images a board is shown for (then the empty belt as many)
     steps: int = 200  # fine-tuning steps
     seeds: tuple[int, ...] = (0,)
     unjudged_seed: int | None = None  # also a run with ALSO_RULE live and unlabelled: the gate must refuse
@@ -74,6 +75,8 @@ class Phase:
     alerted_bridged: int = 0
     alerts_on_belt: int = 0
     also_alerted_good: int | None = None  # ALSO_RULE's alerts on good boards (the unjudged run)
+    shown: int = 0  # images the camera showed in the pass
+    sampled: int = 0  # of them, how many the service answered (a slow service skips some)
     seconds: float = 0.0
 
     @property
@@ -129,8 +132,8 @@ def run_loop(
     work.mkdir(parents=True, exist_ok=True)
     site = Site(work, repo, config.interval_s, config.labels, also_rule)
     site.write()
-    site.write_pass("held", held)
-    site.write_pass("train", train)
+    site.write_pass("held", held, shown=config.board_frames)
+    site.write_pass("train", train, shown=config.board_frames)
     started = time.monotonic()
     site.start()
     operator = Operator(site.port, [*held, *train, belt()])
@@ -229,13 +232,14 @@ def stream(
     """The pass `name` (its folder written by Site.write_pass) past the camera; the alerts opened on
     `boards` meanwhile, each recognised by the operator."""
     since = _now_iso()
-    shown, frames = site.shown(name), operator.frames()
+    shown, frames, answered = site.shown(name), operator.frames(), operator.answers()
     began = time.monotonic()
     site.point(name)
     limit = 120 + shown * site.interval_s * 4
     site.wait(lambda: operator.frames() >= frames + shown - TAIL // 2, limit, f"the {name} pass")
     site.point("idle")
     time.sleep(site.interval_s * 4)  # the last boards' answers reach the store
+    sampled = (operator.answers() - answered) // (2 if also_rule else 1)
     keys = {board.key for board in boards}
     alerted: set[str] = set()
     on_belt = 0
@@ -257,11 +261,14 @@ def stream(
         alerted_bridged=sum(1 for b in boards if b.key in alerted and b.bridged),
         alerts_on_belt=on_belt,
         also_alerted_good=also,
+        shown=shown,
+        sampled=sampled,
         seconds=time.monotonic() - began,
     )
     progress(
         f"{name}: {phase.good} good boards, {phase.alerted_good} alerted ({phase.false_alert_rate:.2%}); "
-        f"{phase.bridged} bridged, {phase.alerted_bridged} alerted (recall {phase.recall:.2%}); {phase.seconds:.0f} s"
+        f"{phase.bridged} bridged, {phase.alerted_bridged} alerted (recall {phase.recall:.2%}); {phase.seconds:.0f} s; "
+        f"{phase.sampled} of {phase.shown} images answered"
     )
     return phase
 

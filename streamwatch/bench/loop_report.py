@@ -39,6 +39,10 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
+def _share(phase: dict[str, Any]) -> str:
+    return f"{phase['sampled'] / phase['shown']:.0%}" if phase.get("shown") else "-"
+
+
 def _gate(gate: dict[str, Any] | None) -> str:
     if gate is None:
         return "not asked (no other threshold suggested)"
@@ -62,6 +66,7 @@ def markdown(data: dict[str, Any]) -> str:
                 "threshold": _gate(run["gates"].get("threshold")),
                 "adapter": _gate(run["gates"].get("adapter")),
                 "live": run["live_threshold"],
+                "sampled": f"{_share(before)}, {_share(after)}",
             }
         )
     columns = [
@@ -74,13 +79,15 @@ def markdown(data: dict[str, Any]) -> str:
         ("threshold", "gate: eval's threshold"),
         ("adapter", "gate: adapter + its threshold"),
         ("live", "threshold live after"),
+        ("sampled", "images answered, before, after"),
     ]
     lines = [
         "# The learning loop on the demo model, over seeds",
         "",
         f"{data['machine'].get('cpu', '?')}, {data['machine'].get('cores', '?')} cores (CPU only), {data['date']}. "
         f"`streamwatch bench learning-loop` ({data['minutes']} min). Per seed: `streamwatch run` watches an "
-        "inspection camera (an image folder: each board twice, then the empty belt twice) with the shipped "
+        f"inspection camera (an image folder: each board shown {data['config']['board_frames']} times, then the empty "
+        "belt as often; the share of the images the service answered is given) with the shipped "
         "solder-bridge rule; held-out boards pass (never reviewed, never trained on), then training boards; a "
         "scripted operator reviews every alert and answers every label request of the training boards through "
         "the REST API by each board's truth; `streamwatch eval` suggests a threshold and `streamwatch release "

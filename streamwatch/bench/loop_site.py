@@ -123,15 +123,15 @@ class Site:
         """
         (self.work / "config.toml").write_text(textwrap.dedent(config).lstrip(), encoding="utf-8")
 
-    def write_pass(self, name: str, boards: list[Board], tail: int = TAIL) -> None:
-        """A folder of this pass's images: each board twice, then the empty belt twice (the belt itself
-        once); `tail` belt frames at the end."""
+    def write_pass(self, name: str, boards: list[Board], tail: int = TAIL, shown: int = 2) -> None:
+        """A folder of this pass's images: each board `shown` times, then the empty belt as often (the
+        belt itself once); `tail` belt frames at the end."""
         folder = self.work / f"pass-{name}"
         folder.mkdir()
         blank = belt().image
         frames: list[np.ndarray] = []
         for board in boards:
-            frames += [board.image] if board.bridged is None else [board.image, board.image, blank, blank]
+            frames += [board.image] if board.bridged is None else [board.image] * shown + [blank] * shown
         frames += [blank] * tail
         for index, pixels in enumerate(frames):
             Image.fromarray(pixels).save(folder / f"{index:06d}.png", compress_level=1)
@@ -239,6 +239,15 @@ class Operator:
 
     def model(self) -> dict[str, Any]:
         return dict(self.client.get("/readyz").json()["model"])
+
+    def answers(self) -> int:
+        """Answers the service gave on the camera so far (asked or reused, every rule)."""
+        text = _ok(self.client.get("/metrics")).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("streamwatch_answers_total{") and f'camera="{CAMERA}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
 
     def frames(self) -> int:
         """Frames the camera delivered since the service started."""
