@@ -190,7 +190,7 @@ class LabelCollector:
 
 def half_band(band: float) -> float:
     """`labels.band` (P(yes) either side of 0.5) as log-odds, the same either side of any threshold."""
-    return logit(0.5 + band)
+    return math.inf if band >= 0.5 else logit(0.5 + band)  # 0.5: every answer is uncertain
 
 
 def distance(p: float, threshold: float) -> float:

@@ -17,9 +17,9 @@ class LabelsConfig(_Section):
     band: float = Field(
         0.15,
         ge=0,
-        lt=0.5,
+        le=0.5,
         description="Uncertain: P(yes) within this of a threshold of 0.5, the same distance in log-odds elsewhere "
-        "(0.15 at threshold 0.0004: 0.00022 to 0.00074).",
+        "(0.15 at threshold 0.0004: 0.00022 to 0.00074; 0.5: every answer).",
     )
     sample_no: float = Field(0.01, ge=0, le=1, description="Share of other (confident) 'no' answers kept as well.")
     sample_yes: float = Field(0.05, ge=0, le=1, description="Share of confident 'yes' answers kept as well.")
