@@ -60,6 +60,8 @@ def test_finetune_writes_an_adapter_and_a_before_after_report_that_eval_and_the_
     assert row_before["rule"] == row_after["rule"] == "solder-bridge"
     assert training["examples"] + row_before["n"] == 48 and row_before["n"] == row_after["n"] > 0
     assert training["per_rule"] == {"solder-bridge": training["examples"]}
+    trained = json.loads((out / "trained.json").read_text())["examples"]  # what the release gate leaves out
+    assert len(set(trained)) == training["examples"]
     losses = [loss for _step, loss in training["loss"]]
     assert len(losses) == 2 and losses[-1] < losses[0]  # steps 10 and 20: it learned
     shown = (out / "finetune.md").read_text()

@@ -206,3 +206,28 @@ def test_a_rule_with_too_few_examples_blocks_an_adapter_change_and_says_what_to_
         "truly-no" in err
     )
     assert slot_weights(site) is None  # nothing applied
+
+
+def test_an_adapter_is_judged_on_the_examples_it_was_not_trained_on(
+    site: Path, adapters: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Judged on its own training examples an adapter looks better than it will do: those its fine-tune
+    listed (trained.json) are left out, for the live model too; a rule left with too few is refused."""
+    import shutil
+
+    from streamwatch.evaluation.examples import TRAINED, Example, example_key
+
+    candidate = tmp_path / "trained-adapter"
+    shutil.copytree(adapters[0], candidate)
+    image = Image.new("RGB", (8, 8))
+    keys = [example_key(Example("line", "solder-bridge", True, "label", f"solder-bridge-{i}", image)) for i in range(9)]
+    (candidate / TRAINED).write_text(json.dumps({"examples": keys}), encoding="utf-8")
+    code, out, err = release(site, capsys, "apply", "--adapter", str(candidate), "--out", str(tmp_path / "gate"))
+    assert code == 1, out + err
+    assert "refused: solder-bridge: too few examples to judge (1 yes, 2 no): label 4 more truly-yes and 3 more" in err
+    assert "gate: missing-screw (6 yes, 6 no): ok" in out  # the others: all their examples
+    notes = json.loads((tmp_path / "gate" / "gate.json").read_text())["notes"]
+    assert notes == ["rule solder-bridge: the candidate adapter was trained on it (judged on the others): 9"]
+    (candidate / TRAINED).write_text("[", encoding="utf-8")
+    code, _out, err = release(site, capsys, "apply", "--adapter", str(candidate))
+    assert code == 2 and f"{TRAINED} is not readable" in err

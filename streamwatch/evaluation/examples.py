@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ class Example:
     image: Image.Image  # the full frame (before any roi)
     vars: tuple[tuple[str, str], ...] = ()  # template variables a manifest gives
     frames: tuple[Image.Image, ...] = ()  # asked over several frames: those (the rule's region at model size)
+
+
+TRAINED = "trained.json"  # beside an adapter: the labelled examples it was trained on (example_key each)
+
+
+def example_key(example: Example) -> str:
+    """A short, stable name of a labelled example (where it came from), as `TRAINED` lists it."""
+    return hashlib.sha256(f"{example.source}\0{example.ref}".encode()).hexdigest()[:16]
 
 
 def reviewed(store: EventStore, skipped: list[str]) -> Iterator[Example]:

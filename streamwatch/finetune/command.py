@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -45,7 +46,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def finetune(args: argparse.Namespace) -> int:
     from streamwatch.config import load_settings
     from streamwatch.evaluation.command import Candidate
-    from streamwatch.evaluation.examples import all_examples
+    from streamwatch.evaluation.examples import TRAINED, all_examples
     from streamwatch.evaluation.manifest import load_manifest
     from streamwatch.evaluation.report import summarise, write
     from streamwatch.finetune.data import held_out_only, training_examples
@@ -84,6 +85,7 @@ def finetune(args: argparse.Namespace) -> int:
     )
 
     skipped: Counter[str] = Counter()
+    keys: list[str] = []
     training = training_examples(
         all_examples(settings, database, clips, notes, rules),
         rules,
@@ -93,6 +95,7 @@ def finetune(args: argparse.Namespace) -> int:
         max_image_side=settings.model.max_image_side,
         limit=args.max_examples,
         skipped=skipped,
+        keys=keys,
     )
     skipped.update(notes)
     if len(training) < MIN_TRAINING:
@@ -115,6 +118,7 @@ def finetune(args: argparse.Namespace) -> int:
             f"left out: {dict(held_skipped)}): label more, or raise --holdout"
         )
     history = _train(settings, training, lora, args.device, out)
+    (out / TRAINED).write_text(json.dumps({"examples": sorted(keys)}) + "\n", encoding="utf-8")  # the gate skips them
     adapted = base.model_copy(update={"model": base.model.model_copy(update={"adapter": str(out)})})
     after = _replay(adapted, rules, cameras, held_out(), Counter())
     held_skipped.update(notes)

@@ -15,7 +15,7 @@ import numpy as np
 
 from streamwatch.config import CameraConfig
 from streamwatch.demo.dataset import Example as TrainingExample
-from streamwatch.evaluation.examples import Example
+from streamwatch.evaluation.examples import Example, example_key
 from streamwatch.evaluation.replay import prepare
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.rules.model import Rule
@@ -41,9 +41,11 @@ def training_examples(
     max_image_side: int,
     limit: int,
     skipped: Counter[str],
+    keys: list[str] | None = None,
 ) -> list[TrainingExample]:
     """The training part as the model is asked it (question rendered, roi cropped), each image already at
-    the model's size (memory: `limit` examples at most, the rest counted in `skipped`)."""
+    the model's size (memory: `limit` examples at most, the rest counted in `skipped`); `keys` gets the
+    example_key of each one kept."""
     kept: list[TrainingExample] = []
     for example in examples:
         if held_out(example, fraction, seed):
@@ -64,4 +66,6 @@ def training_examples(
             continue
         image = np.asarray(fit_longest_side(prompt.image.convert("RGB"), max_image_side))
         kept.append(TrainingExample(image, prompt.question, "yes" if example.truth else "no", rule.id))
+        if keys is not None:
+            keys.append(example_key(example))
     return kept

@@ -1,22 +1,24 @@
 """The gate run on a change: every labelled example (reviews, answered label requests, the labelled
 clips in jobs.clips_dir) scored by the live model (with the adapter it runs) and, where the change
-brings another adapter, by the candidate; then judged rule by rule (gate.py).
+brings another adapter, by the candidate; then judged rule by rule (gate.py). An adapter is judged on
+the examples it was not trained on (those its fine-tune listed in trained.json are left out for both).
 
 Judged: for another adapter, every enabled live rule that alerts (an adapter moves every answer); for
 thresholds alone, the rules whose threshold changes."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamwatch.config import Settings
 from streamwatch.config.release import ReleaseConfig
-from streamwatch.evaluation.examples import all_examples
+from streamwatch.evaluation.examples import TRAINED, Example, all_examples, example_key
 from streamwatch.evaluation.manifest import LabelledClip, load_manifest
 from streamwatch.evaluation.replay import Scored, replay
 from streamwatch.inference.adapter import is_empty_slot
@@ -62,6 +64,25 @@ def live_adapter(settings: Settings) -> Path | None:
     return None if path is None or is_empty_slot(path) else path
 
 
+def trained_on(adapter: Path | Keep | None) -> frozenset[str]:
+    """The examples a candidate adapter was trained on (`streamwatch model finetune` lists them beside
+    it): judged on those, an adapter looks better than it will do; none where it lists none."""
+    if not isinstance(adapter, Path) or not (adapter / TRAINED).is_file():
+        return frozenset()
+    try:
+        return frozenset(json.loads((adapter / TRAINED).read_text(encoding="utf-8"))["examples"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"adapter {adapter}: {TRAINED} is not readable: {exc}") from None
+
+
+def unseen(examples: Iterator[Example], trained: frozenset[str], skipped: Counter[str]) -> Iterator[Example]:
+    for example in examples:
+        if trained and example_key(example) in trained:
+            skipped[f"rule {example.rule}: the candidate adapter was trained on it (judged on the others)"] += 1
+            continue
+        yield example
+
+
 def labelled_clips(settings: Settings) -> list[LabelledClip]:
     folder = settings.path(settings.jobs.clips_dir)
     if not folder.is_dir():
@@ -87,6 +108,8 @@ def run_gate(settings: Settings, change: Change, database: Database | None, conf
     notes: list[str] = []
     skipped: Counter[str] = Counter()
 
+    trained = trained_on(change.adapter)
+
     def scores(adapter: Path | None) -> dict[tuple[str, str], Scored]:
         from streamwatch.inference.build import load_backend
 
@@ -95,7 +118,7 @@ def run_gate(settings: Settings, change: Change, database: Database | None, conf
         try:
             notes.clear()
             skipped.clear()
-            examples = all_examples(settings, database, clips, notes, asked)
+            examples = unseen(all_examples(settings, database, clips, notes, asked), trained, skipped)
             return replay(backend, asked, cameras, examples, skipped, settings.model.max_new_tokens)
         finally:
             backend.close()
