@@ -212,7 +212,8 @@ def release(site: Site, out: Path, *args: str) -> dict[str, Any]:
     """`streamwatch release apply ARGS` as the operator: the gate's outcome and its refusals."""
     result = site.cli("release", "apply", *args, "--by", "bench operator", "--out", str(out), refused_ok=True)
     gate = json.loads((out / "gate.json").read_text())
-    return {"live": result.returncode == 0, "outcome": gate["outcome"], "refusals": gate["refusals"]}
+    unseen = any("was trained on it" in note for note in gate["notes"])
+    return {"live": result.returncode == 0, "outcome": gate["outcome"], "refusals": gate["refusals"], "unseen": unseen}
 
 
 def _row(candidate: dict[str, Any]) -> dict[str, Any]:

@@ -43,10 +43,14 @@ def _share(phase: dict[str, Any]) -> str:
     return f"{phase['sampled'] / phase['shown']:.0%}" if phase.get("shown") else "-"
 
 
-def _gate(gate: dict[str, Any] | None) -> str:
+def _gate(gate: dict[str, Any] | None, adapter: bool = False) -> str:
     if gate is None:
         return "not asked (no other threshold suggested)"
-    return str(gate["outcome"]) + (f": {'; '.join(gate['refusals'])}" if gate["refusals"] else "")
+    judged = ""
+    if adapter:
+        unseen = bool(gate.get("unseen"))
+        judged = " on the examples it was not trained on" if unseen else " on every example, its training ones too"
+    return str(gate["outcome"]) + judged + (f": {'; '.join(gate['refusals'])}" if gate["refusals"] else "")
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -64,7 +68,7 @@ def markdown(data: dict[str, Any]) -> str:
                 "recall_after": f"{after['alerted_bridged']}/{after['bridged']} ({_percent(after['recall'])})",
                 "labels": f"{run['labelled'].get('yes', 0)} yes, {run['labelled'].get('no', 0)} no",
                 "threshold": _gate(run["gates"].get("threshold")),
-                "adapter": _gate(run["gates"].get("adapter")),
+                "adapter": _gate(run["gates"].get("adapter"), adapter=True),
                 "live": run["live_threshold"],
                 "sampled": f"{_share(before)}, {_share(after)}",
             }
@@ -130,7 +134,7 @@ def markdown(data: dict[str, Any]) -> str:
             "",
             f"The same loop with the shipped `{run['also_rule']}` rule (critical) live on the camera; the operator "
             "labels solder joints only, so nothing tells whether an adapter trained on them breaks "
-            f"{run['also_rule']}. The gate on the adapter: {_gate(run['gates'].get('adapter'))}.",
+            f"{run['also_rule']}. The gate on the adapter: {_gate(run['gates'].get('adapter'), adapter=True)}.",
             "",
             f"- {run['also_rule']} alerts on good held-out boards: before {also['before']}, after the gate "
             f"{also['after']}"
