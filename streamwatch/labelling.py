@@ -8,8 +8,9 @@
 - spread over the score range and over time: at most one request per camera x rule x score range
   (the band is four ranges; beyond it, ranges of the same width) every `labels.every_s`;
 - never the same picture twice for a camera x rule: a frame whose rule region looks like one of the
-  last `RECENT` kept for it (32 x 32 grey thumbnails within `SAME_PICTURE` of each other on average)
-  teaches nothing new and is skipped. The memory is rebuilt from the kept frames after a restart.
+  last `RECENT` kept for it (64 x 64 grey thumbnails, no pixel of them more than `SAME_PICTURE` apart:
+  sensor noise averages out within a thumbnail pixel, a person walking in does not) teaches nothing new
+  and is skipped. The memory is rebuilt from the kept frames after a restart.
 
 They are kept as label requests (the full frame, the question as asked, the model and its answer),
 never as alerts and never published."""
@@ -43,8 +44,8 @@ from streamwatch.vocabulary import LabelReason
 log = logging.getLogger(__name__)
 
 RECENT = 100  # kept frames per camera x rule remembered to skip the same picture again
-THUMB = 32  # side of the grey thumbnails compared
-SAME_PICTURE = 3.0  # mean absolute difference (0..255) below which two thumbnails are the same picture
+THUMB = 64  # side of the grey thumbnails compared
+SAME_PICTURE = 8.0  # the largest difference (0..255) of any thumbnail pixel for two frames to be the same picture
 RANGES = 16  # score ranges each side of the threshold (beyond: the last one)
 
 FRAME_QUALITY = STRIP_QUALITY  # JPEG quality of a kept frame: it is replayed through the model later
@@ -97,7 +98,7 @@ class LabelCollector:
         if key not in self._recent:
             kept = await asyncio.to_thread(self._kept_thumbnails, camera.id, rule)
             self._recent[key] = deque(kept, maxlen=RECENT)
-        return any(float(np.abs(seen - thumb).mean()) < SAME_PICTURE for seen in self._recent[key])
+        return any(float(np.abs(seen - thumb).max()) < SAME_PICTURE for seen in self._recent[key])
 
     def _kept_thumbnails(self, camera: str, rule: Rule) -> list[np.ndarray]:
         """The thumbnails of the newest frames kept for the camera x rule (after a restart)."""

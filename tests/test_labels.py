@@ -106,6 +106,18 @@ def test_requests_spread_over_the_score_range_and_never_repeat_a_picture(tmp_pat
     )
     assert not offer(0.59, noisy)  # the same scene with sensor noise: still the same picture
     assert collector.duplicates == 2
+    rng = np.random.default_rng(1)
+
+    def lawn(person: bool) -> Image.Image:  # a still, flat scene with sensor noise; a small, distant person
+        pixels = np.full((360, 640, 3), 110, dtype=np.int16) + rng.integers(-4, 5, (360, 640, 3))
+        if person:
+            pixels[200:230, 300:312] = 60  # 12 x 30 pixels of a 640 x 360 frame
+        return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+    now[0] += 601
+    assert offer(0.52, lawn(False)) and not offer(0.52, lawn(False))  # the lawn again: the same picture
+    now[0] += 601
+    assert offer(0.52, lawn(True))  # a person walked in: a new picture
     assert offer(0.59, frames[5])  # a new picture
     corner = RULE.model_copy(update={"id": "corner", "roi": (0.0, 0.0, 0.25, 0.25)})
     assert offer(0.59, frames[5], corner)  # another rule: its own memory
