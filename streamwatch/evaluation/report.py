@@ -61,7 +61,7 @@ def row(scored: Scored, target_precision: float | None) -> dict[str, Any]:
         "calibration_error": _round(metrics.calibration_error(p, truth)) if tunable else None,
         "false_alerts_per_day": false_now[0],
         "false_alert_open_share": false_now[1],
-        "suggested_threshold": None if best is None else float(f"{best:.6g}"),  # thresholds.suggest
+        "suggested_threshold": best,  # exact: rounded, 0.9999996 would read 1.0 and alert on nothing below it
         "suggested_why": suggestion.why if suggestion is not None else None,
         "suggested_cv_precision": _round(suggestion.cv_precision) if suggestion else None,
         "suggested_cv_recall": _round(suggestion.cv_recall) if suggestion else None,
