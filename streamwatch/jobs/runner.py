@@ -211,7 +211,8 @@ class JobRunner:
                 values.setdefault(str(row["rule"]), set()).add(row["suggested_threshold"])
         except (OSError, ValueError, KeyError, IndexError, TypeError):
             return {}
-        return {rule: float(v) for rule, found in values.items() if len(found) == 1 and (v := next(iter(found)))}
+        single = {rule: next(iter(found)) for rule, found in values.items() if len(found) == 1}
+        return {rule: float(value) for rule, value in single.items() if value is not None}
 
     async def _applied(self, record: JobRecord) -> None:
         """A release job that made a fine-tune's adapter live: that job is marked applied, no other."""

@@ -39,12 +39,11 @@ def live_state(settings: Settings) -> State:
     return State(live_adapter(settings), current_thresholds(settings.path(settings.rules_dir), settings.cameras))
 
 
-def baseline(settings: Settings, versions: Versions, by: str) -> Version:
+def baseline(versions: Versions, now: State, by: str) -> Version:
     """The state before the first recorded change, as version 1 (so it can be rolled back to); and where
     what runs is no longer the live version's (a rule file or the adapter slot edited by hand, a rule
     added), that state as a version too, so that a rollback can return to it."""
     live = versions.live()
-    now = live_state(settings)
     changes = ["as configured"]
     if live is not None:
         try:
@@ -83,25 +82,13 @@ def apply_change(
         raise NotApplied("nothing changes: the adapter and every threshold given are what runs already")
     report = run_gate(settings, change, database, settings.release)
     versions = versions_of(settings, database)
-    baseline(settings, versions, by)
     before = live_state(settings)
+    baseline(versions, before, by)
     adapter = _kept(versions, before.adapter) if isinstance(change.adapter, Keep) else change.adapter
     state = State(adapter, before.thresholds | dict(change.thresholds))
     outcome = "passed" if report.passed else ("overridden" if override is not None else "refused")
-    if outcome == "refused":
-        version = versions.record(
-            by=by,
-            action="apply",
-            outcome=outcome,
-            state=state,
-            changes=list(report.change),
-            job_id=job_id,
-            gate=report.to_json(),
-            keep_copy=False,
-        )
-        log.warning("release refused (version %d): %s", version.version, "; ".join(report.refusals()))
-        return Outcome(report, version, applied=False)
-    _make_live(settings, state, adapter_changes=not isinstance(change.adapter, Keep))
+    if outcome != "refused":
+        _make_live(settings, state, adapter_changes=not isinstance(change.adapter, Keep))
     version = versions.record(
         by=by,
         action="apply",
@@ -112,6 +99,9 @@ def apply_change(
         gate=report.to_json(),
         override_reason=override if outcome == "overridden" else None,
     )
+    if outcome == "refused":
+        log.warning("release refused (version %d): %s", version.version, "; ".join(report.refusals()))
+        return Outcome(report, version, applied=False)
     log.info("release version %d is live (%s, by %s)", version.version, outcome, by)
     return Outcome(report, version, applied=True)
 
@@ -143,7 +133,6 @@ def rollback(settings: Settings, database: Database, to: int, *, by: str) -> Ver
         job_id=target.job_id,
         gate=target.gate,
         rolled_back_to=to,
-        keep_copy=False,
     )
     log.info("rolled back to version %d (now version %d, by %s)", to, version.version, by)
     return version

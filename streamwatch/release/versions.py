@@ -106,15 +106,15 @@ class Versions:
         gate: dict[str, Any] | None = None,
         override_reason: str | None = None,
         rolled_back_to: int | None = None,
-        keep_copy: bool = True,
     ) -> Version:
-        """A new version; an applied one with an adapter keeps a copy of its files (`keep_copy`: a
-        rollback reuses the copy of the version it returns to)."""
+        """A new version; an applied one with an adapter keeps a copy of its files, unless the adapter
+        is already a kept copy (a rollback, a change of thresholds alone): then it names that one."""
         copy = None
         if state.adapter is not None:
-            copy = self._copy(state.adapter) if keep_copy and outcome in LIVE_OUTCOMES else None
-            if copy is None:  # a refused change or a rollback: the folder it names, within the releases
-                copy = state.adapter.name if state.adapter.parent == self.root else None
+            if state.adapter.parent == self.root:
+                copy = state.adapter.name
+            elif outcome in LIVE_OUTCOMES:
+                copy = self._copy(state.adapter)
         with self.database.session() as session, session.begin():
             row = Release(
                 by=by[:200],
