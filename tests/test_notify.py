@@ -116,8 +116,8 @@ def test_an_alert_reaches_a_webhook_and_a_mailbox_with_its_snapshot(
             with urllib.request.urlopen(f"http://127.0.0.1:{settings.web.port}/metrics") as answer:
                 return str(answer.read().decode())
 
-        sent = 'streamwatch_notifications_total{outcome="sent",target="ops#2"}'  # counted once the mail went
-        wait_for(lambda: sent in scrape(), 30, "the mail counted")
+        sent = [f'streamwatch_notifications_total{{outcome="sent",target="ops#{n}"}}' for n in (1, 2)]
+        wait_for(lambda: all(s in scrape() for s in sent), 30, "both counted")  # counted after each went
         metrics = scrape()
     finally:
         running.stop()
@@ -195,8 +195,9 @@ def test_a_receiver_down_for_30_s_gets_every_notification_afterwards_in_order(
             await asyncio.sleep(30)  # the receiver is down all this while
             assert target.problem() is not None and TOKEN not in str(target.problem())
             webhook.start()
-            async with asyncio.timeout(60):
-                while len(webhook.received) < 5:
+            sent = 'streamwatch_notifications_total{outcome="sent",target="ops#1"} 5.0'
+            async with asyncio.timeout(60):  # the counter moves after the receiver answers: wait for both
+                while len(webhook.received) < 5 or sent not in metrics.render().decode():
                     await asyncio.sleep(0.1)
 
     caplog.set_level(logging.DEBUG)
