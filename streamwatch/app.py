@@ -41,6 +41,7 @@ from streamwatch.outputs.build import build_outputs
 from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.outputs.topics import Topics
 from streamwatch.outputs.values import AnswerValues
+from streamwatch.release.shadow import CandidateShadow
 from streamwatch.rules.evaluator import Evaluator
 from streamwatch.rules.loader import ActiveRules, RuleSet, configured_rules
 from streamwatch.rules.watch import RuleWatcher
@@ -52,6 +53,7 @@ from streamwatch.store.discovery import DiscoveryRecord
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
 from streamwatch.store.shadow import ShadowStore
+from streamwatch.store.shadow_runs import ShadowRuns
 from streamwatch.web.app import create_app, listen, serving
 from streamwatch.web.view import Check, ServiceView
 
@@ -159,6 +161,14 @@ class Service:
         await running.enter_async_context(pipeline.running())  # describe follow-ups: drained after the queue
         await running.enter_async_context(clips.running())  # exits after the queue drained: its clips too
         await running.enter_async_context(engine.answering())
+        factory = self._backend_factory
+        candidate = CandidateShadow(
+            settings,
+            ShadowRuns(database, store.snapshot_dir),
+            lambda s: load_backend(s, factory),
+            engine.limits_problem,
+        )
+        await running.enter_async_context(candidate.running())  # a shadow run left running resumes
         await running.enter_async_context(self._cameras)
 
         jobs = JobRunner(settings, metrics, database) if settings.jobs.enabled else None
@@ -167,8 +177,9 @@ class Service:
         loops = Loops()
         checks: dict[str, Check] = {"model": engine.watchdog.problem, "database": database.problem}
         checks["loops"] = loops.problem
+        checks["shadow"] = candidate.problem
         checks |= {output.check: output.problem for output in outputs}
-        degrading = {output.check for output in outputs} | {"config", "rules"}  # watching goes on without
+        degrading = {output.check for output in outputs} | {"config", "rules", "shadow"}  # watching goes on without
         view = ServiceView(
             store=store,
             cameras=self._cameras,
@@ -182,6 +193,7 @@ class Service:
             labels=labels,
             model_state=model_state,
             jobs=jobs,
+            candidate=candidate,
         )
         if listener is not None:
             await running.enter_async_context(serving(create_app(view, web), listener, web.trusted_proxies))
@@ -210,7 +222,6 @@ class Service:
 
         loops.start("summary", Summary(counts, lambda: engine.queue.stats()).step, SUMMARY_S)
         if settings.model.watch_s > 0:
-            factory = self._backend_factory
             reload = ModelReload(settings, engine, lambda s: load_backend(s, factory), model_state)
             if reload.paths:
                 loops.start("model-reload", reload.step, settings.model.watch_s)
@@ -228,6 +239,7 @@ class Service:
                 labels=collector,
                 shadows=shadows,
                 values=values,
+                candidate=candidate,
             )
             loops.spawn(f"sampler-{camera.id}", sampler.run)
 

@@ -25,6 +25,7 @@ from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.labelling import LabelCollector
 from streamwatch.metrics import Metrics
 from streamwatch.outputs.values import AnswerValues
+from streamwatch.release.shadow import CandidateShadow
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
@@ -61,11 +62,13 @@ class Sampler:
         labels: LabelCollector | None = None,
         shadows: ShadowRecorder | None = None,
         values: AnswerValues | None = None,
+        candidate: CandidateShadow | None = None,
     ) -> None:
         self.camera, self.worker = camera, worker
         self.values = values  # count and choice answers for Home Assistant's sensors
         self.labels = labels  # uncertain answers become label requests
         self.shadows = shadows  # shadow rules' decisions are stored, never alerted
+        self.candidate = candidate  # a candidate adapter in shadow: asked on the frames the live model answered
         self.rules, self.engine, self.pipeline = rules, engine, pipeline
         self.answers, self.metrics, self.on_decision = answers, metrics, on_decision
         self.gate = ChangeGate()  # last answers kept while the picture stands still
@@ -122,6 +125,8 @@ class Sampler:
             shapes = FrameHistory.shapes(self.rules.for_camera(self.camera))
         await self._remember(frame, image, shapes)
         decided = await asyncio.gather(*(self._ask(rule, frame, image) for rule in rules))
+        if self.candidate is not None:
+            self.candidate.offer(self.camera, image, decided, frame.captured_at)
         if self.shadows is None:
             return
         by_id = {item.rule.id: item for item in decided if item is not None}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from support.adapters import make_adapter
 from support.demo_site import demo_site
 from support.helpers import REPO
 
@@ -25,24 +25,6 @@ from streamwatch.store.labels import LabelStore, NewLabelRequest
 from streamwatch.vocabulary import Label
 
 RULES = ("solder-bridge", "missing-screw", "housing-scratch")  # the defect rules whose scenes vary
-
-
-def make_adapter(out: Path, harm: float) -> Path:
-    """A LoRA adapter of the demo model: fresh (it changes nothing), or with its B factors drawn at
-    random with the scale `harm` (seeded), which moves every answer."""
-    from transformers import AutoModelForImageTextToText
-
-    from streamwatch.finetune.lora import LoraSettings, add_lora, save_adapter
-
-    model = add_lora(AutoModelForImageTextToText.from_pretrained(str(REPO / "models" / "demo-glm4v")), LoraSettings())
-    if harm:
-        generator = torch.Generator().manual_seed(5)
-        with torch.no_grad():
-            for name, weight in model.named_parameters():
-                if "lora_B" in name:
-                    weight.copy_(torch.randn(weight.shape, generator=generator) * harm)
-    save_adapter(model, out)
-    return out
 
 
 @pytest.fixture(scope="module")

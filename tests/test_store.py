@@ -41,7 +41,7 @@ def test_a_new_database_is_migrated_to_the_newest_schema_in_wal_mode(tmp_path: P
     database.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0016"
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0017"
     Database.open(f"sqlite:///{path}").close()  # opening again is a no-op migration
 
 
@@ -183,7 +183,7 @@ def test_instances_starting_together_migrate_a_new_postgresql_database_once(post
     assert errors == []
     database = Database.open(postgres_url)
     with database.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0016"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0017"
     database.close()
 
 

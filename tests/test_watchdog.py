@@ -104,7 +104,14 @@ def test_the_service_says_it_is_not_ready_while_its_model_hangs(tmp_path: Path) 
         _status, body = readyz(settings.web.port)
         reasons = body["reasons"]
         assert isinstance(reasons, dict) and "no model call finished for" in reasons["model"]
-        assert body["checks"] == {"model": False, "database": True, "loops": True, "rules": True, "config": True}
+        assert body["checks"] == {
+            "model": False,
+            "database": True,
+            "loops": True,
+            "rules": True,
+            "config": True,
+            "shadow": True,
+        }
         assert body["status"] == "not ready"
         backend.release.set()
         wait_for(lambda: readyz(settings.web.port)[0] == 200, 30, "readiness to come back")

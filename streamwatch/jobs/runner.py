@@ -237,10 +237,14 @@ class JobRunner:
         if choice == "config":
             path = self.settings.adapter_path()
             return "none" if path is None else str(path)
-        record = self.folder.get(choice)
+        return self.adapter_dir(choice)
+
+    def adapter_dir(self, job_id: str) -> str:
+        """A finished fine-tune job's adapter folder (a JobRefused when there is no such job)."""
+        record = self.folder.get(job_id)
         if record is None or record.kind != "finetune" or record.state != "succeeded":
-            raise JobRefused(f"adapter {choice!r}: no finished fine-tune job with that id")
-        return str(self.folder.root / choice / ADAPTER_DIR)
+            raise JobRefused(f"adapter {job_id!r}: no finished fine-tune job with that id")
+        return str(self.folder.root / job_id / ADAPTER_DIR)
 
     def manifests(self) -> list[str]:
         """The labelled clip manifests a job may be given (jobs.clips_dir's *.toml files)."""

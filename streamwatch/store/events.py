@@ -21,6 +21,7 @@ from streamwatch.store.db import Database
 from streamwatch.store.labels import FOLDER as LABELS_FOLDER
 from streamwatch.store.media import write_atomically
 from streamwatch.store.models import Event, utcnow
+from streamwatch.store.shadow_runs import FOLDER as SHADOW_FOLDER
 from streamwatch.store.windows import beside
 from streamwatch.vocabulary import DescriptionState, Verdict
 
@@ -276,8 +277,8 @@ def _media_files(root: Path) -> list[tuple[float, int, Path]]:
     """(modified, bytes, path) of every snapshot and clip under `root`."""
     found: list[tuple[float, int, Path]] = []
     for folder, dirs, names in os.walk(root):
-        if Path(folder) == root and LABELS_FOLDER in dirs:
-            dirs.remove(LABELS_FOLDER)  # label frames are bounded by count (store/labels.py), not deleted here
+        if Path(folder) == root:  # label and shadow frames are bounded by count (their stores), not deleted here
+            dirs[:] = [name for name in dirs if name not in (LABELS_FOLDER, SHADOW_FOLDER)]
         for name in names:
             if name.endswith((".jpg", ".mp4")):
                 path = Path(folder) / name

@@ -199,3 +199,37 @@ class Release(Base):
     gate: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: the gate's report
     override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     rolled_back_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ShadowRun(Base):
+    """A candidate (an adapter, thresholds) run in shadow beside the live model on live frames: it never
+    alerts; its would-be alerts are kept (release/shadow.py). At most one runs; it resumes after a restart."""
+
+    __tablename__ = "shadow_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    by: Mapped[str] = mapped_column(String(200))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the fine-tune job of the adapter
+    adapter: Mapped[str | None] = mapped_column(String(500), nullable=True)  # None: the base model alone
+    thresholds: Mapped[str] = mapped_column(Text)  # JSON: rule id -> the candidate's threshold
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    counts: Mapped[str] = mapped_column(Text, default="{}")  # JSON: per camera x rule, saved as it runs
+
+
+class ShadowAlert(Base):
+    """An alert the shadow candidate would have opened, with the frame and what the live model said."""
+
+    __tablename__ = "shadow_alerts"
+    __table_args__ = (Index("ix_shadow_alerts_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    camera: Mapped[str] = mapped_column(String(100))
+    rule: Mapped[str] = mapped_column(String(100))
+    p_yes: Mapped[float] = mapped_column(Float)
+    live_p_yes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    live_open: Mapped[bool] = mapped_column(Boolean)  # whether the live model's alert was open then
+    snapshot: Mapped[str | None] = mapped_column(String(300), nullable=True)  # under the snapshot folder

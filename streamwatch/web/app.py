@@ -119,6 +119,8 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     from streamwatch.web.labels import api as labels_api
     from streamwatch.web.labels import page as labels_page
     from streamwatch.web.pages import router as pages_router
+    from streamwatch.web.shadow import api as shadow_api
+    from streamwatch.web.shadow import page as shadow_page
 
     app.include_router(api_router, prefix="/api")
     app.include_router(alerts_api, prefix="/api")
@@ -126,6 +128,8 @@ def create_app(context: WebContext, config: WebConfig) -> FastAPI:
     app.include_router(labels_api, prefix="/api")
     app.include_router(pages_router)
     app.include_router(labels_page)
+    app.include_router(shadow_api, prefix="/api")  # before the jobs' /jobs/{job_id}/{action}
+    app.include_router(shadow_page)
     app.include_router(jobs_api, prefix="/api")
     app.include_router(jobs_page)
     from streamwatch.web.pages import login_router

@@ -12,6 +12,7 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
+from streamwatch.release.shadow import CandidateShadow
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
 
@@ -47,6 +48,7 @@ class RuleView:
 class WebContext(Protocol):
     metrics: Metrics
     jobs: JobRunner | None  # eval and fine-tune jobs (None: this service runs none)
+    candidate: CandidateShadow | None  # a fine-tune's adapter in shadow beside the live model
 
     @property
     def store(self) -> EventStore: ...

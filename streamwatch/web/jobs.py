@@ -153,6 +153,9 @@ async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
     model = context(request).model_status()
     versions, live = await asyncio.to_thread(jobs.versions, 50)
     suggested = {r: await asyncio.to_thread(jobs.suggested_thresholds, r) for r in finished}
+    from streamwatch.web.shadow import shadow_state  # it builds on this module's helpers
+
+    shadow = await shadow_state(request) if context(request).candidate is not None else None
     response = render(
         request,
         "jobs.html",
@@ -168,9 +171,10 @@ async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
         live=live,
         suggested=suggested,
         release=jobs.settings.release,
+        shadow=shadow,
     )
     if error is not None:
-        response.status_code = 409 if "one job at a time" in error else 422
+        response.status_code = 409 if "one job at a time" in error or "stop it first" in error else 422
     return response
 
 

@@ -18,6 +18,7 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
+from streamwatch.release.shadow import CandidateShadow
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.sampling import AnswerLog
 from streamwatch.store import measures
@@ -48,6 +49,7 @@ class ServiceView:
         labels: LabelStore,
         model_state: ModelState,
         jobs: JobRunner | None = None,
+        candidate: CandidateShadow | None = None,
     ) -> None:
         self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
         self.labels = labels
@@ -56,6 +58,7 @@ class ServiceView:
         self.checks, self._degrading = checks, frozenset(degrading)
         self.model_state = model_state
         self.jobs = jobs
+        self.candidate = candidate  # a candidate adapter in shadow (release/shadow.py)
 
     def camera_status(self) -> list[CameraStatus]:
         return self.cameras.statuses()

@@ -22,6 +22,7 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
+from streamwatch.release.shadow import CandidateShadow
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
@@ -55,6 +56,7 @@ class Site:
         self.worker.start()
         self.metrics = Metrics(lambda: (self.queue.stats(), self.camera_status()))
         self.jobs: JobRunner | None = None  # test_jobs runs real ones
+        self.candidate: CandidateShadow | None = None  # test_shadow_candidate runs a real one
 
     def camera_status(self) -> list[CameraStatus]:
         return [self.worker.status()]
