@@ -86,7 +86,7 @@ def test_the_gate_passes_a_harmless_adapter_refuses_a_harmful_one_and_versions_r
     assert code == 0, err
     assert "release: version 2 is live (the gate passed)" in out
     for rule in RULES:
-        assert f"gate: {rule} (6 yes, 6 no): ok" in out
+        assert f"gate: {rule} (6 yes, 6 no): ok, coarse" in out  # 6 of each cannot show a 0.5-point rise
     assert slot_weights(site) == (identity / "adapter_model.safetensors").read_bytes()
     gate = json.loads((site.parent / "r" / "gate.json").read_text())
     assert gate["passed"] and gate["version"] == 2 and len(gate["rules"]) == len(RULES)
@@ -126,7 +126,8 @@ def test_the_gate_passes_a_harmless_adapter_refuses_a_harmful_one_and_versions_r
     defect = site.parent / "rules" / "defect.toml"
     code, out, err = release(site, capsys, "apply", "--threshold", "solder-bridge=0.65")
     assert code == 0, err
-    assert [line for line in out.splitlines() if line.startswith("gate: ")] == ["gate: solder-bridge (6 yes, 6 no): ok"]
+    verdicts = [line for line in out.splitlines() if line.startswith("gate: ") and " no): " in line]
+    assert verdicts == ["gate: solder-bridge (6 yes, 6 no): ok, coarse"]
     text = defect.read_text(encoding="utf-8")
     assert text.startswith("# Production-line inspection") and "threshold = 0.65" in text
     assert text.count("threshold = 0.7") == len(RULES) - 1
@@ -207,7 +208,7 @@ def test_an_adapter_is_judged_on_the_examples_it_was_not_trained_on(
     code, out, err = release(site, capsys, "apply", "--adapter", str(candidate), "--out", str(tmp_path / "gate"))
     assert code == 1, out + err
     assert "refused: solder-bridge: too few examples to judge (1 yes, 2 no): label 4 more truly-yes and 3 more" in err
-    assert "gate: missing-screw (6 yes, 6 no): ok" in out  # the others: all their examples
+    assert "gate: missing-screw (6 yes, 6 no): ok, coarse" in out  # the others: all their examples
     notes = json.loads((tmp_path / "gate" / "gate.json").read_text())["notes"]
     assert notes == ["rule solder-bridge: the candidate adapter was trained on it (judged on the others): 9"]
     (candidate / TRAINED).write_text("[", encoding="utf-8")

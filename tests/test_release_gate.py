@@ -111,3 +111,23 @@ def test_a_rule_that_opens_on_every_negative_cannot_hide_behind_few_openings() -
     report = run([a], data, always)
     assert not report.passed
     assert any("false alert is open 0 -> 1" in line for line in report.refusals())
+
+
+@pytest.mark.parametrize(
+    ("yes", "no", "coarse"), [(6, 8, ("false-positive", "recall")), (60, 12, ("false-positive",)), (60, 250, ())]
+)
+def test_a_pass_on_few_examples_says_what_they_cannot_show(yes: int, no: int, coarse: tuple[str, ...]) -> None:
+    rng = random.Random(1)
+    a = rule("a")
+    data = {"a": separated(yes, no, rng)}
+    report = run([a], data, data)
+    (verdict,) = report.verdicts
+    assert report.passed and len(verdict.coarse) == len(coarse)
+    for word, line in zip(coarse, verdict.coarse, strict=True):
+        assert word in line and "cannot be seen" in line
+    if "false-positive" in coarse:
+        assert f"one more false positive moves the false-positive rate by {1 / no:.3g}" in verdict.coarse[0]
+        assert "about 200 truly-no examples" in verdict.coarse[0]  # 1 / the 0.005 tolerance
+    text = markdown(report)
+    assert ("What so few examples cannot show" in text) == bool(coarse)
+    assert ("ok, coarse (below)" in text) == bool(coarse)

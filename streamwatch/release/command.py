@@ -61,7 +61,10 @@ def _apply(args: argparse.Namespace) -> int:
     for line in report.change:
         print(f"change: {line}")
     for verdict in report.verdicts:
-        print(f"gate: {verdict.rule} ({verdict.yes} yes, {verdict.no} no): {'ok' if verdict.passed else 'refused'}")
+        said = ("ok, coarse" if verdict.coarse else "ok") if verdict.passed else "refused"
+        print(f"gate: {verdict.rule} ({verdict.yes} yes, {verdict.no} no): {said}")
+        for line in verdict.coarse if verdict.passed else ():
+            print(f"gate: {verdict.rule}: {line}")
     for line in report.refusals():
         print(f"refused: {line}", file=sys.stderr)
     version = outcome.version

@@ -12,6 +12,7 @@ Pure figures: replaying the examples through a model is the caller's (release/ch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class RuleVerdict:
     before: Figures | None
     after: Figures | None
     problems: tuple[str, ...] = ()
+    coarse: tuple[str, ...] = ()  # changes smaller than the tolerance that these few examples cannot show
 
     @property
     def passed(self) -> bool:
@@ -154,7 +156,28 @@ def _verdict(
     if short:
         problems.append(f"too few examples to judge ({yes} yes, {no} no): label {' and '.join(short)}")
     problems += _worse(first, second, config)
-    return RuleVerdict(rule.id, yes, no, first, second, tuple(problems))
+    return RuleVerdict(rule.id, yes, no, first, second, tuple(problems), _coarse(yes, no, config))
+
+
+def _coarse(yes: int, no: int, config: ReleaseConfig) -> tuple[str, ...]:
+    """What a pass on `yes` + `no` examples cannot promise: one example more or less moves a rate by
+    1/n, so a change below that (and below the tolerance) is invisible; said with the examples needed."""
+    found = []
+    rise = config.max_false_alert_rise
+    if no and 1 / no > rise:
+        found.append(
+            f"{no} truly-no examples: one more false positive moves the false-positive rate by {1 / no:.3g}, "
+            f"so a rise within the tolerance ({rise:g}) cannot be seen: passing means no new false positive "
+            f"on these examples; about {math.ceil(1 / rise)} truly-no examples resolve the tolerance"
+        )
+    drop = config.max_recall_drop
+    if yes and 1 / yes > drop:
+        found.append(
+            f"{yes} truly-yes examples: one more miss moves recall by {1 / yes:.3g}, so a drop within the "
+            f"tolerance ({drop:g}) cannot be seen: passing means no new miss on these examples; about "
+            f"{math.ceil(1 / drop)} truly-yes examples resolve the tolerance"
+        )
+    return tuple(found)
 
 
 def _worse(old: Figures, new: Figures, config: ReleaseConfig) -> list[str]:
@@ -206,11 +229,12 @@ def markdown(report: GateReport) -> str:
             "fpr": pair(v, "false_positive_rate", ".4f"),
             "per_day": pair(v, "false_alerts_per_day", ".3g"),
             "open": pair(v, "false_alert_open_share", ".4f"),
-            "verdict": "ok" if v.passed else "; ".join(v.problems),
+            "verdict": ("ok, coarse (below)" if v.coarse else "ok") if v.passed else "; ".join(v.problems),
         }
         for v in report.verdicts
     ]
     head = "passed: every judged rule is as good or better" if report.passed else "refused"
+    coarse = [v for v in report.verdicts if v.passed and v.coarse]
     return "\n".join(
         [
             "# Release gate",
@@ -220,6 +244,11 @@ def markdown(report: GateReport) -> str:
             f"**{head}.** Each rule's labelled examples, before -> after the change.",
             "",
             markdown_table(rows, COLUMNS),
+            *(
+                ["", "What so few examples cannot show:", *[f"- {v.rule}: {c}" for v in coarse for c in v.coarse]]
+                if coarse
+                else []
+            ),
             *(["", "Left out:", *[f"- {note}" for note in report.notes]] if report.notes else []),
             "",
         ]
