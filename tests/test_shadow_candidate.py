@@ -223,3 +223,38 @@ def test_shadow_from_the_rest_api_and_the_jobs_page(service: tuple[httpx.Client,
     assert client.post("/api/shadow/stop").status_code == 409
     after = client.get("/jobs").text
     assert 'id="shadow-last"' in after and 'id="shadow-alerts"' in after  # the last run's alerts stay shown
+
+
+def test_a_failing_candidate_is_reported_and_the_next_batch_tried(tmp_path: Path, adapters: tuple[Path, Path]) -> None:
+    config, _store, _labels = demo_site(tmp_path)
+    settings = load_settings(config)
+    database = Database.open(f"sqlite:///{tmp_path / 'data' / 'streamwatch.db'}")
+    live = Live(settings)
+    frame = boards(1, seed=4)[0]
+    item = live.decided(frame)
+
+    async def main() -> None:
+        shadow = shadow_of(settings, database, live.backend)
+        async with shadow.running():
+            await shadow.start(adapter=adapters[0], thresholds={}, job_id=None, by="tester")
+            backend = shadow._backend
+            assert backend is not None
+            real = backend.score_yes_no
+
+            def out_of_memory(prompts: object) -> object:
+                raise RuntimeError("CUDA out of memory")
+
+            backend.score_yes_no = out_of_memory  # type: ignore[method-assign, assignment]
+            shadow.offer(live.camera, frame, [item], 1.0)
+            await wait_for_async(lambda: shadow.problem() is not None, "the failure reported")
+            assert "CUDA out of memory" in str(shadow.problem()) and shadow.status()["problem"] == shadow.problem()
+            backend.score_yes_no = real  # type: ignore[method-assign]
+            shadow.offer(live.camera, frame, [item], 2.0)
+            await wait_for_async(lambda: shadow.problem() is None, "the next batch answered")
+            assert shadow.counts()[f"line/{RULE}"]["frames"] == 1
+
+    try:
+        asyncio.run(main())
+    finally:
+        live.backend.close()
+        database.close()

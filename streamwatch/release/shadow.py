@@ -83,6 +83,8 @@ class CandidateShadow:
         self._pending: deque[Item] = deque()
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # start / stop
+        self._busy = asyncio.Lock()  # held while the candidate answers a batch: it is never closed under one
+        self._closing = False
         self._counts: dict[str, dict[str, int]] = {}
         self._last: dict[tuple[str, str], float] = {}  # the candidate's last P(yes) per camera x rule
         self._live, self._candidate = Evaluator(), Evaluator()
@@ -113,7 +115,8 @@ class CandidateShadow:
             run = self.run
             if run is None:
                 raise ShadowRefused("no shadow run is running")
-            await self._end(f"stopped by {by}")
+            async with self._busy:
+                await self._end(f"stopped by {by}")
             found = await asyncio.to_thread(self.runs.get, run.id)
             assert found is not None
             return found
@@ -175,13 +178,14 @@ class CandidateShadow:
             else:
                 self._begin(active, backend, resumed=True)
                 log.info("shadow run %d resumed: %s", active.id, _what(active))
+        self._closing = False
         task = asyncio.create_task(self._consume(), name="shadow-candidate")
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._closing = True  # the consumer ends after the batch it is in (never closed under it)
+            self._wake.set()
+            await task
             if self.run is not None:
                 await asyncio.to_thread(self.runs.save_counts, self.run.id, self._saved())
             await self._release()
@@ -212,7 +216,7 @@ class CandidateShadow:
         assert self.run is not None
         await asyncio.to_thread(self.runs.stop, self.run.id, reason, self._saved())
         log.info("shadow run %d ended: %s", self.run.id, reason)
-        self.run = None
+        self.run, self._problem = None, None
         self._pending.clear()
         await self._release()
 
@@ -225,17 +229,21 @@ class CandidateShadow:
         return self.counts()
 
     async def _consume(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending and self._backend is not None and self.run is not None:
-                batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
-                try:
-                    await self._compare(self.run, self._backend, batch)
-                    self._problem = None
-                except Exception as exc:  # the candidate failed on a batch: said, and the next one is tried
-                    log.exception("shadow run %d: the candidate failed on %d questions", self.run.id, len(batch))
-                    self._problem = f"the candidate failed: {type(exc).__name__}: {exc}"
+            while self._pending and not self._closing:
+                async with self._busy:
+                    run, backend = self.run, self._backend
+                    if run is None or backend is None:
+                        break
+                    batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
+                    try:
+                        await self._compare(run, backend, batch)
+                        self._problem = None
+                    except Exception as exc:  # the candidate failed on a batch: said, and the next one is tried
+                        log.exception("shadow run %d: the candidate failed on %d questions", run.id, len(batch))
+                        self._problem = f"the candidate failed: {type(exc).__name__}: {exc}"
             if self.run is not None and time.monotonic() - self._saved_at >= SAVE_EVERY_S:
                 self._saved_at = time.monotonic()
                 try:
