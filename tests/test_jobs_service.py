@@ -5,7 +5,6 @@ the jobs' child processes on the shipped demo model."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from support.demo_site import demo_site, label_boards
 from support.helpers import CHROMIUM, REPO, free_port, wait_for
-from support.service import Running
+from support.service import Running, web_client
 
 from streamwatch.config import load_settings
 from streamwatch.inference.build import build_backend
@@ -40,10 +39,7 @@ def site(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
     (tmp_path / "data" / "adapter").mkdir()  # an empty slot: the model runs alone until one is applied
     settings = load_settings(config)
     running = Running(settings, build_backend)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{settings.web.port}", timeout=30)
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/jobs").text)
-    assert token is not None
-    client.headers["X-CSRF-Token"] = token.group(1)
+    client = web_client(settings)
     try:
         yield client, tmp_path
     finally:

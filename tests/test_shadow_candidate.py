@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from PIL import Image
 from support.adapters import make_adapter
 from support.demo_site import demo_site
 from support.helpers import REPO, free_port, wait_for
-from support.service import Running
+from support.service import Running, web_client
 
 from streamwatch.config import Settings, load_settings
 from streamwatch.demo.dataset import demo_tasks, example
@@ -177,10 +176,7 @@ def service(tmp_path: Path, adapters: tuple[Path, Path]) -> Iterator[tuple[httpx
     }
     (job / "job.json").write_text(json.dumps(record), encoding="utf-8")
     running = Running(settings, build_backend)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{settings.web.port}", timeout=30)
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/jobs").text)
-    assert token is not None
-    client.headers["X-CSRF-Token"] = token.group(1)
+    client = web_client(settings)
     try:
         yield client, job
     finally:

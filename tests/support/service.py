@@ -5,11 +5,13 @@ is tested in test_transformers_backend.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -153,3 +155,12 @@ class FlagBackend(Backend):
 
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
         return ["-" for _ in prompts]
+
+
+def web_client(settings: Settings, page: str = "/jobs") -> httpx.Client:
+    """A client of the running service's web UI, with the CSRF token `page` hands out as its header."""
+    client = httpx.Client(base_url=f"http://127.0.0.1:{settings.web.port}", timeout=30)
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get(page).text)
+    assert token is not None, f"no CSRF token on {page}"
+    client.headers["X-CSRF-Token"] = token.group(1)
+    return client
