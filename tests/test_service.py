@@ -55,6 +55,7 @@ def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
                     "loops": True,
                     "rules": True,
                     "config": True,
+                    "shadow": True,
                 },
             }
             assert model["id"] == "scene-double" and model["adapter"] is None and model["reload_error"] is None
