@@ -66,6 +66,7 @@ def test_finetune_writes_an_adapter_and_a_before_after_report_that_eval_and_the_
     assert len(losses) == 2 and losses[-1] < losses[0]  # steps 10 and 20: it learned
     shown = (out / "finetune.md").read_text()
     assert f"LoRA adapter (rank 8) on {training['examples']} labelled examples" in shown
+    assert training["settings"]["augment"] is True and "20 steps of 16, each draw jittered" in shown  # the default
     assert "## A against B" in shown and (out / "finetune.png").read_bytes()[:4] == b"\x89PNG"
     assert "Left out of training: none." in shown  # nothing was: said so, as it would name what was
     assert "None" not in result.stdout  # a missing figure reads as "-" or says why there is none

@@ -172,6 +172,9 @@ def test_adapter_choices_are_checked_and_turned_into_the_command_line(tmp_path: 
     tuned = command(FinetuneOptions(steps=7, holdout=0.3), settings.source, tmp_path, "cuda:1", runner._adapter_of)
     assert tuned[:5] == ["model", "finetune", str(tmp_path / ADAPTER_DIR), "-c", str(settings.source)]
     assert "--from-reviews" in tuned and tuned[tuned.index("--steps") + 1] == "7" and "cuda:1" in tuned
+    assert "--augment" in tuned and FinetuneOptions().steps == 400  # the command line's defaults
+    plain = command(FinetuneOptions(augment=False), settings.source, tmp_path, "cpu", runner._adapter_of)
+    assert "--no-augment" in plain and "--augment" not in plain
     other = command(
         EvalOptions(compare_rules="rules-b", compare_model="org/other"),
         settings.source,

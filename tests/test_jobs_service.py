@@ -115,6 +115,8 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     # the page lists both; refusals name the field or the reason; no path outside a job's folder
     page = client.get("/jobs").text
     assert tune["id"] in page and job["id"] in page and "applied" in page
+    assert 'name="steps" type="number" min="1" max="100000" value="400"' in page  # the command's defaults
+    assert '<option value="true" selected>yes: shift, scale, mirror, light' in page
     token = client.headers["X-CSRF-Token"]
     form = client.post("/jobs", data={"csrf": token, "kind": "finetune", "steps": "0"})
     assert form.status_code == 422 and "steps: Input should be greater than or equal to 1" in form.text
@@ -122,6 +124,7 @@ def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Pat
     assert refused.status_code == 422 and "only a finished fine-tune applies" in refused.text
     for body, field in (
         ({"kind": "finetune", "holdout": 1}, "holdout"),
+        ({"kind": "finetune", "augment": "sometimes"}, "augment"),
         ({"kind": "eval", "adapter": "../../etc"}, "adapter"),
         ({"kind": "eval", "target_precision": "high"}, "target_precision"),
         ({"kind": "train"}, "kind"),

@@ -26,7 +26,8 @@ from transformers import AutoModelForImageTextToText
 
 from streamwatch.config import load_settings
 from streamwatch.demo.dataset import demo_tasks, example
-from streamwatch.finetune.lora import LoraSettings, add_lora, save_adapter
+from streamwatch.finetune.lora import add_lora, save_adapter
+from streamwatch.finetune.settings import LoraSettings
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.build import build_backend

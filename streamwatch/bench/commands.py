@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from streamwatch.bench.chain import CHAIN
+from streamwatch.finetune.settings import LoraSettings
 from streamwatch.logs import setup_logging
 
 
@@ -148,6 +149,27 @@ def cmd_bench_learning_loop(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         name=args.name,
         work_dir=Path(args.work_dir) if args.work_dir else None,
+        device=args.device,
+        parallel=args.parallel,
+    )
+    return _report(run_bench, config)
+
+
+def cmd_bench_recipes(args: argparse.Namespace) -> int:
+    from streamwatch.bench.recipes import RecipesConfig, run_bench
+
+    _logging(args)
+    config = RecipesConfig(
+        seeds=tuple(args.seeds),
+        train_good=args.train_good,
+        train_bridged=args.train_bridged,
+        held_good=args.held_good,
+        held_bridged=args.held_bridged,
+        device=args.device,
+        parallel=args.parallel,
+        repo=Path(args.repo),
+        out_dir=Path(args.out),
+        name=args.name,
     )
     return _report(run_bench, config)
 
@@ -289,7 +311,7 @@ def add_bench_parser(sub: Any) -> None:
     loop.add_argument("--held-bridged", type=_positive, default=200, help="bridged boards held out")
     loop.add_argument("--interval", type=float, default=0.15, help="the camera's sample interval, seconds")
     loop.add_argument("--board-frames", type=_positive, default=2, help="images each board is shown for")
-    loop.add_argument("--steps", type=_positive, default=200, help="fine-tuning steps")
+    loop.add_argument("--steps", type=_positive, default=LoraSettings().steps, help="fine-tuning steps")
     loop.add_argument("--seeds", type=_seeds, default=[0], help="seeds, one run each: 0,1,2,3,4")
     loop.add_argument(
         "--unjudged-seed", type=int, help="also a run with foreign-object live and never labelled: the gate refuses"
@@ -299,5 +321,20 @@ def add_bench_parser(sub: Any) -> None:
     loop.add_argument("--sample-yes", type=float, default=0.05, help="[labels] sample_yes of the site")
     loop.add_argument("--repo", default=".", help="the checkout with models/demo-glm4v and rules/")
     loop.add_argument("--work-dir", help="keep the site here (default: a temporary folder)")
+    loop.add_argument("--device", default="cpu", help="the service's and the fine-tune's device: cpu, cuda, auto")
+    loop.add_argument("--parallel", type=_positive, default=1, help="seeds run at once, each with its own service")
     _outputs(loop, "learning-loop")
     loop.set_defaults(func=cmd_bench_learning_loop)
+    recipes = bench_sub.add_parser(
+        "finetune-recipes", help="demo model: fine-tuning recipes trained on the same labels, held-out boards, per seed"
+    )
+    recipes.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3, 4], help="seeds, one run each")
+    recipes.add_argument("--train-good", type=_positive, default=300, help="good training boards")
+    recipes.add_argument("--train-bridged", type=_positive, default=150, help="bridged training boards")
+    recipes.add_argument("--held-good", type=_positive, default=400, help="good held-out boards")
+    recipes.add_argument("--held-bridged", type=_positive, default=200, help="bridged held-out boards")
+    recipes.add_argument("--device", default="auto", help="cpu, cuda, auto")
+    recipes.add_argument("--parallel", type=_positive, default=1, help="seeds at once, each in its own process")
+    recipes.add_argument("--repo", default=".", help="the checkout with models/demo-glm4v and rules/")
+    _outputs(recipes, "finetune-recipes")
+    recipes.set_defaults(func=cmd_bench_recipes)

@@ -26,10 +26,13 @@ bridged boards, before and after, with the threshold, the labels, the training a
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +43,7 @@ import numpy as np
 from streamwatch.bench.loop_report import markdown, summary
 from streamwatch.bench.loop_site import CAMERA, RULE, TAIL, Board, LabelSettings, Operator, Site, belt, make_boards
 from streamwatch.bench.report import machine
+from streamwatch.finetune.settings import LoraSettings
 from streamwatch.reports import write_report
 
 TRAINING_STREAM, HELD_OUT_STREAM = 1, 2  # numpy SeedSequence([stream, seed]); the demo model trained on seed 0
@@ -54,7 +58,7 @@ class LoopConfig:
     held_bridged: int = 200
     interval_s: float = 0.15  # the camera's sample interval: one image shown per interval
     board_frames: int = 2  # images a board is shown for (then the empty belt as many)
-    steps: int = 200  # fine-tuning steps
+    steps: int = LoraSettings().steps  # fine-tuning steps
     seeds: tuple[int, ...] = (0,)
     unjudged_seed: int | None = None  # also a run with ALSO_RULE live and unlabelled: the gate must refuse
     labels: LabelSettings = field(default_factory=LabelSettings)
@@ -62,6 +66,8 @@ class LoopConfig:
     out_dir: Path = Path("bench")
     name: str = "learning-loop"
     work_dir: Path | None = None  # default: a temporary folder, removed afterwards
+    device: str = "cpu"  # the service's model.device (the fine-tune takes the same)
+    parallel: int = 1  # seeds run at once, each in its own process with its own service
 
 
 @dataclass
@@ -95,10 +101,17 @@ def run_bench(config: LoopConfig, progress: Callable[[str], None] = print) -> li
         plan.append((config.unjudged_seed, ALSO_RULE))
     started = time.monotonic()
     with _work_dir(config) as work:
-        for seed, also in plan:
-            folder = work / (f"seed-{seed}" + ("-unjudged" if also else ""))
-            progress(f"seed {seed}{' with ' + also + ' live and unlabelled' if also else ''}")
-            runs.append(run_loop(config, seed, also, folder, progress))
+        folders = [work / (f"seed-{seed}" + ("-unjudged" if also else "")) for seed, also in plan]
+        if config.parallel > 1:
+            spawn = multiprocessing.get_context("spawn")  # no threads or torch state forked
+            with ProcessPoolExecutor(min(config.parallel, len(plan)), mp_context=spawn) as pool:
+                said = [functools.partial(_say, f"seed {seed}{' (unjudged)' if also else ''}: ") for seed, also in plan]
+                seeds, alsos = [seed for seed, _ in plan], [also for _, also in plan]
+                runs = list(pool.map(run_loop, [config] * len(plan), seeds, alsos, folders, said))
+        else:
+            for (seed, also), folder in zip(plan, folders, strict=True):
+                progress(f"seed {seed}{' with ' + also + ' live and unlabelled' if also else ''}")
+                runs.append(run_loop(config, seed, also, folder, progress))
     data = {
         "machine": machine(),
         "date": _now_iso()[:16] + "Z",
@@ -110,6 +123,10 @@ def run_bench(config: LoopConfig, progress: Callable[[str], None] = print) -> li
         "minutes": round((time.monotonic() - started) / 60, 1),
     }
     return write_report(config.out_dir, config.name, data, markdown(data))
+
+
+def _say(prefix: str, line: str) -> None:
+    print(prefix + line, flush=True)
 
 
 @contextlib.contextmanager
@@ -130,7 +147,7 @@ def run_loop(
     held = make_boards("held", config.held_good, config.held_bridged, _rng(HELD_OUT_STREAM, seed), repo)
     train = make_boards("train", config.train_good, config.train_bridged, _rng(TRAINING_STREAM, seed), repo)
     work.mkdir(parents=True, exist_ok=True)
-    site = Site(work, repo, config.interval_s, config.labels, also_rule)
+    site = Site(work, repo, config.interval_s, config.labels, also_rule, config.device)
     site.write()
     site.write_pass("held", held, shown=config.board_frames)
     site.write_pass("train", train, shown=config.board_frames)
@@ -159,7 +176,16 @@ def run_loop(
             f"eval: F1 {row['f1']} at {row['threshold']}; suggested {row['suggested_threshold']}, live {threshold}"
         )
         tuned = time.monotonic()
-        site.cli("model", "finetune", str(work / "adapters" / "v1"), "--from-reviews", "--steps", str(config.steps))
+        site.cli(
+            "model",
+            "finetune",
+            str(work / "adapters" / "v1"),
+            "--from-reviews",
+            "--steps",
+            str(config.steps),
+            "--device",
+            config.device,
+        )
         finetune_s = time.monotonic() - tuned
         report = json.loads((work / "adapters" / "v1" / "finetune.json").read_text())
         tuned_row = _row(report["candidates"][1])

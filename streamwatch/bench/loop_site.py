@@ -68,8 +68,16 @@ class Site:
     """The throwaway deployment: config, rules, the camera's folder (a symlink swapped between passes)
     and the adapter slot, and `streamwatch run` on it."""
 
-    def __init__(self, work: Path, repo: Path, interval_s: float, labels: LabelSettings, also_rule: str | None) -> None:
-        self.work, self.repo, self.interval_s = work, repo, interval_s
+    def __init__(
+        self,
+        work: Path,
+        repo: Path,
+        interval_s: float,
+        labels: LabelSettings,
+        also_rule: str | None,
+        device: str = "cpu",
+    ) -> None:
+        self.work, self.repo, self.interval_s, self.device = work, repo, interval_s, device
         self.labels, self.also_rule = labels, also_rule
         self.port = free_port()
         self.camera = work / "camera"
@@ -95,7 +103,7 @@ class Site:
             rules_dir = "rules"
             [model]
             id = "{self.repo / "models" / "demo-glm4v"}"
-            device = "cpu"
+            device = "{self.device}"
             max_image_side = 640
             adapter = "adapters/current"
             watch_s = 1
@@ -184,7 +192,8 @@ def identity_adapter(model: Path, out: Path) -> None:
     the slot the service watches from the start."""
     from transformers import AutoModelForImageTextToText
 
-    from streamwatch.finetune.lora import LoraSettings, add_lora, save_adapter
+    from streamwatch.finetune.lora import add_lora, save_adapter
+    from streamwatch.finetune.settings import LoraSettings
 
     save_adapter(add_lora(AutoModelForImageTextToText.from_pretrained(str(model)), LoraSettings()), out)
 

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamwatch.finetune.settings import LoraSettings
+
 if TYPE_CHECKING:  # the command line builds this parser for every command: nothing heavy at import
     from streamwatch.config import Settings
     from streamwatch.evaluation.examples import Example
-    from streamwatch.finetune.lora import LoraSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ def finetune(args: argparse.Namespace) -> int:
     from streamwatch.evaluation.manifest import load_manifest
     from streamwatch.evaluation.report import summarise, write
     from streamwatch.finetune.data import held_out_only, training_examples
-    from streamwatch.finetune.lora import LoraSettings
     from streamwatch.rules.loader import load_rules
     from streamwatch.store.db import open_database
 
@@ -82,6 +82,7 @@ def finetune(args: argparse.Namespace) -> int:
         rank=args.rank,
         seed=args.seed,
         max_image_side=settings.model.max_image_side,
+        augment=args.augment,
     )
 
     skipped: Counter[str] = Counter()
@@ -141,7 +142,8 @@ def finetune(args: argparse.Namespace) -> int:
     lines = [
         f"Fine-tuned: a LoRA adapter (rank {lora.rank}) on {len(training)} labelled examples "
         f"({', '.join(f'{n} {rule}' for rule, n in sorted(per_rule.items()))}), {lora.steps} steps of "
-        f"{lora.batch}, seed {lora.seed}; loss {history[0][1]:.3f} at step {history[0][0]} -> "
+        f"{lora.batch}{', each draw jittered' if lora.augment else ''}, seed {lora.seed}; "
+        f"loss {history[0][1]:.3f} at step {history[0][0]} -> "
         f"{history[-1][1]:.3f} at step {history[-1][0]}.",
         f"Left out of training: {left_out}.",
         f"Measured on the held-out part ({args.holdout:g} of the examples, never trained on): A is the model "
@@ -224,11 +226,18 @@ def add_finetune_parser(model_sub: Any) -> None:
     )
     parser.add_argument("--clips", nargs="*", default=[], metavar="MANIFEST", help="labelled clips (TOML manifests)")
     parser.add_argument("--holdout", type=float, default=0.25, help="share of the examples held out (default 0.25)")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
-    parser.add_argument("--seed", type=int, default=0)
+    default = LoraSettings()
+    parser.add_argument("--steps", type=int, default=default.steps)
+    parser.add_argument("--batch", type=int, default=default.batch)
+    parser.add_argument("--lr", type=float, default=default.lr)
+    parser.add_argument("--rank", type=int, default=default.rank, help="LoRA rank")
+    parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=default.augment,
+        help="jitter each draw of a picture: a few per cent of shift and scale, a mirror image, light (default on)",
+    )
     parser.add_argument("--max-examples", type=int, default=5000, help="training examples kept in memory at most")
     parser.add_argument("--device", default="auto", help="auto (CUDA where there is one), cpu, cuda, cuda:N")
     parser.add_argument("--force", action="store_true", help="write over OUT's files")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ import torch
 
 from streamwatch.demo.dataset import Example
 from streamwatch.demo.train import answer_loss, answer_suffix, encode, optimise
+from streamwatch.finetune.augment import jitter
+from streamwatch.finetune.settings import LoraSettings
 from streamwatch.vlm.prompts import prompt_style
 
 # The language model's attention and MLP projections, the vision tower's and its projector's (GLM-4V's
@@ -23,23 +24,6 @@ TARGET_MODULES = (
     r"|visual\.merger\.(proj|gate_proj|up_proj|down_proj)"
     r"|visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.gate_proj|mlp\.up_proj|mlp\.down_proj))"
 )
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    steps: int = 200
-    batch: int = 16
-    lr: float = 1e-3
-    warmup: int = 10
-    rank: int = 8
-    seed: int = 0
-    max_image_side: int = 640
-    log_every: int = 10
-
-    @property
-    def alpha(self) -> int:
-        """LoRA's scale numerator: twice the rank (the adapter's update scaled by 2 at any rank)."""
-        return 2 * self.rank
 
 
 def add_lora(model: Any, settings: LoraSettings) -> Any:
@@ -75,7 +59,7 @@ def train_lora(
             if not pool:
                 pool.extend(examples)
                 order.shuffle(pool)
-            batch.append(pool.pop())
+            batch.append(jitter(pool.pop(), order) if settings.augment else pool.pop())
         inputs = encode(processor, style, suffix, batch, settings.max_image_side)
         device = next(model.parameters()).device
         return {key: value.to(device) if hasattr(value, "to") else value for key, value in inputs.items()}

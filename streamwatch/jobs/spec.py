@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamwatch.config.fields import CAMERA_ID
+from streamwatch.finetune.settings import LoraSettings
 
 JOB_ID = r"^\d{8}-\d{6}-[0-9a-f]{4}$"
 ADAPTER = r"^(config|none|\d{8}-\d{6}-[0-9a-f]{4})$"
@@ -62,16 +63,20 @@ class EvalOptions(_Options):
         return value
 
 
+LORA = LoraSettings()  # the command line's defaults
+
+
 class FinetuneOptions(_Options):
     """`streamwatch model finetune --from-reviews`: a LoRA adapter trained on the labelled examples."""
 
     kind: Literal["finetune"] = "finetune"
-    steps: Annotated[int, Field(ge=1, le=100_000, description="training steps")] = 200
+    steps: Annotated[int, Field(ge=1, le=100_000, description="training steps")] = LORA.steps
     holdout: Annotated[float, Field(gt=0, lt=1, description="share of the examples held out to measure")] = 0.25
-    batch: Annotated[int, Field(ge=1, le=1024, description="examples per step")] = 16
-    lr: Annotated[float, Field(gt=0, le=1, description="learning rate")] = 1e-3
-    rank: Annotated[int, Field(ge=1, le=256, description="LoRA rank")] = 8
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="seed of the split and the training")] = 0
+    batch: Annotated[int, Field(ge=1, le=1024, description="examples per step")] = LORA.batch
+    lr: Annotated[float, Field(gt=0, le=1, description="learning rate")] = LORA.lr
+    rank: Annotated[int, Field(ge=1, le=256, description="LoRA rank")] = LORA.rank
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="seed of the split and the training")] = LORA.seed
+    augment: bool = Field(LORA.augment, description="jitter each draw of a picture (shift, scale, mirror, light)")
 
 
 Thresholds = Annotated[
@@ -144,6 +149,7 @@ def command(
         args = ["model", "finetune", str(folder / ADAPTER_DIR), "-c", str(config), "--from-reviews", *given]
         for name in ("steps", "holdout", "batch", "lr", "rank", "seed"):
             args += [f"--{name}", str(getattr(options, name))]
+        args.append("--augment" if options.augment else "--no-augment")
         return [*args, "--device", device, "--log-level", "INFO"]
     args = ["eval", "-c", str(config), "--out", str(folder), "--name", "eval", "--log-level", "INFO", *given]
     if options.adapter != "config":

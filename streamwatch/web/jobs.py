@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from streamwatch.jobs.records import LOG, JobRecord
 from streamwatch.jobs.runner import JobBusy, JobRefused, JobRunner
-from streamwatch.jobs.spec import EvalOptions, FinetuneOptions, JobOptions, Override, Thresholds
+from streamwatch.jobs.spec import LORA, EvalOptions, FinetuneOptions, JobOptions, Override, Thresholds
 from streamwatch.web.api import context
 from streamwatch.web.gate import client_of
 from streamwatch.web.pages import render
@@ -172,6 +172,7 @@ async def jobs_page(request: Request, error: str | None = None) -> HTMLResponse:
         suggested=suggested,
         release=jobs.settings.release,
         shadow=shadow,
+        lora=LORA,
     )
     if error is not None:
         response.status_code = 409 if "one job at a time" in error or "stop it first" in error else 422
