@@ -4,7 +4,8 @@ and the jobs' defaults. Nothing heavy is imported here: the command line builds 
 The defaults were chosen on the learning-loop bench's labels (bench/learning-loop.md): 200 steps on a
 hundred-odd reviewed frames memorise them (the loss falls to 1e-4) and whether the good boards the
 demo model mistakes come out right is chance (worst of 5 seeds 1.5 % false alerts); 400 steps with
-each draw jittered (augment.py) left at most 0.5 %.
+each draw jittered (augment.py) left at most 0.5 % (`streamwatch bench finetune-recipes`,
+bench/finetune-recipes.md).
 """
 
 from __future__ import annotations
