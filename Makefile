@@ -8,7 +8,7 @@ CONFIG ?= config.toml
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test apt-test-deps lint
+.PHONY: run test install install-test apt-test-deps footage lint
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,7 +30,10 @@ run: $(VENV)/.installed
 apt-test-deps:
 	scripts/install-test-deps.sh
 
-install-test: apt-test-deps $(VENV)/.installed-test
+footage:
+	scripts/fetch-footage.sh
+
+install-test: apt-test-deps footage $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check streamwatch tests

@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
-
 from streamwatch.alerts.pipeline import AlertPipeline
+from streamwatch.bench.footage import clip_samples
 from streamwatch.bench.report import machine
 from streamwatch.config import load_settings
 from streamwatch.inference.build import build_backend
@@ -52,16 +50,6 @@ class Replay:
     alerts: list[AlertKey]
     asked: Counter[str]  # per camera: decisions that took a model pass
     reused: Counter[str]  # per camera: decisions that reused the last answer
-
-
-def clip_samples(clip: Path, every_s: float) -> Iterator[tuple[float, np.ndarray]]:
-    """(seconds into the clip, RGB frame) every `every_s` of the clip, as a camera samples it."""
-    due = 0.0
-    with av.open(str(clip)) as container:
-        for frame in container.decode(container.streams.video[0]):
-            if frame.time is not None and float(frame.time) >= due:
-                yield float(frame.time), frame.to_ndarray(format="rgb24")
-                due += every_s
 
 
 async def replay(config: Path, work_dir: Path, gating: bool) -> Replay:
