@@ -5,13 +5,16 @@ real frame and placed on another, still or moving; bad labels name their line an
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from support.footage import frames, labelled
+from support.footage import LABELS, frames, labelled
 
 from streamwatch.bench.footage import crop, load_footage, replay_gate
 from streamwatch.change import ChangeGate, thumbnail
@@ -113,3 +116,30 @@ def test_bad_labels_name_their_line_and_field(tmp_path: Path, text: str, expecte
     path.write_text(f"clip = 'x.avi'\nsample_s = 1.0\nseconds = 10\n\n{text}", encoding="utf-8")
     with pytest.raises(DataFileError, match=re.escape(expected)):
         load_footage(path)
+
+
+def test_bench_gating_footage_reports_each_region_and_says_what_is_missing(tmp_path: Path) -> None:
+    labels = labelled("vtest")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "streamwatch", "bench", "gating-footage", str(LABELS / "vtest.toml")]
+    result = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "gating-footage.json").read_text())
+    assert [row["region"] for row in data["regions"]] == [r.id for r in labels.labels.regions]
+    assert data["missed"] == 0 and all(row["samples"] == 80 for row in data["regions"])
+    assert "Labelled changes missed: **0**" in (out / "gating-footage.md").read_text()
+    # a gate loosened until nothing is asked misses the people: the report says so
+    loose = subprocess.run(
+        [*command, "--threshold", "1", "--out", str(out), "--name", "loose"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert loose.returncode == 0, loose.stderr
+    lawn = {row["region"]: row for row in json.loads((out / "loose.json").read_text())["regions"]}["lower-lawn"]
+    assert lawn["missed"] > 0 and set(lawn["missed_at"]) <= set(range(54, 62)) | set(range(66, 74))
+    missing = tmp_path / "gone.toml"
+    missing.write_text((LABELS / "vtest.toml").read_text().replace("../real/vtest.avi", "nowhere.avi"))
+    refused = subprocess.run([*command[:-1], str(missing)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "nowhere.avi is missing: run scripts/fetch-footage.sh" in refused.stderr
+    assert "Traceback" not in refused.stderr

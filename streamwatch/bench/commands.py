@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,26 @@ def cmd_bench_learning_loop(args: argparse.Namespace) -> int:
     return _report(run_bench, config)
 
 
+def cmd_bench_gating_footage(args: argparse.Namespace) -> int:
+    from streamwatch.bench.gating_footage import FootageBenchConfig, FootageError, run_bench
+    from streamwatch.tomlfile import DataFileError
+
+    _logging(args)
+    defaults = FootageBenchConfig()
+    config = FootageBenchConfig(
+        labels=[Path(p) for p in args.labels] if args.labels else defaults.labels,
+        threshold=defaults.threshold if args.threshold is None else args.threshold,
+        max_reuse_s=defaults.max_reuse_s if args.max_reuse_s is None else args.max_reuse_s,
+        out_dir=Path(args.out),
+        name=args.name,
+    )
+    try:
+        return _report(run_bench, config)
+    except (FootageError, DataFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_bench_recipes(args: argparse.Namespace) -> int:
     from streamwatch.bench.recipes import RecipesConfig, run_bench
 
@@ -302,6 +323,14 @@ def add_bench_parser(sub: Any) -> None:
     gating.add_argument("-c", "--config", default="config.toml", help="the cameras, rules and model to replay")
     _outputs(gating, "gating-demo")
     gating.set_defaults(func=cmd_bench_gating)
+    footage = bench_sub.add_parser(
+        "gating-footage", help="the change gate on labelled real footage: passes saved, labelled changes missed"
+    )
+    footage.add_argument("labels", nargs="*", help="labels files (default: footage/labels/*.toml)")
+    footage.add_argument("--threshold", type=float, help="change_threshold (default: a camera's default)")
+    footage.add_argument("--max-reuse-s", type=float, help="max_reuse_s (default: a camera's default)")
+    _outputs(footage, "gating-footage")
+    footage.set_defaults(func=cmd_bench_gating_footage)
     loop = bench_sub.add_parser(
         "learning-loop", help="demo model: operator reviews -> eval -> threshold -> fine-tune -> hot swap, held out"
     )
