@@ -122,11 +122,18 @@ def test_bench_gating_footage_reports_each_region_and_says_what_is_missing(tmp_p
     labels = labelled("vtest")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "streamwatch", "bench", "gating-footage", str(LABELS / "vtest.toml")]
-    result = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*command, "--degrade", "exposure", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "gating-footage.json").read_text())
-    assert [row["region"] for row in data["regions"]] == [r.id for r in labels.labels.regions]
+    regions = [r.id for r in labels.labels.regions]
+    assert [(row["camera"], row["region"]) for row in data["regions"]] == [
+        (camera, region) for camera in ("clean", "exposure") for region in regions
+    ]
     assert data["missed"] == 0 and all(row["samples"] == 80 for row in data["regions"])
+    unknown = subprocess.run([*command, "--degrade", "fog"], capture_output=True, text=True, timeout=300)
+    assert unknown.returncode == 2 and "expected some of noise,night" in unknown.stderr
     assert "Labelled changes missed: **0**" in (out / "gating-footage.md").read_text()
     # a gate loosened until nothing is asked misses the people: the report says so
     loose = subprocess.run(

@@ -166,6 +166,7 @@ def cmd_bench_gating_footage(args: argparse.Namespace) -> int:
         labels=[Path(p) for p in args.labels] if args.labels else defaults.labels,
         threshold=defaults.threshold if args.threshold is None else args.threshold,
         max_reuse_s=defaults.max_reuse_s if args.max_reuse_s is None else args.max_reuse_s,
+        degrade=args.degrade,
         out_dir=Path(args.out),
         name=args.name,
     )
@@ -193,6 +194,16 @@ def cmd_bench_recipes(args: argparse.Namespace) -> int:
         name=args.name,
     )
     return _report(run_bench, config)
+
+
+def _degradations(text: str) -> list[str]:
+    from streamwatch.demo.camera import KINDS
+
+    kinds = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(KINDS)}, got {text!r}")
+    return kinds
 
 
 def _seeds(text: str) -> list[int]:
@@ -329,6 +340,9 @@ def add_bench_parser(sub: Any) -> None:
     footage.add_argument("labels", nargs="*", help="labels files (default: footage/labels/*.toml)")
     footage.add_argument("--threshold", type=float, help="change_threshold (default: a camera's default)")
     footage.add_argument("--max-reuse-s", type=float, help="max_reuse_s (default: a camera's default)")
+    footage.add_argument(
+        "--degrade", type=_degradations, default=[], help="also through these camera degradations: noise,night,..."
+    )
     _outputs(footage, "gating-footage")
     footage.set_defaults(func=cmd_bench_gating_footage)
     loop = bench_sub.add_parser(
