@@ -131,3 +131,28 @@ def test_a_pass_on_few_examples_says_what_they_cannot_show(yes: int, no: int, co
     text = markdown(report)
     assert ("What so few examples cannot show" in text) == bool(coarse)
     assert ("ok, coarse (below)" in text) == bool(coarse)
+
+
+def test_a_rule_worse_on_one_camera_is_refused_even_when_better_over_all_its_cameras() -> None:
+    rng = random.Random(5)
+    a = rule("a", confirm={"n": 1, "m": 1}, cooldown_s=0)
+    gate_before, dock_before = separated(20, 100, rng), separated(20, 100, rng)
+    dock_noisy = [(0.9, False) if not t and i % 10 == 0 else (p, t) for i, (p, t) in enumerate(separated(20, 100, rng))]
+    gate_worse = [(0.9, False) if not t and i % 25 == 0 else (p, t) for i, (p, t) in enumerate(gate_before)]
+    old = {("gate", "a"): scored(a, gate_before, "gate"), ("dock", "a"): scored(a, dock_noisy, "dock")}
+    new = {("gate", "a"): scored(a, gate_worse, "gate"), ("dock", "a"): scored(a, dock_before, "dock")}
+    loose = ReleaseConfig(max_precision_drop=0.1, max_false_alert_rise=0.01, max_false_alerts_per_day_rise=1e5)
+    report = judge([a], old, new, {}, loose)
+    problems = report.refusals()
+    assert not report.passed and problems and all(p.startswith("a: on camera gate: ") for p in problems), problems
+    assert any("false-positive rate 0 -> 0.04" in p for p in problems)  # 4 of 100 on the gate; the dock got better
+    # a camera with too few examples of its own is judged only within the pooled figures
+    thin = {
+        ("gate", "a"): scored(a, gate_worse[:3] + gate_worse[-3:], "gate"),
+        **{k: v for k, v in new.items() if k[0] == "dock"},
+    }
+    thin_old = {
+        ("gate", "a"): scored(a, gate_before[:3] + gate_before[-3:], "gate"),
+        **{k: v for k, v in old.items() if k[0] == "dock"},
+    }
+    assert not any("on camera" in p for p in judge([a], thin_old, thin, {}, loose).refusals())

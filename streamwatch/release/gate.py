@@ -6,7 +6,9 @@
 - its precision or recall falls by more than the tolerance;
 - its false-positive rate, the share of the time a false alert is open, or the false alerts opened a
   day rise by more than the tolerance (evaluation/false_alerts, at the rule's own N-of-M, cooldown and
-  its most frequent camera's interval).
+  its most frequent camera's interval);
+- any one camera with enough examples of its own (`min_examples` of each answer) is worse beyond a
+  tolerance: a rule that got better on one camera cannot hide getting worse on another.
 
 Pure figures: replaying the examples through a model is the caller's (release/check.py)."""
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from streamwatch.config.release import ReleaseConfig
@@ -127,8 +129,37 @@ def judge(
     old, new = pool(before), pool(after)
     verdicts = []
     for rule in sorted(judged, key=lambda r: r.id):
-        verdicts.append(_verdict(rule, old.get(rule.id), new.get(rule.id), thresholds, config, why_not_replayed or {}))
+        verdict = _verdict(rule, old.get(rule.id), new.get(rule.id), thresholds, config, why_not_replayed or {})
+        if verdict.before is not None:
+            cameras = _per_camera(rule, before, after, thresholds, config)
+            verdict = replace(verdict, problems=verdict.problems + tuple(cameras))
+        verdicts.append(verdict)
     return GateReport(tuple(verdicts), tuple(change), tuple(notes))
+
+
+def _per_camera(
+    rule: Rule,
+    before: Mapping[tuple[str, str], Scored],
+    after: Mapping[tuple[str, str], Scored],
+    thresholds: Mapping[str, float],
+    config: ReleaseConfig,
+) -> list[str]:
+    """Each camera of a rule seen on more than one camera, judged on its own examples where it has
+    `min_examples` of each answer."""
+    mine = sorted(camera for camera, rule_id in before if rule_id == rule.id and (camera, rule_id) in after)
+    if len(mine) < 2:
+        return []  # the rule's verdict is this camera's
+    was, now = _thresholds(rule, thresholds)
+    found = []
+    for camera in mine:
+        old, new = before[(camera, rule.id)], after[(camera, rule.id)]
+        yes = sum(old.truth)
+        if min(yes, len(old.truth) - yes) < config.min_examples:
+            continue  # too few to judge alone: the pooled verdict covers it
+        first = figures(rule, old.p_yes, old.truth, was, old.sample_interval_s)
+        second = figures(rule, new.p_yes, new.truth, now, new.sample_interval_s)
+        found += [f"on camera {camera}: {problem}" for problem in _worse(first, second, config)]
+    return found
 
 
 def _verdict(
@@ -145,9 +176,7 @@ def _verdict(
         return RuleVerdict(rule.id, 0, 0, None, None, (f"cannot be judged: {why}; {needed}",))
     yes = sum(old.truth)
     no = len(old.truth) - yes
-    tunable = rule.answer == "yes_no"
-    was = rule.threshold if tunable else 0.5
-    now = thresholds.get(rule.id, was) if tunable else 0.5
+    was, now = _thresholds(rule, thresholds)
     first = figures(rule, old.p_yes, old.truth, was, old.interval_s)
     second = figures(rule, new.p_yes, new.truth, now, new.interval_s)
     problems = []
@@ -157,6 +186,13 @@ def _verdict(
         problems.append(f"too few examples to judge ({yes} yes, {no} no): label {' and '.join(short)}")
     problems += _worse(first, second, config)
     return RuleVerdict(rule.id, yes, no, first, second, tuple(problems), _coarse(yes, no, config))
+
+
+def _thresholds(rule: Rule, thresholds: Mapping[str, float]) -> tuple[float, float]:
+    """The rule's threshold before and after the change (count and choice answers score 1.0 or 0.0)."""
+    if rule.answer != "yes_no":
+        return 0.5, 0.5
+    return rule.threshold, thresholds.get(rule.id, rule.threshold)
 
 
 def _coarse(yes: int, no: int, config: ReleaseConfig) -> tuple[str, ...]:
