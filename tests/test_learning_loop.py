@@ -19,7 +19,8 @@ from support.helpers import REPO
 @pytest.mark.slow
 def test_the_whole_loop_runs_through_the_service_and_its_interfaces(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "streamwatch", "bench", "learning-loop", "--repo", str(REPO)]
-    command += ["--train-good", "12", "--train-bridged", "8", "--held-good", "8", "--held-bridged", "6"]
+    # enough training boards that the answered ones always give the 8 examples a fine-tune needs
+    command += ["--train-good", "16", "--train-bridged", "14", "--held-good", "8", "--held-bridged", "6"]
     command += ["--steps", "10", "--interval", "0.3", "--work-dir", str(tmp_path / "site"), "--out", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
