@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from support.demo_site import demo_site, label_boards
 from support.helpers import CHROMIUM, REPO, free_port, wait_for
-from support.service import Running, web_client
+from support.service import serving
 
 from streamwatch.config import load_settings
 from streamwatch.inference.build import build_backend
@@ -38,13 +38,8 @@ def site(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
     config.write_text(text, encoding="utf-8")
     (tmp_path / "data" / "adapter").mkdir()  # an empty slot: the model runs alone until one is applied
     settings = load_settings(config)
-    running = Running(settings, build_backend)
-    client = web_client(settings)
-    try:
+    with serving(settings, build_backend) as client:
         yield client, tmp_path
-    finally:
-        client.close()
-        running.stop()
 
 
 def finished(client: httpx.Client, job_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from PIL import Image
 from support.adapters import make_adapter
 from support.demo_site import demo_site
 from support.helpers import REPO, free_port, wait_for
-from support.service import Running, web_client
+from support.service import serving
 
 from streamwatch.config import Settings, load_settings
 from streamwatch.demo.dataset import demo_tasks, example
@@ -175,13 +175,8 @@ def service(tmp_path: Path, adapters: tuple[Path, Path]) -> Iterator[tuple[httpx
         "created_at": "2026-12-07T12:00:00+00:00",
     }
     (job / "job.json").write_text(json.dumps(record), encoding="utf-8")
-    running = Running(settings, build_backend)
-    client = web_client(settings)
-    try:
+    with serving(settings, build_backend) as client:
         yield client, job
-    finally:
-        client.close()
-        running.stop()
 
 
 def test_shadow_from_the_rest_api_and_the_jobs_page(service: tuple[httpx.Client, Path]) -> None:

@@ -5,10 +5,11 @@ is tested in test_transformers_backend.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import textwrap
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -155,6 +156,20 @@ class FlagBackend(Backend):
 
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
         return ["-" for _ in prompts]
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, backend_factory: Callable[[Settings], Backend]) -> Iterator[httpx.Client]:
+    """The service running on `settings` and a web client of it (web_client); both stopped after."""
+    running = Running(settings, backend_factory)
+    try:
+        client = web_client(settings)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        running.stop()
 
 
 def web_client(settings: Settings, page: str = "/jobs") -> httpx.Client:
