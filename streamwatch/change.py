@@ -1,13 +1,29 @@
 """Change gating: while the picture a rule looks at stands still, its last answer is reused.
 
-Per camera x rule, the gate keeps a small grayscale thumbnail of the rule's region (its ROI, or the
-whole frame) as it was when the model last answered. At the next due time the new thumbnail is
-compared with it: both are blurred (sensor noise and encoder flicker are mostly sub-blur detail), and
-the score is the fraction of pixels whose brightness moved by more than `PIXEL_DELTA` (of 255). Below
-the rule's `change_threshold`, and while that answer is younger than `max_reuse_s`, the answer is
-reused without a model pass; otherwise the model is asked and its answer becomes the new reference.
-`max_reuse_s` bounds every reuse, so even a change the score cannot see (a slow global brightness
-drift at dusk, an IR switch) is looked at again within that time. Time is the frames' capture time.
+Per camera x rule, the gate keeps a view of the rule's region (its ROI, or the whole frame) as it was
+when the model last answered: grey, at most `VIEW_SIDE` pixels on its longer side, lightly blurred.
+At the next due time the new view is compared with it, in this order (the reasons are measured on
+real footage, bench/gating-footage.md):
+
+1. **Light.** The new view is brought to the old one's light by a local gain: the ratio of the two,
+   each averaged over a window of at least `LIGHT_WINDOW` source pixels. Auto-exposure steps, slow
+   drifts and a cloud's shadow change the light smoothly over the picture; a person or an object is
+   much smaller than the window, so it keeps its contrast. Pixels nearly white in both views are left
+   out (overexposed: their difference tells nothing); a person in front of a white wall is not.
+2. **Noise.** The noise of the difference is measured on the picture itself (the median absolute
+   deviation: robust while less than half of it changed). A pixel changed when it moved by more than
+   `PIXEL_DELTA` or 2.5 times that noise, whichever is more; when the noise is above `NOISE_LIMIT`
+   nothing can be told apart and the model is asked.
+3. **Shake.** Where the picture has edges, a camera shaking by `SHAKE_PX` source pixels moves
+   brightness by that much times the edge's steepness: that much more is allowed there.
+4. **Area.** Changed pixels next to each other form patches; the largest patch's area is counted in
+   source pixels. At `area` or more (a camera's `change_area`, 24 by default: a 20 x 40 person,
+   even half of one or one seen through night noise, is far above it; one rain streak is about that)
+   the model is asked.
+
+Below that, and while the last answer is younger than `max_reuse_s`, the answer is reused without a
+model pass. `max_reuse_s` bounds every reuse, so even a change the gate cannot see is looked at
+again within that time. Time is the frames' capture time. Each decision says why (`Verdict`).
 """
 
 from __future__ import annotations
@@ -20,52 +36,155 @@ from PIL import Image
 
 from streamwatch.inference.types import Answer
 
-THUMB_WIDTH = 128  # pixels across: a distant person still covers a few; ~10 k pixels to compare
-PIXEL_DELTA = 8  # of 255: a pixel "changed" when its blurred brightness moved by more than this
+VIEW_SIDE = 384  # the view's longer side at most: a 20 x 40 person in a 1920-wide frame covers 4 x 8 of its pixels
 BLUR = (5, 5)
+PIXEL_DELTA = 8.0  # of 255: the least a pixel must move to count as changed
+NOISE_SIGMAS = 2.5  # ... or this many times the picture's measured noise
+NOISE_LIMIT = 6.0  # noise (of the blurred difference, of 255) above which nothing can be told: ask
+SHAKE_PX = 3.0  # source pixels the camera may shake by: edges may move that far
+LIGHT_WINDOW = 96  # source pixels: the least side of the window light is evened out over
+CLIPPED = 235  # of 255 (blurred): a pixel this bright in both views is left out (overexposed)
 
 
-def thumbnail(image: Image.Image) -> np.ndarray:
-    """The grayscale, blurred, 128-pixel-wide picture the gate compares."""
+@dataclass(frozen=True)
+class View:
+    """What the gate compares: a grey, blurred picture (uint8: a 4:3 region keeps 110 kB) and how many
+    source pixels one of its pixels spans across (`scale`)."""
+
+    pixels: np.ndarray
+    scale: float
+
+
+def view(image: Image.Image) -> View:
+    """The gate's view of a picture (a region of a frame)."""
     gray = np.asarray(image.convert("L"))
-    height = max(1, round(gray.shape[0] * THUMB_WIDTH / max(1, gray.shape[1])))
-    small = cv2.resize(gray, (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA)
-    blurred: np.ndarray = cv2.GaussianBlur(small, BLUR, 0)
-    return blurred
+    height, width = gray.shape
+    scale = max(1.0, max(height, width) / VIEW_SIDE)
+    if scale > 1:
+        size = (max(1, round(width / scale)), max(1, round(height / scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    pixels: np.ndarray = cv2.GaussianBlur(gray, BLUR, 0)
+    return View(pixels, width / gray.shape[1])
 
 
-def change_score(before: np.ndarray, now: np.ndarray) -> float:
-    """The fraction of pixels (0..1) that changed between two thumbnails (1.0 when their sizes differ)."""
-    if before.shape != now.shape:
-        return 1.0
-    return float(np.count_nonzero(cv2.absdiff(before, now) > PIXEL_DELTA)) / before.size
+@dataclass(frozen=True)
+class Change:
+    """How two views differ: the largest changed patch (source pixels) and the noise assumed (of 255)."""
+
+    area: float
+    noise: float
+    noisy: bool = False  # too noisy to tell: counts as changed
+
+
+def compare(before: View, now: View) -> Change:
+    """The largest changed patch between two views of one region (its whole area when their sizes differ)."""
+    if before.pixels.shape != now.pixels.shape:
+        return Change(float(max(before.pixels.size, now.pixels.size)) * before.scale**2, 0.0)
+    a, b = before.pixels.astype(np.float32), now.pixels.astype(np.float32)
+    b = b * _light(a, b, before.scale)
+    difference = b - a
+    difference[np.minimum(before.pixels, now.pixels) >= CLIPPED] = 0  # white in both: nothing to tell
+    centred = np.abs(difference - float(np.median(difference)))
+    noise = 1.4826 * float(np.median(centred))
+    if noise > NOISE_LIMIT:
+        return Change(0.0, noise, noisy=True)
+    allowed = max(PIXEL_DELTA, NOISE_SIGMAS * noise) + _steepness(a, b) * (SHAKE_PX / before.scale)
+    changed = centred > allowed
+    if not changed.any():
+        return Change(0.0, noise)
+    near = cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8))  # a patch split by an edge is one
+    count, labels = cv2.connectedComponents(near, connectivity=8)
+    largest = int(np.bincount(labels[changed], minlength=count).max())
+    return Change(largest * before.scale**2, noise)
+
+
+def _light(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray | float:
+    """The gain that brings `b` to `a`'s light: local over a window of LIGHT_WINDOW source pixels or
+    more (a quarter of the picture when that is larger), global when the window spans the picture."""
+    height, width = a.shape
+    side = max(3, round(LIGHT_WINDOW / scale)) | 1
+    if side >= max(height, width):
+        return (float(a.mean()) + 4) / (float(b.mean()) + 4)
+    mean_a = cv2.blur(a, (side, side), borderType=cv2.BORDER_REFLECT)
+    mean_b = cv2.blur(b, (side, side), borderType=cv2.BORDER_REFLECT)
+    gain: np.ndarray = np.clip((mean_a + 4) / (mean_b + 4), 0.5, 2.0)
+    return gain
+
+
+def _steepness(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel, the steeper of the two pictures' brightness slopes (of 255 per pixel)."""
+    slopes = []
+    for picture in (a, b):
+        dx = cv2.Sobel(picture, cv2.CV_32F, 1, 0, ksize=3) / 8
+        dy = cv2.Sobel(picture, cv2.CV_32F, 0, 1, ksize=3) / 8
+        slopes.append(cv2.magnitude(dx, dy))
+    steepest: np.ndarray = np.maximum(*slopes)
+    return steepest
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a rule's last answer stands, and why.
+
+    `why`: `reused` (nothing changed enough), `changed` (a patch of `area` source pixels or more),
+    `noisy` (the picture is too noisy to tell), `old` (the answer is `max_reuse_s` old), `first` (no
+    answer yet), `question` (the question was edited), `off` (gating is off for the rule)."""
+
+    answer: Answer | None
+    why: str
+    area: float = 0.0  # the largest changed patch, source pixels
+    noise: float = 0.0  # the noise the gate assumed, of 255
+    age_s: float = 0.0  # of the last answer
+
+    @property
+    def compared(self) -> bool:
+        """Whether two pictures were compared (`area` and `noise` are measured)."""
+        return self.why in ("reused", "changed", "noisy")
+
+    def seen(self) -> tuple[str, float | None, float | None]:
+        """why, area and noise (None where nothing was compared), for the API's latest answers."""
+        return (self.why, self.area, self.noise) if self.compared else (self.why, None, None)
+
+    def describe(self) -> str:
+        """For a log line: `gate=changed area=812px noise=1.9`."""
+        if not self.compared:
+            return f"gate={self.why}" + (f" age={self.age_s:.0f}s" if self.why == "old" else "")
+        return f"gate={self.why} area={self.area:.0f}px noise={self.noise:.1f} age={self.age_s:.0f}s"
 
 
 @dataclass
 class _Reference:
     question: str  # an edited question is asked afresh
-    thumb: np.ndarray
+    view: View
     answered_at: float  # frame time of the answer
     answer: Answer
 
 
 @dataclass
 class ChangeGate:
-    """The references of one camera's rules. `reusable` says whether the last answer still stands."""
+    """The references of one camera's rules. `judge` says whether the last answer still stands."""
 
     _references: dict[str, _Reference] = field(default_factory=dict)
 
-    def reusable(
-        self, rule: str, question: str, thumb: np.ndarray, at: float, *, threshold: float, max_reuse_s: float
-    ) -> Answer | None:
-        """The rule's last answer to this question when the picture has not changed since it and it is
-        recent enough, else None (then ask the model and `remember` its answer)."""
+    def judge(self, rule: str, question: str, now: View, at: float, *, area: float, max_reuse_s: float) -> Verdict:
+        """Whether the rule's last answer to this question still stands for the picture `now` (then
+        `answer` is it); otherwise ask the model and `remember` its answer."""
         reference = self._references.get(rule)
-        if reference is None or reference.question != question or threshold <= 0 or max_reuse_s <= 0:
-            return None
-        if at - reference.answered_at >= max_reuse_s or change_score(reference.thumb, thumb) >= threshold:
-            return None
-        return reference.answer
+        if area <= 0 or max_reuse_s <= 0:
+            return Verdict(None, "off")
+        if reference is None:
+            return Verdict(None, "first")
+        if reference.question != question:
+            return Verdict(None, "question")
+        age = at - reference.answered_at
+        if age >= max_reuse_s:
+            return Verdict(None, "old", age_s=age)
+        change = compare(reference.view, now)
+        if change.noisy:
+            return Verdict(None, "noisy", change.area, change.noise, age)
+        if change.area >= area:
+            return Verdict(None, "changed", change.area, change.noise, age)
+        return Verdict(reference.answer, "reused", change.area, change.noise, age)
 
-    def remember(self, rule: str, question: str, thumb: np.ndarray, at: float, answer: Answer) -> None:
-        self._references[rule] = _Reference(question, thumb, at, answer)
+    def remember(self, rule: str, question: str, now: View, at: float, answer: Answer) -> None:
+        self._references[rule] = _Reference(question, now, at, answer)

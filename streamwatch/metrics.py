@@ -47,6 +47,18 @@ class Metrics:
             ["camera", "how"],
             registry=self.registry,
         )
+        self.gate = Counter(
+            "streamwatch_gate_decisions",
+            "Change gate decisions by camera and why: reused, changed, noisy, old, first, question, off",
+            ["camera", "why"],
+            registry=self.registry,
+        )
+        self.gate_noise = Gauge(
+            "streamwatch_gate_noise",
+            "The picture noise the change gate assumed at its last comparison (of 255), per camera and rule",
+            ["camera", "rule"],
+            registry=self.registry,
+        )
         self.frame_history_bytes = Gauge(
             "streamwatch_frame_history_bytes",
             "Memory of the frames kept for questions over several frames, per camera",

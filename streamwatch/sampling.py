@@ -14,7 +14,7 @@ from datetime import datetime
 from PIL import Image
 
 from streamwatch.alerts.pipeline import AlertPipeline, Decision, Describe
-from streamwatch.change import ChangeGate, thumbnail
+from streamwatch.change import ChangeGate, Verdict, view
 from streamwatch.config import CameraConfig
 from streamwatch.frame_history import FrameHistory, Shape
 from streamwatch.inference.engine import Engine
@@ -152,26 +152,33 @@ class Sampler:
                 return None
             window = found
             *earlier, region = window
-        thumb = await asyncio.to_thread(thumbnail, region)
-        threshold = camera.change_threshold if rule.change_threshold is None else rule.change_threshold
-        max_reuse_s = camera.max_reuse_s if rule.max_reuse_s is None else rule.max_reuse_s
+        area, max_reuse_s = rule.gate(camera)
         at = frame.captured_at
-        answer = self.gate.reusable(rule.id, question, thumb, at, threshold=threshold, max_reuse_s=max_reuse_s)
-        if answer is not None:
-            answer = dataclasses.replace(answer, latency_s=0.0, batch_size=0, reused=True)
+        seen = await asyncio.to_thread(view, region) if area > 0 and max_reuse_s > 0 else None
+        verdict = Verdict(None, "off")
+        if seen is not None:
+            verdict = await asyncio.to_thread(
+                self.gate.judge, rule.id, question, seen, at, area=area, max_reuse_s=max_reuse_s
+            )
+        self.metrics.gate.labels(camera.id, verdict.why).inc()
+        if verdict.compared:
+            self.metrics.gate_noise.labels(camera.id, rule.id).set(verdict.noise)
+        if verdict.answer is not None:
+            answer = dataclasses.replace(verdict.answer, latency_s=0.0, batch_size=0, reused=True)
         else:
             try:
                 answer = await self.engine.ask(camera.id, question, region, kind, tokens, tuple(earlier))
             except (DroppedError, InferenceError) as exc:
                 log.warning("camera %s rule %s: %s", camera.id, rule.id, exc)
                 return None
-            self.gate.remember(rule.id, question, thumb, at, answer)
+            if seen is not None:
+                self.gate.remember(rule.id, question, seen, at, answer)
         self.metrics.answers.labels(camera.id, "reused" if answer.reused else "asked").inc()
         self.answers.decisions += 1
         self.answers.reused += answer.reused
         alert = rule.is_alert(answer.text, answer.confidence)
         self.answers.latest[(camera.id, rule.id)] = LastAnswer(
-            camera.id, answer.text, answer.confidence, alert, time.time(), answer.reused
+            camera.id, answer.text, answer.confidence, alert, time.time(), answer.reused, *verdict.seen()
         )
         event = None
         if rule.live:  # a shadow rule's decision is stored by `answer`, beside the live rule's
@@ -189,7 +196,7 @@ class Sampler:
                 await self.values.update(camera.id, rule, answer.text)
         confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
         log.debug(
-            "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d%s",
+            "camera=%s rule=%s answer=%r p_yes=%s alert=%s latency=%.2fs batch=%d %s%s",
             camera.id,
             rule.id,
             answer.text,
@@ -197,6 +204,7 @@ class Sampler:
             alert,
             answer.latency_s,
             answer.batch_size,
+            verdict.describe(),
             (" reused" if answer.reused else "") + ("" if rule.live else " shadow"),
         )
         if self.on_decision is not None:

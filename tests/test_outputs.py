@@ -48,7 +48,7 @@ def site(folder: Path, broker: Broker) -> Path:
         id = "gate"
         url = "{REPO / "samples" / "yard.mp4"}"
         sample_interval_s = 0.5
-        change_threshold = 0  # the answers follow a flag file, not the picture: never reuse them
+        change_area = 0  # the answers follow a flag file, not the picture: never reuse them
         [mqtt]
         host = "127.0.0.1"
         port = {broker.port}

@@ -75,7 +75,7 @@ class Site:
             id = "gate"
             url = "{REPO / "samples" / "yard.mp4"}"
             sample_interval_s = 0.5
-            change_threshold = 0  # the answers follow a flag file, not the picture: never reuse them
+            change_area = 0  # the answers follow a flag file, not the picture: never reuse them
             [mqtt]
             host = "127.0.0.1"
             port = {broker.port}
@@ -261,9 +261,7 @@ def test_an_open_alert_whose_rule_goes_away_while_running_is_resolved(
 def test_a_clip_cut_off_by_a_crash_is_settled_at_the_next_start(site: Site) -> None:
     """SIGKILL less than clip_post_s after an alert opened: the clip was never written. The next start says
     so (no clip), instead of "being recorded" for ever."""
-    site.config.write_text(
-        site.config.read_text().replace("change_threshold = 0", "change_threshold = 0\nclip_post_s = 60")
-    )
+    site.config.write_text(site.config.read_text().replace("change_area = 0", "change_area = 0\nclip_post_s = 60"))
     site.flag.touch()
     site.start()
     store = EventStore(Database.open(f"sqlite:///{site.folder / 'events.db'}"), site.folder / "data" / "snapshots")

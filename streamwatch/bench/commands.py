@@ -164,7 +164,7 @@ def cmd_bench_gating_footage(args: argparse.Namespace) -> int:
     defaults = FootageBenchConfig()
     config = FootageBenchConfig(
         labels=[Path(p) for p in args.labels] if args.labels else defaults.labels,
-        threshold=defaults.threshold if args.threshold is None else args.threshold,
+        area=defaults.area if args.area is None else args.area,
         max_reuse_s=defaults.max_reuse_s if args.max_reuse_s is None else args.max_reuse_s,
         degrade=args.degrade,
         out_dir=Path(args.out),
@@ -338,7 +338,7 @@ def add_bench_parser(sub: Any) -> None:
         "gating-footage", help="the change gate on labelled real footage: passes saved, labelled changes missed"
     )
     footage.add_argument("labels", nargs="*", help="labels files (default: footage/labels/*.toml)")
-    footage.add_argument("--threshold", type=float, help="change_threshold (default: a camera's default)")
+    footage.add_argument("--area", type=float, help="change_area, source pixels (default: a camera's default)")
     footage.add_argument("--max-reuse-s", type=float, help="max_reuse_s (default: a camera's default)")
     footage.add_argument(
         "--degrade", type=_degradations, default=[], help="also through these camera degradations: noise,night,..."

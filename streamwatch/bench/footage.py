@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streamwatch.change import ChangeGate, thumbnail
+from streamwatch.change import ChangeGate, Verdict, view
 from streamwatch.inference.types import Answer
 from streamwatch.tomlfile import load_model
 
@@ -82,11 +82,15 @@ def crop(frame: np.ndarray, box: Sequence[int]) -> Image.Image:
 
 @dataclass
 class RegionRun:
-    """The gate on one region: per sample whether it reused, its score, whether the labels say changed."""
+    """The gate on one region: per sample its verdict and whether the labels say changed."""
 
     region: str
-    reused: list[bool]
+    verdicts: list[Verdict]
     changed: list[bool]
+
+    @property
+    def reused(self) -> list[bool]:
+        return [verdict.answer is not None for verdict in self.verdicts]
 
     @property
     def saved(self) -> int:
@@ -103,7 +107,7 @@ class RegionRun:
 
 
 def replay_gate(
-    frames: Sequence[np.ndarray], region: Region, *, threshold: float, max_reuse_s: float, sample_s: float
+    frames: Sequence[np.ndarray], region: Region, *, area: float, max_reuse_s: float, sample_s: float
 ) -> RegionRun:
     """The shipped gate on `region` of `frames` (one per sample): asked at the first sample, then reused
     while it says the picture stands still."""
@@ -111,10 +115,10 @@ def replay_gate(
     answer = Answer("no", 0.0, 0.0, 1, "replay")
     run = RegionRun(region.id, [], [])
     for index, frame in enumerate(frames):
-        thumb, at = thumbnail(crop(frame, region.box)), index * sample_s
-        reused = gate.reusable(region.id, "q", thumb, at, threshold=threshold, max_reuse_s=max_reuse_s) is not None
-        if not reused:
-            gate.remember(region.id, "q", thumb, at, answer)
-        run.reused.append(reused)
+        now, at = view(crop(frame, region.box)), index * sample_s
+        verdict = gate.judge(region.id, "q", now, at, area=area, max_reuse_s=max_reuse_s)
+        if verdict.answer is None:
+            gate.remember(region.id, "q", now, at, answer)
+        run.verdicts.append(verdict)
         run.changed.append(region.changed(index))
     return run

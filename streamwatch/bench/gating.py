@@ -65,7 +65,7 @@ async def replay(config: Path, work_dir: Path, gating: bool) -> Replay:
         rules = ActiveRules(configured_rules(settings, engine.limits))
         async with engine.answering():
             for camera in settings.cameras:
-                camera = camera if gating else camera.model_copy(update={"change_threshold": 0.0})
+                camera = camera if gating else camera.model_copy(update={"change_area": 0.0})
                 pipeline = AlertPipeline(store)
                 sampler = Sampler(
                     camera,

@@ -30,7 +30,7 @@ class FootageError(Exception):
 @dataclass(frozen=True)
 class FootageBenchConfig:
     labels: Sequence[Path] = field(default_factory=lambda: sorted(Path("footage/labels").glob("*.toml")))
-    threshold: float = DEFAULTS.change_threshold
+    area: float = DEFAULTS.change_area
     max_reuse_s: float = DEFAULTS.max_reuse_s
     degrade: Sequence[str] = ()
     out_dir: Path = Path("bench")
@@ -52,7 +52,7 @@ def run_bench(config: FootageBenchConfig, progress: Callable[[str], None] = prin
     data = {
         "benchmark": "gating-footage",
         "machine": machine(),
-        "gate": {"change_threshold": config.threshold, "max_reuse_s": config.max_reuse_s},
+        "gate": {"change_area": config.area, "max_reuse_s": config.max_reuse_s},
         "labels": [str(path) for path in config.labels],
         "degradations": ["clean", *config.degrade],
         "regions": rows,
@@ -67,7 +67,7 @@ def _regions(
     rows = []
     for region in footage.labels.regions:
         run = replay_gate(
-            frames, region, threshold=config.threshold, max_reuse_s=config.max_reuse_s, sample_s=footage.labels.sample_s
+            frames, region, area=config.area, max_reuse_s=config.max_reuse_s, sample_s=footage.labels.sample_s
         )
         still_reused = sum(r for r, c in zip(run.reused, run.changed, strict=True) if not c)
         rows.append(
@@ -110,7 +110,7 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     return f"""# The change gate on labelled footage
 
-The gate as shipped (`change_threshold` {gate["change_threshold"]:g}, `max_reuse_s` {gate["max_reuse_s"]:g}) on each
+The gate as shipped (`change_area` {gate["change_area"]:g} source pixels, `max_reuse_s` {gate["max_reuse_s"]:g}) on each
 region of each labelled clip ({", ".join(f"`{p}`" for p in data["labels"])}; footage/README.md says where
 the clips come from and how their changes were labelled), sampled every `sample_s` of the clip's time.
 A change is missed when an answer was reused at a sample labelled changed. The camera column says

@@ -28,7 +28,7 @@ from PIL import Image
 
 from streamwatch.bench.model import RULES, ModelBenchConfig, build, frames
 from streamwatch.bench.report import machine, percentile
-from streamwatch.change import ChangeGate, thumbnail
+from streamwatch.change import ChangeGate, view
 from streamwatch.config import CameraConfig
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.queue import InferenceQueue
@@ -82,7 +82,7 @@ class PipelineRun:
 class _Sample:
     camera: int
     image: Image.Image
-    thumb: Any  # the gate's thumbnail, None without gating
+    thumb: Any  # the gate's view, None without gating
     at: float
     measured: bool  # after the warm-up
 
@@ -91,10 +91,12 @@ async def _decide(
     queue: InferenceQueue, gate: ChangeGate, defaults: CameraConfig, sample: _Sample, rule: str, asked: list[int]
 ) -> None:
     """One rule about one sample: the reused answer while the gate allows it, otherwise a model pass."""
-    if sample.thumb is not None and gate.reusable(
-        rule, rule, sample.thumb, sample.at, threshold=defaults.change_threshold, max_reuse_s=defaults.max_reuse_s
-    ):
-        return
+    if sample.thumb is not None:
+        verdict = gate.judge(
+            rule, rule, sample.thumb, sample.at, area=defaults.gate_area, max_reuse_s=defaults.max_reuse_s
+        )
+        if verdict.answer is not None:
+            return
     answer = await queue.ask(Request(sample.image, rule, source=f"cam{sample.camera}", deadline=sample.at + 10.0))
     if sample.thumb is not None:
         gate.remember(rule, rule, sample.thumb, sample.at, answer)
@@ -132,7 +134,7 @@ async def _camera(
             picture = pool[(index + tick) % len(pool)]
         image = picture.copy()  # a new frame object: rules share it, cameras do not
         sampled = time.monotonic()
-        thumb = await asyncio.to_thread(thumbnail, image) if gating else None
+        thumb = await asyncio.to_thread(view, image) if gating else None
         measured = sampled >= start + config.warmup_s
 
         sample = _Sample(index, image, thumb, sampled, measured)
@@ -311,7 +313,7 @@ def _gating_note(config: PipelineBenchConfig) -> str:
     defaults = CameraConfig(id="bench", url="bench.mp4")
     share = steady_ask_share(config.activity, defaults.max_reuse_s / config.interval_s)
     return f"""
-With change gating (the camera defaults: change_threshold {defaults.change_threshold:g}, max_reuse_s
+With change gating (the camera defaults: change_area {defaults.change_area:g} px, max_reuse_s
 {defaults.max_reuse_s:g} s) a rule asks the model when its picture changed, or when its last real answer is
 max_reuse_s old: in the steady state a share a / (1 - (1 - a)^k) of the decisions, a the activity and
 k = max_reuse_s / interval samples, here {share:.3f}.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from urllib.parse import urlsplit
 
 from streamwatch.redact import SECRETS, display_url
+
+log = logging.getLogger(__name__)
 
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -106,3 +109,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def legacy_threshold(owner: str, value: float | None) -> None:
+    """`change_threshold` (a share of the picture) was replaced by `change_area` (source pixels): 0 still
+    turns gating off; any other value is ignored, and said so."""
+    if value:
+        log.warning(
+            "%s: change_threshold = %s is no longer used: the change gate now counts the largest changed "
+            "patch in source pixels (change_area, default 16); set change_area instead",
+            owner,
+            value,
+        )

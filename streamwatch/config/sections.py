@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamwatch.config.fields import (
     device_name,
     host_name,
     identifier,
     is_loopback,
+    legacy_threshold,
     not_blank,
     proxy_networks,
     source_url,
@@ -48,10 +49,17 @@ class CameraConfig(_Section):
         30.0, gt=0, le=3600, description="Watchdog: reconnect when no frame was decoded for this long."
     )
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reconnect backoff.")
-    change_threshold: float = Field(
-        0.0005, ge=0, le=1, description="Reuse a rule's last answer while less of the picture changed (0: off)."
+    change_area: float = Field(
+        16.0,
+        ge=0,
+        le=100_000_000,
+        description="Reuse a rule's last answer while no changed patch of its picture covers this many "
+        "source pixels (0: off; change.py says how light, noise and shake are evened out first).",
     )
     max_reuse_s: float = Field(30.0, ge=0, le=3600, description="...and for at most this long (0: never reuse).")
+    change_threshold: float | None = Field(
+        None, ge=0, le=1, description="Replaced by change_area: 0 still turns gating off; other values are ignored."
+    )
     clips: bool = Field(True, description="Keep the stream's recent packets and save an MP4 clip of each alert.")
     clip_pre_s: float = Field(5.0, ge=0, le=60, description="Clip: seconds before the alert (from a keyframe).")
     clip_post_s: float = Field(5.0, ge=0, le=60, description="Clip: seconds after the alert.")
@@ -67,6 +75,16 @@ class CameraConfig(_Section):
     )
 
     _id = field_validator("id")(identifier)
+
+    @model_validator(mode="after")
+    def _legacy_threshold(self) -> CameraConfig:
+        legacy_threshold(f"camera {self.id}", self.change_threshold)
+        return self
+
+    @property
+    def gate_area(self) -> float:
+        """The change gate's least changed area, source pixels (0: gating off)."""
+        return 0.0 if self.change_threshold == 0 else self.change_area
 
     @field_validator("url")
     @classmethod

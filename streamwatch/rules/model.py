@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamwatch.config import CameraConfig, identifier
+from streamwatch.config.fields import legacy_threshold
 from streamwatch.vocabulary import Severity
 
 BUILTIN_VARIABLES = ("camera", "camera_name", "location", "zone")
@@ -92,7 +93,10 @@ class Rule(BaseModel):
     )
     for_s: float = Field(0.0, ge=0, le=86_400, description="Alert only once the condition held this long.")
     min_delta: int | None = Field(None, ge=1, le=1_000_000, description="on = 'change', count: the least change.")
-    change_threshold: float | None = Field(None, ge=0, le=1, description="Default: the camera's (0: never reuse).")
+    change_area: float | None = Field(None, ge=0, le=100_000_000, description="Default: the camera's (0: never reuse).")
+    change_threshold: float | None = Field(
+        None, ge=0, le=1, description="Replaced by change_area: 0 still turns it off."
+    )
     max_reuse_s: float | None = Field(None, ge=0, le=3600, description="Default: the camera's (0: never reuse).")
     confirm: Confirm = Field(default_factory=Confirm)
     cooldown_s: float = Field(60.0, ge=0, le=86_400, description="Quiet time after an alert resolves.")
@@ -184,6 +188,11 @@ class Rule(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _legacy_threshold(self) -> Rule:
+        legacy_threshold(f"rule {self.id}", self.change_threshold)
+        return self
+
+    @model_validator(mode="after")
     def _frames(self) -> Rule:
         if self.frames > 1 and self.span_s is None:
             raise ValueError(f"frames = {self.frames} needs span_s: the seconds from the oldest frame to the newest")
@@ -242,6 +251,12 @@ class Rule(BaseModel):
             elif fnmatchcase(camera.id, selector):
                 return True
         return False
+
+    def gate(self, camera: CameraConfig) -> tuple[float, float]:
+        """The change gate's least changed area (source pixels) and max_reuse_s on this camera; 0: off."""
+        area = camera.gate_area if self.change_area is None else self.change_area
+        max_reuse_s = camera.max_reuse_s if self.max_reuse_s is None else self.max_reuse_s
+        return 0.0 if self.change_threshold == 0 else area, max_reuse_s
 
     def render(self, camera: CameraConfig, template: str | None = None) -> str:
         """The question for this camera (or the given template, e.g. `describe`)."""

@@ -25,6 +25,9 @@ class LastAnswer:
     alert: bool
     at: float  # wall clock
     reused: bool = False  # the picture had not changed: the previous answer stood (no model pass)
+    gate: str = "off"  # why the change gate reused or asked (change.Verdict.why)
+    gate_area_px: float | None = None  # the largest changed patch it saw, source pixels
+    gate_noise: float | None = None  # the picture noise it assumed, of 255
 
 
 @dataclass(frozen=True)
