@@ -5,6 +5,7 @@ with a rule over several frames, change gating on its newest frame."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from pathlib import Path
 
@@ -137,7 +138,9 @@ def test_a_camera_asks_its_motion_rule_about_its_last_frames(tmp_path: Path, cli
     assert kept and 0 < float(kept[0].split()[-1]) <= (3 + 1) * 640 * 360 * 3
 
 
-def test_change_gating_looks_at_the_newest_frame_of_the_window(tmp_path: Path) -> None:
+def test_change_gating_looks_at_the_newest_frame_of_the_window(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A camera whose picture stands still (an image folder): the rule over 3 frames is asked once its
     frames are there, then its answer is reused while the newest frame does not change."""
     still = tmp_path / "still"
@@ -146,11 +149,24 @@ def test_change_gating_looks_at_the_newest_frame_of_the_window(tmp_path: Path) -
     settings = load_settings(write_site(tmp_path, str(still), None))
     (tmp_path / "rules" / "perimeter.toml").write_text(MOTION_RULE.replace("span_s = 1", "span_s = 2"), "utf-8")
     backend = MotionBackend()
-    running = Running(settings, lambda _s: backend)
-    try:
-        wait_for(lambda: len(running.decisions) >= 4, 40, "four decisions")
-    finally:
-        running.stop()
+    with caplog.at_level("DEBUG", logger="streamwatch.sampling"):
+        running = Running(settings, lambda _s: backend)
+        try:
+            wait_for(lambda: len(running.decisions) >= 4, 40, "four decisions")
+            base = f"http://127.0.0.1:{settings.web.port}"
+            with urllib.request.urlopen(base + "/metrics") as scrape:
+                metrics = scrape.read().decode()
+            with urllib.request.urlopen(base + "/api/rules") as listed:
+                (rule,) = json.loads(listed.read())
+        finally:
+            running.stop()
     assert len(backend.prompts) == 1 and backend.prompts[0][0] == 3
     assert [d.answer.reused for d in running.decisions[:4]] == [False, True, True, True]
     assert {d.answer.text for d in running.decisions} == {"no"}  # nothing moves
+    # the gate explains itself: the log line, the API's latest answer and the metrics
+    assert "gate=first" in caplog.text and "gate=reused area=0px noise=" in caplog.text
+    (latest,) = rule["last_answers"]
+    assert latest["reused"] and latest["gate"] == "reused" and latest["gate_area_px"] == 0.0
+    assert latest["gate_noise"] is not None and latest["gate_noise"] < 1
+    assert 'streamwatch_gate_decisions_total{camera="gate",why="reused"}' in metrics
+    assert 'streamwatch_gate_noise{camera="gate",rule="walking-right"}' in metrics
