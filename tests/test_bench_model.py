@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from streamwatch.bench.model import QUESTION, ModelBenchConfig, build, flops_per_frame, frames
 from streamwatch.bench.pipeline import steady_ask_share
-from streamwatch.change import ChangeGate
+from streamwatch.change import ChangeGate, view
 from streamwatch.inference.types import Answer, Prompt
 
 
@@ -179,13 +180,14 @@ def test_the_pipeline_reports_steady_ask_share_is_what_the_change_gate_does(acti
     """The report's formula for the share of gated decisions that ask the model, against the gate itself:
     one camera, a sample every 2 s for a simulated day, its picture changing with probability `activity`."""
     gate, rng = ChangeGate(), random.Random(7)
-    pictures = [np.full((72, 128), value, np.uint8) for value in (40, 200)]
+    textures = [np.random.default_rng(seed).integers(40, 220, (72, 128), dtype=np.uint8) for seed in (1, 2)]
+    pictures = [view(Image.fromarray(texture)) for texture in textures]  # two different scenes
     picture, asked, samples = 0, 0, 43_200
     for tick in range(samples):
         if rng.random() < activity:
             picture = 1 - picture
-        thumb, at = pictures[picture], tick * 2.0
-        if gate.reusable("r", "q", thumb, at, threshold=0.0005, max_reuse_s=30.0) is None:
-            gate.remember("r", "q", thumb, at, Answer("no", 0.1, 0.0, 1, "m"))
+        seen, at = pictures[picture], tick * 2.0
+        if gate.judge("r", "q", seen, at, area=16, max_reuse_s=30.0).answer is None:
+            gate.remember("r", "q", seen, at, Answer("no", 0.1, 0.0, 1, "m"))
             asked += 1
     assert asked / samples == pytest.approx(steady_ask_share(activity, 30.0 / 2.0), rel=0.05)
