@@ -14,7 +14,7 @@ from datetime import datetime
 from PIL import Image
 
 from streamwatch.alerts.pipeline import AlertPipeline, Decision, Describe
-from streamwatch.change import ChangeGate, Verdict, view
+from streamwatch.change import ChangeGate, Verdict, View, view
 from streamwatch.config import CameraConfig
 from streamwatch.frame_history import FrameHistory, Shape
 from streamwatch.inference.engine import Engine
@@ -154,12 +154,14 @@ class Sampler:
             *earlier, region = window
         area, max_reuse_s = rule.gate(camera)
         at = frame.captured_at
-        seen = await asyncio.to_thread(view, region) if area > 0 and max_reuse_s > 0 else None
-        verdict = Verdict(None, "off")
-        if seen is not None:
-            verdict = await asyncio.to_thread(
-                self.gate.judge, rule.id, question, seen, at, area=area, max_reuse_s=max_reuse_s
-            )
+        seen, verdict = None, Verdict(None, "off")
+        if area > 0 and max_reuse_s > 0:
+
+            def judged() -> tuple[View, Verdict]:  # one trip to a thread: the view and its comparison
+                now = view(region)
+                return now, self.gate.judge(rule.id, question, now, at, area=area, max_reuse_s=max_reuse_s)
+
+            seen, verdict = await asyncio.to_thread(judged)
         self.metrics.gate.labels(camera.id, verdict.why).inc()
         if verdict.compared:
             self.metrics.gate_noise.labels(camera.id, rule.id).set(verdict.noise)
