@@ -5,8 +5,11 @@ when the model last answered: grey, at most `VIEW_SIDE` pixels on its longer sid
 At the next due time the new view is compared with it, in this order (the reasons are measured on
 real footage, bench/gating-footage.md):
 
-1. **Light.** The new view is brought to the old one's light by a local gain: the ratio of the two,
-   each averaged over a window of at least `LIGHT_WINDOW` source pixels. Auto-exposure steps, slow
+1. **Light.** When the region as a whole became more than `LIGHT_JUMP` times brighter or darker,
+   the model is asked: a light switched on or off, a camera switching to IR night mode (an
+   auto-exposure step or a cloud is far less; dusk, between two answers at most `max_reuse_s`
+   apart, too). Otherwise the new view is brought to the old one's light by a local gain: the ratio
+   of the two, each averaged over a window of at least `LIGHT_WINDOW` source pixels. Auto-exposure steps, slow
    drifts and a cloud's shadow change the light smoothly over the picture; a person or an object is
    much smaller than the window, so it keeps its contrast. Pixels nearly white in both views are left
    out (overexposed: their difference tells nothing); a person in front of a white wall is not.
@@ -17,8 +20,9 @@ real footage, bench/gating-footage.md):
 3. **Shake.** Where the picture has edges, a camera shaking by `SHAKE_PX` source pixels moves
    brightness by that much times the edge's steepness: that much more is allowed there.
 4. **Area.** Changed pixels next to each other form patches; the largest patch's area is counted in
-   source pixels. At `area` or more (a camera's `change_area`, 24 by default: a 20 x 40 person,
-   even half of one or one seen through night noise, is far above it; one rain streak is about that)
+   source pixels. At `area` or more (a camera's `change_area`, 16 by default: a distant person's
+   feet entering a lawn at night, the smallest labelled change of bench/gating-footage.md, is 16-29;
+   a 20 x 40 person is far above it; one rain streak is about that)
    the model is asked.
 
 Below that, and while the last answer is younger than `max_reuse_s`, the answer is reused without a
@@ -44,6 +48,7 @@ NOISE_LIMIT = 6.0  # noise (of the blurred difference, of 255) above which nothi
 SHAKE_PX = 3.0  # source pixels the camera may shake by: edges may move that far
 LIGHT_WINDOW = 96  # source pixels: the least side of the window light is evened out over
 CLIPPED = 235  # of 255 (blurred): a pixel this bright in both views is left out (overexposed)
+LIGHT_JUMP = 1.6  # the region's overall light changed by more than this factor: a light switched, ask
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,17 @@ def view(image: Image.Image) -> View:
 
 @dataclass(frozen=True)
 class Change:
-    """How two views differ: the largest changed patch (source pixels) and the noise assumed (of 255)."""
+    """How two views differ: the largest changed patch (source pixels), the noise assumed (of 255) and
+    the overall light of the new view relative to the old one."""
 
     area: float
     noise: float
     noisy: bool = False  # too noisy to tell: counts as changed
+    gain: float = 1.0  # mean brightness now / before
+
+    @property
+    def light_switched(self) -> bool:
+        return not 1 / LIGHT_JUMP <= self.gain <= LIGHT_JUMP
 
 
 def compare(before: View, now: View) -> Change:
@@ -81,21 +92,24 @@ def compare(before: View, now: View) -> Change:
     if before.pixels.shape != now.pixels.shape:
         return Change(float(max(before.pixels.size, now.pixels.size)) * before.scale**2, 0.0)
     a, b = before.pixels.astype(np.float32), now.pixels.astype(np.float32)
+    gain = (float(b.mean()) + 4) / (float(a.mean()) + 4)
+    if not 1 / LIGHT_JUMP <= gain <= LIGHT_JUMP:
+        return Change(0.0, 0.0, gain=gain)
     b = b * _light(a, b, before.scale)
     difference = b - a
     difference[np.minimum(before.pixels, now.pixels) >= CLIPPED] = 0  # white in both: nothing to tell
     centred = np.abs(difference - float(np.median(difference)))
     noise = 1.4826 * float(np.median(centred))
     if noise > NOISE_LIMIT:
-        return Change(0.0, noise, noisy=True)
+        return Change(0.0, noise, noisy=True, gain=gain)
     allowed = max(PIXEL_DELTA, NOISE_SIGMAS * noise) + _steepness(a, b) * (SHAKE_PX / before.scale)
     changed = centred > allowed
     if not changed.any():
-        return Change(0.0, noise)
+        return Change(0.0, noise, gain=gain)
     near = cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8))  # a patch split by an edge is one
     count, labels = cv2.connectedComponents(near, connectivity=8)
     largest = int(np.bincount(labels[changed], minlength=count).max())
-    return Change(largest * before.scale**2, noise)
+    return Change(largest * before.scale**2, noise, gain=gain)
 
 
 def _light(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray | float:
@@ -127,8 +141,9 @@ class Verdict:
     """Whether a rule's last answer stands, and why.
 
     `why`: `reused` (nothing changed enough), `changed` (a patch of `area` source pixels or more),
-    `noisy` (the picture is too noisy to tell), `old` (the answer is `max_reuse_s` old), `first` (no
-    answer yet), `question` (the question was edited), `off` (gating is off for the rule)."""
+    `light` (the region's light jumped by more than `LIGHT_JUMP`), `noisy` (too noisy to tell), `old`
+    (the answer is `max_reuse_s` old), `first` (no answer yet), `question` (the question was edited),
+    `off` (gating is off for the rule)."""
 
     answer: Answer | None
     why: str
@@ -139,7 +154,7 @@ class Verdict:
     @property
     def compared(self) -> bool:
         """Whether two pictures were compared (`area` and `noise` are measured)."""
-        return self.why in ("reused", "changed", "noisy")
+        return self.why in ("reused", "changed", "light", "noisy")
 
     def seen(self) -> tuple[str, float | None, float | None]:
         """why, area and noise (None where nothing was compared), for the API's latest answers."""
@@ -180,6 +195,8 @@ class ChangeGate:
         if age >= max_reuse_s:
             return Verdict(None, "old", age_s=age)
         change = compare(reference.view, now)
+        if change.light_switched:
+            return Verdict(None, "light", change.area, change.noise, age)
         if change.noisy:
             return Verdict(None, "noisy", change.area, change.noise, age)
         if change.area >= area:

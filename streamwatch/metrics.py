@@ -49,7 +49,7 @@ class Metrics:
         )
         self.gate = Counter(
             "streamwatch_gate_decisions",
-            "Change gate decisions by camera and why: reused, changed, noisy, old, first, question, off",
+            "Change gate decisions by camera and why: reused, changed, light, noisy, old, first, question, off",
             ["camera", "why"],
             registry=self.registry,
         )

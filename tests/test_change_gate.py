@@ -90,6 +90,31 @@ def test_a_brightness_ramp_is_evened_out_and_still_looked_at_within_max_reuse_s(
     assert asked == [0.0, 30.0]
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "why"),
+    [
+        (0.25, 0.75, "light"),  # a light switched on in a dark room: 3 x
+        (0.9, 0.3, "light"),  # ... and off
+        (0.7, 0.35, "light"),  # a camera switching to IR night mode: half the light and grey
+        (0.5, 0.75, "reused"),  # 1.5 x: an auto-exposure step, evened out
+        (0.8, 0.6, "reused"),
+    ],
+)
+def test_a_light_switched_on_or_off_is_asked_about_an_exposure_step_is_not(
+    before: float, after: float, why: str
+) -> None:
+    """A region whose light as a whole jumps by more than 1.6 x is asked about, flat or textured: a
+    rule may be about the light itself ("are the lights on after hours?"), and local evening out of the
+    light would otherwise hide a uniform change until max_reuse_s."""
+    for picture in (scene(4), np.full((360, 640, 3), 200, np.uint8)):
+        gate = ChangeGate()
+        gate.remember(
+            "r", "q", view(Image.fromarray((picture * before).astype(np.uint8))), 0.0, Answer("no", 0, 0, 1, "m")
+        )
+        now = view(Image.fromarray((picture * after).astype(np.uint8)))
+        assert gate.judge("r", "q", now, 2.0, area=AREA, max_reuse_s=30).why == why, (before, after)
+
+
 def test_reuse_is_bounded_by_time_by_the_question_and_can_be_off() -> None:
     gate = ChangeGate()
     picture = view(Image.fromarray(scene()))
@@ -121,6 +146,7 @@ def test_a_verdict_explains_itself() -> None:
     assert Verdict(None, "old", age_s=30.4).describe() == "gate=old age=30s"
     assert Verdict(None, "first").seen() == ("first", None, None)
     assert Verdict(None, "reused", 3.0, 1.5).seen() == ("reused", 3.0, 1.5)
+    assert Verdict(None, "light", 0.0, 0.0, 2.0).describe() == "gate=light area=0px noise=0.0 age=2s"
 
 
 def test_change_threshold_of_old_configs_still_turns_gating_off_and_otherwise_says_it_is_unused(
