@@ -311,3 +311,14 @@ def test_the_runtime_commands_import_nothing_from_the_tools(demo: Path, command:
     }
     assert "streamwatch.app" in imported or command[0] != "run"
     assert not {name for name in imported if name.startswith(("streamwatch.bench", "streamwatch.demo"))}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0.08", "sample_interval_s is 0.1-3600 s, got 0.08"), ("soon", "expected seconds, got 'soon'")],
+)
+def test_a_bench_refuses_a_sample_interval_its_service_would_refuse(value: str, message: str) -> None:
+    """Said at once, not after the bench has started services that then fail to start."""
+    command = [sys.executable, "-m", "streamwatch", "bench", "learning-loop", "--interval", value]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -127,7 +127,10 @@ def cmd_bench_gating(args: argparse.Namespace) -> int:
     from streamwatch.bench.gating import GatingBenchConfig, run_bench
 
     _logging(args)
-    return _report(run_bench, GatingBenchConfig(config=Path(args.config), out_dir=Path(args.out), name=args.name))
+    config = GatingBenchConfig(
+        config=Path(args.config), out_dir=Path(args.out), name=args.name, degrade=tuple(args.degrade), seed=args.seed
+    )
+    return _report(run_bench, config)
 
 
 def cmd_bench_learning_loop(args: argparse.Namespace) -> int:
@@ -224,6 +227,24 @@ def _resolutions(text: str) -> list[tuple[int, int]]:
     if not pairs or any(len(p) != 2 or min(p) < 28 for p in pairs):
         raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}")
     return [(p[0], p[1]) for p in pairs]
+
+
+def _sample_interval(text: str) -> float:
+    """A camera's sample interval as the config accepts it (checked here, not by a service that fails to start)."""
+    from annotated_types import Ge, Le
+
+    from streamwatch.config.sections import CameraConfig
+
+    bounds = CameraConfig.model_fields["sample_interval_s"].metadata
+    low = next(float(b.ge) for b in bounds if isinstance(b, Ge))  # type: ignore[arg-type]
+    high = next(float(b.le) for b in bounds if isinstance(b, Le))  # type: ignore[arg-type]
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"a camera's sample_interval_s is {low:g}-{high:g} s, got {value:g}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -332,6 +353,10 @@ def add_bench_parser(sub: Any) -> None:
     pipeline.set_defaults(func=cmd_bench_pipeline)
     gating = bench_sub.add_parser("gating", help="change gating on a config's cameras: model passes, same alerts")
     gating.add_argument("-c", "--config", default="config.toml", help="the cameras, rules and model to replay")
+    gating.add_argument(
+        "--degrade", type=_degradations, default=[], help="also replay through camera degradations: night,jitter,..."
+    )
+    gating.add_argument("--seed", type=int, default=0, help="the degradations' seed")
     _outputs(gating, "gating-demo")
     gating.set_defaults(func=cmd_bench_gating)
     footage = bench_sub.add_parser(
@@ -352,7 +377,7 @@ def add_bench_parser(sub: Any) -> None:
     loop.add_argument("--train-bridged", type=_positive, default=150, help="bridged boards the operator reviews")
     loop.add_argument("--held-good", type=_positive, default=400, help="good boards held out (before and after)")
     loop.add_argument("--held-bridged", type=_positive, default=200, help="bridged boards held out")
-    loop.add_argument("--interval", type=float, default=0.15, help="the camera's sample interval, seconds")
+    loop.add_argument("--interval", type=_sample_interval, default=0.15, help="the camera's sample interval, seconds")
     loop.add_argument("--board-frames", type=_positive, default=2, help="images each board is shown for")
     loop.add_argument("--steps", type=_positive, default=LoraSettings().steps, help="fine-tuning steps")
     loop.add_argument("--seeds", type=_seeds, default=[0], help="seeds, one run each: 0,1,2,3,4")

@@ -5,7 +5,9 @@ demo model) is replayed once with its change gate as configured and once with it
 sampled every `sample_interval_s` of the clip's own time, through the service's real sampler, engine
 and alert pipeline, events into a throwaway SQLite store. The report compares the alerts each run
 opened and resolved (camera, rule, kind, second of the clip) and how many decisions took a model pass.
-Runs on the CPU; no clock is involved (frame times are the clip's).
+With `degrade`, the same again for each named camera degradation (streamwatch/demo/camera.py: night
+noise, exposure steps, shaking...) applied to each clip's samples. Runs on the CPU; no clock is
+involved (frame times are the clip's).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from streamwatch.alerts.pipeline import AlertPipeline
 from streamwatch.bench.footage import clip_samples
 from streamwatch.bench.report import machine
 from streamwatch.config import load_settings
+from streamwatch.demo.camera import degraded
 from streamwatch.inference.build import build_backend
 from streamwatch.inference.engine import Engine, loaded_model
 from streamwatch.ingest.frame import Frame
@@ -42,6 +45,11 @@ class GatingBenchConfig:
     config: Path = Path("config.toml")
     out_dir: Path = Path("bench")
     name: str = "gating-demo"
+    degrade: tuple[str, ...] = ()  # camera degradations replayed after the clips as they are
+    seed: int = 0  # the degradations' seed
+
+
+AS_RECORDED = "as recorded"
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,11 @@ class Replay:
     reused: Counter[str]  # per camera: decisions that reused the last answer
 
 
-async def replay(config: Path, work_dir: Path, gating: bool) -> Replay:
+async def replay(config: Path, work_dir: Path, gating: bool, camera_kind: str = AS_RECORDED, seed: int = 0) -> Replay:
     """Every camera's clip through the real sampler, engine and alert pipeline, gating as configured
-    (`gating`) or off."""
+    (`gating`) or off; its samples as the file has them or through degradation `camera_kind`."""
     settings = load_settings(config)
-    name = "on" if gating else "off"
+    name = f"{camera_kind.replace(' ', '-')}-{'on' if gating else 'off'}"
     store = EventStore(Database.open(f"sqlite:///{work_dir / f'events-{name}.db'}"), work_dir / f"snapshots-{name}")
     alerts: list[AlertKey] = []
     metrics = Metrics(lambda: (None, []))
@@ -77,7 +85,11 @@ async def replay(config: Path, work_dir: Path, gating: bool) -> Replay:
                     metrics=metrics,
                 )
                 due = [r for r in rules.for_camera(camera) if r.active_hours is None and r.schedule is None]
-                for seq, (pts, pixels) in enumerate(clip_samples(Path(camera.url), camera.sample_interval_s)):
+                samples = list(clip_samples(Path(camera.url), camera.sample_interval_s))
+                if camera_kind != AS_RECORDED:
+                    pictures = degraded([pixels for _pts, pixels in samples], camera_kind, seed)
+                    samples = [(pts, pixels) for (pts, _), pixels in zip(samples, pictures, strict=True)]
+                for seq, (pts, pixels) in enumerate(samples):
                     frame = Frame(camera.id, seq, EPOCH + pts, pixels, pts, True)
                     before = pipeline.events
                     await sampler.answer(frame, frame.image(), due)
@@ -100,14 +112,15 @@ def _answer_counts(metrics: Metrics) -> tuple[Counter[str], Counter[str]]:
     return found["asked"], found["reused"]
 
 
-def run_bench(config: GatingBenchConfig, progress: Callable[[str], None] = print) -> list[Path]:
+def _compare(config: GatingBenchConfig, camera_kind: str, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Gating off, then on, for every camera through `camera_kind`: the passes and the alerts of each."""
     with tempfile.TemporaryDirectory() as folder:
-        off = asyncio.run(replay(config.config, Path(folder), gating=False))
-        progress(f"gating off: {sum(off.asked.values())} model passes, {len(off.alerts)} alert events")
-        on = asyncio.run(replay(config.config, Path(folder), gating=True))
+        off = asyncio.run(replay(config.config, Path(folder), False, camera_kind, config.seed))
+        progress(f"{camera_kind}: gating off: {sum(off.asked.values())} model passes, {len(off.alerts)} alert events")
+        on = asyncio.run(replay(config.config, Path(folder), True, camera_kind, config.seed))
         progress(
-            f"gating on:  {sum(on.asked.values())} model passes, {sum(on.reused.values())} answers reused, "
-            f"{len(on.alerts)} alert events"
+            f"{camera_kind}: gating on:  {sum(on.asked.values())} model passes, "
+            f"{sum(on.reused.values())} answers reused, {len(on.alerts)} alert events"
         )
     rows = [
         {
@@ -121,44 +134,131 @@ def run_bench(config: GatingBenchConfig, progress: Callable[[str], None] = print
         for camera in sorted(off.asked)
     ]
     total_off, total_on = sum(off.asked.values()), sum(on.asked.values())
+    clips = {camera.id: Path(camera.url).stem for camera in load_settings(config.config).cameras}
+    differing = [
+        {"run": run, "event": list(event), "truth": _truth(clips.get(event[0]), event[1], event[3])}
+        for run, mine, other in (("off", off.alerts, on.alerts), ("on", on.alerts, off.alerts))
+        for event in mine
+        if event not in other
+    ]
+    return {
+        "camera_kind": camera_kind,
+        "cameras": rows,
+        "model_passes": {"off": total_off, "on": total_on},
+        "saved_pct": round(100 * (1 - total_on / total_off), 1) if total_off else 0.0,
+        "answers_reused": {"off": sum(off.reused.values()), "on": sum(on.reused.values())},
+        "same_alerts": off.alerts == on.alerts,
+        "differing": differing,
+        "alerts_off": [list(a) for a in off.alerts],
+        "alerts_on": [list(a) for a in on.alerts],
+    }
+
+
+def _truth(clip: str | None, rule: str, second: int) -> str:
+    """Whether `rule`'s answer is truly yes at `second` of a demo clip (the scene it was drawn from):
+    "yes", "no", or "-" for a clip that is not one of the demo's."""
+    from streamwatch.demo.clips import CLIPS, truth_at
+
+    if clip not in CLIPS:
+        return "-"
+    truth = truth_at(clip, float(second)).get(rule)
+    return "-" if truth is None else "yes" if truth is True else "no"
+
+
+def run_bench(config: GatingBenchConfig, progress: Callable[[str], None] = print) -> list[Path]:
+    runs = [_compare(config, kind, progress) for kind in (AS_RECORDED, *config.degrade)]
     data: dict[str, Any] = {
         "benchmark": "gating",
         "machine": machine(),
         "config": str(config.config),
-        "cameras": rows,
-        "model_passes": {"off": total_off, "on": total_on},
-        "answers_reused": {"off": sum(off.reused.values()), "on": sum(on.reused.values())},
-        "same_alerts": off.alerts == on.alerts,
-        "alerts_off": [list(a) for a in off.alerts],
-        "alerts_on": [list(a) for a in on.alerts],
+        "seed": config.seed,
+        **runs[0],  # the clips as recorded, at the top level
+        "degraded": runs[1:],
     }
-    return write_report(config.out_dir, config.name, data, _markdown(data, rows, config))
+    return write_report(config.out_dir, config.name, data, _markdown(data, runs, config))
 
 
-def _markdown(data: dict[str, Any], rows: list[dict[str, Any]], config: GatingBenchConfig) -> str:
-    m, passes = data["machine"], data["model_passes"]
-    saved = 100 * (1 - passes["on"] / passes["off"]) if passes["off"] else 0.0
-    same = "the same" if data["same_alerts"] else "**different**"
-    kinds = Counter(kind for _camera, _rule, kind, _at in data["alerts_on"])
-    columns = [
-        ("camera", "camera"),
-        ("decisions", "decisions"),
-        ("asked_off", "model passes, gating off"),
-        ("asked_on", "model passes, gating on"),
-        ("reused_on", "answers reused"),
-        ("saved_pct", "passes saved %"),
+CAMERA_COLUMNS = [
+    ("camera", "camera"),
+    ("decisions", "decisions"),
+    ("asked_off", "model passes, gating off"),
+    ("asked_on", "model passes, gating on"),
+    ("reused_on", "answers reused"),
+    ("saved_pct", "passes saved %"),
+]
+
+
+def _alert_counts(run: dict[str, Any]) -> str:
+    kinds = Counter(kind for _camera, _rule, kind, _at in run["alerts_on"])
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
+
+
+def _differing(run: dict[str, Any]) -> str:
+    if not run["differing"]:
+        return ""
+    rows = [
+        {
+            "run": f"gating {d['run']} only",
+            "camera": d["event"][0],
+            "rule": d["event"][1],
+            "kind": d["event"][2],
+            "second": d["event"][3],
+            "truth": d["truth"],
+        }
+        for d in run["differing"]
     ]
+    columns = [
+        ("run", "raised with"),
+        ("camera", "camera"),
+        ("rule", "rule"),
+        ("kind", "event"),
+        ("second", "second of the clip"),
+        ("truth", "truly yes then"),
+    ]
+    return "\n\nAlert events that differ:\n\n" + markdown_table(rows, columns)
+
+
+def _markdown(data: dict[str, Any], runs: list[dict[str, Any]], config: GatingBenchConfig) -> str:
+    m, passes = data["machine"], data["model_passes"]
+    same = "the same" if data["same_alerts"] else "**different**"
+    summary = [
+        {
+            "camera_kind": run["camera_kind"],
+            "off": run["model_passes"]["off"],
+            "on": run["model_passes"]["on"],
+            "saved": run["saved_pct"],
+            "same": "same" if run["same_alerts"] else "**different**",
+            "alerts": _alert_counts(run),
+        }
+        for run in runs
+    ]
+    summary_columns = [
+        ("camera_kind", "clips"),
+        ("off", "model passes, gating off"),
+        ("on", "gating on"),
+        ("saved", "passes saved %"),
+        ("same", "alert events on vs off"),
+        ("alerts", "alert events (gating on)"),
+    ]
+    sections = "\n".join(
+        f"\n## {run['camera_kind']}\n\n{markdown_table(run['cameras'], CAMERA_COLUMNS)}{_differing(run)}"
+        for run in runs
+    )
+    degrade = f" --degrade {','.join(config.degrade)} --seed {config.seed}" if config.degrade else ""
     return f"""# Change gating on the demo
 
 Every camera of `{config.config}` replayed from its clip, sampled every `sample_interval_s` of the clip's
 time, through the real sampler, engine and alert pipeline: once with the change gate as configured,
-once with it off. CPU {m.get("cpu")} ({m.get("cores")} cores), Python {m.get("python")}; {m["date"]}.
+once with it off. The clips as recorded (the demo clips carry temporal sensor noise and H.264
+artefacts, streamwatch/demo/clips.py), then through each camera degradation named (streamwatch/demo/camera.py,
+seed {config.seed}). CPU {m.get("cpu")} ({m.get("cores")} cores), Python {m.get("python")}; {m["date"]}.
 
-Model passes: **{passes["off"]} without gating, {passes["on"]} with** ({saved:.0f} % fewer). The alert events
-(camera, rule, open/update/resolved, second of the clip) are {same} in both runs:
-{", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))}.
+As recorded: model passes **{passes["off"]} without gating, {passes["on"]} with** ({data["saved_pct"]:.0f} % fewer).
+The alert events (camera, rule, open/update/resolved, second of the clip) are {same} in both runs:
+{_alert_counts(data)}.
 
-{markdown_table(rows, columns)}
+{markdown_table(summary, summary_columns)}
+{sections}
 
-Re-run: `streamwatch bench gating` (numbers `{config.name}.json`).
+Re-run: `streamwatch bench gating{degrade}` (numbers `{config.name}.json`).
 """
