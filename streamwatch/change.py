@@ -17,8 +17,10 @@ real footage, bench/gating-footage.md):
    deviation: robust while less than half of it changed). A pixel changed when it moved by more than
    `PIXEL_DELTA` or 2.5 times that noise, whichever is more; when the noise is above `NOISE_LIMIT`
    nothing can be told apart and the model is asked.
-3. **Shake.** Where the picture has edges, a camera shaking by `SHAKE_PX` source pixels moves
-   brightness by that much times the edge's steepness: that much more is allowed there.
+3. **Shake.** Where both pictures have edges, a camera shaking by `SHAKE_PX` source pixels moves
+   brightness by that much times the steepest slope at or next to a pixel: that much more is allowed
+   there (the gentler of the two pictures: edges only one of them has, a newcomer's or a leaver's
+   own, excuse nothing).
 4. **Area.** Changed pixels next to each other form patches; the largest patch's area is counted in
    source pixels. At `area` or more (a camera's `change_area`, 16 by default: a distant person's
    feet entering a lawn at night, the smallest labelled change of bench/gating-footage.md, is 16-29;
@@ -126,14 +128,19 @@ def _light(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray | float:
 
 
 def _steepness(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per pixel, the steeper of the two pictures' brightness slopes (of 255 per pixel)."""
-    slopes = []
+    """Per pixel, how steep the picture is at or next to it (of 255 per pixel): in each view the
+    steepest slope within one pixel, and of the two views the gentler. A picture shifted by d pixels
+    differs from the other at x by at most d times the steepest slope within d of x, in either view
+    (the slope at x alone misses thin lines, a window's frame, whose middle is flat). Taking the
+    gentler view keeps a newcomer's or a leaver's own edges, which only one view has, from excusing
+    them."""
+    steepest = []
     for picture in (a, b):
         dx = cv2.Sobel(picture, cv2.CV_32F, 1, 0, ksize=3) / 8
         dy = cv2.Sobel(picture, cv2.CV_32F, 0, 1, ksize=3) / 8
-        slopes.append(cv2.magnitude(dx, dy))
-    steepest: np.ndarray = np.maximum(*slopes)
-    return steepest
+        steepest.append(cv2.dilate(cv2.magnitude(dx, dy), np.ones((3, 3), np.uint8)))
+    gentler: np.ndarray = np.minimum(*steepest)
+    return gentler
 
 
 @dataclass(frozen=True)

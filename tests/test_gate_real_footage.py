@@ -50,9 +50,9 @@ FLOORS = {
     "night": 90,
     "h264": 90,
     "exposure": 88,
-    "drift": 85,
-    "cloud": 85,
-    "jitter": 60,
+    "drift": 88,
+    "cloud": 88,
+    "jitter": 72,
     "rain": 0,
 }
 
