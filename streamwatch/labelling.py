@@ -178,7 +178,7 @@ class LabelCollector:
         except Exception:
             log.exception("camera %s rule %s: could not keep a label request", camera.id, rule.id)
             return False
-        log.info(
+        log.debug(
             "label request: camera=%s rule=%s p_yes=%s (%s) id=%s",
             camera.id,
             rule.id,

@@ -38,7 +38,7 @@ def setup_logging(level: str, log_format: str = "text") -> None:
     formatter = JsonFormatter() if log_format == "json" else RedactingFormatter(FORMAT, datefmt="%H:%M:%S")
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
-    if log_format == "json":  # progress bars are not JSON lines: off (models, downloads)
+    if log_format == "json" or level != "DEBUG":  # progress bars (models, downloads): not log lines
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         if "transformers" in sys.modules:
             sys.modules["transformers"].utils.logging.disable_progress_bar()

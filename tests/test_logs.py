@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +22,7 @@ from streamwatch.inference.lanes import QueueStats
 
 SNIPPET = """
 import logging
+import os
 from streamwatch.logs import setup_logging
 from streamwatch.redact import SECRETS
 SECRETS.add("hunter2-very-secret")
@@ -79,7 +81,7 @@ def test_decisions_are_debug_lines_alerts_are_not(tmp_path: Path, caplog: pytest
     decisions = [r for r in caplog.records if r.getMessage().startswith("camera=gate rule=right-side answer=")]
     assert decisions and {r.levelno for r in decisions} == {logging.DEBUG}
     opened = [r for r in caplog.records if r.getMessage().startswith("alert open: camera=gate rule=right-side")]
-    assert opened and opened[0].levelno == logging.WARNING
+    assert opened and opened[0].levelno == logging.INFO  # WARNING and ERROR mean something is wrong
 
 
 def test_streamwatch_run_with_json_logs(tmp_path: Path) -> None:
@@ -103,3 +105,26 @@ def test_streamwatch_run_with_json_logs(tmp_path: Path) -> None:
     messages = [e["message"] for e in entries]
     assert any(m == "streamwatch running: 3 cameras" for m in messages), messages
     assert not any(m.startswith("camera=") for m in messages)  # decisions are DEBUG
+
+
+@pytest.mark.parametrize(
+    ("level", "log_format", "bars"),
+    [("INFO", "text", False), ("WARNING", "text", False), ("DEBUG", "text", True), ("DEBUG", "json", False)],
+)
+def test_progress_bars_only_at_debug_in_text_logs(level: str, log_format: str, bars: bool) -> None:
+    """A model's loading bar is not a log line: off at INFO and in JSON logs (set before or after
+    transformers is imported: both are checked)."""
+    script = (
+        "import sys\n"
+        "from streamwatch.logs import setup_logging\n"
+        f"{'import transformers' if level == 'WARNING' else 'pass'}\n"
+        f"setup_logging({level!r}, {log_format!r})\n"
+        "from transformers.utils import logging\n"
+        "print(logging.is_progress_bar_enabled())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == str(bars)

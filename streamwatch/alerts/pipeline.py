@@ -136,7 +136,7 @@ class AlertPipeline:
         if plan is not None and self.clips is not None:
             self.clips.start(plan, uid)
         self._notify()
-        log.warning(
+        log.info(
             "alert %s: camera=%s rule=%s severity=%s answer=%r p_yes=%s event=%s",
             transition.value,
             camera.id,
@@ -241,7 +241,7 @@ class AlertPipeline:
             alert_id = self.evaluator.close(camera, rule)
             await asyncio.to_thread(self._record_unwatched, camera, rule, alert_id)
             self.events += 1
-            log.warning("alert resolved: camera=%s rule=%s is no longer watched (alert %s)", camera, rule, alert_id)
+            log.info("alert resolved: camera=%s rule=%s is no longer watched (alert %s)", camera, rule, alert_id)
         self._notify()
 
     def _record_unwatched(self, camera: str, rule: str, alert_id: str | None) -> None:
