@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.events import new_event
@@ -32,7 +33,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Eve
     database.close()
 
 
-def record(store: EventStore, uid: str, alert: str, kind: str, **fields: object) -> None:
+def record(store: EventStore, uid: str, alert: str, kind: str, **fields: Any) -> None:
     store.record(dataclasses.replace(new_event(uid, alert_id=alert, kind=kind), **fields), JPEG)
 
 

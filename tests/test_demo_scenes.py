@@ -19,7 +19,8 @@ FORCED = [(d.name, rule, keyword) for d in DOMAINS.values() for rule, keyword in
 @pytest.mark.parametrize(("domain", "rule", "keyword"), FORCED)
 def test_forcing_a_fact_draws_a_scene_with_that_truth(domain: str, rule: str, keyword: str) -> None:
     d = DOMAINS[domain]
-    values: list[object] = {"count": [0, 1, 2, 3, 4], "fill": ["empty", "partial", "full"]}.get(keyword, [True, False])
+    choices: dict[str, list[object]] = {"count": [0, 1, 2, 3, 4], "fill": ["empty", "partial", "full"]}
+    values = choices.get(keyword, [True, False])
     for seed in range(40):
         for value in values:
             truth = d.truth(d.layout(np.random.default_rng(seed), **{keyword: value}))

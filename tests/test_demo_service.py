@@ -62,7 +62,7 @@ def test_the_demo_model_opens_and_resolves_the_fence_climb_alert_on_the_yard_cli
         )
     finally:
         running.stop()
-    first_pass = []
+    first_pass: list[Decision] = []
     for d in climb():
         if first_pass and d.frame_pts is not None and d.frame_pts < (first_pass[-1].frame_pts or 0):
             break  # the clip started again

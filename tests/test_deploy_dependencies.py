@@ -94,7 +94,7 @@ def test_every_dependency_has_a_wheel_for_the_image(image: Image, tmp_path: Path
     for requirement in map(Requirement, requirements):
         name = canonicalize_name(requirement.name)
         assert name in chosen and requirement.specifier.contains(chosen[name]), (requirement, chosen.get(name))
-    assert chosen["torch"] == base_torch  # nothing pulls a second torch over the base image's
+    assert chosen[canonicalize_name("torch")] == base_torch  # nothing pulls a second torch over the base image's
 
 
 def base_torch_wheel(folder: Path, version: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamwatch.rules.evaluator import Evaluator, Transition
+from streamwatch.rules.evaluator import Change, Evaluator, Transition
 from streamwatch.rules.model import Rule
 
 
@@ -12,14 +12,14 @@ def rule(**fields: Any) -> Rule:
     return Rule(**{"id": "fence", "title": "Fence", "question": "Anyone climbing? Answer yes or no.", **fields})
 
 
-def play(evaluator: Evaluator, r: Rule, answers: str, *, start: float = 0.0, step: float = 2.0) -> list[str]:
+def play(evaluator: Evaluator, r: Rule, answers: str, *, start: float = 0.0, step: float = 2.0) -> str:
     """answers: 'y'/'n' per sample, `step` seconds apart; returns the transitions as 'o', 'u', 'r' or '.'."""
     marks = []
     for index, answer in enumerate(answers):
         change = evaluator.observe("gate", r, answer == "y", start + index * step)
         result = change.transition if change is not None else None
         marks.append({Transition.OPEN: "o", Transition.UPDATE: "u", Transition.RESOLVED: "r", None: "."}[result])
-    return marks and "".join(marks)  # type: ignore[return-value]
+    return "".join(marks)
 
 
 def test_one_positive_opens_and_one_negative_resolves_without_confirmation() -> None:
@@ -99,7 +99,7 @@ def test_a_restored_alert_continues_and_resolves_through_the_normal_confirmation
     assert play(again, r, "yyyy", start=20.0, step=10.0) == "...o"  # t=20,30,40 cooling; t=50 opens
 
 
-def changes(evaluator: Evaluator, r: Rule, answers: list[tuple[float, bool, str | None]]) -> list[object]:
+def changes(evaluator: Evaluator, r: Rule, answers: list[tuple[float, bool, str | None]]) -> list[Change | None]:
     """(time, positive, value) per sample -> the Change each one caused (None when none)."""
     return [evaluator.observe("gate", r, positive, at, value) for at, positive, value in answers]
 
@@ -108,12 +108,12 @@ def test_for_s_opens_only_once_the_condition_held_that_long_and_says_how_long() 
     r = rule(for_s=300, cooldown_s=0)
     evaluator = Evaluator()
     # a sample a minute: yes from t=60; one "no" at t=240 breaks the hold; yes again from t=300
-    answers = [(60.0 * i, i not in (0, 4), None) for i in range(11)]
+    answers: list[tuple[float, bool, str | None]] = [(60.0 * i, i not in (0, 4), None) for i in range(11)]
     result = changes(evaluator, r, answers)
     opened = [(at, c) for (at, _, _), c in zip(answers, result, strict=True) if c is not None]
     assert len(opened) == 1
     at, change = opened[0]
-    assert at == 600.0 and change.transition is Transition.OPEN and change.held_s == 300.0  # type: ignore[attr-defined]
+    assert at == 600.0 and change.transition is Transition.OPEN and change.held_s == 300.0
     assert play(Evaluator(), rule(for_s=0), "y") == "o"  # without for_s: at once, as before
 
 
@@ -144,10 +144,10 @@ def test_a_count_change_alerts_with_the_previous_answer() -> None:
     evaluator = Evaluator()
     values = ["1", "2", "1", "4", "4", "4", "5", "7"]
     result = changes(evaluator, r, [(float(i), False, v) for i, v in enumerate(values)])
-    marks = "".join("." if c is None else c.transition.value[0] for c in result)  # type: ignore[attr-defined]
+    marks = "".join("." if c is None else c.transition.value[0] for c in result)
     assert marks == "...or..o"  # 1->2->1 stay within min_delta; 1->4 opens, 4 again resolves; 5 is within; 4->7
     opened = result[3]
-    assert opened is not None and opened.previous == "1"  # type: ignore[attr-defined]
+    assert opened is not None and opened.previous == "1"
     assert r.value_of("There are 4 people.") == "4" and r.value_of("none") is None
 
 
@@ -167,6 +167,6 @@ def test_a_choice_change_alerts_once_per_change() -> None:
     evaluator = Evaluator()
     values = [r.value_of(t) for t in ["Full.", "full", "partial", "full", "partial", "partial", "partial", "partial"]]
     result = changes(evaluator, r, [(float(i), False, v) for i, v in enumerate(values)])
-    marks = "".join("." if c is None else c.transition.value[0] for c in result)  # type: ignore[attr-defined]
+    marks = "".join("." if c is None else c.transition.value[0] for c in result)
     assert marks == ".....o.r"  # a one-sample flicker to partial is not confirmed; two in a row are
-    assert result[5].previous == "full"  # type: ignore[union-attr]
+    assert result[5] is not None and result[5].previous == "full"

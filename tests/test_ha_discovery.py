@@ -110,8 +110,9 @@ def test_entities_follow_the_service_and_go_with_their_rule_or_camera(tmp_path: 
         wait_for(lambda: any(d.event == "open" for d in running.decisions), 60, "the figure's alert")
         wait_for(lambda: len({m.payload for m in subscriber.on("sw/gate/people/value")}) == 2, 60, "both counts")
         for topic in [*people, base.format("sensor", "camera_state"), base.format("sensor", "camera_fps")]:
-            (message, *_) = subscriber.on(topic) or [None]
-            assert message is not None, (topic, sorted(set(subscriber.topics())))
+            received = subscriber.on(topic)
+            assert received, (topic, sorted(set(subscriber.topics())))
+            message = received[0]
             assert problems(topic, json.loads(message.payload)) == [], topic
         # the decision is seen before its event leaves the outbox: wait for the message itself
         (opened, *_) = [json.loads(m.payload) for m in subscriber.wait_for("sw/gate/right-side/event", timeout=60)]
@@ -126,7 +127,11 @@ def test_entities_follow_the_service_and_go_with_their_rule_or_camera(tmp_path: 
         # the rule goes away while running: its entities are cleared
         (tmp_path / "rules" / "people.toml").unlink()
         for topic in people:
-            wait_for(lambda t=topic: any(m.payload == b"" for m in subscriber.on(t)), 30, f"{topic} cleared")
+
+            def cleared(t: str = topic) -> bool:
+                return any(m.payload == b"" for m in subscriber.on(t))
+
+            wait_for(cleared, 30, f"{topic} cleared")
     finally:
         running.stop()
     # the camera goes away while stopped: its entities are cleared at the next start
@@ -135,7 +140,11 @@ def test_entities_follow_the_service_and_go_with_their_rule_or_camera(tmp_path: 
     running = Running(load_settings(config), lambda _s: CountingBackend())
     try:
         for topic in gate:
-            wait_for(lambda t=topic: subscriber.on(t)[-1].payload == b"", 30, f"{topic} cleared")
+
+            def emptied(t: str = topic) -> bool:
+                return subscriber.on(t)[-1].payload == b""
+
+            wait_for(emptied, 30, f"{topic} cleared")
         wait_for(lambda: bool(subscriber.on("homeassistant/binary_sensor/sw_gate2_right-side/config")), 30, "gate2")
     finally:
         running.stop()

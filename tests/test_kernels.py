@@ -24,7 +24,8 @@ QUESTIONS = ["Is any person climbing the fence? Answer yes or no.", "Is the gate
 def _logits(backend: TransformersBackend, model: torch.nn.Module, prompts: list[Prompt]) -> torch.Tensor:
     inputs = backend.yes_no_inputs(prompts)
     with torch.inference_mode():
-        return model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1].float()  # type: ignore[operator]
+        logits: torch.Tensor = model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1].float()
+    return logits
 
 
 def _random_norm_weights(model: torch.nn.Module) -> None:
@@ -32,7 +33,7 @@ def _random_norm_weights(model: torch.nn.Module) -> None:
     generator = torch.Generator().manual_seed(7)
     for module in model.modules():
         if type(module).__name__.endswith("RMSNorm"):
-            module.weight.data = 0.5 + torch.rand(module.weight.shape, generator=generator)  # type: ignore[operator]
+            module.weight.data = 0.5 + torch.rand(module.weight.shape, generator=generator)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,8 @@ def test_linear_patch_embedding_equals_the_convolution() -> None:
             self.proj = torch.nn.Conv3d(3, 32, kernel_size=(2, 14, 14), stride=(2, 14, 14), bias=True)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.proj(x.view(-1, 3, 2, 14, 14)).view(-1, 32)
+            out: torch.Tensor = self.proj(x.view(-1, 3, 2, 14, 14)).view(-1, 32)
+            return out
 
     torch.manual_seed(0)
     embed, patches = VisionPatchEmbed(), torch.randn(50, 3 * 2 * 14 * 14)

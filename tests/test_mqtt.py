@@ -27,7 +27,7 @@ from streamwatch.store.outbox import Outbox
 
 
 def config(broker: Broker, **fields: object) -> MqttConfig:
-    return MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix="sw", keepalive_s=5, **fields)  # type: ignore[arg-type]
+    return MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix="sw", keepalive_s=5, **fields)
 
 
 def outbox(tmp_path: Path) -> Outbox:

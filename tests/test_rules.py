@@ -224,7 +224,9 @@ def test_questions_over_several_frames_fit_the_models_context(tiny_glm4v: Path, 
 
 
 def test_camera_selection_by_id_glob_and_tag() -> None:
-    make = lambda cams: Rule(id="r", title="t", question="q", cameras=cams)  # noqa: E731
+    def make(cams: list[str]) -> Rule:
+        return Rule(id="r", title="t", question="q", cameras=cams)
+
     assert make(["yard"]).applies_to(YARD) and not make(["yard"]).applies_to(DOCK)
     assert make(["dock-*"]).applies_to(DOCK)
     assert make(["tag:warehouse"]).applies_to(DOCK) and not make(["tag:warehouse"]).applies_to(YARD)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -20,7 +21,7 @@ CAMERA = CameraConfig(id="aisle", url="a.mp4")
 IMAGE = Image.new("RGB", (64, 36))
 
 
-def run(tmp_path: Path, rule: Rule, answers: list[tuple[float, str, float | None]]) -> list[dict[str, object]]:
+def run(tmp_path: Path, rule: Rule, answers: list[tuple[float, str, float | None]]) -> list[dict[str, Any]]:
     """Feed (frame time, answer text, P(yes)) samples; returns the JSON of the events they caused."""
     store = EventStore(Database.open(f"sqlite:///{tmp_path / 'events.db'}"), tmp_path / "snapshots")
 
@@ -39,7 +40,7 @@ def run(tmp_path: Path, rule: Rule, answers: list[tuple[float, str, float | None
 
 def test_an_aisle_blocked_for_five_minutes(tmp_path: Path) -> None:
     rule = Rule(id="blocked", title="Aisle blocked", question="Is the aisle blocked? Answer yes or no.", for_s=300)
-    samples = [
+    samples: list[tuple[float, str, float | None]] = [
         (1000.0 + 30 * i, "yes" if i else "no", 0.9 if i else 0.1) for i in range(12)
     ]  # blocked from t=1030, held 300 s at t=1330
     events = run(tmp_path, rule, samples)

@@ -74,7 +74,7 @@ def test_camera_status_never_holds_the_password(password: str) -> None:
 
 
 def test_the_cameras_api_and_page_never_show_the_password(tmp_path: Path) -> None:
-    from test_web_api import Site
+    from support.web import Site
 
     from streamwatch.config import WebConfig
     from streamwatch.web.app import create_app

@@ -122,7 +122,11 @@ def test_two_shards_share_a_broker_and_a_postgresql_database(tmp_path: Path, pos
         config = json.loads(subscriber.on(f"homeassistant/binary_sensor/sw_{camera}_right-side/config")[-1].payload)
         assert config["availability_topic"] == f"sw/available/shard-{shard}"
     for spec in ("1-of-2", "2-of-2"):
-        wait_for(lambda s=spec: subscriber.on(f"sw/available/shard-{s}")[-1].payload == b"offline", 10, "offline")
+
+        def offline(s: str = spec) -> bool:
+            return subscriber.on(f"sw/available/shard-{s}")[-1].payload == b"offline"
+
+        wait_for(offline, 10, "offline")
     assert not subscriber.on("sw/available")  # no instance claims the shared topic
     store = EventStore(Database.open(settings.database_url()), tmp_path / "snapshots")
     assert {e.camera for e in store.list() if e.kind == "open"} == set(cameras)  # one history for all shards

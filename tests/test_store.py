@@ -17,6 +17,7 @@ from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore, Outgoing
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
+from streamwatch.vocabulary import Verdict
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -87,16 +88,16 @@ def test_events_filter_and_page_newest_first(store: EventStore) -> None:
 def test_review_marks_an_event_and_filters_find_it(store: EventStore) -> None:
     for uid in ("a", "b", "c"):
         store.record(new_event(uid))
-    reviewed = store.review("b", "false_positive", "shadow of the flag")
+    reviewed = store.review("b", Verdict.FALSE_POSITIVE, "shadow of the flag")
     assert reviewed is not None and reviewed.verdict == "false_positive" and reviewed.reviewed_at is not None
     store.review("c", None, "")  # seen, no verdict
     assert [e.uid for e in store.list(EventFilter(reviewed=False))] == ["a"]
     assert [e.uid for e in store.list(EventFilter(reviewed=True))] == ["c", "b"]
     assert store.get("b").note == "shadow of the flag"  # type: ignore[union-attr]
     assert store.count(EventFilter(verdict="false_positive")) == 1
-    assert store.review("nope", "confirmed", None) is None
+    assert store.review("nope", Verdict.CONFIRMED, None) is None
     with pytest.raises(ValueError, match="verdict must be one of"):
-        store.review("a", "maybe", None)
+        store.review("a", "maybe", None)  # type: ignore[arg-type]  # what a careless caller might pass
 
 
 def test_the_migrations_build_exactly_the_schema_of_the_models(database_url: str) -> None:

@@ -20,11 +20,10 @@ CPU = torch.device("cpu")
 
 def _texts(processor: object, count: int) -> list[str]:
     token = processor.image_token  # type: ignore[attr-defined]
+    special = str(processor.tokenizer.all_special_tokens)  # type: ignore[attr-defined]
     begin, end = (
-        ("<|begin_of_image|>", "<|end_of_image|>")
-        if "begin" in str(processor.tokenizer.all_special_tokens)
-        else ("<|vision_start|>", "<|vision_end|>")
-    )  # type: ignore[attr-defined]
+        ("<|begin_of_image|>", "<|end_of_image|>") if "begin" in special else ("<|vision_start|>", "<|vision_end|>")
+    )
     return [f"{begin}{token}{end} Is the gate open?"] * count
 
 

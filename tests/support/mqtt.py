@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from support.helpers import free_port
 
@@ -69,13 +70,13 @@ class Subscriber:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         if session:
-            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=session, clean_session=False)
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=session, clean_session=False)
         else:
-            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_args: self._subscribed.set()
         self.client.on_connect = lambda client, *_args: client.subscribe(topic, qos=1)
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho takes seconds as float
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._subscribed.wait(10):
@@ -83,7 +84,7 @@ class Subscriber:
 
     def _on_message(self, _client: object, _userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append(Received(message.topic, message.payload, bool(message.retain)))
+            self.messages.append(Received(message.topic, bytes(message.payload), bool(message.retain)))
 
     def on(self, topic: str) -> list[Received]:
         with self._lock:

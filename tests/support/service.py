@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from streamwatch.app import Decision, Service
+from streamwatch.alerts.pipeline import Decision
+from streamwatch.app import Service
 from streamwatch.config import Settings
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.types import Prompt
