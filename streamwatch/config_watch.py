@@ -1,7 +1,7 @@
 """config.toml edited while running: its cameras apply within seconds, without a restart.
 
 For a periodic loop (`step`): once the file has changed and stood still for one poll (an editor's
-write is finished), it is read and checked whole. An invalid edit is refused with its file:line
+write is finished: streamwatch.filewatch), it is read and checked whole. An invalid edit is refused with its file:line
 problems and the running cameras stay (readiness says so until the file is fixed). A valid one hands
 its cameras to `apply` (which adds, removes and restarts only the cameras that differ); any other
 section that changed is named in the log: it needs a restart. A file deleted, replaced by a broken link
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from streamwatch.config import CameraConfig, Settings, load_settings
+from streamwatch.filewatch import FileWatch
 from streamwatch.tomlfile import DataFileError
 
 log = logging.getLogger(__name__)
@@ -41,29 +42,22 @@ class ConfigWatch:
     def __init__(self, settings: Settings, apply: Callable[[list[CameraConfig]], Awaitable[None]]) -> None:
         self.path, self.current, self.apply = settings.source, settings, apply
         self.started = settings  # what runs for every section but the cameras, until a restart
-        self.applied = self.seen = _signature(self.path)
+        self.watch = FileWatch(lambda: _signature(self.path))
         self.error: str | None = None  # why the file on disk is not applied (readiness)
 
     def problem(self) -> str | None:
         return None if self.error is None else f"{self.path} changed and is not applied: {self.error}"
 
     async def step(self) -> None:
-        now = await asyncio.to_thread(_signature, self.path)
-        changed, settled = now != self.applied, now == self.seen
-        self.seen = now
-        if isinstance(now, str):  # gone: the running settings stay, and the next start would fail
-            if changed and settled:
-                self.applied = now
-                self.error = f"it cannot be read ({now}); the next start would fail"
-                log.error(
-                    "%s cannot be read (%s): the running settings stay; restore it before a restart",
-                    self.path,
-                    now,
-                )
+        edit = await asyncio.to_thread(self.watch.poll)
+        if edit is None:
             return
-        if not changed or not settled:
+        if isinstance(edit.now, str):  # gone: the running settings stay, and the next start would fail
+            self.error = f"it cannot be read ({edit.now}); the next start would fail"
+            log.error(
+                "%s cannot be read (%s): the running settings stay; restore it before a restart", self.path, edit.now
+            )
             return
-        self.applied = now
         try:
             new = await asyncio.to_thread(load_settings, self.path)
         except DataFileError as exc:

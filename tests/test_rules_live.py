@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamwatch.config import CameraConfig
-from streamwatch.rules.loader import load_rules
+from streamwatch.rules.loader import RuleSet, load_rules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
 from streamwatch.rules.watch import RuleWatcher
@@ -47,17 +47,24 @@ def questions(watcher: RuleWatcher) -> dict[str, str]:
     return {rule.id: rule.render(CAMERAS[0]) for rule in watcher.current.rules}
 
 
+def reload(watcher: RuleWatcher) -> RuleSet | None:
+    """What a running service's polls do with an edit: nothing at the poll that first sees it (it may
+    be half written), then the rules it makes once it stood still for one poll (streamwatch.filewatch)."""
+    assert watcher.check() is None
+    return watcher.check()
+
+
 def test_an_edit_applies_and_an_unchanged_folder_is_not_reloaded(rules_dir: Path) -> None:
     watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
-    assert watcher.check() is None
+    assert watcher.check() is None and watcher.check() is None
     write(rules_dir / "perimeter.toml", rule_file("Is a person on the fence at {location}? Answer yes or no."))
-    reloaded = watcher.check()
+    reloaded = reload(watcher)
     assert reloaded is not None
     assert questions(watcher) == {"climb": "Is a person on the fence at the north gate? Answer yes or no."}
     write(rules_dir / "extra.toml", rule_file("Is the gate open? Answer yes or no.", rule_id="gate-open"))
-    assert watcher.check() is not None and set(questions(watcher)) == {"climb", "gate-open"}
+    assert reload(watcher) is not None and set(questions(watcher)) == {"climb", "gate-open"}
     (rules_dir / "extra.toml").unlink()
-    assert watcher.check() is not None and set(questions(watcher)) == {"climb"}
+    assert reload(watcher) is not None and set(questions(watcher)) == {"climb"}
 
 
 @pytest.mark.parametrize(
@@ -81,19 +88,19 @@ def test_a_broken_edit_is_rejected_and_the_previous_version_stays(
     before = questions(watcher)
     write(rules_dir / "perimeter.toml", broken)
     with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
-        watcher.check()
+        reload(watcher)
     assert questions(watcher) == before
     assert message in caplog.text and "perimeter.toml rejected, keeping its previous version" in caplog.text
     assert watcher.rejected
     write(rules_dir / "perimeter.toml", rule_file("Fixed? Answer yes or no."))  # fixing it applies it
-    watcher.check()
+    reload(watcher)
     assert questions(watcher) == {"climb": "Fixed? Answer yes or no."} and not watcher.rejected
 
 
 def test_a_new_file_reusing_a_rule_id_is_rejected(rules_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
     write(rules_dir / "zz-copy.toml", rule_file("Copy? Answer yes or no."))
-    watcher.check()
+    reload(watcher)
     assert questions(watcher) == {"climb": "Is anyone climbing at the north gate? Answer yes or no."}
     assert "rule id 'climb' is also defined in" in caplog.text
 
@@ -106,12 +113,12 @@ def test_a_new_file_never_displaces_live_rules_whatever_its_name(
     watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
     write(rules_dir / name, rule_file("Copy? Answer yes or no.", rule_id="gate") + rule_file("New?", rule_id="new"))
     with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
-        watcher.check()
+        reload(watcher)
     assert set(questions(watcher)) == {"climb", "gate"}  # the original file, whole; the new one rejected whole
     assert f"{name}:" in caplog.text and "rule id 'gate' is also defined in" in caplog.text
     assert watcher.rejected and list(watcher.rejected) == [rules_dir / name]
     write(rules_dir / name, rule_file("New?", rule_id="new"))  # fixed: it loads beside the original
-    watcher.check()
+    reload(watcher)
     assert set(questions(watcher)) == {"climb", "gate", "new"} and not watcher.rejected
 
 
@@ -119,7 +126,7 @@ def test_an_edit_that_takes_another_files_id_keeps_the_previous_version(rules_di
     write(rules_dir / "other.toml", rule_file("Gate open? Answer yes or no.", rule_id="gate"))
     watcher = RuleWatcher(rules_dir, CAMERAS, load_rules(rules_dir, CAMERAS))
     write(rules_dir / "other.toml", rule_file("Climb again?", rule_id="climb"))
-    watcher.check()
+    reload(watcher)
     assert set(questions(watcher)) == {"climb", "gate"}
     assert questions(watcher)["climb"] == "Is anyone climbing at the north gate? Answer yes or no."
 
@@ -143,10 +150,10 @@ def test_files_that_cannot_be_read_are_rejected_and_the_watcher_goes_on(
     else:
         bad.write_text("#" * (2 * 1024 * 1024))
     with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
-        watcher.check()
+        reload(watcher)
     assert "bad.toml rejected, not loaded" in caplog.text and watcher.rejected
     write(rules_dir / "perimeter.toml", rule_file("Still watching? Answer yes or no."))  # later edits still load
-    watcher.check()
+    reload(watcher)
     assert questions(watcher) == {"climb": "Still watching? Answer yes or no."}
 
 
@@ -167,7 +174,7 @@ def test_a_file_that_fails_in_an_unforeseen_way_is_rejected_and_the_watcher_goes
     write(rules_dir / "odd.toml", rule_file("Odd?", rule_id="odd"))
     write(rules_dir / "perimeter.toml", rule_file("Edited? Answer yes or no."))
     with caplog.at_level(logging.ERROR, logger="streamwatch.rules.watch"):
-        assert watcher.check() is not None
+        assert reload(watcher) is not None
     assert questions(watcher) == {"climb": "Edited? Answer yes or no."}  # the other file's edit still applied
     assert "odd.toml: cannot load: RecursionError" in caplog.text and "odd.toml rejected, not loaded" in caplog.text
 
@@ -184,7 +191,7 @@ def test_a_missing_rules_folder_keeps_the_rules_and_comes_back(
     assert set(questions(watcher)) == {"climb"}
     moved.rename(rules_dir)
     write(rules_dir / "perimeter.toml", rule_file("Back? Answer yes or no."))
-    assert watcher.check() is not None and questions(watcher) == {"climb": "Back? Answer yes or no."}
+    assert reload(watcher) is not None and questions(watcher) == {"climb": "Back? Answer yes or no."}
 
 
 def make_rule(**fields: object) -> Rule:

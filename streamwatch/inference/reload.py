@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from streamwatch.config import Settings
+from streamwatch.filewatch import FileWatch
 from streamwatch.inference.adapter import CONFIG, WEIGHTS
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.engine import Engine, Model
@@ -96,17 +97,11 @@ class ModelReload:
     ) -> None:
         self.settings, self.engine, self.load, self.state = settings, engine, load, state
         self.paths = watched_paths(settings)
-        self.current = signature(self.paths)
-        self.seen = self.current
+        self.watch = FileWatch(lambda: signature(self.paths))
 
     async def step(self) -> None:
-        now = await asyncio.to_thread(signature, self.paths)
-        changed, settled = now != self.current, now == self.seen
-        self.seen = now
-        if not changed or not settled:
-            return  # unchanged, or still being written: look again next poll
-        self.current = now
-        await self.reload()
+        if await asyncio.to_thread(self.watch.poll) is not None:
+            await self.reload()
 
     async def reload(self) -> None:
         what = self.settings.model.id + (

@@ -1,5 +1,8 @@
 """Hot reload of `rules/`: edits apply without a restart; a broken file keeps its previous version.
 
+The folder is polled (streamwatch.filewatch): an edit is loaded once the files have stood still for one
+poll, never half written.
+
 A file that is new or changed never displaces rules already live: when it reuses a rule id that an
 unchanged file defines, the new or changed file is the one rejected (whatever the names' order).
 A folder that disappears or a file that cannot be read is an error that keeps the rules as they are.
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamwatch.config import CameraConfig
+from streamwatch.filewatch import FileWatch
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.rules.loader import CHARS_ONLY, RuleSet, load_rule_file, rule_files, shadow_warnings
 from streamwatch.rules.model import Rule
@@ -46,7 +50,7 @@ class RuleWatcher:
         self.cameras = cameras
         self.current = current
         self.limits = limits
-        self._signature = signature(rules_dir)
+        self.watch = FileWatch(lambda: signature(self.rules_dir))
         self.rejected: dict[Path, list[str]] = {}  # files whose latest version was rejected, with why
         self.folder_problem: str | None = None  # the folder itself cannot be read (logged once)
 
@@ -61,9 +65,9 @@ class RuleWatcher:
         return f"rules rejected, not applied: {names} (first problem: {first})"
 
     def check(self) -> RuleSet | None:
-        """A new rule set if any file changed (and something loaded differently), else None."""
+        """A new rule set once a change of the files has stood still for one check, else None."""
         try:
-            now = signature(self.rules_dir)
+            edit = self.watch.poll()
         except DataFileError as exc:
             if self.folder_problem != exc.problems[0]:
                 self.folder_problem = exc.problems[0]
@@ -72,10 +76,10 @@ class RuleWatcher:
         if self.folder_problem is not None:
             log.info("rules: %s readable again", self.rules_dir)
             self.folder_problem = None
-        if now == self._signature:
+        if edit is None:
             return None
-        changed = {p for p in now.keys() | self._signature.keys() if now.get(p) != self._signature.get(p)}
-        self._signature = now
+        before, now = edit.before, edit.now
+        changed = {p for p in now.keys() | before.keys() if now.get(p) != before.get(p)}
         result = RuleSet()
         owner: dict[str, Path] = {}
         kept = {path: self.current.files[path] for path in now if path not in changed and path in self.current.files}
