@@ -275,7 +275,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     """Print the hash of a password or token for config.toml (web.password_hash / web.token_hash)."""
     import getpass
 
-    from streamwatch.web.auth import hash_secret
+    from streamwatch.config.passwords import hash_secret
 
     secret = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("password or token: ")
     if len(secret) < 8:

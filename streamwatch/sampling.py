@@ -30,12 +30,26 @@ from streamwatch.rules.loader import ActiveRules
 from streamwatch.rules.model import Rule
 from streamwatch.rules.schedule import DueTracker
 from streamwatch.shadowing import Decided, ShadowRecorder, with_shadows
-from streamwatch.web.context import LastAnswer
 
 log = logging.getLogger(__name__)
 
 SLACK_S = 0.01  # a sample is due this much early: sleeps end a little late or early
 DESCRIBE_TOKENS = 48  # a describe follow-up may answer in a sentence
+
+
+@dataclass(frozen=True)
+class LastAnswer:
+    """A rule's latest answer on a camera, as the web UI and /api/rules show it."""
+
+    camera: str
+    answer: str
+    confidence: float | None
+    alert: bool
+    at: float  # wall clock
+    reused: bool = False  # the picture had not changed: the previous answer stood (no model pass)
+    gate: str = "off"  # why the change gate reused or asked (change.Verdict.why)
+    gate_area_px: float | None = None  # the largest changed patch it saw, source pixels
+    gate_noise: float | None = None  # the picture noise it assumed, of 255
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from support.events import new_event
 from support.helpers import REPO, free_port, random_image, wait_for
 
-from streamwatch.web.auth import hash_secret
+from streamwatch.config.passwords import hash_secret
 
 # the line of [web] host in the shipped config.toml
 WEB_HOST_LINE = next(

@@ -15,8 +15,8 @@ import yaml
 from support.helpers import REPO
 
 from streamwatch.config import load_settings
+from streamwatch.config.passwords import hash_secret
 from streamwatch.shard import Shard
-from streamwatch.web.auth import hash_secret
 
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent

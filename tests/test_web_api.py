@@ -19,8 +19,8 @@ from support.helpers import wait_for
 from support.web import Site, add_event, jpeg_bytes
 
 from streamwatch.config import WebConfig
+from streamwatch.config.passwords import hash_secret
 from streamwatch.web.app import create_app
-from streamwatch.web.auth import hash_secret
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from support.web import Site, add_event, jpeg_bytes
 
 import streamwatch.web.guard as guard_module
 from streamwatch.config import WebConfig
+from streamwatch.config.passwords import hash_secret
 from streamwatch.web.app import bind, create_app, serve
-from streamwatch.web.auth import hash_secret
 from streamwatch.web.gate import Throttle
 
 TOKEN = "tok-0123456789abcdef"

@@ -87,7 +87,7 @@ class Site:
         self.log = work / "service.log"
 
     def write(self) -> None:
-        from streamwatch.web.auth import hash_secret
+        from streamwatch.config.passwords import hash_secret
 
         self.rules.parent.mkdir(parents=True)
         shipped = (self.repo / "rules" / "defect.toml").read_text(encoding="utf-8")

@@ -274,7 +274,7 @@ class WebConfig(_Served):
     @field_validator("password_hash", "token_hash")
     @classmethod
     def _hash(cls, value: str | None) -> str | None:
-        from streamwatch.web.auth import hash_problem
+        from streamwatch.config.passwords import hash_problem
 
         if value is not None:
             why = hash_problem(value)

@@ -13,21 +13,9 @@ from streamwatch.ingest.status import CameraStatus
 from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
 from streamwatch.release.shadow import CandidateShadow
+from streamwatch.sampling import LastAnswer
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
-
-
-@dataclass(frozen=True)
-class LastAnswer:
-    camera: str
-    answer: str
-    confidence: float | None
-    alert: bool
-    at: float  # wall clock
-    reused: bool = False  # the picture had not changed: the previous answer stood (no model pass)
-    gate: str = "off"  # why the change gate reused or asked (change.Verdict.why)
-    gate_area_px: float | None = None  # the largest changed patch it saw, source pixels
-    gate_noise: float | None = None  # the picture noise it assumed, of 255
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from streamwatch.config import WebConfig
-from streamwatch.web.auth import MAX_SECRET_CHARS, Signer, verify_secret
+from streamwatch.config.passwords import MAX_SECRET_CHARS, verify_secret
+from streamwatch.web.auth import Signer
 from streamwatch.web.gate import Throttle, client_of, too_many
 
 OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout")

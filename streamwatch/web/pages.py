@@ -9,11 +9,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from streamwatch.config.passwords import MAX_SECRET_CHARS
 from streamwatch.inference.types import AnswerKind, DroppedError
 from streamwatch.store.events import EventFilter
 from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
 from streamwatch.web.api import MAX_OFFSET, context, question_checked, uploaded_image
-from streamwatch.web.auth import MAX_SECRET_CHARS
 from streamwatch.web.guard import DEVICE_COOKIE, DEVICE_S, SESSION_COOKIE, Guard
 from streamwatch.web.strict_json import StrictJsonRoute
 

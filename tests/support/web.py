@@ -23,10 +23,11 @@ from streamwatch.ingest.status import CameraStatus
 from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
 from streamwatch.release.shadow import CandidateShadow
+from streamwatch.sampling import LastAnswer
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
-from streamwatch.web.context import LastAnswer, RuleView
+from streamwatch.web.context import RuleView
 from support.events import new_event
 from support.helpers import REPO
 
