@@ -366,9 +366,13 @@ def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
 
     if tools:
         from streamwatch.bench.commands import add_bench_parser
-        from streamwatch.demo.commands import add_model_parser
+        from streamwatch.demo.commands import add_demo_model_parsers
+        from streamwatch.finetune.command import add_finetune_parser
 
-        add_model_parser(sub)
+        model = sub.add_parser("model", help="fine-tuning from reviews; tiny test models, the demo model, demo clips")
+        model_sub = model.add_subparsers(dest="model_command", required=True)
+        add_finetune_parser(model_sub)
+        add_demo_model_parsers(model_sub)
         add_bench_parser(sub)
     return parser
 

@@ -10,8 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamwatch.finetune.command import add_finetune_parser
-
 if TYPE_CHECKING:
     from streamwatch.demo.evaluate import Evaluation
 
@@ -98,9 +96,8 @@ def cmd_demo_clips(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_model_parser(sub: Any) -> None:
-    model = sub.add_parser("model", help="model utilities: tiny test models, the trained demo model, demo clips")
-    model_sub = model.add_subparsers(dest="model_command", required=True)
+def add_demo_model_parsers(model_sub: Any) -> None:
+    """The demo's `model` subcommands: tiny test models, the trained demo model, the demo clips."""
     tiny = model_sub.add_parser("make-tiny", help="build a tiny random-weight model of a real architecture")
     tiny.add_argument("directory")
     tiny.add_argument("--family", choices=["glm4v", "qwen2_vl"], default="glm4v")
@@ -128,8 +125,6 @@ def add_model_parser(sub: Any) -> None:
     evaluate.add_argument("--per-answer", type=int, default=100)
     evaluate.add_argument("--seed", type=int, default=None, help="held-out seed (default: the one REPORT.md used)")
     evaluate.set_defaults(func=cmd_evaluate_demo)
-
-    add_finetune_parser(model_sub)
 
     clips = model_sub.add_parser("demo-clips", help="write the demo cameras' clips (yard, aisle, line)")
     clips.add_argument("directory")
