@@ -17,7 +17,6 @@ from streamwatch.demo.answers import PoolBatches, Prompts, check_cached_tokens
 from streamwatch.demo.build import DEMO_SIZE
 from streamwatch.demo.dataset import answer_text, demo_tasks, examples, render_question
 from streamwatch.demo.pool import OBJECT_DOMAINS, OBJECTS, ScenePool, build_pool, draw_scenes
-from streamwatch.demo.train import answer_suffix, encode
 from streamwatch.demo.vision import (
     VisionSettings,
     detection_accuracy,
@@ -27,6 +26,7 @@ from streamwatch.demo.vision import (
     token_features,
     train_vision,
 )
+from streamwatch.finetune.objective import answer_suffix, encode
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import prompt_style
 from streamwatch.vlm.tiny import build_glm4v

@@ -12,7 +12,8 @@ from support.helpers import REPO
 
 from streamwatch.demo.build import DEMO_SIZE
 from streamwatch.demo.dataset import demo_tasks, examples, render_question
-from streamwatch.demo.train import Batches, TrainSettings, answer_suffix, encode, train
+from streamwatch.demo.train import Batches, TrainSettings, train
+from streamwatch.finetune.objective import answer_suffix, encode
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import prompt_style
 from streamwatch.vlm.tiny import build_glm4v

@@ -7,15 +7,15 @@ import random
 
 import numpy as np
 
-from streamwatch.demo.dataset import Example
 from streamwatch.finetune.augment import LIGHT, jitter
+from streamwatch.finetune.example import TrainingExample
 
 
-def _board() -> Example:
+def _board() -> TrainingExample:
     image = np.zeros((90, 160, 3), dtype=np.uint8)
     image[:, :80] = (200, 40, 40)  # red left half, blue right half: a mirror image is plain to see
     image[:, 80:] = (40, 40, 200)
-    return Example(image, "Is there solder bridging two pads? Answer yes or no.", "no", "solder-bridge")
+    return TrainingExample(image, "Is there solder bridging two pads? Answer yes or no.", "no", "solder-bridge")
 
 
 def test_a_jittered_example_keeps_its_size_question_and_answer_and_varies() -> None:

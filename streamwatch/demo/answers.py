@@ -21,7 +21,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from streamwatch.demo.dataset import Task, answer_text, render_question
 from streamwatch.demo.draw import HEIGHT, WIDTH
 from streamwatch.demo.pool import ScenePool
-from streamwatch.demo.train import answer_suffix, answer_target, target_mask
+from streamwatch.finetune.objective import answer_suffix, answer_target, target_mask
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.prompts import prompt_style
 

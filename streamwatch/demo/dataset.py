@@ -17,6 +17,7 @@ import numpy as np
 
 from streamwatch.config import CameraConfig
 from streamwatch.demo import defect, perimeter, warehouse
+from streamwatch.finetune.example import TrainingExample
 from streamwatch.rules.loader import load_rules
 from streamwatch.rules.model import Rule
 
@@ -100,14 +101,6 @@ class Task:
         return len(self.answers) > 1
 
 
-@dataclass(frozen=True)
-class Example:
-    image: np.ndarray  # RGB
-    question: str
-    answer: str  # "yes" / "no", a number or a choice
-    rule: str
-
-
 def demo_tasks(rules_dir: Path) -> list[Task]:
     """Every yes/no, count and choice rule in `rules_dir` whose cameras tag is one of the scene domains."""
     cameras = {name: CameraConfig(id=name, url=f"{name}.mp4", tags=[name]) for name in DOMAINS}
@@ -161,14 +154,14 @@ def answer_text(value: Any) -> str:
     return ("yes" if value else "no") if isinstance(value, bool) else str(value)
 
 
-def example(task: Task, rng: np.random.Generator, answer: str | None = None) -> Example:
+def example(task: Task, rng: np.random.Generator, answer: str | None = None) -> TrainingExample:
     """One example of `task`, with `answer` (default: one of its answers at random)."""
     answer = answer if answer is not None else str(rng.choice(task.answers))
     layout, _ = forced_layout(task, answer, rng)
-    return Example(task.domain.render(layout, rng), render_question(task.rule, rng), answer, task.rule.id)
+    return TrainingExample(task.domain.render(layout, rng), render_question(task.rule, rng), answer, task.rule.id)
 
 
-def examples(tasks: Sequence[Task], seed: int, *, constant_weight: float = 0.25) -> Iterator[Example]:
+def examples(tasks: Sequence[Task], seed: int, *, constant_weight: float = 0.25) -> Iterator[TrainingExample]:
     """An endless, seeded stream; rules whose answer never varies are drawn less often."""
     rng = np.random.default_rng(seed)
     weights = np.array([1.0 if t.varies else constant_weight for t in tasks])

@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image
 
 from streamwatch.config import ModelConfig
-from streamwatch.demo.dataset import Example, Task, example
+from streamwatch.demo.dataset import Task, example
 from streamwatch.evaluation import metrics
+from streamwatch.finetune.example import TrainingExample
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.types import Prompt
 
@@ -59,13 +60,15 @@ class Evaluation:
 ANSWER_TOKENS = int(ModelConfig.model_fields["max_new_tokens"].default)
 
 
-def held_out(tasks: Sequence[Task], per_answer: int, seed: int) -> list[Example]:
+def held_out(tasks: Sequence[Task], per_answer: int, seed: int) -> list[TrainingExample]:
     """`per_answer` examples of each answer of each task, from a seed training never uses."""
     rng = np.random.default_rng(seed)
     return [example(task, rng, answer) for task in tasks for answer in task.answers for _ in range(per_answer)]
 
 
-def evaluate(backend: Backend, tasks: Sequence[Task], examples: Sequence[Example], batch: int = 16) -> Evaluation:
+def evaluate(
+    backend: Backend, tasks: Sequence[Task], examples: Sequence[TrainingExample], batch: int = 16
+) -> Evaluation:
     by_rule = {t.rule.id: t for t in tasks}
     results = {t.rule.id: RuleResult(t.rule.id, t.rule.answer, t.varies) for t in tasks}
     evaluation = Evaluation(list(results.values()), [], [])

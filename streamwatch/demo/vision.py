@@ -20,7 +20,7 @@ from torch import nn
 
 from streamwatch.demo.pool import OBJECT_DOMAINS, OBJECTS, ScenePool
 from streamwatch.demo.tower import still_frames
-from streamwatch.demo.train import optimise
+from streamwatch.finetune.objective import optimise
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from streamwatch.demo.dataset import Example
+from streamwatch.finetune.example import TrainingExample
 
 SHIFT = 0.04  # of the picture's side, either way
 SCALE = (0.92, 1.08)
 LIGHT = 0.12  # brightness and contrast, either way
 
 
-def jitter(example: Example, rng: random.Random) -> Example:
+def jitter(example: TrainingExample, rng: random.Random) -> TrainingExample:
     """`example` with its picture jittered (same size, same answer), drawn from `rng`."""
     image = Image.fromarray(example.image)
     width, height = image.size

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 
 from streamwatch.config import CameraConfig
-from streamwatch.demo.dataset import Example as TrainingExample
 from streamwatch.evaluation.examples import Example, example_key
 from streamwatch.evaluation.replay import prepare
+from streamwatch.finetune.example import TrainingExample
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.rules.model import Rule
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from streamwatch.demo.dataset import Example
-from streamwatch.demo.train import answer_loss, answer_suffix, encode, optimise
 from streamwatch.finetune.augment import jitter
+from streamwatch.finetune.example import TrainingExample
+from streamwatch.finetune.objective import answer_loss, answer_suffix, encode, optimise
 from streamwatch.finetune.settings import LoraSettings
 from streamwatch.vlm.prompts import prompt_style
 
@@ -40,7 +40,7 @@ def add_lora(model: Any, settings: LoraSettings) -> Any:
 def train_lora(
     model: Any,
     processor: Any,
-    examples: Sequence[Example],
+    examples: Sequence[TrainingExample],
     settings: LoraSettings,
     progress: Callable[[int, float, float], None] | None = None,
 ) -> list[tuple[int, float]]:
@@ -51,7 +51,7 @@ def train_lora(
     style = prompt_style(processor)
     suffix = answer_suffix(style, processor.tokenizer)
     order = random.Random(settings.seed)
-    pool: list[Example] = []
+    pool: list[TrainingExample] = []
 
     def next_batch() -> dict[str, Any]:
         batch = []
