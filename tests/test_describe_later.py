@@ -19,10 +19,10 @@ from streamwatch.alerts.pipeline import AlertPipeline
 from streamwatch.config import CameraConfig, NotifyConfig
 from streamwatch.inference.types import Answer
 from streamwatch.outputs.base import Output
-from streamwatch.outputs.message import Message
 from streamwatch.rules.model import Rule
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore, description_of
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 
 RULE = Rule(id="fence", title="Fence", question="Anyone? Answer yes or no.", describe="Describe them.")

@@ -64,3 +64,16 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones(tmp_path: Pat
     probe.write_text("def f() -> None:\n    from streamwatch.web.app import create_app\nfrom ..demo import clips\n")
     assert imports(probe, tmp_path) == {"streamwatch.web.app", "streamwatch.demo"}
     assert crosses("streamwatch.web.app") and crosses("streamwatch.cli") and not crosses("streamwatch.clips.ring")
+
+
+def test_the_store_does_not_know_the_outputs() -> None:
+    """The outbox keeps messages for whatever output made them; no output is known to the store."""
+    files = sorted((PACKAGE / "store").rglob("*.py"))
+    assert files
+    crossing = [
+        f"{path.relative_to(REPO)} imports {name}"
+        for path in files
+        for name in sorted(imports(path))
+        if name == "streamwatch.outputs" or name.startswith("streamwatch.outputs.")
+    ]
+    assert crossing == []

@@ -18,10 +18,10 @@ from test_notify import events_and_target, record
 
 from streamwatch.config import NotifyConfig
 from streamwatch.outputs.limit import HOUR_S, HourlyLimit
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.notify import NotifyOutput
 from streamwatch.outputs.relay import Relay
 from streamwatch.store.db import Database
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 
@@ -111,7 +111,7 @@ async def enter_and_leave(target: NotifyOutput) -> None:
 
 def test_a_failing_target_tries_again_at_once_when_a_new_notification_is_committed(tmp_path: Path) -> None:
     """The receiver was down and the backoff has grown long; a new notification does not wait it out."""
-    from streamwatch.outputs.message import Message
+    from streamwatch.store.message import Message
 
     outbox = Outbox(Database.open(f"sqlite:///{tmp_path / 'relay.db'}"), sink="notify:test")
     up = asyncio.Event()

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import inspect
 from support.events import new_event
 
-from streamwatch.outputs.message import Message
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore, Outgoing
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 from streamwatch.vocabulary import Verdict

@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.status import CameraStatus
 from streamwatch.outputs.discovery import Discovery
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.topics import Topics, mqtt_message
 from streamwatch.outputs.values import AnswerValues
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.store.discovery import DiscoveryRecord
+from streamwatch.store.message import Message
 
 
 class Announcer:

@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from streamwatch.outputs.message import Message
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 
 

@@ -9,11 +9,11 @@ from prometheus_client import Counter
 from streamwatch.config import Settings
 from streamwatch.outputs.base import Output
 from streamwatch.outputs.eventlog import EventLog
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.mqtt import MqttOutput
 from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.store.db import Database
 from streamwatch.store.events import committed_since, description_of
+from streamwatch.store.message import Message
 from streamwatch.store.outbox import Outbox
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from streamwatch import __version__
 from streamwatch.config import CameraConfig
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.topics import Topics, mqtt_message
 from streamwatch.rules.model import Rule
+from streamwatch.store.message import Message
 from streamwatch.vocabulary import EventKind, Severity
 
 ORIGIN = {"name": "streamwatch", "sw_version": __version__}

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from streamwatch.alerts.payload import event_payload
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.relay import Relay, RelayedOutput
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 

@@ -31,9 +31,9 @@ from aiomqtt.exceptions import MqttConnectError
 
 from streamwatch.config import MqttConfig
 from streamwatch.outputs.base import Output
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.relay import deliver_waiting
 from streamwatch.outputs.topics import Topics
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 

@@ -32,8 +32,8 @@ from prometheus_client import Counter
 
 from streamwatch.config import CameraConfig, NotifyConfig
 from streamwatch.outputs.limit import HOUR_S, HourlyLimit
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.relay import Relay, RelayedOutput
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 from streamwatch.store.outbox import Outbox
 from streamwatch.vocabulary import DescriptionState, EventKind

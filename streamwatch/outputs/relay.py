@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from streamwatch.outputs.base import Output
-from streamwatch.outputs.message import Message
+from streamwatch.store.message import Message
 from streamwatch.store.outbox import Outbox
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamwatch.alerts.payload import event_payload
 from streamwatch.config import MqttConfig
 from streamwatch.ingest.status import CameraStatus
-from streamwatch.outputs.message import Message
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event
 from streamwatch.vocabulary import EventKind
 

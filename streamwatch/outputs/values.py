@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from streamwatch.outputs.message import Message
 from streamwatch.outputs.topics import Topics, mqtt_message
 from streamwatch.rules.model import Rule
+from streamwatch.store.message import Message
 
 
 class AnswerValues:

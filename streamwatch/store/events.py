@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from streamwatch.outputs.message import Message
 from streamwatch.store import outbox
 from streamwatch.store.alerts import SavedAlert, save
 from streamwatch.store.db import Database
 from streamwatch.store.labels import FOLDER as LABELS_FOLDER
 from streamwatch.store.media import write_atomically
+from streamwatch.store.message import Message
 from streamwatch.store.models import Event, utcnow
 from streamwatch.store.shadow_runs import FOLDER as SHADOW_FOLDER
 from streamwatch.store.windows import beside

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
 
-from streamwatch.outputs.message import Message, Queued
 from streamwatch.store.db import Database
+from streamwatch.store.message import Message, Queued
 from streamwatch.store.models import OutboxMessage
 
 
