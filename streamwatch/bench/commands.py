@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamwatch.bench import arguments
 from streamwatch.bench.chain import CHAIN
 from streamwatch.finetune.settings import LoraSettings
 from streamwatch.logs import setup_logging
@@ -199,88 +200,6 @@ def cmd_bench_recipes(args: argparse.Namespace) -> int:
     return _report(run_bench, config)
 
 
-def _degradations(text: str) -> list[str]:
-    from streamwatch.demo.camera import KINDS
-
-    kinds = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [kind for kind in kinds if kind not in KINDS]
-    if unknown or not kinds:
-        raise argparse.ArgumentTypeError(f"expected some of {','.join(KINDS)}, got {text!r}")
-    return kinds
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}")
-    return seeds
-
-
-def _resolutions(text: str) -> list[tuple[int, int]]:
-    try:
-        pairs = [tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}") from None
-    if not pairs or any(len(p) != 2 or min(p) < 28 for p in pairs):
-        raise argparse.ArgumentTypeError(f"expected sizes like 1280x720,640x360, got {text!r}")
-    return [(p[0], p[1]) for p in pairs]
-
-
-def _sample_interval(text: str) -> float:
-    """A camera's sample interval as the config accepts it (checked here, not by a service that fails to start)."""
-    from annotated_types import Ge, Le
-
-    from streamwatch.config.sections import CameraConfig
-
-    bounds = CameraConfig.model_fields["sample_interval_s"].metadata
-    low = next(float(b.ge) for b in bounds if isinstance(b, Ge))  # type: ignore[arg-type]
-    high = next(float(b.le) for b in bounds if isinstance(b, Le))  # type: ignore[arg-type]
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"a camera's sample_interval_s is {low:g}-{high:g} s, got {value:g}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return values
-
-
-def _modes(text: str) -> list[str]:
-    modes = [part.strip() for part in text.split(",") if part.strip()]
-    if not modes or any(m not in ("keyframes", "all", "auto") for m in modes):
-        raise argparse.ArgumentTypeError(f"expected keyframes, all or auto separated by commas, got {text!r}")
-    return modes
-
-
-def _steps(text: str) -> list[str]:
-    steps = [part.strip() for part in text.split(",") if part.strip()]
-    if not steps or any(s not in CHAIN for s in steps):
-        raise argparse.ArgumentTypeError(f"expected steps among {','.join(CHAIN)}, got {text!r}")
-    return steps
-
-
 def _outputs(parser: argparse.ArgumentParser, name: str) -> None:
     """Options every benchmark has: where the report goes and how much it logs."""
     parser.add_argument("--out", default="bench", help="report folder")
@@ -297,8 +216,8 @@ def add_bench_parser(sub: Any) -> None:
     bench = sub.add_parser("bench", help="benchmarks; reports go to bench/")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     ingest = bench_sub.add_parser("ingest", help="N simulated 1080p RTSP cameras: CPU, decode time, sample age")
-    ingest.add_argument("--cameras", type=_int_list, default=[4, 16, 32], help="camera counts, e.g. 4,16,32")
-    ingest.add_argument("--modes", type=_modes, default=["keyframes", "all"], help="decode modes to compare")
+    ingest.add_argument("--cameras", type=arguments.int_list, default=[4, 16, 32], help="camera counts, e.g. 4,16,32")
+    ingest.add_argument("--modes", type=arguments.modes, default=["keyframes", "all"], help="decode modes to compare")
     ingest.add_argument("--seconds", type=float, default=30.0, help="measurement window per run")
     ingest.add_argument("--warmup", type=float, default=5.0)
     ingest.add_argument("--sample-interval", type=float, default=2.0)
@@ -311,8 +230,8 @@ def add_bench_parser(sub: Any) -> None:
     ingest.set_defaults(func=cmd_bench_ingest)
     bench_model = bench_sub.add_parser("model", help="naive generate vs batched yes/no on a GLM-4.6V-sized model")
     _model_choice(bench_model)
-    bench_model.add_argument("--resolutions", type=_resolutions, default=[(1280, 720), (640, 360)])
-    bench_model.add_argument("--batches", type=_int_list, default=[1, 2, 4, 8, 16, 32, 64])
+    bench_model.add_argument("--resolutions", type=arguments.resolutions, default=[(1280, 720), (640, 360)])
+    bench_model.add_argument("--batches", type=arguments.int_list, default=[1, 2, 4, 8, 16, 32, 64])
     bench_model.add_argument("--reps", type=int, default=3)
     bench_model.add_argument("--naive-frames", type=int, default=8)
     bench_model.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (known GPUs: automatic)")
@@ -322,10 +241,12 @@ def add_bench_parser(sub: Any) -> None:
     bench_model.set_defaults(func=cmd_bench_model)
     levers = bench_sub.add_parser("levers", help="what each GPU lever is worth, step by step, on one batch")
     _model_choice(levers)
-    levers.add_argument("--frame", type=_resolutions, default=[(1280, 720)], help="frame size")
+    levers.add_argument("--frame", type=arguments.resolutions, default=[(1280, 720)], help="frame size")
     levers.add_argument("--frames", type=int, default=8, help="frames per batch")
     levers.add_argument("--reps", type=int, default=3)
-    levers.add_argument("--steps", type=_steps, default=list(CHAIN), help=f"chain steps (default {','.join(CHAIN)})")
+    levers.add_argument(
+        "--steps", type=arguments.steps, default=list(CHAIN), help=f"chain steps (default {','.join(CHAIN)})"
+    )
     levers.add_argument("--peak-tflops", type=float, help="bf16 dense peak for MFU (known GPUs: automatic)")
     _outputs(levers, "levers")
     levers.set_defaults(func=cmd_bench_levers)
@@ -333,11 +254,13 @@ def add_bench_parser(sub: Any) -> None:
         "pipeline", help="how many cameras (3 rules, 1 sample / 2 s) fit the latency target"
     )
     _model_choice(pipeline)
-    pipeline.add_argument("--frame", type=_resolutions, default=[(1280, 720)], help="camera frame size")
-    pipeline.add_argument("--model-sides", type=_int_list, default=[640, 1280], help="model.max_image_side values")
-    pipeline.add_argument("--cameras", type=_int_list, default=[8, 16, 24, 32, 48, 64, 80, 96])
+    pipeline.add_argument("--frame", type=arguments.resolutions, default=[(1280, 720)], help="camera frame size")
     pipeline.add_argument(
-        "--gated-cameras", type=_int_list, help="camera counts for the runs with the gate (default: --cameras)"
+        "--model-sides", type=arguments.int_list, default=[640, 1280], help="model.max_image_side values"
+    )
+    pipeline.add_argument("--cameras", type=arguments.int_list, default=[8, 16, 24, 32, 48, 64, 80, 96])
+    pipeline.add_argument(
+        "--gated-cameras", type=arguments.int_list, help="camera counts for the runs with the gate (default: --cameras)"
     )
     pipeline.add_argument("--interval", type=float, default=2.0)
     pipeline.add_argument("--seconds", type=float, default=20.0)
@@ -354,7 +277,10 @@ def add_bench_parser(sub: Any) -> None:
     gating = bench_sub.add_parser("gating", help="change gating on a config's cameras: model passes, same alerts")
     gating.add_argument("-c", "--config", default="config.toml", help="the cameras, rules and model to replay")
     gating.add_argument(
-        "--degrade", type=_degradations, default=[], help="also replay through camera degradations: night,jitter,..."
+        "--degrade",
+        type=arguments.degradations,
+        default=[],
+        help="also replay through camera degradations: night,jitter,...",
     )
     gating.add_argument("--seed", type=int, default=0, help="the degradations' seed")
     _outputs(gating, "gating-demo")
@@ -366,21 +292,30 @@ def add_bench_parser(sub: Any) -> None:
     footage.add_argument("--area", type=float, help="change_area, source pixels (default: a camera's default)")
     footage.add_argument("--max-reuse-s", type=float, help="max_reuse_s (default: a camera's default)")
     footage.add_argument(
-        "--degrade", type=_degradations, default=[], help="also through these camera degradations: noise,night,..."
+        "--degrade",
+        type=arguments.degradations,
+        default=[],
+        help="also through these camera degradations: noise,night,...",
     )
     _outputs(footage, "gating-footage")
     footage.set_defaults(func=cmd_bench_gating_footage)
     loop = bench_sub.add_parser(
         "learning-loop", help="demo model: operator reviews -> eval -> threshold -> fine-tune -> hot swap, held out"
     )
-    loop.add_argument("--train-good", type=_positive, default=300, help="good boards the operator reviews")
-    loop.add_argument("--train-bridged", type=_positive, default=150, help="bridged boards the operator reviews")
-    loop.add_argument("--held-good", type=_positive, default=400, help="good boards held out (before and after)")
-    loop.add_argument("--held-bridged", type=_positive, default=200, help="bridged boards held out")
-    loop.add_argument("--interval", type=_sample_interval, default=0.15, help="the camera's sample interval, seconds")
-    loop.add_argument("--board-frames", type=_positive, default=2, help="images each board is shown for")
-    loop.add_argument("--steps", type=_positive, default=LoraSettings().steps, help="fine-tuning steps")
-    loop.add_argument("--seeds", type=_seeds, default=[0], help="seeds, one run each: 0,1,2,3,4")
+    loop.add_argument("--train-good", type=arguments.positive, default=300, help="good boards the operator reviews")
+    loop.add_argument(
+        "--train-bridged", type=arguments.positive, default=150, help="bridged boards the operator reviews"
+    )
+    loop.add_argument(
+        "--held-good", type=arguments.positive, default=400, help="good boards held out (before and after)"
+    )
+    loop.add_argument("--held-bridged", type=arguments.positive, default=200, help="bridged boards held out")
+    loop.add_argument(
+        "--interval", type=arguments.sample_interval, default=0.15, help="the camera's sample interval, seconds"
+    )
+    loop.add_argument("--board-frames", type=arguments.positive, default=2, help="images each board is shown for")
+    loop.add_argument("--steps", type=arguments.positive, default=LoraSettings().steps, help="fine-tuning steps")
+    loop.add_argument("--seeds", type=arguments.seeds, default=[0], help="seeds, one run each: 0,1,2,3,4")
     loop.add_argument(
         "--unjudged-seed", type=int, help="also a run with foreign-object live and never labelled: the gate refuses"
     )
@@ -390,19 +325,23 @@ def add_bench_parser(sub: Any) -> None:
     loop.add_argument("--repo", default=".", help="the checkout with models/demo-glm4v and rules/")
     loop.add_argument("--work-dir", help="keep the site here (default: a temporary folder)")
     loop.add_argument("--device", default="cpu", help="the service's and the fine-tune's device: cpu, cuda, auto")
-    loop.add_argument("--parallel", type=_positive, default=1, help="seeds run at once, each with its own service")
+    loop.add_argument(
+        "--parallel", type=arguments.positive, default=1, help="seeds run at once, each with its own service"
+    )
     _outputs(loop, "learning-loop")
     loop.set_defaults(func=cmd_bench_learning_loop)
     recipes = bench_sub.add_parser(
         "finetune-recipes", help="demo model: fine-tuning recipes trained on the same labels, held-out boards, per seed"
     )
-    recipes.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3, 4], help="seeds, one run each")
-    recipes.add_argument("--train-good", type=_positive, default=300, help="good training boards")
-    recipes.add_argument("--train-bridged", type=_positive, default=150, help="bridged training boards")
-    recipes.add_argument("--held-good", type=_positive, default=400, help="good held-out boards")
-    recipes.add_argument("--held-bridged", type=_positive, default=200, help="bridged held-out boards")
+    recipes.add_argument("--seeds", type=arguments.seeds, default=[0, 1, 2, 3, 4], help="seeds, one run each")
+    recipes.add_argument("--train-good", type=arguments.positive, default=300, help="good training boards")
+    recipes.add_argument("--train-bridged", type=arguments.positive, default=150, help="bridged training boards")
+    recipes.add_argument("--held-good", type=arguments.positive, default=400, help="good held-out boards")
+    recipes.add_argument("--held-bridged", type=arguments.positive, default=200, help="bridged held-out boards")
     recipes.add_argument("--device", default="auto", help="cpu, cuda, auto")
-    recipes.add_argument("--parallel", type=_positive, default=1, help="seeds at once, each in its own process")
+    recipes.add_argument(
+        "--parallel", type=arguments.positive, default=1, help="seeds at once, each in its own process"
+    )
     recipes.add_argument("--repo", default=".", help="the checkout with models/demo-glm4v and rules/")
     _outputs(recipes, "finetune-recipes")
     recipes.set_defaults(func=cmd_bench_recipes)
