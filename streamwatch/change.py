@@ -95,9 +95,10 @@ def compare(before: View, now: View) -> Change:
         return Change(float(max(before.pixels.size, now.pixels.size)) * before.scale**2, 0.0)
     a, b = before.pixels.astype(np.float32), now.pixels.astype(np.float32)
     gain = (float(b.mean()) + 4) / (float(a.mean()) + 4)
-    if not 1 / LIGHT_JUMP <= gain <= LIGHT_JUMP:
-        return Change(0.0, 0.0, gain=gain)
-    b = b * _light(a, b, before.scale)
+    jump = Change(0.0, 0.0, gain=gain)  # judged on the light alone
+    if jump.light_switched:
+        return jump
+    b = b * _light(a, b, before.scale, 1 / gain)
     difference = b - a
     difference[np.minimum(before.pixels, now.pixels) >= CLIPPED] = 0  # white in both: nothing to tell
     centred = np.abs(difference - float(np.median(difference)))
@@ -114,13 +115,14 @@ def compare(before: View, now: View) -> Change:
     return Change(largest * before.scale**2, noise, gain=gain)
 
 
-def _light(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray | float:
+def _light(a: np.ndarray, b: np.ndarray, scale: float, overall: float) -> np.ndarray | float:
     """The gain that brings `b` to `a`'s light: local over a window of LIGHT_WINDOW source pixels or
-    more (a quarter of the picture when that is larger), global when the window spans the picture."""
+    more (a quarter of the picture when that is larger), `overall` (the means' ratio) when the window
+    spans the picture."""
     height, width = a.shape
     side = max(3, round(LIGHT_WINDOW / scale)) | 1
     if side >= max(height, width):
-        return (float(a.mean()) + 4) / (float(b.mean()) + 4)
+        return overall
     mean_a = cv2.blur(a, (side, side), borderType=cv2.BORDER_REFLECT)
     mean_b = cv2.blur(b, (side, side), borderType=cv2.BORDER_REFLECT)
     gain: np.ndarray = np.clip((mean_a + 4) / (mean_b + 4), 0.5, 2.0)

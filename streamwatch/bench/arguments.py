@@ -4,28 +4,38 @@ expected (argparse shows it beside the option's name)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Collection
 
 from streamwatch.bench.chain import CHAIN
+
+
+def _words(text: str, allowed: Collection[str], expected: str) -> list[str]:
+    """Comma-separated words, each one of `allowed` (at least one); else `expected` says what was wanted."""
+    words = [part.strip() for part in text.split(",") if part.strip()]
+    if not words or any(word not in allowed for word in words):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return words
+
+
+def _numbers(text: str, least: int, malformed: str, too_small: str) -> list[int]:
+    """Comma-separated whole numbers, each at least `least` (at least one)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {malformed}, got {text!r}") from None
+    if not values or any(value < least for value in values):
+        raise argparse.ArgumentTypeError(f"expected {too_small}, got {text!r}")
+    return values
 
 
 def degradations(text: str) -> list[str]:
     from streamwatch.demo.camera import KINDS
 
-    kinds = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [kind for kind in kinds if kind not in KINDS]
-    if unknown or not kinds:
-        raise argparse.ArgumentTypeError(f"expected some of {','.join(KINDS)}, got {text!r}")
-    return kinds
+    return _words(text, KINDS, f"some of {','.join(KINDS)}")
 
 
 def seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}")
-    return seeds
+    return _numbers(text, 0, "seeds like 0,1,2", "seeds like 0,1,2")
 
 
 def resolutions(text: str) -> list[tuple[int, int]]:
@@ -67,24 +77,12 @@ def positive(text: str) -> int:
 
 
 def int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
-    return values
+    return _numbers(text, 1, "numbers separated by commas", "positive numbers")
 
 
 def modes(text: str) -> list[str]:
-    modes = [part.strip() for part in text.split(",") if part.strip()]
-    if not modes or any(m not in ("keyframes", "all", "auto") for m in modes):
-        raise argparse.ArgumentTypeError(f"expected keyframes, all or auto separated by commas, got {text!r}")
-    return modes
+    return _words(text, ("keyframes", "all", "auto"), "keyframes, all or auto separated by commas")
 
 
 def steps(text: str) -> list[str]:
-    steps = [part.strip() for part in text.split(",") if part.strip()]
-    if not steps or any(s not in CHAIN for s in steps):
-        raise argparse.ArgumentTypeError(f"expected steps among {','.join(CHAIN)}, got {text!r}")
-    return steps
+    return _words(text, CHAIN, f"steps among {','.join(CHAIN)}")
