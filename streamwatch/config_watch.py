@@ -39,7 +39,7 @@ def restart_needed(old: Settings, new: Settings) -> list[str]:
 
 
 class ConfigWatch:
-    def __init__(self, settings: Settings, apply: Callable[[list[CameraConfig]], Awaitable[None]]) -> None:
+    def __init__(self, settings: Settings, apply: Callable[[list[CameraConfig]], Awaitable[object]]) -> None:
         self.path, self.current, self.apply = settings.source, settings, apply
         self.started = settings  # what runs for every section but the cameras, until a restart
         self.watch = FileWatch(lambda: _signature(self.path))

@@ -33,6 +33,7 @@ from PIL import Image
 
 from streamwatch.alerts.pipeline import jpeg
 from streamwatch.config import CameraConfig, LabelsConfig
+from streamwatch.decision import Decision
 from streamwatch.evaluation.thresholds import logit
 from streamwatch.inference.types import Answer
 from streamwatch.ingest.preprocess import crop_roi
@@ -111,6 +112,22 @@ class LabelCollector:
             except (OSError, ValueError) as exc:
                 log.debug("label request %s: its frame cannot be read for the memory: %s", item.uid, exc)
         return found
+
+    name = "the label requests"
+
+    async def take(self, decisions: Sequence[Decision]) -> None:
+        """A decision sink: each live rule's answer may become a label request."""
+        for decision in decisions:
+            if decision.live:
+                await self.offer(
+                    decision.camera,
+                    decision.rule,
+                    decision.question,
+                    decision.answer,
+                    decision.image,
+                    decision.frame_at,
+                    window=decision.window,
+                )
 
     async def offer(
         self,

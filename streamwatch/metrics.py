@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -14,6 +14,9 @@ from prometheus_client.registry import Collector
 from streamwatch.inference.lanes import QueueStats
 from streamwatch.ingest.status import CameraStatus
 
+if TYPE_CHECKING:
+    from streamwatch.decision import Decision
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CAMERA_STATES = ("starting", "online", "offline", "disabled")
 
@@ -21,7 +24,7 @@ CAMERA_STATES = ("starting", "online", "offline", "disabled")
 class Metrics:
     """One registry per service (tests run several services in one process)."""
 
-    def __init__(self, live: Callable[[], tuple[QueueStats | None, Sequence[CameraStatus]]]) -> None:
+    def __init__(self, cameras: Callable[[], Sequence[CameraStatus]] = list) -> None:
         self.registry = CollectorRegistry()
         self.inference_latency = Histogram(
             "streamwatch_inference_latency_seconds",
@@ -78,7 +81,24 @@ class Metrics:
             registry=self.registry,
         )
         self.job_running = Gauge("streamwatch_job_running", "1 while a job runs", registry=self.registry)
-        self.registry.register(_Live(live))
+        self.registry.register(_Live(cameras))
+
+    name = "the metrics"
+
+    async def take(self, decisions: Sequence[Decision]) -> None:
+        """A decision sink: answers asked or reused, the gate's verdicts and noise, alert events."""
+        for decision in decisions:
+            camera, verdict = decision.camera.id, decision.gate
+            self.gate.labels(camera, verdict.why).inc()
+            if verdict.compared:
+                self.gate_noise.labels(camera, decision.rule.id).set(verdict.noise)
+            self.answers.labels(camera, "reused" if decision.answer.reused else "asked").inc()
+            if decision.transition is not None:
+                self.alert_events.labels(camera, decision.rule.id, decision.transition).inc()
+
+    def watch_queue(self, stats: Callable[[], QueueStats]) -> None:
+        """Report the shared queue (inference/lanes.QueueStats) at scrape time."""
+        self.registry.register(_Queue(stats))
 
     def watch_model(self, state: Callable[[], Mapping[str, Any]]) -> None:
         """Report the model in use and its reloads (inference/reload.ModelState.as_dict) at scrape time."""
@@ -89,15 +109,20 @@ class Metrics:
 
 
 class _Live(Collector):
-    def __init__(self, live: Callable[[], tuple[QueueStats | None, Sequence[CameraStatus]]]) -> None:
-        self.live = live
+    def __init__(self, cameras: Callable[[], Sequence[CameraStatus]]) -> None:
+        self.cameras = cameras
 
     def collect(self) -> Iterator[Metric]:
-        stats, cameras = self.live()
-        if stats is not None:
-            yield from _queue(stats)
-        yield from _cameras(cameras)
+        yield from _cameras(self.cameras())
         yield from _gpu()
+
+
+class _Queue(Collector):
+    def __init__(self, stats: Callable[[], QueueStats]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _queue(self.stats())
 
 
 class _Model(Collector):

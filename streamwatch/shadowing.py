@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from PIL import Image
-
-from streamwatch.config import CameraConfig
-from streamwatch.inference.types import Answer
+from streamwatch.decision import Decision
 from streamwatch.labelling import LabelCollector
 from streamwatch.rules.model import Rule
 from streamwatch.store.shadow import NewShadowDecision, ShadowStore
@@ -21,28 +18,26 @@ from streamwatch.vocabulary import LabelReason
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Decided:
-    """One rule's answer on one frame, and whether it met the rule's condition."""
-
-    rule: Rule
-    question: str
-    answer: Answer
-    alert: bool
-    window: tuple[Image.Image, ...] = ()  # a question over several frames: the frames it was asked on
-
-
 class ShadowRecorder:
+    name = "the shadow rules' records"
+
     def __init__(self, store: ShadowStore, labels: LabelCollector | None = None) -> None:
         self.store, self.labels = store, labels
 
-    async def record(
-        self, camera: CameraConfig, shadow: Decided, live: Decided | None, image: Image.Image, frame_at: float
-    ) -> None:
+    async def take(self, decisions: Sequence[Decision]) -> None:
+        """A decision sink: each shadow rule's decision, beside its live rule's on the same frame."""
+        by_id = {decision.rule.id: decision for decision in decisions}
+        for decision in by_id.values():
+            if not decision.live:
+                live = by_id.get(decision.rule.shadows or "")
+                await self.record(decision, live if live is not None and live.live else None)
+
+    async def record(self, shadow: Decision, live: Decision | None) -> None:
         """Store the shadow rule's decision (with the live one's, when the live rule was asked on this
         frame too); a failure is logged, never raised: a shadow rule must not stop a camera."""
+        camera = shadow.camera
         decision = NewShadowDecision(
-            at=datetime.fromtimestamp(frame_at, UTC),
+            at=datetime.fromtimestamp(shadow.frame_at, UTC),
             camera=camera.id,
             rule=shadow.rule.id,
             shadows=shadow.rule.shadows,
@@ -63,8 +58,8 @@ class ShadowRecorder:
                 live.rule,
                 live.question,
                 live.answer,
-                image,
-                frame_at,
+                live.image,
+                live.frame_at,
                 reason=LabelReason.SHADOW,
                 window=live.window,
             )

@@ -39,7 +39,7 @@ def test_cameras_follow_config_edits_while_running(
     ready = f"http://127.0.0.1:{settings.web.port}/readyz"
     store = EventStore(Database.open(settings.database_url()), tmp_path / "data" / "snapshots")
     try:
-        cameras = running.service.cameras
+        cameras = running.service.cameras.workers
         wait_for(lambda: all(w.status().state == "online" for w in cameras.values()), 120, "both cameras online")
         wait_for(lambda: store.count(EventFilter(camera="dock", kind="open")) >= 1, 120, "an alert on dock")
         gate = cameras["gate"]
@@ -53,8 +53,8 @@ def test_cameras_follow_config_edits_while_running(
         assert cameras["gate"] is gate and gate.status().frames > frames  # the same worker, still delivering
         wait_for(lambda: store.count(EventFilter(camera="dock", kind="resolved")) >= 1, 120, "dock's alert resolved")
         assert "cameras changed: added ['yard'], removed ['dock'], restarted []" in caplog.text
-        wait_for(lambda: any(d.camera == "yard" for d in running.decisions[mark:]), 120, "yard's decisions")
-        assert "dock" not in {d.camera for d in running.decisions[mark:]}
+        wait_for(lambda: any(d.camera.id == "yard" for d in running.decisions[mark:]), 120, "yard's decisions")
+        assert "dock" not in {d.camera.id for d in running.decisions[mark:]}
 
         # an invalid edit: refused with file:line, the running cameras stay, readiness says why
         broken = base + CAMERA.format(id="yard", url=rtsp_server.url("/small")) + '\n[[cameras]]\nid = "Bad Id"\n'

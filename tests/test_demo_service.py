@@ -12,8 +12,8 @@ import pytest
 from support.helpers import REPO, wait_for
 from support.service import Running
 
-from streamwatch.alerts.pipeline import Decision
 from streamwatch.config import load_settings
+from streamwatch.decision import Decision
 from streamwatch.demo.clips import event_window
 from streamwatch.inference.build import build_backend
 
@@ -52,7 +52,7 @@ def test_the_demo_model_opens_and_resolves_the_fence_climb_alert_on_the_yard_cli
     try:
 
         def climb() -> list[Decision]:
-            return [d for d in running.decisions if d.rule == "fence-climb" and d.frame_pts is not None]
+            return [d for d in running.decisions if d.rule.id == "fence-climb" and d.frame_pts is not None]
 
         # the clip is paced to real time: wait until the first pass is 4 s past the climb
         wait_for(
@@ -67,7 +67,7 @@ def test_the_demo_model_opens_and_resolves_the_fence_climb_alert_on_the_yard_cli
         if first_pass and d.frame_pts is not None and d.frame_pts < (first_pass[-1].frame_pts or 0):
             break  # the clip started again
         first_pass.append(d)
-    events = [(d.event, d.frame_pts) for d in first_pass if d.event]
+    events = [(d.transition, d.frame_pts) for d in first_pass if d.transition]
     assert [kind for kind, _ in events] == ["open", "resolved"], [
         (d.frame_pts, d.answer.confidence) for d in first_pass
     ]

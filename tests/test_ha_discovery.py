@@ -51,7 +51,7 @@ def test_every_entity_of_the_shipped_demo_passes_home_assistants_schema() -> Non
     rules = ActiveRules(configured_rules(settings, PromptLimits(settings.model.max_question_chars)))
     topics = Topics(settings.mqtt)
     announcer = Announcer(
-        topics, cameras=settings.cameras, rules=rules, is_open=lambda *_: False, statuses=list, discovery=True
+        topics, cameras=lambda: settings.cameras, rules=rules, is_open=lambda *_: False, statuses=list, discovery=True
     )
     found = configs(announcer.messages())
     pairs = [(c.id, r.id) for c in settings.cameras for r in rules.alerting_for_camera(c)]
@@ -107,7 +107,7 @@ def test_entities_follow_the_service_and_go_with_their_rule_or_camera(tmp_path: 
     people = [base.format("binary_sensor", "people"), base.format("image", "people_snapshot")]
     people += [base.format("event", "people_alert"), base.format("sensor", "people_value")]
     try:
-        wait_for(lambda: any(d.event == "open" for d in running.decisions), 60, "the figure's alert")
+        wait_for(lambda: any(d.transition == "open" for d in running.decisions), 60, "the figure's alert")
         wait_for(lambda: len({m.payload for m in subscriber.on("sw/gate/people/value")}) == 2, 60, "both counts")
         for topic in [*people, base.format("sensor", "camera_state"), base.format("sensor", "camera_fps")]:
             received = subscriber.on(topic)

@@ -47,7 +47,7 @@ async def finished(runner: JobRunner, job_id: str, timeout: float = 30) -> JobRe
 
 def test_a_job_runs_the_cli_keeps_its_output_and_says_why_it_failed(tmp_path: Path) -> None:
     settings = settings_in(tmp_path)
-    metrics = Metrics(lambda: (None, []))
+    metrics = Metrics()
 
     async def main() -> None:
         ok = JobRunner(settings, metrics, python=child(tmp_path, 'echo "args: $*"; echo "wrote /x/eval.md"'))

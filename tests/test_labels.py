@@ -249,7 +249,7 @@ def test_the_service_keeps_uncertain_frames_and_publishes_nothing_about_them(tmp
     assert len(kept) == 1 and kept[0].reason == "uncertain" and kept[0].confidence == pytest.approx(0.55)
     assert kept[0].question == running.decisions[0].question and kept[0].model == "unsure-double"
     assert (tmp_path / "data" / "snapshots" / kept[0].frame).is_file()
-    assert not any(d.event for d in running.decisions)  # below the threshold: no alert, nothing published
+    assert not any(d.transition for d in running.decisions)  # below the threshold: no alert, nothing published
 
 
 class UnsureBackend(Backend):

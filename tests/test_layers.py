@@ -11,11 +11,11 @@ from support.helpers import REPO
 
 PACKAGE = REPO / "streamwatch"
 TOOLS = ("streamwatch.demo", "streamwatch.bench")
-ABOVE = ("streamwatch.web", "streamwatch.app", "streamwatch.cli", "streamwatch.serve")
+ABOVE = ("streamwatch.web", "streamwatch.app", "streamwatch.live", "streamwatch.cli", "streamwatch.serve")
 # The pipeline: ingest -> sampling (gate, frame history) -> inference -> rules -> alerts -> store and
 # outputs, with labelling and shadow rules beside it, and the learning loop.
 PIPELINE = (
-    "alerts", "change", "clips", "config", "config_watch", "filewatch", "frame_history", "housekeeping",
+    "alerts", "answer_log", "change", "clips", "config", "config_watch", "decision", "filewatch", "frame_history", "housekeeping",
     "inference", "ingest", "labelling", "lifecycle", "logs", "metrics", "outputs", "redact", "rules",
     "sampling", "shadowing", "shard", "store", "tomlfile", "vocabulary",
     # the learning loop: eval, fine-tuning, releases and the jobs that run them

@@ -75,7 +75,7 @@ def test_decisions_are_debug_lines_alerts_are_not(tmp_path: Path, caplog: pytest
     caplog.set_level(logging.DEBUG)
     running = Running(load_settings(write_site(tmp_path, str(REPO / "samples" / "yard.mp4"), None)))
     try:
-        wait_for(lambda: any(d.event == "open" for d in running.decisions), 60, "an alert")
+        wait_for(lambda: any(d.transition == "open" for d in running.decisions), 60, "an alert")
     finally:
         running.stop()
     decisions = [r for r in caplog.records if r.getMessage().startswith("camera=gate rule=right-side answer=")]

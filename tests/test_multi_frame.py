@@ -123,7 +123,7 @@ def test_a_camera_asks_its_motion_rule_about_its_last_frames(tmp_path: Path, cli
     backend = MotionBackend()
     running = Running(settings, lambda _s: backend)
     try:
-        wait_for(lambda: any(d.event == "open" for d in running.decisions), 40, "the walking figure's alert")
+        wait_for(lambda: any(d.transition == "open" for d in running.decisions), 40, "the walking figure's alert")
         with urllib.request.urlopen(f"http://127.0.0.1:{settings.web.port}/metrics") as scrape:
             metrics = scrape.read().decode()
     finally:
@@ -133,7 +133,7 @@ def test_a_camera_asks_its_motion_rule_about_its_last_frames(tmp_path: Path, cli
         "The 3 images are frames from the same camera, oldest first, 1 seconds from the first to the last. "
         "Is the person walking to the right? Answer yes or no."
     )
-    assert {d.rule for d in running.decisions} == {"walking-right"}
+    assert {d.rule.id for d in running.decisions} == {"walking-right"}
     kept = [line for line in metrics.splitlines() if line.startswith('streamwatch_frame_history_bytes{camera="gate"}')]
     assert kept and 0 < float(kept[0].split()[-1]) <= (3 + 1) * 640 * 360 * 3
 
@@ -149,7 +149,7 @@ def test_change_gating_looks_at_the_newest_frame_of_the_window(
     settings = load_settings(write_site(tmp_path, str(still), None))
     (tmp_path / "rules" / "perimeter.toml").write_text(MOTION_RULE.replace("span_s = 1", "span_s = 2"), "utf-8")
     backend = MotionBackend()
-    with caplog.at_level("DEBUG", logger="streamwatch.sampling"):
+    with caplog.at_level("DEBUG", logger="streamwatch.answer_log"):
         running = Running(settings, lambda _s: backend)
         try:
             wait_for(lambda: len(running.decisions) >= 4, 40, "four decisions")

@@ -110,7 +110,7 @@ def test_an_alert_reaches_a_webhook_and_a_mailbox_with_its_snapshot(
     running = Running(settings)
     try:
         wait_for(lambda: len(webhook.received) >= 1 and len(mails) >= 1, 90, "the notifications")
-        opened = next(d for d in running.decisions if d.event == "open")
+        opened = next(d for d in running.decisions if d.transition == "open")
 
         def scrape() -> str:
             with urllib.request.urlopen(f"http://127.0.0.1:{settings.web.port}/metrics") as answer:
@@ -136,7 +136,7 @@ def test_an_alert_reaches_a_webhook_and_a_mailbox_with_its_snapshot(
     assert len(jpegs) == 1 and jpegs[0].get_payload(decode=True)[:2] == b"\xff\xd8"
     assert [part.get_filename() for part in message.walk() if part.get_content_type() == "video/mp4"]
     assert all(n["title"].startswith("[CRITICAL]") for n in webhook.received)  # open only: no resolve sent
-    assert opened.event == "open"
+    assert opened.transition == "open"
     assert 'streamwatch_notifications_total{outcome="sent",target="ops#1"}' in metrics
     assert 'streamwatch_notifications_total{outcome="sent",target="ops#2"}' in metrics
     shown = "\n".join(RedactingFormatter().format(record) for record in caplog.records)
@@ -149,7 +149,7 @@ def events_and_target(
     """A store in `tmp_path` (opened again when it exists) and a target whose limit reads its history."""
     database = Database.open(f"sqlite:///{tmp_path / 'events.db'}")
     store = EventStore(database, tmp_path / "snapshots")
-    metrics = Metrics(lambda: (None, []))
+    metrics = Metrics()
     camera = CameraConfig(id="gate", url="x.mp4", name="Gate", tags=["perimeter"])
     target = NotifyOutput(
         config,

@@ -112,8 +112,8 @@ def test_a_shadow_rule_runs_beside_the_live_one_stores_its_decisions_and_never_a
     assert row["paired"] == row["decisions"] > 0  # asked on exactly the live rule's frames
     assert row["live_only"] >= 2 and row["shadow_only"] == 0 and row["both"] == 0
     assert row["neither"] + row["live_only"] == row["paired"]
-    shadow_decisions = [d for d in running.decisions if d.rule == "right-side-strict"]
-    assert shadow_decisions and all(d.event is None for d in shadow_decisions)
+    shadow_decisions = [d for d in running.decisions if d.rule.id == "right-side-strict"]
+    assert shadow_decisions and all(d.transition is None for d in shadow_decisions)
     store = EventStore(database, tmp_path / "data" / "snapshots")
     assert {event.rule for event in store.list()} == {"right-side"}  # the live rule alerted; the shadow never
     assert not [t for t in subscriber.topics() if "right-side-strict" in t]  # nothing on MQTT, no discovery

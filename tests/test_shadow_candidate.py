@@ -7,6 +7,7 @@ restart. Then from the running service's REST API and Jobs page."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from support.helpers import REPO, free_port, wait_for
 from support.service import serving
 
 from streamwatch.config import Settings, load_settings
+from streamwatch.decision import Decision
 from streamwatch.demo.dataset import demo_tasks, example
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.build import build_backend, load_backend
@@ -32,7 +34,6 @@ from streamwatch.release import shadow as shadow_module
 from streamwatch.release.shadow import CandidateShadow, ShadowRefused
 from streamwatch.rules.loader import load_rules
 from streamwatch.rules.model import Rule
-from streamwatch.shadowing import Decided
 from streamwatch.store.db import Database
 from streamwatch.store.shadow_runs import ShadowRuns
 
@@ -62,11 +63,12 @@ class Live:
         )
         self.backend = load_backend(settings)
 
-    def decided(self, image: Image.Image) -> Decided:
+    def decided(self, image: Image.Image, at: float = 0.0) -> Decision:
         question = self.rule.prompt(self.camera)
         (score,) = self.backend.score_yes_no([Prompt(crop_roi(image, self.rule.roi), question)])
         answer = Answer(score.text, score.p_yes, 0.0, 1, "demo")
-        return Decided(self.rule, question, answer, self.rule.is_alert(score.text, score.p_yes))
+        alert = self.rule.is_alert(score.text, score.p_yes)
+        return Decision(self.camera, self.rule, question, answer, alert, at, 0, None, image)
 
 
 def shadow_of(settings: Settings, database: Database, live: Backend) -> CandidateShadow:
@@ -87,7 +89,7 @@ def test_a_candidate_in_shadow_says_what_it_would_alert_on_and_resumes_after_a_r
 
     async def feed(shadow: CandidateShadow, count: int) -> None:
         for index, (frame, item) in enumerate(zip(frames, decided, strict=True)):
-            shadow.offer(live.camera, frame, [item, None], 1000.0 + index)
+            shadow.offer([dataclasses.replace(item, image=frame, frame_at=1000.0 + index)])
         await wait_for_async(lambda: sum(c["frames"] for c in shadow.counts().values()) >= count, "the candidate")
 
     async def main() -> None:
@@ -116,7 +118,7 @@ def test_a_candidate_in_shadow_says_what_it_would_alert_on_and_resumes_after_a_r
             assert snapshot is not None and snapshot.read_bytes()[:2] == b"\xff\xd8"
             # the live model never waits: past MAX_PENDING the oldest waiting frames are dropped and counted
             for _ in range(shadow_module.MAX_PENDING + 40):
-                shadow.offer(live.camera, frames[0], [decided[0]], 2000.0)
+                shadow.offer([dataclasses.replace(decided[0], frame_at=2000.0)])
             assert len(shadow._pending) <= shadow_module.MAX_PENDING
             await wait_for_async(lambda: shadow.dropped > 0 and not shadow._pending, "the queue to drain")
 
@@ -236,11 +238,11 @@ def test_a_failing_candidate_is_reported_and_the_next_batch_tried(tmp_path: Path
                 raise RuntimeError("CUDA out of memory")
 
             backend.score_yes_no = out_of_memory  # type: ignore[method-assign, assignment]
-            shadow.offer(live.camera, frame, [item], 1.0)
+            shadow.offer([dataclasses.replace(item, image=frame, frame_at=1.0)])
             await wait_for_async(lambda: shadow.problem() is not None, "the failure reported")
             assert "CUDA out of memory" in str(shadow.problem()) and shadow.status()["problem"] == shadow.problem()
             backend.score_yes_no = real  # type: ignore[method-assign]
-            shadow.offer(live.camera, frame, [item], 2.0)
+            shadow.offer([dataclasses.replace(item, image=frame, frame_at=2.0)])
             await wait_for_async(lambda: shadow.problem() is None, "the next batch answered")
             assert shadow.counts()[f"line/{RULE}"]["frames"] == 1
 

@@ -104,8 +104,8 @@ def test_two_shards_share_a_broker_and_a_postgresql_database(tmp_path: Path, pos
         subscriber = Subscriber(broker.port, "#")
         shards = [Running(settings.model_copy(update={"shard": spec})) for spec in ("1/2", "2/2")]
         try:
-            assert sorted(shards[0].service.cameras) == sorted(cameras[:2])
-            assert sorted(shards[1].service.cameras) == sorted(cameras[2:])
+            assert sorted(shards[0].service.cameras.workers) == sorted(cameras[:2])
+            assert sorted(shards[1].service.cameras.workers) == sorted(cameras[2:])
             subscriber.wait_for("sw/events", 4, timeout=60)  # one alert opened per camera
             time.sleep(2)  # time for a duplicate relay to show
             for spec in ("1-of-2", "2-of-2"):

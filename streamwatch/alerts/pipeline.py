@@ -17,13 +17,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from PIL import Image
 
 from streamwatch.clips.recorder import ClipRecorder
 from streamwatch.config import CameraConfig
+from streamwatch.decision import Decision
 from streamwatch.inference.types import Answer
 from streamwatch.outputs.base import Output
 from streamwatch.rules.evaluator import Evaluator, Transition
@@ -78,6 +78,34 @@ class AlertPipeline:
     def _notify(self) -> None:
         for output in self.outputs:
             output.notify()
+
+    async def transitions(self, decisions: Sequence[Decision]) -> list[Decision]:
+        """The decisions made on one frame, each live rule's with the alert transition its answer caused
+        (recorded and announced). An event that cannot be recorded is logged; the decision goes on
+        without one."""
+
+        async def one(decision: Decision) -> Decision:
+            if not decision.live:  # a shadow rule's decision is stored beside the live rule's, never alerted
+                return decision
+            try:
+                event = await self.handle(
+                    decision.camera,
+                    decision.rule,
+                    decision.question,
+                    decision.answer,
+                    decision.alert,
+                    decision.image,
+                    decision.frame_at,
+                    decision.window,
+                )
+            except Exception:  # the database or disk failed: say so loudly, keep watching
+                log.exception(
+                    "camera %s rule %s: could not record the alert event", decision.camera.id, decision.rule.id
+                )
+                return decision
+            return decision if event is None else dataclasses.replace(decision, transition=event.kind)
+
+        return list(await asyncio.gather(*(one(decision) for decision in decisions)))
 
     async def handle(
         self,
@@ -276,17 +304,3 @@ def _as_new(event: Event) -> NewEvent:
 
 
 NO_LONGER_WATCHED = "(no longer watched)"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One answered rule on one frame."""
-
-    camera: str
-    rule: str
-    question: str
-    answer: Answer
-    alert: bool
-    frame_seq: int
-    event: str | None = None  # open / update / resolved, when this answer caused an alert event
-    frame_pts: float | None = None  # seconds into the stream or file (a looping file starts again at 0)

@@ -24,6 +24,7 @@ from streamwatch.alerts.pipeline import AlertPipeline
 from streamwatch.bench.footage import clip_samples
 from streamwatch.bench.report import machine
 from streamwatch.config import load_settings
+from streamwatch.decision import Sinks
 from streamwatch.demo.camera import degraded
 from streamwatch.inference.build import build_backend
 from streamwatch.inference.engine import Engine, loaded_model
@@ -31,7 +32,7 @@ from streamwatch.ingest.frame import Frame
 from streamwatch.metrics import Metrics
 from streamwatch.reports import markdown_table, write_report
 from streamwatch.rules.loader import ActiveRules, configured_rules
-from streamwatch.sampling import AnswerLog, Sampler
+from streamwatch.sampling import Sampler
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 
@@ -67,7 +68,7 @@ async def replay(config: Path, work_dir: Path, gating: bool, camera_kind: str = 
     name = f"{camera_kind.replace(' ', '-')}-{'on' if gating else 'off'}"
     store = EventStore(Database.open(f"sqlite:///{work_dir / f'events-{name}.db'}"), work_dir / f"snapshots-{name}")
     alerts: list[AlertKey] = []
-    metrics = Metrics(lambda: (None, []))
+    metrics = Metrics()
     async with loaded_model(settings, build_backend) as model:
         engine = Engine(settings, model)
         rules = ActiveRules(configured_rules(settings, engine.limits))
@@ -80,8 +81,7 @@ async def replay(config: Path, work_dir: Path, gating: bool, camera_kind: str = 
                     None,  # type: ignore[arg-type]  # no worker: frames are handed to answer() below
                     rules=rules,
                     engine=engine,
-                    pipeline=pipeline,
-                    answers=AnswerLog(),
+                    sinks=Sinks([metrics], transitions=pipeline.transitions),
                     metrics=metrics,
                 )
                 due = [r for r in rules.for_camera(camera) if r.active_hours is None and r.schedule is None]

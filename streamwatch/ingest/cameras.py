@@ -1,4 +1,4 @@
-"""This instance's camera workers, started together and stopped together; one added or removed while
+"""This instance's cameras and their workers, started together and stopped together; one added or removed while
 running (a config edit) starts or stops on its own."""
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ class Cameras:
 
     def __init__(self, configs: Sequence[CameraConfig]) -> None:
         self.workers = {camera.id: CameraWorker(camera) for camera in configs}
+
+    def configs(self) -> list[CameraConfig]:
+        """The cameras watched now, in the order they were added (a copy: the set changes only here)."""
+        return [worker.camera for worker in self.workers.values()]
 
     async def __aenter__(self) -> Cameras:
         for worker in self.workers.values():

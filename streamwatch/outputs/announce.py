@@ -22,7 +22,7 @@ class Announcer:
         self,
         topics: Topics,
         *,
-        cameras: Sequence[CameraConfig],
+        cameras: Callable[[], Sequence[CameraConfig]],
         rules: ActiveRules,
         is_open: Callable[[str, str], bool],
         statuses: Callable[[], list[CameraStatus]],
@@ -39,7 +39,7 @@ class Announcer:
         configs: list[Message] = []
         states: list[Message] = []
         pairs: set[tuple[str, str]] = set()
-        for camera in self.cameras:
+        for camera in self.cameras():
             rules = self.rules.alerting_for_camera(camera)
             if self.discovery:
                 configs += self.configs.messages(camera, rules)

@@ -213,6 +213,13 @@ class MqttOutput(Output):
             return False
         return True
 
+    async def announce(self) -> None:
+        """Say again what a connect says (the rules or cameras changed); nothing while offline: the next
+        connect says it."""
+        if self.connected.is_set():
+            for message in self._on_connect():
+                await self.publish_now(message)
+
     async def stop(self, task: asyncio.Task[None], drain_s: float = 5.0) -> None:
         """Deliver what is pending (up to `drain_s`), say offline, disconnect."""
         deadline = asyncio.get_running_loop().time() + drain_s

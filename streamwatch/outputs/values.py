@@ -3,27 +3,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
+from streamwatch.decision import Decision
 from streamwatch.outputs.topics import Topics, mqtt_message
 from streamwatch.rules.model import Rule
 from streamwatch.store.message import Message
 
 
 class AnswerValues:
-    def __init__(self, topics: Topics, publish: Callable[[Message], Awaitable[bool]]) -> None:
-        self.topics, self.publish = topics, publish
+    """The latest value of each count and choice rule per camera (what a reconnect says again)."""
+
+    def __init__(self, topics: Topics) -> None:
+        self.topics = topics
         self.latest: dict[tuple[str, str], str] = {}
 
-    async def update(self, camera: str, rule: Rule, text: str) -> None:
-        """A new answer of `rule` on `camera`: published when its value (a count, a choice) changed."""
+    def update(self, camera: str, rule: Rule, text: str) -> Message | None:
+        """A new answer of `rule` on `camera`: its message when its value (a count, a choice) changed."""
         if rule.answer not in ("count", "choice"):
-            return
+            return None
         value = rule.value_of(text)
         if value is None or self.latest.get((camera, rule.id)) == value:
-            return
+            return None
         self.latest[(camera, rule.id)] = value
-        await self.publish(self.message(camera, rule.id, value))
+        return self.message(camera, rule.id, value)
 
     def message(self, camera: str, rule: str, value: str) -> Message:
         return mqtt_message(self.topics.value(camera, rule), value.encode(), retain=True)
@@ -35,3 +38,19 @@ class AnswerValues:
             for (camera, rule), value in self.latest.items()
             if (camera, rule) in pairs
         ]
+
+
+class PublishedValues:
+    """A decision sink: each live count or choice rule's value, published when it changed."""
+
+    name = "the answer values"
+
+    def __init__(self, values: AnswerValues, publish: Callable[[Message], Awaitable[bool]]) -> None:
+        self.values, self.publish = values, publish
+
+    async def take(self, decisions: Sequence[Decision]) -> None:
+        for decision in decisions:
+            if decision.live:
+                message = self.values.update(decision.camera.id, decision.rule, decision.answer.text)
+                if message is not None:
+                    await self.publish(message)

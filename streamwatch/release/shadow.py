@@ -26,13 +26,13 @@ from typing import Any
 from PIL import Image
 
 from streamwatch.alerts.pipeline import jpeg
-from streamwatch.config import CameraConfig, Settings
+from streamwatch.config import Settings
+from streamwatch.decision import Decision
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import crop_roi
 from streamwatch.rules.evaluator import Evaluator, Transition
 from streamwatch.rules.model import Rule
-from streamwatch.shadowing import Decided
 from streamwatch.store.shadow_runs import Run, ShadowRuns, WouldBeAlert
 
 log = logging.getLogger(__name__)
@@ -136,26 +136,30 @@ class CandidateShadow:
         return {key: dict(value) for key, value in sorted(self._counts.items())}
 
     # -- the samplers' side --------------------------------------------------------------------------
-    def offer(
-        self, camera: CameraConfig, image: Image.Image, decided: Sequence[Decided | None], frame_at: float
-    ) -> None:
-        """The live answers on one frame: each live single-frame yes/no rule's goes to the candidate
-        (never blocks; past MAX_PENDING the oldest waiting one is dropped and counted)."""
+    name = "the candidate's shadow"
+
+    async def take(self, decisions: Sequence[Decision]) -> None:
+        """A decision sink (see `offer`)."""
+        self.offer(decisions)
+
+    def offer(self, decisions: Sequence[Decision]) -> None:
+        """The answers on one frame: each live single-frame yes/no rule's goes to the candidate (never
+        blocks; past MAX_PENDING the oldest waiting one is dropped and counted)."""
         if self.run is None:
             return
-        for item in decided:
-            if item is None or not item.rule.live or item.rule.answer != "yes_no" or item.window:
+        for item in decisions:
+            if not item.rule.live or item.rule.answer != "yes_no" or item.window:
                 continue
             if len(self._pending) >= MAX_PENDING:
                 self._pending.popleft()
                 self.dropped += 1
             self._pending.append(
                 Item(
-                    camera.id,
+                    item.camera.id,
                     item.rule,
                     item.question,
-                    crop_roi(image, item.rule.roi),
-                    frame_at,
+                    crop_roi(item.image, item.rule.roi),
+                    item.frame_at,
                     item.answer.confidence,
                     item.alert,
                     item.answer.reused,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from PIL import Image
 
-from streamwatch.config import CameraConfig
+from streamwatch.answer_log import AnswerLog
 from streamwatch.inference.engine import Engine
 from streamwatch.inference.reload import ModelState
 from streamwatch.inference.types import Answer, AnswerKind
@@ -20,7 +20,6 @@ from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
 from streamwatch.release.shadow import CandidateShadow
 from streamwatch.rules.loader import ActiveRules
-from streamwatch.sampling import AnswerLog
 from streamwatch.store import measures
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
@@ -39,7 +38,6 @@ class ServiceView:
         *,
         store: EventStore,
         cameras: Cameras,
-        my_cameras: Sequence[CameraConfig],
         rules: ActiveRules,
         answers: AnswerLog,
         engine: Engine,
@@ -51,7 +49,7 @@ class ServiceView:
         jobs: JobRunner | None = None,
         candidate: CandidateShadow | None = None,
     ) -> None:
-        self.store, self.cameras, self.my_cameras = store, cameras, my_cameras
+        self.store, self.cameras = store, cameras
         self.labels = labels
         self._read: dict[str, tuple[float, ByRule]] = {}  # _by_rule's, by what
         self.rules, self.answers, self.engine, self.metrics = rules, answers, engine, metrics
@@ -71,7 +69,7 @@ class ServiceView:
         measured = self._measures()
         shadowed = self._shadow_records() if any(not rule.live for rule in self.rules.current.rules) else {}
         for rule in self.rules.current.rules:
-            cameras = [c.id for c in self.my_cameras if rule.applies_to(c)]
+            cameras = [c.id for c in self.cameras.configs() if rule.applies_to(c)]
             answers = [self.answers.latest[(c, rule.id)] for c in cameras if (c, rule.id) in self.answers.latest]
             views.append(
                 RuleView(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import textwrap
 import threading
@@ -16,9 +17,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from streamwatch.alerts.pipeline import Decision
 from streamwatch.app import Service
 from streamwatch.config import Settings
+from streamwatch.decision import Decision
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.types import Prompt
 from support.helpers import free_port, wait_for
@@ -90,13 +91,29 @@ def write_site(folder: Path, camera_url: str, mqtt_port: int | None) -> Path:
     return folder / "config.toml"
 
 
+NO_IMAGE = Image.new("RGB", (1, 1))
+
+
+class Recorder:
+    """A decision sink that keeps every decision, without its pictures (a test reads the rest)."""
+
+    name = "the test's record"
+
+    def __init__(self) -> None:
+        self.decisions: list[Decision] = []
+
+    async def take(self, decisions: Sequence[Decision]) -> None:
+        self.decisions += [dataclasses.replace(d, image=NO_IMAGE, window=()) for d in decisions]
+
+
 class Running:
     """The service on its own event loop in a thread, as `streamwatch run` would run it."""
 
     def __init__(self, settings: Settings, backend_factory: Callable[[Settings], Backend] | None = None) -> None:
-        self.decisions: list[Decision] = []
+        recorder = Recorder()
+        self.decisions = recorder.decisions
         factory = backend_factory or (lambda _s: SceneBackend())
-        self.service = Service(settings, backend_factory=factory, on_decision=self.decisions.append)
+        self.service = Service(settings, backend_factory=factory, sinks=[recorder])
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from streamwatch.answer_log import LastAnswer
 from streamwatch.config import CameraConfig
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.limits import PromptLimits
@@ -23,7 +24,6 @@ from streamwatch.ingest.status import CameraStatus
 from streamwatch.jobs.runner import JobRunner
 from streamwatch.metrics import Metrics
 from streamwatch.release.shadow import CandidateShadow
-from streamwatch.sampling import LastAnswer
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
@@ -55,7 +55,8 @@ class Site:
         self.queue.start()
         self.worker = CameraWorker(CameraConfig(id="yard", url=str(REPO / "samples" / "yard.mp4"), name="Yard"))
         self.worker.start()
-        self.metrics = Metrics(lambda: (self.queue.stats(), self.camera_status()))
+        self.metrics = Metrics(self.camera_status)
+        self.metrics.watch_queue(self.queue.stats)
         self.jobs: JobRunner | None = None  # test_jobs runs real ones
         self.candidate: CandidateShadow | None = None  # test_shadow_candidate runs a real one
 
