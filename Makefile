@@ -39,6 +39,7 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check streamwatch tests
 	$(VENV)/bin/ruff format --check streamwatch tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: install-test lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt
 from streamwatch.vlm.processor import VideoUnsupported
-from streamwatch.vlm.tiny import make_tiny
+from streamwatch.tools.tiny import make_tiny
 
 
 def main() -> int:

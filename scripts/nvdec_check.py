@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streamwatch.ingest.stream import VideoStream
-from streamwatch.ingest.synthetic import write_clip
+from streamwatch.tools.synthetic import write_clip
 
 
 def decode(path: Path, hwaccel: str, keep: int = 3) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streamwatch.bench.model import RULES, ModelBenchConfig, build, frames
+from streamwatch.tools.bench.model import RULES, ModelBenchConfig, build, frames
 from streamwatch.inference.types import Prompt
 
 

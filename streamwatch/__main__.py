@@ -1,3 +1,3 @@
-from streamwatch.cli import main
+from streamwatch.cli.main import main
 
 raise SystemExit(main())

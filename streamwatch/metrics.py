@@ -15,7 +15,7 @@ from streamwatch.inference.lanes import QueueStats
 from streamwatch.ingest.status import CameraStatus
 
 if TYPE_CHECKING:
-    from streamwatch.decision import Decision
+    from streamwatch.pipeline.decision import Decision
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CAMERA_STATES = ("starting", "online", "offline", "disabled")

@@ -11,9 +11,9 @@ import pytest
 from support.helpers import CHROMIUM
 from support.mqtt import Broker
 
-from streamwatch.bench.rtsp import RtspServer
 from streamwatch.inference.backends.transformers import TransformersBackend
-from streamwatch.vlm.tiny import make_tiny
+from streamwatch.tools.bench.rtsp import RtspServer
+from streamwatch.tools.tiny import make_tiny
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def shared_and_plain(tiny_model: Path) -> tuple[TransformersBackend, Transformer
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """H.264 clips for the RTSP server, encoded once: 10 fps, keyframe every second unless named."""
-    from streamwatch.ingest.synthetic import write_clip
+    from streamwatch.tools.synthetic import write_clip
 
     folder = tmp_path_factory.mktemp("clips")
     return {

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from support.events import new_event
 
+from streamwatch.errors import SearchError
 from streamwatch.store.alert_list import AlertFilter, AlertList
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
-from streamwatch.store.search import SearchError
 from streamwatch.vocabulary import Verdict
 
 JPEG = b"\xff\xd8 not really a jpeg"

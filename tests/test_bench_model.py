@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from streamwatch.bench.model import QUESTION, ModelBenchConfig, build, flops_per_frame, frames
-from streamwatch.bench.pipeline import steady_ask_share
-from streamwatch.change import ChangeGate, view
 from streamwatch.inference.types import Answer, Prompt
+from streamwatch.pipeline.change import ChangeGate, view
+from streamwatch.tools.bench.model import QUESTION, ModelBenchConfig, build, flops_per_frame, frames
+from streamwatch.tools.bench.pipeline import steady_ask_share
 
 
 def test_bench_model_writes_a_report_comparing_naive_and_batched(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support.helpers import REPO
 
-from streamwatch.bench.loop_site import make_boards
-from streamwatch.bench.recipes import RecipesConfig, figures, gathered, run_bench
+from streamwatch.tools.bench.loop_site import make_boards
+from streamwatch.tools.bench.recipes import RecipesConfig, figures, gathered, run_bench
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def test_a_slow_consumer_never_builds_a_backlog(tmp_path: Path, clips: dict[str,
 
 
 def test_files_loop_and_play_at_their_own_pace(tmp_path: Path) -> None:
-    from streamwatch.ingest.synthetic import write_clip
+    from streamwatch.tools.synthetic import write_clip
 
     clip = write_clip(tmp_path / "one-second.mp4", seconds=1)
     worker = CameraWorker(CameraConfig(id="loop", url=str(clip), decode="all"))
@@ -64,7 +64,7 @@ def test_files_loop_and_play_at_their_own_pace(tmp_path: Path) -> None:
 
 
 def test_a_file_without_loop_ends_offline(tmp_path: Path) -> None:
-    from streamwatch.ingest.synthetic import write_clip
+    from streamwatch.tools.synthetic import write_clip
 
     clip = write_clip(tmp_path / "once.mp4", seconds=0.5)
     worker = CameraWorker(CameraConfig(id="once", url=str(clip), loop=False, decode="all"))

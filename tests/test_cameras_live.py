@@ -12,10 +12,10 @@ import pytest
 from support.helpers import get_json, wait_for
 from support.service import Running, write_site
 
-from streamwatch.bench.rtsp import RtspServer
 from streamwatch.config import load_settings
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore
+from streamwatch.tools.bench.rtsp import RtspServer
 
 CAMERA = """
 [[cameras]]

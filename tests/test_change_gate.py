@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from support.helpers import REPO
 
-from streamwatch.bench.gating import GatingBenchConfig, run_bench
-from streamwatch.change import ChangeGate, Verdict, compare, view
 from streamwatch.config import CameraConfig
-from streamwatch.demo.camera import degraded
 from streamwatch.inference.types import Answer
+from streamwatch.pipeline.change import ChangeGate, Verdict, compare, view
+from streamwatch.tools.bench.gating import GatingBenchConfig, run_bench
+from streamwatch.tools.demo.camera import degraded
 
 AREA = CameraConfig(id="x", url="x").change_area  # the shipped default, source pixels
 

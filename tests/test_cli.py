@@ -309,8 +309,8 @@ def test_the_runtime_commands_import_nothing_from_the_tools(demo: Path, command:
     imported = {
         line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
     }
-    assert "streamwatch.app" in imported or command[0] != "run"
-    assert not {name for name in imported if name.startswith(("streamwatch.bench", "streamwatch.demo"))}
+    assert "streamwatch.app.service" in imported or command[0] != "run"
+    assert not {name for name in imported if name.startswith(("streamwatch.tools.bench", "streamwatch.tools.demo"))}
 
 
 @pytest.mark.parametrize(

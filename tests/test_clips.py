@@ -21,13 +21,13 @@ from support.events import new_event
 from support.helpers import wait_for
 from support.service import Running, write_site
 
-from streamwatch.bench.rtsp import RtspServer
 from streamwatch.clips.mp4 import decoding_stamps, write_mp4
 from streamwatch.clips.ring import PacketRing
 from streamwatch.config import load_settings
-from streamwatch.ingest.synthetic import write_clip
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
+from streamwatch.tools.bench.rtsp import RtspServer
+from streamwatch.tools.synthetic import write_clip
 
 
 def fill(ring: PacketRing, clip: Path, *, limit: int | None = None) -> int:

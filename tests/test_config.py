@@ -11,7 +11,7 @@ import pytest
 from support.helpers import REPO
 
 from streamwatch.config import load_settings
-from streamwatch.tomlfile import DataFileError
+from streamwatch.errors import DataFileError
 
 VALID_CAMERA = """
 [[cameras]]
@@ -396,7 +396,7 @@ def test_a_section_set_back_to_what_runs_needs_no_restart(tmp_path: Path, caplog
     import asyncio
     import os
 
-    from streamwatch.config_watch import ConfigWatch
+    from streamwatch.app.config_watch import ConfigWatch
 
     path = write(tmp_path, '[model]\nid = "./models/m"\n[web]\nsession_hours = 12\n')
     applied: list[object] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamwatch.demo.camera import DAY_NOISE, KINDS, NIGHT_NOISE, degraded
+from streamwatch.tools.demo.camera import DAY_NOISE, KINDS, NIGHT_NOISE, degraded
 
 
 def _scene(frames: int = 12) -> list[np.ndarray]:

@@ -7,12 +7,12 @@ import numpy as np
 from PIL import Image
 from support.helpers import REPO
 
-from streamwatch.demo.build import HELD_OUT_SEED, evaluate_model
-from streamwatch.demo.clips import frame_at, truth_at
-from streamwatch.demo.dataset import demo_tasks, render_question
-from streamwatch.demo.evaluate import ANSWER_TOKENS, held_out, report
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt
+from streamwatch.tools.demo.build import HELD_OUT_SEED, evaluate_model
+from streamwatch.tools.demo.clips import frame_at, truth_at
+from streamwatch.tools.demo.dataset import demo_tasks, render_question
+from streamwatch.tools.demo.evaluate import ANSWER_TOKENS, held_out, report
 from streamwatch.vlm.processor import load_processor
 
 MODEL = REPO / "models" / "demo-glm4v"

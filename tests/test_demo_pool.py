@@ -11,11 +11,11 @@ import pytest
 import torch
 from support.helpers import REPO
 
-from streamwatch.demo.build import DEMO_SIZE
-from streamwatch.demo.dataset import Task, demo_tasks
-from streamwatch.demo.pool import OBJECTS, Scene, ScenePool, draw_scene, draw_scenes, token_objects
+from streamwatch.tools.demo.build import DEMO_SIZE
+from streamwatch.tools.demo.dataset import Task, demo_tasks
+from streamwatch.tools.demo.pool import OBJECTS, Scene, ScenePool, draw_scene, draw_scenes, token_objects
+from streamwatch.tools.tiny import build_glm4v
 from streamwatch.vlm.processor import load_processor
-from streamwatch.vlm.tiny import build_glm4v
 
 # rule, the object kind whose presence answers it "yes"
 ANSWERED_BY = [

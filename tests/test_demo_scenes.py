@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from support.helpers import REPO
 
-from streamwatch.demo.clips import CLIPS, FPS, SECONDS, event_window, frame_at, truth_at, write_demo_clips
-from streamwatch.demo.dataset import DOMAINS, demo_tasks, example, examples
+from streamwatch.tools.demo.clips import CLIPS, FPS, SECONDS, event_window, frame_at, truth_at, write_demo_clips
+from streamwatch.tools.demo.dataset import DOMAINS, demo_tasks, example, examples
 
 FORCED = [(d.name, rule, keyword) for d in DOMAINS.values() for rule, keyword in d.forces.items()]
 
@@ -41,7 +41,7 @@ def test_a_forced_object_changes_the_picture_where_it_is_drawn() -> None:
     """The same layout with and without the intruder differs: the model has something to look at."""
     from dataclasses import replace
 
-    from streamwatch.demo import perimeter
+    from streamwatch.tools.demo import perimeter
 
     yard = perimeter.random_perimeter(np.random.default_rng(4), climbing=True, count=1)
     empty = replace(yard, people=())

@@ -13,9 +13,9 @@ from support.helpers import REPO, wait_for
 from support.service import Running
 
 from streamwatch.config import load_settings
-from streamwatch.decision import Decision
-from streamwatch.demo.clips import event_window
 from streamwatch.inference.build import build_backend
+from streamwatch.pipeline.decision import Decision
+from streamwatch.tools.demo.clips import event_window
 
 MODEL = REPO / "models" / "demo-glm4v"
 

@@ -13,11 +13,12 @@ import torch
 from support.helpers import REPO
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from streamwatch.demo.answers import PoolBatches, Prompts, check_cached_tokens
-from streamwatch.demo.build import DEMO_SIZE
-from streamwatch.demo.dataset import answer_text, demo_tasks, examples, render_question
-from streamwatch.demo.pool import OBJECT_DOMAINS, OBJECTS, ScenePool, build_pool, draw_scenes
-from streamwatch.demo.vision import (
+from streamwatch.learning.finetune.objective import answer_suffix, encode
+from streamwatch.tools.demo.answers import PoolBatches, Prompts, check_cached_tokens
+from streamwatch.tools.demo.build import DEMO_SIZE
+from streamwatch.tools.demo.dataset import answer_text, demo_tasks, examples, render_question
+from streamwatch.tools.demo.pool import OBJECT_DOMAINS, OBJECTS, ScenePool, build_pool, draw_scenes
+from streamwatch.tools.demo.vision import (
     VisionSettings,
     detection_accuracy,
     image_tokens,
@@ -26,10 +27,9 @@ from streamwatch.demo.vision import (
     token_features,
     train_vision,
 )
-from streamwatch.finetune.objective import answer_suffix, encode
+from streamwatch.tools.tiny import build_glm4v
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import prompt_style
-from streamwatch.vlm.tiny import build_glm4v
 
 RULES = REPO / "rules"
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from support.helpers import REPO
 
-from streamwatch.demo.build import DEMO_SIZE
-from streamwatch.demo.dataset import demo_tasks
-from streamwatch.demo.pool import ScenePool, draw_scenes
-from streamwatch.demo.tower import still_frames
-from streamwatch.demo.vision import reinit_vision
+from streamwatch.tools.demo.build import DEMO_SIZE
+from streamwatch.tools.demo.dataset import demo_tasks
+from streamwatch.tools.demo.pool import ScenePool, draw_scenes
+from streamwatch.tools.demo.tower import still_frames
+from streamwatch.tools.demo.vision import reinit_vision
+from streamwatch.tools.tiny import build_glm4v
 from streamwatch.vlm.processor import load_processor
-from streamwatch.vlm.tiny import build_glm4v
 
 
 def test_still_frames_tower_is_the_tower(tmp_path: Path) -> None:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from support.helpers import REPO
 
-from streamwatch.demo.build import DEMO_SIZE
-from streamwatch.demo.dataset import demo_tasks, examples, render_question
-from streamwatch.demo.train import Batches, TrainSettings, train
-from streamwatch.finetune.objective import answer_suffix, encode
+from streamwatch.learning.finetune.objective import answer_suffix, encode
+from streamwatch.tools.demo.build import DEMO_SIZE
+from streamwatch.tools.demo.dataset import demo_tasks, examples, render_question
+from streamwatch.tools.demo.train import Batches, TrainSettings, train
+from streamwatch.tools.tiny import build_glm4v
 from streamwatch.vlm.processor import load_processor
 from streamwatch.vlm.prompts import prompt_style
-from streamwatch.vlm.tiny import build_glm4v
 
 
 def fresh_model(folder: Path, seed: int = 0) -> tuple[Any, Any]:

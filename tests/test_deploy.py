@@ -16,7 +16,7 @@ from support.helpers import REPO
 
 from streamwatch.config import load_settings
 from streamwatch.config.passwords import hash_secret
-from streamwatch.shard import Shard
+from streamwatch.config.shard import Shard
 
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from test_notify import Webhook, events_and_target, webhook  # noqa: F401  (the fixture)
 
-from streamwatch.alerts import pipeline as pipeline_module
-from streamwatch.alerts.pipeline import AlertPipeline
+from streamwatch.alerts import recorder as pipeline_module
+from streamwatch.alerts.recorder import AlertPipeline
 from streamwatch.config import CameraConfig, NotifyConfig
 from streamwatch.inference.types import Answer
 from streamwatch.outputs.base import Output

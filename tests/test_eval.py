@@ -21,13 +21,13 @@ from support.demo_site import demo_site, label_boards
 from support.events import new_event
 from support.helpers import REPO
 
-from streamwatch.alerts.pipeline import jpeg
-from streamwatch.demo.dataset import demo_tasks, example
-from streamwatch.evaluation import metrics
-from streamwatch.evaluation.false_alerts import false_alerts
-from streamwatch.evaluation.manifest import frames, load_manifest
+from streamwatch.alerts.recorder import jpeg
+from streamwatch.learning.evaluation import scores as metrics
+from streamwatch.learning.evaluation.false_alerts import false_alerts
+from streamwatch.learning.evaluation.manifest import frames, load_manifest
 from streamwatch.store import measures
 from streamwatch.store.labels import NewLabelRequest
+from streamwatch.tools.demo.dataset import demo_tasks, example
 from streamwatch.vocabulary import Label, Verdict
 
 
@@ -96,7 +96,7 @@ HEAD = 'clip = "clip.mp4"\ncamera = "line"\nrule = "solder-bridge"\nevery_s = 1\
 def test_manifests_with_errors_name_file_line_and_field(
     tmp_path: Path, clips: dict[str, Path], body: str, expected: str
 ) -> None:
-    from streamwatch.tomlfile import DataFileError
+    from streamwatch.errors import DataFileError
 
     path = manifest(tmp_path, body, clips["cam"])
     with pytest.raises(DataFileError) as info:
@@ -105,7 +105,7 @@ def test_manifests_with_errors_name_file_line_and_field(
 
 
 def test_an_interval_past_the_end_of_the_clip_is_named(tmp_path: Path, clips: dict[str, Path]) -> None:
-    from streamwatch.tomlfile import DataFileError
+    from streamwatch.errors import DataFileError
 
     path = manifest(
         tmp_path,

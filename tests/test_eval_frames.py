@@ -16,10 +16,10 @@ from support.helpers import random_image, wait_for
 from support.service import MOTION_RULE, MotionBackend, Running, figure_x, write_site
 
 from streamwatch.config import load_settings
-from streamwatch.evaluation.examples import Example, all_examples, from_clips
-from streamwatch.evaluation.manifest import load_manifest
-from streamwatch.evaluation.replay import replay
 from streamwatch.ingest.preprocess import fit_longest_side
+from streamwatch.learning.evaluation.examples import Example, all_examples, from_clips
+from streamwatch.learning.evaluation.manifest import load_manifest
+from streamwatch.learning.evaluation.replay import replay
 from streamwatch.rules.loader import load_rules
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventFilter, EventStore

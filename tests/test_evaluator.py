@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamwatch.rules.evaluator import Change, Evaluator, Transition
+from streamwatch.alerts.states import Change, Evaluator, Transition
 from streamwatch.rules.model import Rule
 
 

@@ -9,8 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
-from streamwatch.evaluation.false_alerts import DAY_S, false_alerts
-from streamwatch.rules.evaluator import Evaluator
+from streamwatch.alerts.states import Evaluator
+from streamwatch.learning.evaluation.false_alerts import DAY_S, false_alerts
 from streamwatch.rules.model import Confirm, Rule
 from streamwatch.vocabulary import EventKind
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from support.demo_site import demo_site, label_boards
 
-from streamwatch.evaluation.examples import Example
-from streamwatch.finetune.data import held_out
+from streamwatch.learning.evaluation.examples import Example
+from streamwatch.learning.finetune.data import held_out
 
 
 def site(tmp_path: Path, boards: int) -> Path:

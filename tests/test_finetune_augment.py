@@ -7,8 +7,8 @@ import random
 
 import numpy as np
 
-from streamwatch.finetune.augment import LIGHT, jitter
-from streamwatch.finetune.example import TrainingExample
+from streamwatch.learning.finetune.augment import LIGHT, jitter
+from streamwatch.learning.finetune.example import TrainingExample
 
 
 def _board() -> TrainingExample:

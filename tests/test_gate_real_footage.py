@@ -19,12 +19,12 @@ import pytest
 from PIL import Image
 from support.footage import LABELS, frames, labelled
 
-from streamwatch.bench.footage import crop, load_footage, replay_gate
-from streamwatch.change import ChangeGate, view
 from streamwatch.config import CameraConfig
-from streamwatch.demo.camera import KINDS, degraded
+from streamwatch.errors import DataFileError
 from streamwatch.inference.types import Answer
-from streamwatch.tomlfile import DataFileError
+from streamwatch.pipeline.change import ChangeGate, view
+from streamwatch.tools.bench.footage import crop, load_footage, replay_gate
+from streamwatch.tools.demo.camera import KINDS, degraded
 
 DEFAULTS = CameraConfig(id="x", url="x")  # the shipped change_area and max_reuse_s
 STILL = ("facade", "upper-lawn", "lower-lawn")

@@ -19,9 +19,9 @@ from support.service import Running, SceneBackend, figure_on_the_right, write_si
 from streamwatch.config import load_settings
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.types import Prompt
-from streamwatch.outputs.announce import Announcer
-from streamwatch.outputs.discovery import Discovery, entity_slug
-from streamwatch.outputs.topics import Topics
+from streamwatch.outputs.mqtt.announce import Announcer
+from streamwatch.outputs.mqtt.discovery import Discovery, entity_slug
+from streamwatch.outputs.mqtt.topics import Topics
 from streamwatch.rules.loader import ActiveRules, configured_rules
 
 PEOPLE = """

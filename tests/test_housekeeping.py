@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-import streamwatch.housekeeping as housekeeping
-from streamwatch.housekeeping import Loops
+import streamwatch.app.housekeeping as housekeeping
+from streamwatch.app.housekeeping import Loops
 
 
 async def _until(condition: object, timeout: float = 20.0) -> None:
@@ -33,7 +33,7 @@ def test_a_failing_round_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptur
         await _until(lambda: len(rounds) >= 5)
         await loops.stop()
 
-    with caplog.at_level(logging.ERROR, logger="streamwatch.housekeeping"):
+    with caplog.at_level(logging.ERROR, logger="streamwatch.app.housekeeping"):
         asyncio.run(scenario())
     assert caplog.text.count("retention: this round failed") == 2 and "OSError: disk full" in caplog.text
 
@@ -59,7 +59,7 @@ def test_a_loop_that_dies_is_restarted_and_reported_down_meanwhile(
         await _until(lambda: len(starts) == 2 and not loops.failures)
         await loops.stop()
 
-    with caplog.at_level(logging.ERROR, logger="streamwatch.housekeeping"):
+    with caplog.at_level(logging.ERROR, logger="streamwatch.app.housekeeping"):
         asyncio.run(scenario())
     assert seen_down == [{"sampler-gate": "RuntimeError: bug in the sampler"}]
     assert "sampler-gate stopped unexpectedly; restarting it" in caplog.text

@@ -15,11 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from streamwatch.config import JobsConfig, load_settings
-from streamwatch.jobs.records import JobFolder, JobRecord
-from streamwatch.jobs.runner import JobBusy, JobRefused, JobRunner
-from streamwatch.jobs.spec import ADAPTER_DIR, EvalOptions, FinetuneOptions, command
+from streamwatch.errors import JobRefused, NotApplied
+from streamwatch.learning.jobs.records import JobFolder, JobRecord
+from streamwatch.learning.jobs.runner import JobBusy, JobRunner
+from streamwatch.learning.jobs.spec import ADAPTER_DIR, EvalOptions, FinetuneOptions, command
+from streamwatch.learning.release.live import apply_adapter
 from streamwatch.metrics import Metrics
-from streamwatch.release.live import NotApplied, apply_adapter
 
 
 def settings_in(folder: Path, extra: str = ""):  # type: ignore[no-untyped-def]
@@ -121,7 +122,7 @@ def test_a_job_left_running_by_a_killed_service_is_marked_interrupted(tmp_path: 
 
 
 def test_a_job_over_its_time_is_stopped_and_its_log_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import streamwatch.jobs.runner as runner_module
+    import streamwatch.learning.jobs.runner as runner_module
 
     monkeypatch.setattr(runner_module, "MAX_LOG_BYTES", 1000)
     settings = settings_in(tmp_path)

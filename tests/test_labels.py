@@ -24,7 +24,7 @@ from support.web import Site
 from streamwatch.config import CameraConfig, LabelsConfig, WebConfig, load_settings
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.types import Answer, Prompt
-from streamwatch.labelling import LabelCollector
+from streamwatch.learning.labels import LabelCollector
 from streamwatch.rules.model import Rule
 from streamwatch.store.db import Database
 from streamwatch.store.labels import LabelStore, NewLabelRequest
@@ -265,7 +265,7 @@ class UnsureBackend(Backend):
 def test_without_an_rng_the_sample_is_drawn_from_the_picture(tmp_path: Path) -> None:
     """The same footage gives the same label requests (a fresh collector, a restart, a re-run); over
     many pictures the share is the configured one."""
-    from streamwatch.labelling import picture_draw, thumbnail
+    from streamwatch.learning.labels import picture_draw, thumbnail
 
     pictures = [random_image(seed, 64, 36) for seed in range(2000)]
     draws = [picture_draw(thumbnail(p, None), RULE.id) for p in pictures]

@@ -1,26 +1,26 @@
-"""Import contracts: the service's pipeline never reaches up into the web layer, the composition root
-or the command line, nor out into the tools (the demo's generators and trainer, the benchmarks).
-Checked on every import statement of the source, function-level and relative ones included."""
+"""Import contracts: the runtime never imports the tools; the pipeline and the learning loop never reach
+up into the web layer, the composition root or the command line; the store does not know the outputs.
+
+The contracts are written once, in pyproject.toml's [tool.importlinter], which `lint-imports` checks
+in `make lint`. This test reads the same contracts and checks them on every import statement of the
+source (function-level and relative ones included), so that a broken contract fails the test run too."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from support.helpers import REPO
 
 PACKAGE = REPO / "streamwatch"
-TOOLS = ("streamwatch.demo", "streamwatch.bench")
-ABOVE = ("streamwatch.web", "streamwatch.app", "streamwatch.live", "streamwatch.cli", "streamwatch.serve")
-# The pipeline: ingest -> sampling (gate, frame history) -> inference -> rules -> alerts -> store and
-# outputs, with labelling and shadow rules beside it, and the learning loop.
-PIPELINE = (
-    "alerts", "answer_log", "change", "clips", "config", "config_watch", "decision", "filewatch", "frame_history", "housekeeping",
-    "inference", "ingest", "labelling", "lifecycle", "logs", "metrics", "outputs", "redact", "rules",
-    "sampling", "shadowing", "shard", "store", "tomlfile", "vocabulary",
-    # the learning loop: eval, fine-tuning, releases and the jobs that run them
-    "evaluation", "finetune", "jobs", "release",
-)  # fmt: skip
+
+
+def contracts() -> list[dict[str, Any]]:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    found: list[dict[str, Any]] = config["tool"]["importlinter"]["contracts"]
+    return found
 
 
 def imports(path: Path, root: Path = REPO) -> set[str]:
@@ -36,44 +36,64 @@ def imports(path: Path, root: Path = REPO) -> set[str]:
     return found
 
 
-def crosses(name: str) -> bool:
-    """Whether module `name` is a tool or above the pipeline (streamwatch.clips is not streamwatch.cli)."""
-    return any(name == layer or name.startswith(f"{layer}.") for layer in TOOLS + ABOVE)
+def within(name: str, modules: list[str]) -> bool:
+    """Whether module `name` is one of `modules` or inside one (streamwatch.clips is not streamwatch.cli)."""
+    return any(name == module or name.startswith(f"{module}.") for module in modules)
 
 
-def pipeline_files() -> list[Path]:
-    files = []
-    for name in PIPELINE:
-        folder, module = PACKAGE / name, PACKAGE / f"{name}.py"
-        files += sorted(folder.rglob("*.py")) if folder.is_dir() else [module]
+def files_of(modules: list[str], root: Path = REPO) -> list[Path]:
+    files: list[Path] = []
+    for module in modules:
+        folder = root / module.replace(".", "/")
+        files += sorted(folder.rglob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
     return files
 
 
-def test_the_pipeline_imports_neither_tools_nor_the_layers_above_it() -> None:
-    files = pipeline_files()
-    assert len(files) > 60 and all(path.is_file() for path in files)  # the list names what exists
-    crossing = [
-        f"{path.relative_to(REPO)} imports {name}" for path in files for name in sorted(imports(path)) if crosses(name)
+def broken(contract: dict[str, Any], root: Path = REPO) -> list[str]:
+    sources, forbidden = contract["source_modules"], contract["forbidden_modules"]
+    files = files_of(sources, root)
+    assert files and all(path.is_file() for path in files), contract["name"]  # the contract names what exists
+    return [
+        f"{path.relative_to(root)} imports {name}"
+        for path in files
+        for name in sorted(imports(path, root))
+        if within(name, forbidden)
     ]
-    assert crossing == []
+
+
+def test_every_contract_holds_on_every_import_statement() -> None:
+    found = contracts()
+    assert {c["type"] for c in found} == {"forbidden"} and len(found) == 3
+    for contract in found:
+        assert broken(contract) == [], contract["name"]
+
+
+def test_the_runtime_is_every_package_but_the_tools_and_the_command_line() -> None:
+    """A new package must be placed in a layer: the first contract names every package but the tools and
+    the command line (which offers the tools' commands)."""
+    (runtime, *_rest) = contracts()
+    packages = {
+        f"streamwatch.{path.stem if path.is_file() else path.name}"
+        for path in PACKAGE.iterdir()
+        if (path.is_dir() and (path / "__init__.py").exists()) or (path.suffix == ".py" and path.stem[0] != "_")
+    }
+    assert set(runtime["source_modules"]) == packages - {"streamwatch.tools", "streamwatch.cli"}
 
 
 def test_the_check_sees_imports_inside_functions_and_relative_ones(tmp_path: Path) -> None:
     probe = tmp_path / "streamwatch" / "rules" / "probe.py"
     probe.parent.mkdir(parents=True)
-    probe.write_text("def f() -> None:\n    from streamwatch.web.app import create_app\nfrom ..demo import clips\n")
-    assert imports(probe, tmp_path) == {"streamwatch.web.app", "streamwatch.demo"}
-    assert crosses("streamwatch.web.app") and crosses("streamwatch.cli") and not crosses("streamwatch.clips.ring")
-
-
-def test_the_store_does_not_know_the_outputs() -> None:
-    """The outbox keeps messages for whatever output made them; no output is known to the store."""
-    files = sorted((PACKAGE / "store").rglob("*.py"))
-    assert files
-    crossing = [
-        f"{path.relative_to(REPO)} imports {name}"
-        for path in files
-        for name in sorted(imports(path))
-        if name == "streamwatch.outputs" or name.startswith("streamwatch.outputs.")
+    probe.write_text(
+        "def f() -> None:\n    from streamwatch.web.app import create_app\nfrom ..tools.demo import clips\n"
+    )
+    assert imports(probe, tmp_path) == {"streamwatch.web.app", "streamwatch.tools.demo"}
+    contract = {
+        "name": "probe",
+        "source_modules": ["streamwatch.rules"],
+        "forbidden_modules": ["streamwatch.tools", "streamwatch.web"],
+    }
+    assert broken(contract, tmp_path) == [
+        "streamwatch/rules/probe.py imports streamwatch.tools.demo",
+        "streamwatch/rules/probe.py imports streamwatch.web.app",
     ]
-    assert crossing == []
+    assert not within("streamwatch.clips.ring", ["streamwatch.cli"])

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from streamwatch.app.housekeeping import Loops
+from streamwatch.app.live import Loop, Reconfiguration, Samplers
 from streamwatch.config import CameraConfig
-from streamwatch.housekeeping import Loops
+from streamwatch.config.shard import Shard
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.cameras import Cameras
-from streamwatch.live import Loop, Reconfiguration, Samplers
 from streamwatch.rules.loader import ActiveRules, load_rules
 from streamwatch.rules.watch import RuleWatcher
-from streamwatch.shard import Shard
 
 RULES = """
 [[rules]]
@@ -149,9 +149,7 @@ def test_a_new_rule_set_goes_live_and_what_left_resolves(tmp_path: Path) -> None
     async def main() -> None:
         async with Cameras([gate, dock]) as cameras, Loops() as loops:
             live = site.live(cameras, loops, rules, [gate, dock])
-            (site.rules_dir / "rules.toml").write_text(
-                RULES.format(id="intruder", cameras='"gate"'), encoding="utf-8"
-            )
+            (site.rules_dir / "rules.toml").write_text(RULES.format(id="intruder", cameras='"gate"'), encoding="utf-8")
             narrower = load_rules(site.rules_dir, [gate, dock])
             await live.rules_changed(narrower)
             assert rules.current is narrower

@@ -16,8 +16,8 @@ from support.demo_site import demo_site
 from support.helpers import REPO, free_port, wait_for
 from support.service import Running, write_site
 
+from streamwatch.app.housekeeping import Summary
 from streamwatch.config import load_settings
-from streamwatch.housekeeping import Summary
 from streamwatch.inference.lanes import QueueStats
 
 SNIPPET = """
@@ -60,7 +60,7 @@ def test_the_summary_line_counts_what_happened_since_the_last_one(caplog: pytest
     summary = Summary(lambda: (counts[0], counts[1], counts[2]), lambda: stats)
     counts[:] = [25, 9, 3]
     stats = QueueStats(failed=2, dropped=Counter({"deadline": 4, "full": 1}))
-    caplog.set_level(logging.INFO, logger="streamwatch.housekeeping")
+    caplog.set_level(logging.INFO, logger="streamwatch.app.housekeeping")
     import asyncio
 
     asyncio.run(summary.step())

@@ -25,14 +25,14 @@ from support.service import Running
 from transformers import AutoModelForImageTextToText
 
 from streamwatch.config import load_settings
-from streamwatch.demo.dataset import demo_tasks, example
-from streamwatch.finetune.lora import add_lora, save_adapter
-from streamwatch.finetune.settings import LoraSettings
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.build import build_backend
 from streamwatch.inference.queue import InferenceQueue
 from streamwatch.inference.types import AnswerKind, Prompt, Request
+from streamwatch.learning.finetune.lora import add_lora, save_adapter
+from streamwatch.learning.finetune.settings import LoraSettings
+from streamwatch.tools.demo.dataset import demo_tasks, example
 
 MODEL = REPO / "models" / "demo-glm4v"
 QUESTION = "Is there a solder bridge between two pins of the chip? Answer yes or no."

@@ -20,8 +20,8 @@ import pytest
 from support.mqtt import Broker, Subscriber
 
 from streamwatch.config import MqttConfig
-from streamwatch.outputs.mqtt import MqttOutput
-from streamwatch.outputs.topics import mqtt_message
+from streamwatch.outputs.mqtt.client import MqttOutput
+from streamwatch.outputs.mqtt.topics import mqtt_message
 from streamwatch.store.db import Database
 from streamwatch.store.outbox import Outbox
 
@@ -66,7 +66,7 @@ def test_online_retained_on_connect_and_offline_on_clean_stop(broker: Broker, tm
 def test_the_last_will_says_offline_when_the_process_dies(broker: Broker, tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio
-        from streamwatch.outputs.mqtt import MqttOutput
+        from streamwatch.outputs.mqtt.client import MqttOutput
         from streamwatch.config import MqttConfig
         from streamwatch.store.db import Database
         from streamwatch.store.outbox import Outbox
@@ -309,7 +309,7 @@ def test_a_lost_broker_is_noticed_without_publishing_and_the_reconnect_is_prompt
         await publisher.stop(task)
 
     try:
-        with caplog.at_level(logging.INFO, logger="streamwatch.outputs.mqtt"):
+        with caplog.at_level(logging.INFO, logger="streamwatch.outputs.mqtt.client"):
             asyncio.run(scenario())
     finally:
         broker.stop()
@@ -329,7 +329,7 @@ def test_a_missing_ca_file_is_logged_and_retried_not_fatal(
         assert not task.done() and not publisher.connected.is_set()  # still trying, not dead
         await publisher.stop(task)
 
-    with caplog.at_level(logging.ERROR, logger="streamwatch.outputs.mqtt"):
+    with caplog.at_level(logging.ERROR, logger="streamwatch.outputs.mqtt.client"):
         asyncio.run(scenario())
     assert f"cannot use mqtt.ca_file {tmp_path / 'gone.pem'}: No such file or directory" in caplog.text
     assert caplog.text.count("unavailable") < 10  # backing off, not spinning
@@ -340,7 +340,7 @@ def test_the_last_will_is_registered_again_on_a_restarted_broker(tmp_path: Path)
     broker.start()
     script = textwrap.dedent(f"""
         import asyncio
-        from streamwatch.outputs.mqtt import MqttOutput
+        from streamwatch.outputs.mqtt.client import MqttOutput
         from streamwatch.config import MqttConfig
         from streamwatch.store.db import Database
         from streamwatch.store.outbox import Outbox

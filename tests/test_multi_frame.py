@@ -15,10 +15,10 @@ from support.helpers import random_image, wait_for
 from support.service import MOTION_RULE, MotionBackend, Running, write_site
 
 from streamwatch.config import load_settings
-from streamwatch.frame_history import FrameHistory, Shape
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.types import Prompt
-from streamwatch.ingest.synthetic import scene
+from streamwatch.pipeline.frame_history import FrameHistory, Shape
+from streamwatch.tools.synthetic import scene
 
 MOVING = "Across these frames, oldest first, is the forklift moving? Answer yes or no."
 STILL = "Is the aisle blocked? Answer yes or no."
@@ -149,7 +149,7 @@ def test_change_gating_looks_at_the_newest_frame_of_the_window(
     settings = load_settings(write_site(tmp_path, str(still), None))
     (tmp_path / "rules" / "perimeter.toml").write_text(MOTION_RULE.replace("span_s = 1", "span_s = 2"), "utf-8")
     backend = MotionBackend()
-    with caplog.at_level("DEBUG", logger="streamwatch.answer_log"):
+    with caplog.at_level("DEBUG", logger="streamwatch.pipeline.answer_log"):
         running = Running(settings, lambda _s: backend)
         try:
             wait_for(lambda: len(running.decisions) >= 4, 40, "four decisions")

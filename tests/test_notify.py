@@ -24,13 +24,13 @@ from support.helpers import REPO, free_port, wait_for
 from support.service import Running, write_site
 
 from streamwatch.config import CameraConfig, NotifyConfig, load_settings
+from streamwatch.errors import DataFileError
 from streamwatch.metrics import Metrics
 from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.redact import RedactingFormatter, scrub
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, committed_since, description_of
 from streamwatch.store.outbox import Outbox
-from streamwatch.tomlfile import DataFileError
 
 TOKEN = "tok-9f3kQ2xL7pZ"  # in the target's URL: never in a log line, a metric or an error
 

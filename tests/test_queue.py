@@ -16,9 +16,10 @@ import pytest
 from PIL import Image
 from support.helpers import random_image
 
+from streamwatch.errors import DroppedError
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.queue import InferenceQueue
-from streamwatch.inference.types import AnswerKind, DroppedError, Prompt, Request
+from streamwatch.inference.types import AnswerKind, Prompt, Request
 
 IMAGE = random_image(0, 32, 32)
 

@@ -17,11 +17,11 @@ from support.adapters import make_adapter
 from support.demo_site import demo_site
 from support.helpers import REPO
 
-from streamwatch.alerts.pipeline import jpeg
-from streamwatch.cli import main
-from streamwatch.demo.dataset import demo_tasks, example
+from streamwatch.alerts.recorder import jpeg
+from streamwatch.cli.main import main
 from streamwatch.store.db import Database
 from streamwatch.store.labels import LabelStore, NewLabelRequest
+from streamwatch.tools.demo.dataset import demo_tasks, example
 from streamwatch.vocabulary import Label
 
 RULES = ("solder-bridge", "missing-screw", "housing-scratch")  # the defect rules whose scenes vary
@@ -198,7 +198,7 @@ def test_an_adapter_is_judged_on_the_examples_it_was_not_trained_on(
     listed (trained.json) are left out, for the live model too; a rule left with too few is refused."""
     import shutil
 
-    from streamwatch.evaluation.examples import TRAINED, Example, example_key
+    from streamwatch.learning.evaluation.examples import TRAINED, Example, example_key
 
     candidate = tmp_path / "trained-adapter"
     shutil.copytree(adapters[0], candidate)

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from streamwatch.config.release import ReleaseConfig
-from streamwatch.evaluation.replay import Scored
-from streamwatch.release.gate import GateReport, judge, markdown
+from streamwatch.learning.evaluation.replay import Scored
+from streamwatch.learning.release.gate import GateReport, judge, markdown
 from streamwatch.rules.model import Rule
 
 CONFIG = ReleaseConfig()

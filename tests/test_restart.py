@@ -39,7 +39,7 @@ cooldown_s = 600
 SERVICE = """
 import asyncio, sys
 from pathlib import Path
-from streamwatch.app import Service
+from streamwatch.app.service import Service
 from streamwatch.config import load_settings
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.logs import setup_logging

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from support.helpers import wait_for
 
-from streamwatch.bench.rtsp import RtspServer
 from streamwatch.config import CameraConfig
 from streamwatch.ingest.camera import CameraWorker
+from streamwatch.tools.bench.rtsp import RtspServer
 
 
 def camera(camera_id: str, url: str, **options: Any) -> CameraConfig:
@@ -255,7 +255,7 @@ def test_http_streams_are_cameras_too(tmp_path: Path, workers: list[CameraWorker
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from streamwatch.ingest.synthetic import write_clip
+    from streamwatch.tools.synthetic import write_clip
 
     write_clip(tmp_path / "live.ts", seconds=2, width=320, height=180)  # MPEG-TS, as HTTP encoders send
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))

@@ -9,10 +9,10 @@ import pytest
 from support.helpers import REPO
 
 from streamwatch.config import CameraConfig
+from streamwatch.errors import DataFileError
 from streamwatch.inference.limits import offline_limits
 from streamwatch.rules.loader import load_rule_file, load_rules
 from streamwatch.rules.model import Rule, within_hours
-from streamwatch.tomlfile import DataFileError
 
 YARD = CameraConfig(id="yard", url="a.mp4", tags=["perimeter"], location="the north yard", vars={"door": "D4"})
 DOCK = CameraConfig(id="dock-2", url="b.mp4", tags=["warehouse"])

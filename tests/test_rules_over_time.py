@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from streamwatch.alerts.payload import event_payload
-from streamwatch.alerts.pipeline import AlertPipeline
+from streamwatch.alerts.recorder import AlertPipeline
 from streamwatch.config import CameraConfig
 from streamwatch.inference.types import Answer
 from streamwatch.rules.model import Rule

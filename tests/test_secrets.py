@@ -17,7 +17,7 @@ from support.helpers import REPO, free_port, wait_for
 from streamwatch.config import CameraConfig, MqttConfig
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.logs import FORMAT
-from streamwatch.outputs.topics import Topics
+from streamwatch.outputs.mqtt.topics import Topics
 from streamwatch.redact import SECRETS, RedactingFormatter, display_url, redact_url, scrub
 
 PASSWORDS = ["p#ss", "p?ss=1", "pa/ss", "pa ss", "pa'ss\"", "p@ss@", "p%40ss", "hunter2:with:colons", "ab"]

@@ -22,10 +22,10 @@ from support.helpers import REPO, get_json, wait_for
 from support.mqtt import Broker, Subscriber
 from support.service import RULES, Running, figure_on_the_right, write_site
 
-from streamwatch.bench.rtsp import RtspServer
 from streamwatch.config import load_settings
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore, description_of
+from streamwatch.tools.bench.rtsp import RtspServer
 
 
 def test_rtsp_camera_to_mqtt_alert_events_with_rows_and_snapshots(
@@ -167,7 +167,7 @@ def test_readiness_follows_the_broker_connection(tmp_path: Path, broker: Broker)
 
 def test_describe_is_not_asked_on_a_camera_that_says_no(tmp_path: Path) -> None:
 
-    from streamwatch.alerts.pipeline import AlertPipeline
+    from streamwatch.alerts.recorder import AlertPipeline
     from streamwatch.config import CameraConfig
     from streamwatch.inference.types import Answer
     from streamwatch.rules.model import Rule

@@ -22,16 +22,16 @@ from support.helpers import REPO, wait_for
 from support.mqtt import Broker, Subscriber
 from support.service import RULES, Running, write_site
 
-from streamwatch.alerts.pipeline import jpeg
+from streamwatch.alerts.recorder import jpeg
 from streamwatch.config import load_settings
-from streamwatch.demo.dataset import demo_tasks, example
+from streamwatch.errors import DataFileError
+from streamwatch.learning.shadow_rules import with_shadows
 from streamwatch.rules.loader import load_rules
-from streamwatch.shadowing import with_shadows
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
 from streamwatch.store.shadow import NewShadowDecision, ShadowStore
-from streamwatch.tomlfile import DataFileError
+from streamwatch.tools.demo.dataset import demo_tasks, example
 from streamwatch.vocabulary import Verdict
 
 SHADOW = """

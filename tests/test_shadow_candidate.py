@@ -23,19 +23,20 @@ from support.helpers import REPO, free_port, wait_for
 from support.service import serving
 
 from streamwatch.config import Settings, load_settings
-from streamwatch.decision import Decision
-from streamwatch.demo.dataset import demo_tasks, example
+from streamwatch.errors import ShadowRefused
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.build import build_backend, load_backend
 from streamwatch.inference.engine import Engine, Model
 from streamwatch.inference.types import Answer, Prompt
 from streamwatch.ingest.preprocess import crop_roi
-from streamwatch.release import shadow as shadow_module
-from streamwatch.release.shadow import CandidateShadow, ShadowRefused
+from streamwatch.learning.release import shadow as shadow_module
+from streamwatch.learning.release.shadow import CandidateShadow
+from streamwatch.pipeline.decision import Decision
 from streamwatch.rules.loader import load_rules
 from streamwatch.rules.model import Rule
 from streamwatch.store.db import Database
 from streamwatch.store.shadow_runs import ShadowRuns
+from streamwatch.tools.demo.dataset import demo_tasks, example
 
 RULE = "solder-bridge"
 

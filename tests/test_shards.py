@@ -16,10 +16,10 @@ from support.mqtt import Broker, Subscriber
 from support.service import RULES, Running
 
 from streamwatch.config import load_settings
-from streamwatch.shard import Shard
+from streamwatch.config.shard import Shard
+from streamwatch.errors import DataFileError
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
-from streamwatch.tomlfile import DataFileError
 
 
 def test_every_camera_is_on_exactly_one_shard_and_stays_there() -> None:
@@ -36,7 +36,7 @@ def test_every_camera_is_on_exactly_one_shard_and_stays_there() -> None:
         [
             sys.executable,
             "-c",
-            "from streamwatch.shard import Shard; print([Shard(1, 3).of(f'cam-{i}') for i in range(20)])",
+            "from streamwatch.config.shard import Shard; print([Shard(1, 3).of(f'cam-{i}') for i in range(20)])",
         ],
         capture_output=True,
         text=True,

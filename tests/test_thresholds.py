@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from streamwatch.evaluation import metrics
-from streamwatch.evaluation.thresholds import MIN_EACH, logit, sigmoid, suggest
+from streamwatch.learning.evaluation import scores as metrics
+from streamwatch.learning.evaluation.thresholds import MIN_EACH, logit, sigmoid, suggest
 
 
 def test_too_few_examples_of_either_answer_suggest_nothing_and_say_what_is_needed() -> None:

@@ -79,7 +79,7 @@ def test_qwen_prompt_is_chatml_without_thinking_options(tiny_qwen2vl: Path) -> N
 
 
 def test_same_seed_same_weights(tmp_path: Path) -> None:
-    from streamwatch.vlm.tiny import make_tiny
+    from streamwatch.tools.tiny import make_tiny
 
     a = make_tiny(tmp_path / "a", "glm4v", seed=3)
     b = make_tiny(tmp_path / "b", "glm4v", seed=3)
@@ -87,7 +87,7 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
 
 
 def test_unknown_family_is_refused(tmp_path: Path) -> None:
-    from streamwatch.vlm.tiny import make_tiny
+    from streamwatch.tools.tiny import make_tiny
 
     with pytest.raises(ValueError, match="unknown family 'llava'"):
         make_tiny(tmp_path, "llava")

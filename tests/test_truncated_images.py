@@ -16,7 +16,8 @@ from PIL import Image
 from support.web import Site
 
 from streamwatch.config import WebConfig
-from streamwatch.ingest.images import ImageRejected, decode_image
+from streamwatch.errors import ImageRejected
+from streamwatch.ingest.images import decode_image
 from streamwatch.web.app import create_app
 
 

@@ -183,7 +183,7 @@ def test_off_loopback_everything_needs_a_login_or_a_token(site: Site) -> None:
 
 def test_settings_refuse_an_open_web_ui_without_a_password(tmp_path: Path) -> None:
     from streamwatch.config import load_settings
-    from streamwatch.tomlfile import DataFileError
+    from streamwatch.errors import DataFileError
 
     path = tmp_path / "config.toml"
     path.write_text('[model]\nid = "hub/model"\n[web]\nhost = "0.0.0.0"\n')

@@ -1,4 +1,4 @@
-"""`[release]`: the gate in front of every change of adapter or threshold (streamwatch/release)."""
+"""`[release]`: the gate in front of every change of adapter or threshold (streamwatch/learning/release)."""
 
 from __future__ import annotations
 

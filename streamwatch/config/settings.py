@@ -23,7 +23,8 @@ from streamwatch.config.sections import (
     WebConfig,
     _Section,
 )
-from streamwatch.tomlfile import DataFileError, Loc, problem, read_toml, substitute_env, validation_problems
+from streamwatch.config.tomlfile import Loc, problem, read_toml, substitute_env, validation_problems
+from streamwatch.errors import DataFileError
 
 
 class Settings(_Section):
@@ -59,7 +60,7 @@ class Settings(_Section):
     @field_validator("shard")
     @classmethod
     def _shard(cls, value: str) -> str:
-        from streamwatch.shard import Shard
+        from streamwatch.config.shard import Shard
 
         return str(Shard.parse(value))
 
@@ -198,7 +199,8 @@ def _problems(settings: Settings) -> list[str]:
 
 
 def _adapter_problems(settings: Settings) -> list[str]:
-    from streamwatch.inference.adapter import AdapterError, check_adapter_dir, is_empty_slot
+    from streamwatch.errors import AdapterError
+    from streamwatch.inference.adapter import check_adapter_dir, is_empty_slot
 
     loc = ("model", "adapter")
     if settings.model.backend != "transformers":

@@ -12,12 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from streamwatch.errors import AdapterError
+
 CONFIG = "adapter_config.json"
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-
-
-class AdapterError(Exception):
-    """An adapter directory that cannot be applied to the model, and why."""
 
 
 def is_empty_slot(path: Path) -> bool:

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable
 
 from streamwatch.config import Settings
-from streamwatch.inference.adapter import AdapterError, is_empty_slot
+from streamwatch.errors import AdapterError, StartupError
+from streamwatch.inference.adapter import is_empty_slot
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.queue import InferenceQueue
-from streamwatch.lifecycle import StartupError
 
 log = logging.getLogger(__name__)
 

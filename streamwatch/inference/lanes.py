@@ -12,7 +12,8 @@ from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from streamwatch.inference.types import Answer, DroppedError, Request
+from streamwatch.errors import DroppedError
+from streamwatch.inference.types import Answer, Request
 
 
 @dataclass(frozen=True)

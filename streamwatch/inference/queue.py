@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from streamwatch.errors import InferenceError
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.lanes import Item, Lanes, QueueStats
-from streamwatch.inference.types import Answer, AnswerKind, InferenceError, Request
+from streamwatch.inference.types import Answer, AnswerKind, Request
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from streamwatch.config import Settings
+from streamwatch.errors import StartupError
 from streamwatch.filewatch import FileWatch
 from streamwatch.inference.adapter import CONFIG, WEIGHTS
 from streamwatch.inference.backends.base import Backend
 from streamwatch.inference.engine import Engine, Model
-from streamwatch.lifecycle import StartupError
 
 log = logging.getLogger(__name__)
 

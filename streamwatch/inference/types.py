@@ -61,15 +61,3 @@ class Answer:
     model: str
     reused: bool = False  # the picture had not changed: the last answer stands, no model pass (change.py)
     tokens: int | None = None  # generated tokens (1 for a yes/no score); None where the backend does not say
-
-
-class InferenceError(RuntimeError):
-    """A model call failed for this request (the service log says why); other requests are unaffected."""
-
-
-class DroppedError(Exception):
-    """A request the queue did not answer; `reason` says why (deadline, overflow, shutdown)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"request dropped ({reason}){': ' + detail if detail else ''}")
-        self.reason = reason

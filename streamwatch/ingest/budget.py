@@ -18,14 +18,15 @@ from collections.abc import AsyncIterator, Sequence
 
 from PIL import Image
 
-from streamwatch.ingest.images import MAX_IMAGE_PIXELS, ImageRejected, declared_size, decode_image
+from streamwatch.errors import ImageRejected, StreamwatchError
+from streamwatch.ingest.images import MAX_IMAGE_PIXELS, declared_size, decode_image
 
 BYTES_PER_PIXEL = 3
 DECODE_COPIES = 3  # the decoder's image, its RGB conversion, and the decoder's own buffers and heap not yet given back
 TRIM_AFTER_BYTES = 32_000_000  # a decode this large: give the freed memory back to the system
 
 
-class NoRoom(Exception):
+class NoRoom(StreamwatchError):
     """The images waiting already take the budget (`too_large`: this one alone is larger than it)."""
 
     def __init__(self, message: str, *, too_large: bool = False) -> None:

@@ -14,11 +14,12 @@ import numpy as np
 
 from streamwatch.clips.ring import PacketRing
 from streamwatch.config import CameraConfig
+from streamwatch.errors import SourceError, StallError
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.images import MAX_IMAGE_PIXELS
-from streamwatch.ingest.sources import SourceError, image_files, is_network, local_path, read_image
+from streamwatch.ingest.sources import image_files, is_network, local_path, read_image
 from streamwatch.ingest.status import CameraStats, CameraStatus
-from streamwatch.ingest.stream import StallError, VideoStream
+from streamwatch.ingest.stream import VideoStream
 from streamwatch.redact import redact_url
 
 log = logging.getLogger(__name__)

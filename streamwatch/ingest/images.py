@@ -18,19 +18,11 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from streamwatch.errors import ImageRejected
 from streamwatch.ingest.preprocess import fit_longest_side
 
 PNG_END = b"IEND\xaeB`\x82"  # the last chunk of every PNG, with its (constant) CRC
 MAX_IMAGE_PIXELS = 36_000_000  # 8K (7680x4320) fits; a camera frame is far smaller
-
-
-class ImageRejected(ValueError):
-    """The bytes are not an image streamwatch will decode; `too_large` for size limits (HTTP 413)."""
-
-    def __init__(self, message: str, *, too_large: bool = False, which: str = "") -> None:
-        super().__init__(message)
-        self.too_large = too_large
-        self.which = which  # "image 2 of 3" when a request holds several
 
 
 def _check_whole(image: Image.Image, data: bytes) -> None:

@@ -13,15 +13,12 @@ import numpy as np
 from av.codec.hwaccel import HWAccel
 from PIL import Image
 
-from streamwatch.ingest.images import ImageRejected, decode_image
+from streamwatch.errors import ImageRejected, SourceError
+from streamwatch.ingest.images import decode_image
 from streamwatch.redact import redact_url, scrub
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
-
-
-class SourceError(Exception):
-    """A source could not be opened or read; the message is safe to log (credentials redacted)."""
 
 
 def is_network(url: str) -> bool:

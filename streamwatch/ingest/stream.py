@@ -13,16 +13,13 @@ from typing import Literal
 import av
 from av.codec.hwaccel import HWAccel
 
-from streamwatch.ingest.sources import SourceError, open_container
+from streamwatch.errors import SourceError, StallError
+from streamwatch.ingest.sources import open_container
 from streamwatch.redact import redact_url, scrub
 
 log = logging.getLogger(__name__)
 
 DecodeMode = Literal["auto", "keyframes", "all"]
-
-
-class StallError(SourceError):
-    """Packets may still arrive, but no frame was decoded for too long (the watchdog fired)."""
 
 
 class VideoStream:

@@ -9,7 +9,7 @@ from prometheus_client import Counter
 from streamwatch.config import Settings
 from streamwatch.outputs.base import Output
 from streamwatch.outputs.eventlog import EventLog
-from streamwatch.outputs.mqtt import MqttOutput
+from streamwatch.outputs.mqtt.client import MqttOutput
 from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.store.db import Database
 from streamwatch.store.events import committed_since, description_of

@@ -31,6 +31,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from streamwatch.config import CameraConfig, NotifyConfig
+from streamwatch.errors import NotifyError
 from streamwatch.outputs.limit import HOUR_S, HourlyLimit
 from streamwatch.outputs.relay import Relay, RelayedOutput
 from streamwatch.store.message import Message
@@ -49,10 +50,6 @@ APPRISE_TYPES = {"critical": "failure", "warning": "warning", "info": "info"}
 def sink_of(target: str) -> str:
     """A target's queue in the outbox: stable for its name and place, short enough for the column."""
     return "notify:" + hashlib.sha256(target.encode()).hexdigest()[:24]
-
-
-class NotifyError(Exception):
-    """The receiver did not take the notification (Apprise said so); it stays queued and is retried."""
 
 
 class NotifyOutput(RelayedOutput):

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamwatch.config import CameraConfig, Settings
+from streamwatch.config.tomlfile import Loc, load_model, problem, where
+from streamwatch.errors import DataFileError
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.rules.model import Rule, RuleFile
-from streamwatch.tomlfile import DataFileError, Loc, load_model, problem, where
 
 MAX_RULE_FILES = 256  # *.toml files in the rules folder
 MAX_RULES = 1000  # rules in one file

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamwatch.config import CameraConfig
+from streamwatch.errors import DataFileError
 from streamwatch.filewatch import FileWatch
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.rules.loader import CHARS_ONLY, RuleSet, load_rule_file, rule_files, shadow_warnings
 from streamwatch.rules.model import Rule
-from streamwatch.tomlfile import DataFileError
 
 log = logging.getLogger(__name__)
 

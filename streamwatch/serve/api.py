@@ -25,13 +25,13 @@ from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamwatch.config import ServeConfig
+from streamwatch.errors import DroppedError, ImageRejected, InferenceError
 from streamwatch.inference.limits import PromptLimits
 from streamwatch.inference.queue import InferenceQueue
-from streamwatch.inference.types import AnswerKind, DroppedError, InferenceError, Prompt
+from streamwatch.inference.types import AnswerKind, Prompt
 from streamwatch.inference.types import Request as Query
 from streamwatch.inference.watchdog import ModelWatchdog
 from streamwatch.ingest.budget import MemoryBudget, NoRoom, held_images
-from streamwatch.ingest.images import ImageRejected
 from streamwatch.serve.chat import ChatQuery, completion, parse_chat, stream_chunks, usage, yes_no_logprobs
 from streamwatch.serve.errors import ApiError
 from streamwatch.serve.fetch import PARAM, FetchPolicy

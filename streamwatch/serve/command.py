@@ -7,11 +7,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from streamwatch.app.housekeeping import STATUS_CHECK_S, Loops
+from streamwatch.app.lifecycle import stopped_by_signals, wait_for_stop
 from streamwatch.config import Settings, is_loopback
-from streamwatch.housekeeping import STATUS_CHECK_S, Loops
+from streamwatch.errors import StartupError
 from streamwatch.inference.build import build_backend
 from streamwatch.inference.engine import Engine, loaded_model
-from streamwatch.lifecycle import StartupError, stopped_by_signals, wait_for_stop
 from streamwatch.serve.api import create_openai_app
 from streamwatch.web.app import listen, serving
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from streamwatch.errors import StreamwatchError
+
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -19,7 +21,7 @@ _TYPES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(StreamwatchError):
     """A request this server answers with `status` and a message that says what to change."""
 
     def __init__(

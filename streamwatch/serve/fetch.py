@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import urljoin, urlsplit
 
+from streamwatch.errors import InputError
 from streamwatch.redact import redact_url
 from streamwatch.serve.errors import ApiError
 
@@ -48,7 +49,7 @@ class FetchPolicy:
     timeout_s: float = 10.0
 
 
-class Refused(Exception):
+class UrlRefused(InputError):
     """Why a fetch did not happen or failed; logged, never shown to the client."""
 
 
@@ -68,11 +69,11 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
             status, location, body = _get(url, policy, deadline, watchdog)
             if location is None:
                 if status != 200:
-                    raise Refused(f"HTTP {status}")
+                    raise UrlRefused(f"HTTP {status}")
                 return body
             url = urljoin(url, location)
-        raise Refused(f"more than {MAX_REDIRECTS} redirects")
-    except Refused as exc:
+        raise UrlRefused(f"more than {MAX_REDIRECTS} redirects")
+    except UrlRefused as exc:
         reason = f"timed out after {policy.timeout_s:g} s (serve.fetch_timeout_s)" if watchdog.fired else exc
         log.info("serve: image URL %s not fetched: %s", redact_url(url), reason)
         raise ApiError(400, NOT_FETCHED, PARAM) from None
@@ -118,13 +119,13 @@ def _get(url: str, policy: FetchPolicy, deadline: float, watchdog: _Watchdog) ->
     parts = urlsplit(url)
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
     if scheme not in ("http", "https") or not host:
-        raise Refused(f"not an http(s) URL with a host: {scheme or 'no scheme'}")
+        raise UrlRefused(f"not an http(s) URL with a host: {scheme or 'no scheme'}")
     if policy.allow_hosts and not any(fnmatchcase(host, pattern.lower()) for pattern in policy.allow_hosts):
         raise ApiError(400, f"image_url host {host!r} is not in serve.fetch_allow_hosts", PARAM)
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
-        raise Refused("bad port") from None
+        raise UrlRefused("bad port") from None
     address = _checked_address(host, port, policy.allow_private)
     connection = _Pinned(host, port, address, _remaining(deadline), watchdog, tls=scheme == "https")
     try:
@@ -139,7 +140,7 @@ def _get(url: str, policy: FetchPolicy, deadline: float, watchdog: _Watchdog) ->
             return response.status, response.getheader("location") or "", b""
         return response.status, None, _read(response, policy.max_bytes, deadline, url)
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS, garbage
-        raise Refused(f"{type(exc).__name__}: {exc}") from None
+        raise UrlRefused(f"{type(exc).__name__}: {exc}") from None
     finally:
         connection.close()
 
@@ -149,12 +150,12 @@ def _checked_address(host: str, port: int, allow_private: bool) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise Refused(f"cannot resolve {host}: {exc}") from None
+        raise UrlRefused(f"cannot resolve {host}: {exc}") from None
     addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if not allow_private and not _public(ip):
-            raise Refused(f"{host} resolves to {address}, which is not a public address")
+            raise UrlRefused(f"{host} resolves to {address}, which is not a public address")
     return addresses[0]
 
 
@@ -167,7 +168,7 @@ def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise Refused("timed out")
+        raise UrlRefused("timed out")
     return left
 
 

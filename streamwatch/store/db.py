@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from streamwatch.config import Settings
-from streamwatch.lifecycle import StartupError
+from streamwatch.errors import StartupError
 from streamwatch.redact import scrub
 from streamwatch.store.urls import engine_url
 

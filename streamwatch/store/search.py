@@ -8,6 +8,7 @@ import re
 
 from sqlalchemy import ColumnElement, and_, literal_column, select, table, text, true
 
+from streamwatch.errors import SearchError
 from streamwatch.store.models import Event
 
 MAX_QUERY_CHARS = 200
@@ -22,10 +23,6 @@ def outside_the_models(name: str | None) -> bool:
     """Whether a database object is the search's own (migration 0013), not one of the models' tables:
     the FTS5 table with its shadow tables, the PostgreSQL index."""
     return name is not None and (name.startswith("events_fts") or name == "ix_events_search")
-
-
-class SearchError(ValueError):
-    """A search that cannot be run as given (too long); the message says why."""
 
 
 def terms(query: str) -> list[str]:

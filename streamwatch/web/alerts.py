@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from streamwatch.errors import SearchError
 from streamwatch.store.alert_list import Alert, AlertFilter, AlertList, alert_payload
-from streamwatch.store.search import MAX_QUERY_CHARS, SearchError
+from streamwatch.store.search import MAX_QUERY_CHARS
 from streamwatch.vocabulary import ReviewChoice, Severity, Verdict
 from streamwatch.web.api import MAX_OFFSET, Review, context, event_json
 from streamwatch.web.pages import render, since_of

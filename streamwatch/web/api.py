@@ -14,10 +14,10 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from streamwatch.alerts.payload import event_payload, review_fields
-from streamwatch.alerts.pipeline import jpeg
-from streamwatch.inference.types import AnswerKind, DroppedError
+from streamwatch.alerts.recorder import jpeg
+from streamwatch.errors import DroppedError, ImageRejected
+from streamwatch.inference.types import AnswerKind
 from streamwatch.ingest.budget import NoRoom, held_images
-from streamwatch.ingest.images import ImageRejected
 from streamwatch.store.events import EventFilter
 from streamwatch.store.models import Event
 from streamwatch.vocabulary import EventKind, Severity, Verdict

@@ -18,8 +18,8 @@ from markupsafe import Markup
 
 from streamwatch import __version__
 from streamwatch.config import Settings, WebConfig
+from streamwatch.errors import StartupError
 from streamwatch.ingest.budget import MemoryBudget
-from streamwatch.lifecycle import StartupError
 from streamwatch.web.api import DECODING_AT_ONCE, MAX_UPLOAD_BYTES
 from streamwatch.web.context import WebContext
 from streamwatch.web.gate import SMALL_BODY, Gate, allowed_hosts

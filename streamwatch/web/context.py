@@ -7,13 +7,13 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from streamwatch.answer_log import LastAnswer
 from streamwatch.inference.types import Answer, AnswerKind
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
-from streamwatch.jobs.runner import JobRunner
+from streamwatch.learning.jobs.runner import JobRunner
+from streamwatch.learning.release.shadow import CandidateShadow
 from streamwatch.metrics import Metrics
-from streamwatch.release.shadow import CandidateShadow
+from streamwatch.pipeline.answer_log import LastAnswer
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Body, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from streamwatch.jobs.records import LOG, JobRecord
-from streamwatch.jobs.runner import JobBusy, JobRefused, JobRunner
-from streamwatch.jobs.spec import LORA, EvalOptions, FinetuneOptions, JobOptions, Override, Thresholds
+from streamwatch.errors import JobRefused
+from streamwatch.learning.jobs.records import LOG, JobRecord
+from streamwatch.learning.jobs.runner import JobBusy, JobRunner
+from streamwatch.learning.jobs.spec import LORA, EvalOptions, FinetuneOptions, JobOptions, Override, Thresholds
 from streamwatch.web.api import context
 from streamwatch.web.gate import client_of
 from streamwatch.web.pages import render

@@ -10,7 +10,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from streamwatch.config.passwords import MAX_SECRET_CHARS
-from streamwatch.inference.types import AnswerKind, DroppedError
+from streamwatch.errors import DroppedError
+from streamwatch.inference.types import AnswerKind
 from streamwatch.store.events import EventFilter
 from streamwatch.vocabulary import EventKind, ReviewChoice, Severity
 from streamwatch.web.api import MAX_OFFSET, context, question_checked, uploaded_image

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Body, Form, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from streamwatch.jobs.runner import JobRefused
-from streamwatch.jobs.spec import Thresholds
-from streamwatch.release.shadow import CandidateShadow, ShadowRefused
+from streamwatch.errors import JobRefused, ShadowRefused
+from streamwatch.learning.jobs.spec import Thresholds
+from streamwatch.learning.release.shadow import CandidateShadow
 from streamwatch.web.api import context
 from streamwatch.web.jobs import _csrf, jobs_page, parse_thresholds, runner, who
 from streamwatch.web.strict_json import StrictJsonRoute

@@ -9,16 +9,16 @@ from typing import Any
 
 from PIL import Image
 
-from streamwatch.answer_log import AnswerLog
 from streamwatch.inference.engine import Engine
 from streamwatch.inference.reload import ModelState
 from streamwatch.inference.types import Answer, AnswerKind
 from streamwatch.ingest.cameras import Cameras
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
-from streamwatch.jobs.runner import JobRunner
+from streamwatch.learning.jobs.runner import JobRunner
+from streamwatch.learning.release.shadow import CandidateShadow
 from streamwatch.metrics import Metrics
-from streamwatch.release.shadow import CandidateShadow
+from streamwatch.pipeline.answer_log import AnswerLog
 from streamwatch.rules.loader import ActiveRules
 from streamwatch.store import measures
 from streamwatch.store.events import EventStore

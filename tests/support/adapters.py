@@ -14,8 +14,8 @@ def make_adapter(out: Path, harm: float) -> Path:
     random with the scale `harm` (seeded), which moves every answer."""
     from transformers import AutoModelForImageTextToText
 
-    from streamwatch.finetune.lora import add_lora, save_adapter
-    from streamwatch.finetune.settings import LoraSettings
+    from streamwatch.learning.finetune.lora import add_lora, save_adapter
+    from streamwatch.learning.finetune.settings import LoraSettings
 
     model = add_lora(AutoModelForImageTextToText.from_pretrained(str(REPO / "models" / "demo-glm4v")), LoraSettings())
     if harm:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from streamwatch.alerts.pipeline import jpeg
-from streamwatch.demo.dataset import demo_tasks, example
+from streamwatch.alerts.recorder import jpeg
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore, NewLabelRequest
+from streamwatch.tools.demo.dataset import demo_tasks, example
 from streamwatch.vocabulary import Label
 from support.helpers import REPO
 

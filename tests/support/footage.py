@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamwatch.bench.footage import Footage, clip_samples, load_footage
+from streamwatch.tools.bench.footage import Footage, clip_samples, load_footage
 from support.helpers import REPO
 
 LABELS = REPO / "footage" / "labels"

@@ -17,11 +17,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from streamwatch.app import Service
+from streamwatch.app.service import Service
 from streamwatch.config import Settings
-from streamwatch.decision import Decision
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.types import Prompt
+from streamwatch.pipeline.decision import Decision
 from support.helpers import free_port, wait_for
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from streamwatch.answer_log import LastAnswer
 from streamwatch.config import CameraConfig
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.limits import PromptLimits
@@ -21,9 +20,10 @@ from streamwatch.inference.types import Answer, AnswerKind, Prompt, Request
 from streamwatch.ingest.camera import CameraWorker
 from streamwatch.ingest.frame import Frame
 from streamwatch.ingest.status import CameraStatus
-from streamwatch.jobs.runner import JobRunner
+from streamwatch.learning.jobs.runner import JobRunner
+from streamwatch.learning.release.shadow import CandidateShadow
 from streamwatch.metrics import Metrics
-from streamwatch.release.shadow import CandidateShadow
+from streamwatch.pipeline.answer_log import LastAnswer
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore

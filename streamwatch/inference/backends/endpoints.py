@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from streamwatch.inference.types import InferenceError
+from streamwatch.errors import InferenceError
 from streamwatch.redact import redact_url
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,10 @@ import httpx
 from PIL import Image
 
 from streamwatch.config import RemoteConfig
+from streamwatch.errors import InferenceError
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.endpoints import Endpoint, Endpoints
-from streamwatch.inference.types import InferenceError, Prompt
+from streamwatch.inference.types import Prompt
 from streamwatch.ingest.preprocess import fit_longest_side
 from streamwatch.vlm.prompts import clean_answer
 
