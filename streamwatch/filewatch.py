@@ -32,6 +32,11 @@ class FileWatch(Generic[S]):
         self.applied: S = read()  # acted on (at start: what was loaded)
         self.seen: S = self.applied  # at the previous poll
 
+    def accept(self) -> S:
+        """What is there now, taken as acted on (it was loaded by other means): no poll reports it."""
+        self.applied = self.seen = self.read()
+        return self.applied
+
     def poll(self) -> Edit[S] | None:
         now = self.read()
         changed, settled = now != self.applied, now == self.seen

@@ -206,7 +206,11 @@ def test_applying_an_adapter_fills_the_slot_or_repoints_its_link(tmp_path: Path)
     (tmp_path / "slot").mkdir()  # an empty folder: a slot waiting for an adapter
     not_watched = settings_in(tmp_path, 'adapter = "slot"\nwatch_s = 0\n')
     with pytest.raises(NotApplied, match=r"model\.watch_s is 0"):
-        apply_adapter(not_watched, new)
+        apply_adapter(not_watched, new)  # from the command line: nothing would load it
+    apply_adapter(not_watched, new, service_loads=True)  # a release job: the service hands it to the model
+    assert (tmp_path / "slot" / "adapter_model.safetensors").read_bytes() == b"new"
+    for name in os.listdir(tmp_path / "slot"):
+        (tmp_path / "slot" / name).unlink()
     settings = settings_in(tmp_path, 'adapter = "slot"\n')
     apply_adapter(settings, new)
     assert sorted(os.listdir(tmp_path / "slot")) == ["adapter_config.json", "adapter_model.safetensors"]

@@ -1,6 +1,6 @@
 """The learning loop from the running service's REST API and Jobs page: fine-tune on the labels, apply
-the adapter (swapped in without a restart), evaluate it against the bare model, with the real CLI as
-the jobs' child processes on the shipped demo model."""
+the adapter (handed to the model without a restart: the adapter folder is not watched here), evaluate
+it against the bare model, with the real CLI as the jobs' child processes on the shipped demo model."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def site(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
     )
     text = text.replace("describe = false\n", "describe = false\nenabled = false\n")  # no camera: only the jobs
     text = text.replace(
-        'id = "./models/demo-glm4v"', 'id = "./models/demo-glm4v"\nadapter = "data/adapter"\nwatch_s = 1'
+        'id = "./models/demo-glm4v"', 'id = "./models/demo-glm4v"\nadapter = "data/adapter"\nwatch_s = 0'
     )
     config.write_text(text, encoding="utf-8")
     (tmp_path / "data" / "adapter").mkdir()  # an empty slot: the model runs alone until one is applied

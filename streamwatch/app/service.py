@@ -267,11 +267,12 @@ def _build(
         Periodic("model-watchdog", engine.watchdog.step, STATUS_CHECK_S),
         Periodic("summary", Summary(counts, engine.queue.stats).step, SUMMARY_S),
     ]
-    if settings.model.watch_s > 0:
-        reload = ModelReload(settings, engine, lambda s: load_backend(s, backend_factory), model_state)
-        if reload.paths:
-            periodic.append(Periodic("model-reload", reload.step, settings.model.watch_s))
-    jobs = JobRunner(settings, metrics, database) if settings.jobs.enabled else None
+    reload = ModelReload(settings, engine, lambda s: load_backend(s, backend_factory), model_state)
+    if settings.model.watch_s > 0 and reload.paths:
+        periodic.append(Periodic("model-reload", reload.step, settings.model.watch_s))
+    jobs = None
+    if settings.jobs.enabled:  # a release job's adapter goes to the model directly (watched or not)
+        jobs = JobRunner(settings, metrics, database, load_adapter=reload.now if reload.paths else None)
     checks: dict[str, Check] = {
         "model": engine.watchdog.problem,
         "database": database.problem,

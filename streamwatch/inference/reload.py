@@ -86,7 +86,8 @@ class ModelState:
 
 
 class ModelReload:
-    """For a periodic loop (`step`): reloads the model when its files change."""
+    """For a periodic loop (`step`): reloads the model when its files change. `now`: reload at once, for
+    a release that just wrote the adapter (with or without the watch)."""
 
     def __init__(
         self,
@@ -98,9 +99,24 @@ class ModelReload:
         self.settings, self.engine, self.load, self.state = settings, engine, load, state
         self.paths = watched_paths(settings)
         self.watch = FileWatch(lambda: signature(self.paths))
+        self.loaded = self.watch.applied  # the files of the model that answers
+        self._reloading = asyncio.Lock()
 
     async def step(self) -> None:
-        if await asyncio.to_thread(self.watch.poll) is not None:
+        edit = await asyncio.to_thread(self.watch.poll)
+        if edit is not None:
+            await self._load(edit.now)
+
+    async def now(self) -> None:
+        """What the model's folders hold now, loaded unless it is what answers already (a release wrote
+        the adapter completely before it returned: no need to wait for it to stand still)."""
+        await self._load(await asyncio.to_thread(self.watch.accept))
+
+    async def _load(self, files: Signature) -> None:
+        async with self._reloading:
+            if files == self.loaded:
+                return  # loaded already (a release handed it over, then the watch saw it too)
+            self.loaded = files
             await self.reload()
 
     async def reload(self) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -51,8 +51,12 @@ class JobRunner:
         metrics: Metrics | None = None,
         database: Database | None = None,
         python: str = sys.executable,
+        *,
+        load_adapter: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings, self.config, self.metrics, self.python = settings, settings.jobs, metrics, python
+        # the model loads what model.adapter holds now: called once a release job or a rollback wrote it
+        self.load_adapter = load_adapter
         self.database = database  # the versions of adapter + thresholds (release/), where there is one
         self.folder = JobFolder(settings.path(settings.jobs.dir))
         self._submitting = asyncio.Lock()
@@ -180,10 +184,13 @@ class JobRunner:
             if self._current is not None and self._current[0].kind == "release":
                 raise JobBusy(f"release job {self._current[0].id} is running: roll back once it ended")
             try:
-                live = await asyncio.to_thread(rollback, self.settings, self.database, version, by=by)
+                live = await asyncio.to_thread(
+                    rollback, self.settings, self.database, version, by=by, service_loads=self.load_adapter is not None
+                )
             except NotApplied as exc:
                 raise JobRefused(str(exc)) from None
             await self._mark_applied(live.job_id if live.adapter is not None else None)
+            await self._hand_over()
             return live
 
     async def override(self, job_id: str, by: str, reason: str) -> JobRecord:
@@ -212,11 +219,21 @@ class JobRunner:
         return {rule: float(value) for rule, value in single.items() if value is not None}
 
     async def _applied(self, record: JobRecord) -> None:
-        """A release job that made a fine-tune's adapter live: that job is marked applied, no other."""
+        """A release job that made a fine-tune's adapter live: that job is marked applied, no other, and
+        the model loads it."""
         adapter = record.options.get("adapter")
         if record.kind != "release" or record.state != "succeeded" or adapter is None:
             return
         await self._mark_applied(None if adapter == "none" else adapter)
+        await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        if self.load_adapter is None:
+            return
+        try:
+            await self.load_adapter()
+        except Exception:  # the reload says what failed (log, readiness); the version is recorded live
+            log.exception("the adapter made live could not be handed to the model")
 
     async def _mark_applied(self, job_id: str | None) -> None:
         """The fine-tune job whose adapter is live is marked applied (since now), no other."""

@@ -135,6 +135,7 @@ def command(
     `by`: who asked (a release records it)."""
     if isinstance(options, ReleaseOptions):
         args = ["release", "apply", "-c", str(config), "--out", str(folder), "--by", by, "--log-level", "INFO"]
+        args.append("--service-loads")  # the service hands the adapter to its model when the job ends
         if options.adapter is not None:
             args.append(f"--adapter={adapter_of(options.adapter)}")
             if options.adapter != "none":

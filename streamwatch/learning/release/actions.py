@@ -71,11 +71,13 @@ def apply_change(
     by: str,
     override: str | None = None,
     job_id: str | None = None,
+    service_loads: bool = False,
 ) -> Outcome:
     """Gate the change; live when it passes, or (recorded) when `override` gives a reason; else refused
-    and recorded as such. NotApplied: it cannot be made live at all (no adapter slot, a bad adapter)."""
+    and recorded as such. NotApplied: it cannot be made live at all (no adapter slot, a bad adapter).
+    `service_loads`: the running service loads the adapter itself once this returns (live.check_slot)."""
     if not isinstance(change.adapter, Keep):
-        check_slot(settings)
+        check_slot(settings, service_loads=service_loads)
     if override is not None and not override.strip():
         raise NotApplied("an override needs a reason")
     if _no_effect(settings, change):
@@ -88,7 +90,7 @@ def apply_change(
     state = State(adapter, before.thresholds | dict(change.thresholds))
     outcome = "passed" if report.passed else ("overridden" if override is not None else "refused")
     if outcome != "refused":
-        _make_live(settings, state, adapter_changes=not isinstance(change.adapter, Keep))
+        _make_live(settings, state, not isinstance(change.adapter, Keep), service_loads)
     version = versions.record(
         by=by,
         action="apply",
@@ -106,8 +108,9 @@ def apply_change(
     return Outcome(report, version, applied=True)
 
 
-def rollback(settings: Settings, database: Database, to: int, *, by: str) -> Version:
-    """Version `to`'s adapter and thresholds, live again, recorded as a new version."""
+def rollback(settings: Settings, database: Database, to: int, *, by: str, service_loads: bool = False) -> Version:
+    """Version `to`'s adapter and thresholds, live again, recorded as a new version (`service_loads`:
+    as for apply_change)."""
     versions = versions_of(settings, database)
     target = versions.get(to)
     if target is None:
@@ -122,7 +125,7 @@ def rollback(settings: Settings, database: Database, to: int, *, by: str) -> Ver
     known = {rule: value for rule, value in target.thresholds.items() if rule in before.thresholds}
     state = State(adapter, before.thresholds | known)
     changes = [f"back to version {to}", *_differences(before, state)]
-    _make_live(settings, state, adapter_changes=True)
+    _make_live(settings, state, True, service_loads)
     version = versions.record(
         by=by,
         action="rollback",
@@ -172,15 +175,15 @@ def _differences(before: State, after: State) -> list[str]:
     return lines
 
 
-def _make_live(settings: Settings, state: State, adapter_changes: bool) -> None:
+def _make_live(settings: Settings, state: State, adapter_changes: bool, service_loads: bool) -> None:
     """The thresholds (checked before any file is written), then the adapter (checked before)."""
     if adapter_changes:
-        check_slot(settings)
+        check_slot(settings, service_loads=service_loads)
         if state.adapter is not None:
             check_adapter(state.adapter)
     set_thresholds(settings.path(settings.rules_dir), settings.cameras, state.thresholds)
     if adapter_changes:
-        apply_adapter(settings, state.adapter)
+        apply_adapter(settings, state.adapter, service_loads=service_loads)
 
 
 def adapter_folder(value: str | None) -> Path | Keep | None:

@@ -50,7 +50,15 @@ def _apply(args: argparse.Namespace) -> int:
         raise ValueError("nothing to apply: give --adapter DIR (or none) and/or --threshold RULE=VALUE")
     settings, database = _opened(args)
     try:
-        outcome = apply_change(settings, database, change, by=args.by, override=args.override, job_id=args.job)
+        outcome = apply_change(
+            settings,
+            database,
+            change,
+            by=args.by,
+            override=args.override,
+            job_id=args.job,
+            service_loads=args.service_loads,
+        )
     finally:
         database.close()
     report = outcome.report
@@ -149,6 +157,8 @@ def add_release_parser(sub: Any) -> None:
     )
     parser.add_argument("--override", metavar="REASON", help="apply even where the gate refuses (recorded)")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # the fine-tune job the adapter came from (jobs)
+    # a release job of the running service, which hands the adapter to its model itself once this ends
+    parser.add_argument("--service-loads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--by", default=_user(), help="who makes the change (default: the user name)")
     parser.add_argument("--out", metavar="DIR", help="apply: write the gate's report (gate.md, gate.json) here")
     parser.add_argument("--limit", type=int, default=50, help="list: versions shown")

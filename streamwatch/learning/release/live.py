@@ -20,24 +20,29 @@ from streamwatch.rules.loader import load_rule_file, load_rules
 EMPTY = ".empty"  # an empty folder a linked slot points at when a version has no adapter
 
 
-def check_slot(settings: Settings) -> Path:
-    """model.adapter's folder, once the service watches it; else NotApplied saying what to set."""
+def check_slot(settings: Settings, *, service_loads: bool = False) -> Path:
+    """model.adapter's folder, where something will load what is written there: the running service
+    itself (`service_loads`: a release job or a rollback from its web UI or API), or its watch of the
+    folder (`model.watch_s`); else NotApplied saying what to set."""
     target = settings.adapter_path()
     if target is None:
         raise NotApplied(
             'model.adapter is not set: set it in the config (e.g. model.adapter = "data/adapter", a folder) and '
             "restart once; after that, adapters apply without a restart"
         )
-    if settings.model.watch_s <= 0:
-        raise NotApplied("model.watch_s is 0: the service does not watch model.adapter; set watch_s (e.g. 5)")
+    if settings.model.watch_s <= 0 and not service_loads:
+        raise NotApplied(
+            "model.watch_s is 0: the service does not watch model.adapter; set watch_s (e.g. 5), or apply from "
+            "the service's web UI or API (a release job), which hands the adapter to the model itself"
+        )
     if target.exists() and not target.is_dir():
         raise NotApplied(f"model.adapter {target} is a file, not a folder")
     return target
 
 
-def apply_adapter(settings: Settings, adapter: Path | None) -> None:
+def apply_adapter(settings: Settings, adapter: Path | None, *, service_loads: bool = False) -> None:
     """`adapter`'s files become model.adapter's (None: the slot is emptied: the model alone)."""
-    target = check_slot(settings)
+    target = check_slot(settings, service_loads=service_loads)
     if adapter is not None:
         check_adapter(adapter)
     if target.is_symlink():
