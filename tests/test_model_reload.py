@@ -6,6 +6,7 @@ is released only after it."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import shutil
@@ -28,7 +29,9 @@ from streamwatch.config import load_settings
 from streamwatch.inference.backends.base import Backend, YesNo
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.inference.build import build_backend
+from streamwatch.inference.engine import Engine, Model
 from streamwatch.inference.queue import InferenceQueue
+from streamwatch.inference.reload import ModelReload, ModelState
 from streamwatch.inference.types import AnswerKind, Prompt, Request
 from streamwatch.learning.finetune.lora import add_lora, save_adapter
 from streamwatch.learning.finetune.settings import LoraSettings
@@ -210,3 +213,43 @@ def test_a_swap_lets_the_batch_inside_the_old_backend_finish_there_and_releases_
     finally:
         old.release.set()
         queue.stop()
+
+
+def test_an_adapter_handed_over_is_loaded_once_whether_the_folder_is_watched_or_not(tmp_path: Path) -> None:
+    """ModelReload.now (a release job ended) loads what the slot holds at once; the watch, polled after,
+    does not load the same files again, and still sees a later edit of its own."""
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    (tmp_path / "config.toml").write_text(
+        f'[model]\nid = "{MODEL}"\nadapter = "slot"\nwatch_s = 1\n[web]\nenabled = false\n[mqtt]\nenabled = false\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(tmp_path / "config.toml")
+    loads: list[str] = []
+
+    def load(_settings: object) -> Backend:
+        backend = Gate(f"v{len(loads) + 1}", 0.5)
+        backend.release.set()
+        loads.append(backend.name)
+        return backend
+
+    first = Gate("v0", 0.5)
+    first.release.set()
+    engine = Engine(settings, Model(first))
+    reload = ModelReload(settings, engine, load, ModelState(engine.model, 0.0))
+
+    async def main() -> None:
+        (slot / "adapter_config.json").write_text('{"marker": 1}', encoding="utf-8")
+        (slot / "adapter_model.safetensors").write_bytes(b"1")
+        await reload.now()
+        assert loads == ["v1"] and engine.model.backend.name == "v1" and first.closed
+        for _ in range(3):
+            await reload.step()
+        await reload.now()
+        assert loads == ["v1"]  # the same files: not loaded twice
+        (slot / "adapter_model.safetensors").write_bytes(b"22")  # an operator's copy: the watch takes it
+        await reload.step()
+        await reload.step()
+        assert loads == ["v1", "v2"] and engine.model.backend.name == "v2"
+
+    asyncio.run(main())
