@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config.toml
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 3
 
 .PHONY: run test install install-test apt-test-deps footage lint
 
@@ -42,4 +43,4 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports
 
 test: install-test lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)

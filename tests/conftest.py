@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from support.helpers import CHROMIUM
 from support.mqtt import Broker
+from support.notify import webhook  # noqa: F401  (a fixture for the tests of every folder)
 
 from streamwatch.inference.backends.transformers import TransformersBackend
 from streamwatch.tools.bench.rtsp import RtspServer
@@ -116,3 +117,8 @@ def browser() -> Iterator[object]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         yield chromium
         chromium.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: run in parallel (make test), they start at once instead of being the tail."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -3,13 +3,17 @@ real queue on a backend double whose P(yes) is the image's brightness."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import socket
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI
 from PIL import Image
 
 from streamwatch.config import CameraConfig
@@ -27,9 +31,10 @@ from streamwatch.pipeline.answer_log import LastAnswer
 from streamwatch.store.db import Database
 from streamwatch.store.events import EventStore
 from streamwatch.store.labels import LabelStore
+from streamwatch.web.app import bind, serve
 from streamwatch.web.context import RuleView
 from support.events import new_event
-from support.helpers import REPO
+from support.helpers import REPO, free_port
 
 
 class BrightnessBackend(Backend):
@@ -123,3 +128,48 @@ def jpeg_bytes(color: tuple[int, int, int] = (200, 200, 200)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 36), color).save(buffer, format="JPEG")
     return buffer.getvalue()
+
+
+class LiveServer:
+    """The app on a real uvicorn socket in a thread of its own, as the service runs it."""
+
+    def __init__(self, app: FastAPI, trusted_proxies: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.trusted_proxies = trusted_proxies
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(app,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(20)
+
+    def _run(self, app: FastAPI) -> None:
+        async def main() -> None:
+            self.server, task = await serve(app, bind("127.0.0.1", self.port), self.trusted_proxies)
+            self.ready.set()
+            await task
+
+        self.loop.run_until_complete(main())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+
+    def raw(self, head: str, body: bytes = b"") -> tuple[int, bytes]:
+        """Send a request head (and maybe a start of a body) and read the status line and body; the
+        server must answer without waiting for the rest of a body it was told about."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as connection:
+            connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return int(data.split(b" ", 2)[1]), data.split(b"\r\n\r\n", 1)[1]
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0

@@ -5,7 +5,7 @@ fp32 elementwise kernels (cast, square, mean, scale, cast back) and the vision p
 3-D convolution whose kernel equals its stride (cuDNN picks a slow implicit-GEMM kernel for it).
 `fuse_rms_norms` and `linear_patch_embeddings` replace them with one fused kernel and one matmul that
 compute the same function; `quantize_fp8` trades a little precision for FP8 tensor-core matmuls.
-Each has a CPU test against the unmodified model (tests/test_kernels.py).
+Each has a CPU test against the unmodified model (tests/inference/test_kernels.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ its open share is 1, which is why both figures are reported. The open share grow
 grow with `q` until alerts stop closing. The closed part is exact (a Markov chain over the confirmation
 window) for `m` up to `EXACT_M`; past that it is approximated by the chance that a sample completes
 `n` of `m`. `for_s` and `on = "rising"` are left out: both only make alerts fewer, so the figures never
-flatter. Checked against the evaluator driven by random answers (tests/test_false_alerts.py).
+flatter. Checked against the evaluator driven by random answers (tests/alerts/test_false_alerts.py).
 """
 
 from __future__ import annotations

@@ -8,73 +8,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import email
-import json
 import logging
-import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.events import new_event
 from support.helpers import REPO, free_port, wait_for
+from support.notify import TOKEN, Webhook, events_and_target, record
 from support.service import Running, write_site
 
-from streamwatch.config import CameraConfig, NotifyConfig, load_settings
+from streamwatch.config import NotifyConfig, load_settings
 from streamwatch.errors import DataFileError
-from streamwatch.metrics import Metrics
-from streamwatch.outputs.notify import NotifyOutput, sink_of
 from streamwatch.redact import RedactingFormatter, scrub
-from streamwatch.store.db import Database
-from streamwatch.store.events import EventStore, committed_since, description_of
-from streamwatch.store.outbox import Outbox
-
-TOKEN = "tok-9f3kQ2xL7pZ"  # in the target's URL: never in a log line, a metric or an error
-
-
-class Webhook:
-    """An HTTP server taking Apprise's JSON notifications on a fixed port; stopped and started again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.received: list[dict[str, Any]] = []
-        self.server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body) | {"path": self.path})
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook/{TOKEN}"
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.stop()
 
 
 @pytest.fixture
@@ -141,42 +89,6 @@ def test_an_alert_reaches_a_webhook_and_a_mailbox_with_its_snapshot(
     assert 'streamwatch_notifications_total{outcome="sent",target="ops#2"}' in metrics
     shown = "\n".join(RedactingFormatter().format(record) for record in caplog.records)
     assert TOKEN not in metrics and TOKEN not in shown
-
-
-def events_and_target(
-    tmp_path: Path, config: NotifyConfig, *, retry_max_s: float = 30.0
-) -> tuple[EventStore, NotifyOutput, Metrics]:
-    """A store in `tmp_path` (opened again when it exists) and a target whose limit reads its history."""
-    database = Database.open(f"sqlite:///{tmp_path / 'events.db'}")
-    store = EventStore(database, tmp_path / "snapshots")
-    metrics = Metrics()
-    camera = CameraConfig(id="gate", url="x.mp4", name="Gate", tags=["perimeter"])
-    target = NotifyOutput(
-        config,
-        0,
-        Outbox(database, sink=sink_of(f"{config.name}#1")),
-        cameras=[camera],
-        media_dir=store.snapshot_dir,
-        public_url=None,
-        counter=metrics.notifications,
-        history=lambda since: committed_since(database, since, lambda _camera: True),
-        description_of=lambda uid: description_of(database, uid),
-        retry_initial_s=0.5,
-        retry_max_s=retry_max_s,
-    )
-    return store, target, metrics
-
-
-def record(store: EventStore, target: NotifyOutput, uid: str, **fields: Any) -> int:
-    """Commit an event with this target's messages, as the alert pipeline does; returns how many."""
-    queued: list[Any] = []
-
-    def messages(event: Any) -> dict[str, Any]:
-        queued.extend(target.event_messages(event, None, None))
-        return {target.name: queued}
-
-    store.record(new_event(uid, **fields), (REPO / "tests" / "data" / "snapshot.jpg").read_bytes(), messages)
-    return len(queued)
 
 
 def test_a_receiver_down_for_30_s_gets_every_notification_afterwards_in_order(

@@ -176,7 +176,7 @@ def test_the_store_is_bounded_oldest_first(tmp_path: Path, caplog: pytest.LogCap
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, Site]]:
     site = Site(tmp_path)
     for index in range(3):
-        site.labels.add(new_request(f"q{index}"), (Path(__file__).parent / "data" / "snapshot.jpg").read_bytes())
+        site.labels.add(new_request(f"q{index}"), (Path(__file__).parents[1] / "data" / "snapshot.jpg").read_bytes())
     with TestClient(create_app(site, WebConfig()), base_url="http://127.0.0.1:8080") as test_client:
         yield test_client, site
     site.close()

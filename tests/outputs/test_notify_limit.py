@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 from support.events import new_event
-from test_notify import events_and_target, record
+from support.notify import events_and_target, record
 
 from streamwatch.config import NotifyConfig
 from streamwatch.outputs.limit import HOUR_S, HourlyLimit

@@ -5,26 +5,22 @@ is throttled and a wrong token is cheap to refuse."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import io
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-from support.helpers import free_port, wait_for
-from support.web import Site, add_event, jpeg_bytes
+from support.helpers import wait_for
+from support.web import LiveServer, Site, add_event, jpeg_bytes
 
 import streamwatch.web.guard as guard_module
 from streamwatch.config import WebConfig
 from streamwatch.config.passwords import hash_secret
-from streamwatch.web.app import bind, create_app, serve
+from streamwatch.web.app import create_app
 from streamwatch.web.gate import Throttle
 
 TOKEN = "tok-0123456789abcdef"
@@ -41,51 +37,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 def protected() -> WebConfig:
     return WebConfig(host="127.0.0.1", password_hash=hash_secret("correct horse"), token_hash=hash_secret(TOKEN))
-
-
-class LiveServer:
-    """The app on a real uvicorn socket in a thread of its own, as the service runs it."""
-
-    def __init__(self, app: FastAPI, trusted_proxies: tuple[str, ...] = ()) -> None:
-        self.port = free_port()
-        self.trusted_proxies = trusted_proxies
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(app,), daemon=True)
-        self.thread.start()
-        assert self.ready.wait(20)
-
-    def _run(self, app: FastAPI) -> None:
-        async def main() -> None:
-            self.server, task = await serve(app, bind("127.0.0.1", self.port), self.trusted_proxies)
-            self.ready.set()
-            await task
-
-        self.loop.run_until_complete(main())
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-
-    def raw(self, head: str, body: bytes = b"") -> tuple[int, bytes]:
-        """Send a request head (and maybe a start of a body) and read the status line and body; the
-        server must answer without waiting for the rest of a body it was told about."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as connection:
-            connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
-            data = b""
-            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return int(data.split(b" ", 2)[1]), data.split(b"\r\n\r\n", 1)[1]
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return int(line.split(b":")[1])
-    return 0
 
 
 @pytest.fixture

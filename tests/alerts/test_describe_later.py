@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from test_notify import Webhook, events_and_target, webhook  # noqa: F401  (the fixture)
+from support.notify import Webhook, events_and_target
 
 from streamwatch.alerts import recorder as pipeline_module
 from streamwatch.alerts.recorder import AlertPipeline
@@ -159,7 +159,7 @@ async def put_away() -> None:
 
 
 @pytest.mark.parametrize("answers", [True, False])
-def test_a_target_may_wait_for_the_description(tmp_path: Path, webhook: Webhook, answers: bool) -> None:  # noqa: F811
+def test_a_target_may_wait_for_the_description(tmp_path: Path, webhook: Webhook, answers: bool) -> None:
     webhook.start()
     config = NotifyConfig(name="ops", urls=[webhook.url], wait_for_description_s=2 if not answers else 60)
     store, target, _metrics = events_and_target(tmp_path, config)

@@ -48,7 +48,7 @@ def test_calibration_error_and_false_alerts_a_day() -> None:
     # 1 sample every 2 s (43,200 a day); 1 in 100 answers falsely yes; n = m = 1, no cooldown: 100 samples
     # closed on average, then open until the next "no" (1 / 0.99 samples)
     assert false_alerts(0.01, 2.0, 1, 1).openings_per_day == pytest.approx(43_200 / (100 + 1 / 0.99))
-    # (the state machine against the evaluator itself: tests/test_false_alerts.py)
+    # (the state machine against the evaluator itself: tests/alerts/test_false_alerts.py)
 
 
 def manifest(tmp_path: Path, body: str, clip: Path | None = None) -> Path:

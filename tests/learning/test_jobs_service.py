@@ -48,6 +48,7 @@ def finished(client: httpx.Client, job_id: str) -> dict[str, Any]:
     return job
 
 
+@pytest.mark.slow
 def test_finetune_apply_and_eval_from_the_rest_api(site: tuple[httpx.Client, Path]) -> None:
     client, folder = site
     assert client.get("/readyz").json()["model"]["adapter"] is None

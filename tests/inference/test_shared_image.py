@@ -84,6 +84,7 @@ def test_two_queue_workers_sharing_the_backend_get_the_same_answers(
     assert not failures, failures[:2]
 
 
+@pytest.mark.slow
 def test_compiled_layers_answer_like_the_plain_model(tiny_glm4v: Path) -> None:
     compiled = TransformersBackend.load(str(tiny_glm4v), device="cpu")
     plain = TransformersBackend.load(str(tiny_glm4v), device="cpu")

@@ -17,8 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 from support.helpers import wait_for
-from support.web import Site
-from test_web_hardening import LiveServer
+from support.web import LiveServer, Site
 
 from streamwatch.config import WebConfig
 from streamwatch.inference.types import Answer, AnswerKind
