@@ -17,10 +17,12 @@ real footage, bench/gating-footage.md):
    deviation: robust while less than half of it changed). A pixel changed when it moved by more than
    `PIXEL_DELTA` or 2.5 times that noise, whichever is more; when the noise is above `NOISE_LIMIT`
    nothing can be told apart and the model is asked.
-3. **Shake.** Where both pictures have edges, a camera shaking by `SHAKE_PX` source pixels moves
-   brightness by that much times the steepest slope at or next to a pixel: that much more is allowed
-   there (the gentler of the two pictures: edges only one of them has, a newcomer's or a leaver's
-   own, excuse nothing).
+3. **Shake.** A camera shaking moves the whole picture: the shift from the old view (phase
+   correlation, to a fraction of a pixel) is undone first when it is at most `SHAKE_PX` source pixels
+   each way (the strip it brings in at the border repeats the view's edge). What a shift leaves (a turn, a
+   sway, a shift misjudged by a fraction) is allowed where both pictures have edges: brightness moves
+   by `SHAKE_PX` source pixels times the steepest slope at or next to a pixel (the gentler of the two
+   pictures: edges only one of them has, a newcomer's or a leaver's own, excuse nothing).
 4. **Area.** Changed pixels next to each other form patches; the largest patch's area is counted in
    source pixels. At `area` or more (a camera's `change_area`, 16 by default: a distant person's
    feet entering a lawn at night, the smallest labelled change of bench/gating-footage.md, is 16-29;
@@ -34,6 +36,7 @@ again within that time. Time is the frames' capture time. Each decision says why
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -51,6 +54,9 @@ SHAKE_PX = 3.0  # source pixels the camera may shake by: edges may move that far
 LIGHT_WINDOW = 96  # source pixels: the least side of the window light is evened out over
 CLIPPED = 235  # of 255 (blurred): a pixel this bright in both views is left out (overexposed)
 LIGHT_JUMP = 1.6  # the region's overall light changed by more than this factor: a light switched, ask
+MIN_SHIFT = 0.1  # view pixels: a smaller shift of the whole picture is left as it is
+MIN_RESPONSE = 0.1  # phase correlation's peak below this: no clear shift of the whole picture
+MIN_STEADY_SIDE = 16  # view pixels: a smaller region is not steadied (too little to correlate)
 
 
 @dataclass(frozen=True)
@@ -90,29 +96,69 @@ class Change:
 
 
 def compare(before: View, now: View) -> Change:
-    """The largest changed patch between two views of one region (its whole area when their sizes differ)."""
+    """The largest changed patch between two views of one region (its whole area when their sizes differ).
+    Where the views differ, they are compared again with the new one steadied (a shaking camera)."""
     if before.pixels.shape != now.pixels.shape:
         return Change(float(max(before.pixels.size, now.pixels.size)) * before.scale**2, 0.0)
     a, b = before.pixels.astype(np.float32), now.pixels.astype(np.float32)
+    found, changed = _changes(a, b, before.scale)
+    if changed is None or not found.area:
+        return found  # a still picture (the usual case) costs one comparison; a light jump or noise: asked
+    steady = _steadied(a, b, SHAKE_PX / before.scale)
+    return found if steady is b else _changes(a, steady, before.scale)[0]
+
+
+def _changes(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[Change, np.ndarray | None]:
+    """Two grey views (float32) compared: how they differ, and which pixels changed (None where the light
+    jumped or the picture is too noisy to tell)."""
     gain = (float(b.mean()) + 4) / (float(a.mean()) + 4)
     jump = Change(0.0, 0.0, gain=gain)  # judged on the light alone
     if jump.light_switched:
-        return jump
-    b = b * _light(a, b, before.scale, 1 / gain)
+        return jump, None
+    clipped = np.minimum(a, b) >= CLIPPED  # white in both: nothing to tell
+    b = b * _light(a, b, scale, 1 / gain)
     difference = b - a
-    difference[np.minimum(before.pixels, now.pixels) >= CLIPPED] = 0  # white in both: nothing to tell
+    difference[clipped] = 0
     centred = np.abs(difference - float(np.median(difference)))
     noise = 1.4826 * float(np.median(centred))
     if noise > NOISE_LIMIT:
-        return Change(0.0, noise, noisy=True, gain=gain)
-    allowed = max(PIXEL_DELTA, NOISE_SIGMAS * noise) + _steepness(a, b) * (SHAKE_PX / before.scale)
-    changed = centred > allowed
+        return Change(0.0, noise, noisy=True, gain=gain), None
+    allowed = max(PIXEL_DELTA, NOISE_SIGMAS * noise) + _steepness(a, b) * (SHAKE_PX / scale)
+    changed: np.ndarray = centred > allowed
+    return Change(_largest(changed, scale), noise, gain=gain), changed
+
+
+def _largest(changed: np.ndarray, scale: float) -> float:
+    """The largest patch of changed pixels next to each other, in source pixels."""
     if not changed.any():
-        return Change(0.0, noise, gain=gain)
+        return 0.0
     near = cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8))  # a patch split by an edge is one
     count, labels = cv2.connectedComponents(near, connectivity=8)
-    largest = int(np.bincount(labels[changed], minlength=count).max())
-    return Change(largest * before.scale**2, noise, gain=gain)
+    return int(np.bincount(labels[changed], minlength=count).max()) * scale**2
+
+
+def _steadied(a: np.ndarray, b: np.ndarray, limit: float) -> np.ndarray:
+    """`b` moved back by the camera's shake: the shift of the whole picture from `a` (phase
+    correlation, to a fraction of a pixel), when it is at most `limit` view pixels each way. A larger
+    or unclear shift leaves `b` as it is (the shake allowance and the comparison then judge it). The
+    strip the move brings in at the border repeats the view's own edge: nothing is left out."""
+    height, width = a.shape
+    if min(height, width) < MIN_STEADY_SIDE:
+        return b
+    (dx, dy), response = cv2.phaseCorrelate(a, b, _window(height, width))
+    if max(abs(dx), abs(dy)) < MIN_SHIFT or max(abs(dx), abs(dy)) > limit or response < MIN_RESPONSE:
+        return b
+    back = np.array([[1, 0, -dx], [0, 1, -dy]], dtype=np.float32)
+    moved: np.ndarray = cv2.warpAffine(
+        b, back, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return moved
+
+
+@functools.cache
+def _window(height: int, width: int) -> np.ndarray:
+    window: np.ndarray = cv2.createHanningWindow((width, height), cv2.CV_32F)
+    return window
 
 
 def _light(a: np.ndarray, b: np.ndarray, scale: float, overall: float) -> np.ndarray | float:

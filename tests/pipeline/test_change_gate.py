@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -180,3 +181,36 @@ def test_the_demo_clips_raise_the_same_alerts_with_fewer_model_passes(tmp_path: 
         assert 0 < camera["asked_on"] < camera["asked_off"]
     assert "the same in both runs" in (tmp_path / "gating.md").read_text()
     print("\n" + "\n".join(lines))
+
+
+def thin_lines(seed: int) -> np.ndarray:
+    """A still picture of sharp thin lines (window frames, railings): where a shaken camera shows most.
+    None within 10 pixels of the border: a shake brings new picture in there, which is change."""
+    rng = np.random.default_rng(seed)
+    picture = np.full((360, 640, 3), 150, np.uint8)
+    for _ in range(40):
+        x, y = int(rng.integers(10, 590)), int(rng.integers(10, 310))
+        picture[y : y + 40, x : x + 2] = 30
+        picture[y : y + 2, x : x + 40] = 250
+    return picture
+
+
+def shifted(picture: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    height, width = picture.shape[:2]
+    move = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
+    return np.asarray(cv2.warpAffine(picture, move, (width, height), borderMode=cv2.BORDER_REFLECT))
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(1.5, 0.0), (0.0, -2.0), (2.5, 2.5), (-3.0, 1.0)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_shaken_picture_is_steadied_and_what_moved_in_it_still_shows(dx: float, dy: float, seed: int) -> None:
+    """The whole picture moved by up to 3 source pixels is not change; a figure placed in the shifted
+    picture is, and so is a move larger than a shake."""
+    still = thin_lines(seed)
+    moved = shifted(still, dx, dy)
+    assert area(still, moved) < AREA, (dx, dy)
+    with_figure = moved.copy()
+    with_figure[150:190, 300:320] = 90
+    assert area(still, with_figure) >= AREA
+    far = shifted(still, 12.0, 0.0)  # more than a shake: the camera moved, the picture changed
+    assert area(still, far) >= AREA

@@ -41,7 +41,9 @@ def vtest() -> tuple[object, list[np.ndarray]]:
 # The least share of a still region's still samples that reuse an answer, per camera degradation, over
 # seeds 0-2 (bench/gating-footage.md has the numbers). The gate before change_area reached 79 % on
 # noise, 86 % at night, 88 % through H.264, 78 % through exposure steps, 60 % through a drift, 71 %
-# under a cloud and 8 % with a shaking camera. Rain makes today's gate ask at nearly every sample:
+# under a cloud and 8 % with a shaking camera; the gate before it steadied a shaking picture reached
+# 81.2 % at seed 0 (72.5 % at worst over seeds 0-9) with the shaking camera. Rain makes today's gate
+# ask at nearly every sample:
 # its streaks are as large as the smallest change it must see (a person's legs at night), so nothing
 # is asserted for rain beyond missing nothing.
 FLOORS = {
@@ -52,7 +54,7 @@ FLOORS = {
     "exposure": 88,
     "drift": 88,
     "cloud": 88,
-    "jitter": 72,
+    "jitter": 84,
     "rain": 0,
 }
 
