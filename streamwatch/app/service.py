@@ -124,7 +124,7 @@ class Service:
                 "streamwatch stopped after %d decisions, %d alert events", self.answers.decisions, pipeline.events
             )
         )
-        await pipeline.restore(built.rules.watched(self.my_cameras), lambda camera: shard.of(camera) == shard.index)
+        await pipeline.restore(built.rules.watched(self.my_cameras), shard.owns)
         for output in outputs:  # after the restore: MQTT's first announcement carries the restored states
             await running.enter_async_context(output.running())
         await running.enter_async_context(pipeline.running())  # describe follow-ups: drained after the queue
@@ -185,7 +185,6 @@ def _build(
     answers: AnswerLog,
     more_sinks: Sequence[DecisionSink],
 ) -> Parts:
-    owns = lambda camera: shard.of(camera) == shard.index  # noqa: E731
     store = EventStore(database, settings.path(settings.storage.snapshot_dir), owner=shard.name)
     metrics = Metrics(cameras.statuses)
     engine = Engine(settings, model, latency=metrics.inference_latency.observe)
@@ -215,7 +214,7 @@ def _build(
         owner=shard.name,
         announcements=announcer.messages,
         notifications=metrics.notifications,
-        owns=owns,
+        owns=shard.owns,
     )
     mqtt = next((output for output in outputs if isinstance(output, MqttOutput)), None)
     clips = ClipRecorder(store, cameras.packets)

@@ -45,7 +45,11 @@ class Shard:
         return int.from_bytes(digest[:8], "big") % self.count + 1
 
     def select(self, cameras: Iterable[T], key: str = "id") -> list[T]:
-        return [camera for camera in cameras if self.of(getattr(camera, key)) == self.index]
+        return [camera for camera in cameras if self.owns(getattr(camera, key))]
+
+    def owns(self, camera_id: str) -> bool:
+        """Whether this shard watches `camera_id`."""
+        return self.of(camera_id) == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

@@ -101,20 +101,19 @@ def compare(before: View, now: View) -> Change:
     if before.pixels.shape != now.pixels.shape:
         return Change(float(max(before.pixels.size, now.pixels.size)) * before.scale**2, 0.0)
     a, b = before.pixels.astype(np.float32), now.pixels.astype(np.float32)
-    found, changed = _changes(a, b, before.scale)
-    if changed is None or not found.area:
+    found = _changes(a, b, before.scale)
+    if not found.area:
         return found  # a still picture (the usual case) costs one comparison; a light jump or noise: asked
     steady = _steadied(a, b, SHAKE_PX / before.scale)
-    return found if steady is b else _changes(a, steady, before.scale)[0]
+    return found if steady is b else _changes(a, steady, before.scale)
 
 
-def _changes(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[Change, np.ndarray | None]:
-    """Two grey views (float32) compared: how they differ, and which pixels changed (None where the light
-    jumped or the picture is too noisy to tell)."""
+def _changes(a: np.ndarray, b: np.ndarray, scale: float) -> Change:
+    """Two grey views (float32) compared: how they differ."""
     gain = (float(b.mean()) + 4) / (float(a.mean()) + 4)
     jump = Change(0.0, 0.0, gain=gain)  # judged on the light alone
     if jump.light_switched:
-        return jump, None
+        return jump
     clipped = np.minimum(a, b) >= CLIPPED  # white in both: nothing to tell
     b = b * _light(a, b, scale, 1 / gain)
     difference = b - a
@@ -122,10 +121,9 @@ def _changes(a: np.ndarray, b: np.ndarray, scale: float) -> tuple[Change, np.nda
     centred = np.abs(difference - float(np.median(difference)))
     noise = 1.4826 * float(np.median(centred))
     if noise > NOISE_LIMIT:
-        return Change(0.0, noise, noisy=True, gain=gain), None
+        return Change(0.0, noise, noisy=True, gain=gain)
     allowed = max(PIXEL_DELTA, NOISE_SIGMAS * noise) + _steepness(a, b) * (SHAKE_PX / scale)
-    changed: np.ndarray = centred > allowed
-    return Change(_largest(changed, scale), noise, gain=gain), changed
+    return Change(_largest(centred > allowed, scale), noise, gain=gain)
 
 
 def _largest(changed: np.ndarray, scale: float) -> float:
