@@ -71,11 +71,11 @@ class Sinks:
     async def take(self, decisions: Sequence[Decision]) -> None:
         if not decisions:
             return
+        first = decisions[0]  # names the camera and frame when something fails
         if self.transitions is not None:
             try:
                 decisions = await self.transitions(decisions)
             except Exception:
-                first = decisions[0]
                 log.exception(
                     "camera %s frame %d: the alert pipeline failed; its decisions go on without an alert event",
                     first.camera.id,
@@ -85,7 +85,6 @@ class Sinks:
             try:
                 await sink.take(decisions)
             except Exception:
-                first = decisions[0]
                 log.exception(
                     "camera %s frame %d: %s could not take the decisions; going on",
                     first.camera.id,
